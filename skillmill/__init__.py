@@ -1,0 +1,52 @@
+"""skillmill: a ready-to-run skill for every HuggingFace transformers model class.
+
+    from skillmill import load_skill
+    skill = load_skill("BertModel", model="tiny")          # or a local checkpoint folder
+    result = skill.process(["Hello world"])
+    result.embeddings, result.backend, result.fallback_reason, result.latency_ms
+
+Folders map onto this namespace: registry/ -> skillmill.registry, generator/ ->
+skillmill.generator, templates/ -> skillmill.templates, generated/ -> skillmill.generated,
+runtime/ -> skillmill.runtime, native/ -> skillmill.native, ir/ -> skillmill.ir.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["load_skill", "skill_class", "detect_hardware"]
+
+
+def skill_class(class_name: str) -> type:
+    """The generated ``<ClassName>Skill`` class for a transformers model class name."""
+    from skillmill.generated import SKILL_MODULES
+    from skillmill.registry import load_registry
+
+    module = SKILL_MODULES.get(class_name)
+    if module is None:
+        load_registry().get(class_name)  # raises KeyError with close matches
+        raise KeyError(f"{class_name} is registered but has no generated skill: run `generate-skills`")
+    try:
+        return getattr(importlib.import_module(f"skillmill.generated.{module}"), f"{class_name}Skill")
+    except (ModuleNotFoundError, AttributeError) as exc:
+        raise KeyError(
+            f"the generated skill for {class_name} is missing ({exc}): run `generate-skills`"
+        ) from None
+
+
+def load_skill(class_name: str, model: Any = None, device: str = "auto", **kwargs: Any):
+    """Build the skill for ``class_name`` (e.g. ``"BertModel"``).
+
+    ``model``: a local checkpoint folder, a config (object or dict), a ``PreTrainedModel``, or
+    ``"tiny"`` for the registry's tiny random model.  ``device``: ``"auto"`` (best target
+    present) or a target name such as ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"max"``."""
+    return skill_class(class_name)(model=model, device=device, **kwargs)
+
+
+def detect_hardware() -> dict[str, Any]:
+    """The hardware report ``generate-skills hardware`` prints, as a dict."""
+    from skillmill.generator.targets import load_declarations
+    from skillmill.runtime.hardware import hardware_report
+
+    return hardware_report(load_declarations())

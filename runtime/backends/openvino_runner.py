@@ -1,0 +1,47 @@
+"""Intel OpenVINO: convert the torch module once (``openvino.convert_model``), compile for the
+CPU, run.  Outputs come back positionally; they are named from a flattened reference layout."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import torch
+
+from ..errors import BackendUnavailable
+from ..outputs import flatten_outputs
+from . import BackendOutput
+
+
+def _compile(skill: Any, batch: dict[str, torch.Tensor]):
+    import openvino
+
+    model = skill.model_on(torch.device("cpu"))
+    with torch.inference_mode():
+        reference = flatten_outputs(model(**batch))
+    converted = openvino.convert_model(model, example_input=dict(batch))
+    compiled = openvino.Core().compile_model(converted, "CPU")
+    return compiled, list(reference)
+
+
+def run(skill: Any, batch: dict[str, Any]) -> BackendOutput:
+    if importlib.util.find_spec("openvino") is None:
+        raise BackendUnavailable("openvino", "Python package 'openvino' not installed")
+    tensors = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    key = tuple(sorted((k, v.dtype, v.dim()) for k, v in tensors.items()))
+    cache = skill.__dict__.setdefault("_openvino_cache", {})
+    if key not in cache:
+        try:
+            cache[key] = _compile(skill, tensors)
+        except Exception as exc:
+            raise BackendUnavailable(
+                "openvino", f"conversion failed: {type(exc).__name__}: {str(exc)[:200]}"
+            ) from exc
+    compiled, names = cache[key]
+    result = compiled({k: v.numpy() for k, v in tensors.items()})
+    values = [torch.from_numpy(result[out].copy()) for out in compiled.outputs]
+    if len(values) != len(names):
+        raise BackendUnavailable(
+            "openvino", f"converted model has {len(values)} outputs, PyTorch has {len(names)}"
+        )
+    return BackendOutput(dict(zip(names, values)), "openvino:CPU")

@@ -1,0 +1,55 @@
+"""What ``Skill.process`` returns: the model's outputs plus where and how it ran."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+
+@dataclass
+class SkillResult(Mapping):
+    """Model outputs (torch tensors on the CPU, flattened: ``"last_hidden_state"``,
+    ``"vision_model_output.pooler_output"``, ...) plus post-processed values (numpy arrays:
+    ``embeddings``, ``probabilities``, ``top_k``) and how the run went.
+
+    ``result["logits"]`` reads an output; ``result.backend`` says which target ran."""
+
+    outputs: dict[str, Any]
+    backend: str
+    device: str
+    latency_ms: float
+    fallback_reason: str | None = None
+    skipped: dict[str, str] = field(default_factory=dict)  # target -> why it was not used
+    postprocessed: dict[str, Any] = field(default_factory=dict)
+    postprocess_backend: str = ""
+
+    @property
+    def embeddings(self):
+        return self.postprocessed.get("embeddings")
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.outputs:
+            return self.outputs[key]
+        if key in self.postprocessed:
+            return self.postprocessed[key]
+        raise KeyError(f"no output '{key}'; this result has: {', '.join(self)}")
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.outputs
+        yield from self.postprocessed
+
+    def __len__(self) -> int:
+        return len(self.outputs) + len(self.postprocessed)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly description: shapes, not values."""
+        return {
+            "backend": self.backend,
+            "device": self.device,
+            "latency_ms": round(self.latency_ms, 3),
+            "fallback_reason": self.fallback_reason,
+            "skipped": self.skipped,
+            "postprocess_backend": self.postprocess_backend,
+            "outputs": {k: list(getattr(v, "shape", ())) for k, v in self.items()},
+        }

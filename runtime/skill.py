@@ -1,0 +1,310 @@
+"""The skill base classes that generated modules build on.
+
+A generated leaf (generated/<model_type>.py) only sets data — class name, model type, modality,
+family, tasks, inputs, hardware targets.  Loading, input preparation, backend choice with
+fallback, and post-processing live here, once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import postprocess
+from .errors import BackendUnavailable, SkillError, SkillInputError, UnknownDeviceError
+from .inputs import ByteTokenizer, check_mapping, is_text, tokenize
+from .loading import load_model, resolve_model_class, sentence_pooling
+from .mixin import MODULAR_TARGETS, MojoMaxTargetMixin, use_mojo_max_target
+from .result import SkillResult
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model",
+                   "vocab.json")
+TOP_K = 5
+
+
+class Skill(MojoMaxTargetMixin):
+    """Load a transformers model and run it on the best hardware target present."""
+
+    # Set by the generated leaf class.
+    model_class_name: str = ""
+    model_type: str = ""
+    config_class_name: str = ""
+    modality: str = "other"
+    family: str = "other"
+    tasks: tuple[str, ...] = ()
+    input_names: tuple[str, ...] = ()
+    main_input_names: tuple[str, ...] = ()
+    targets: dict[str, Any] = {}
+
+    def __init__(self, model: Any = None, device: str = "auto", dtype: Any = None):
+        self.device_request = self._check_device(device)
+        self.model_class = resolve_model_class(self.model_class_name, self.model_type)
+        self.model_source = model
+        self.model = load_model(self.model_class, self.model_type, model, dtype)
+        self._device_models: dict[str, torch.nn.Module] = {}
+        self._tokenizer: Any = None
+
+    # ---- configuration -------------------------------------------------------------------
+    def _check_device(self, device: str) -> str:
+        if not isinstance(device, str):
+            raise UnknownDeviceError(f"device must be a string such as 'auto' or 'cpu', not {device!r}")
+        base = device.split(":", 1)[0]
+        if device != "auto" and base not in self.targets:
+            raise UnknownDeviceError(
+                f"unknown device '{device}' for {self.model_class_name}; choose 'auto' or one of: "
+                f"{', '.join(self.targets)}"
+            )
+        return device
+
+    @property
+    def normalized_config(self):
+        from skillmill.registry.normalized_config import NormalizedConfig
+
+        return NormalizedConfig(self.model.config)
+
+    def vocab_size(self) -> int | None:
+        value = self.normalized_config.first("vocab_size")
+        return value if isinstance(value, int) else None
+
+    def max_positions(self) -> int | None:
+        value = self.normalized_config.first("max_positions")
+        return value if isinstance(value, int) else None
+
+    def torch_device_index(self, kind: str) -> str:
+        """``cuda:1`` when the user asked for it, else ``cuda``."""
+        return self.device_request if self.device_request.startswith(kind + ":") else kind
+
+    def model_on(self, device: torch.device) -> torch.nn.Module:
+        """The model on ``device``, moved once and kept (the CPU copy is the loaded model)."""
+        if device.type == "cpu":
+            return self.model
+        key = str(device)
+        if key not in self._device_models:
+            self._device_models[key] = self.model_class.from_config(self.model.config).to(device)
+            self._device_models[key].load_state_dict(self.model.state_dict())
+            self._device_models[key].eval()
+        return self._device_models[key]
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            source = self.model_source
+            if isinstance(source, (str, Path)) and source != "tiny" and any(
+                (Path(source) / name).exists() for name in TOKENIZER_FILES
+            ):
+                from transformers import AutoTokenizer
+
+                self._tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+            else:
+                self._tokenizer = ByteTokenizer(self.vocab_size() or 256)
+        return self._tokenizer
+
+    # ---- inputs ----------------------------------------------------------------------------
+    def example_inputs(self, batch_size: int = 1, seq_len: int = 16) -> dict[str, torch.Tensor]:
+        """Valid random inputs for this model (ids, images, audio, ... as its modality needs)."""
+        from skillmill.registry.dummy_inputs import dummy_inputs
+
+        return dummy_inputs(self.model, batch_size=batch_size, seq_len=seq_len)
+
+    def prepare_inputs(self, inputs: Any) -> dict[str, Any]:
+        if isinstance(inputs, Mapping):
+            return check_mapping(self, inputs)
+        raw = self.prepare_raw(inputs)
+        if raw is None:
+            raise SkillInputError(
+                f"{self.model_class_name}.process takes {self.accepted_inputs()}; got "
+                f"{type(inputs).__name__}"
+            )
+        return raw
+
+    def accepted_inputs(self) -> str:
+        return f"a dict of tensors named from: {', '.join(self.input_names)}"
+
+    def prepare_raw(self, inputs: Any) -> dict[str, Any] | None:
+        """Modality classes turn raw inputs (strings, images, waveforms) into tensors."""
+        return None
+
+    # ---- running ---------------------------------------------------------------------------
+    def _plan(self, order: list[str] | None) -> tuple[list[str], set[str]]:
+        """(target names to try in order, names the caller asked for explicitly)."""
+        if order is not None:
+            return list(dict.fromkeys(order)), set(order[:-1]) or set(order)
+        if self.device_request != "auto":
+            base = self.device_request.split(":", 1)[0]
+            return list(dict.fromkeys([base, "cpu"])), {base}
+        asked = set(MODULAR_TARGETS) & set(self.targets) if use_mojo_max_target() else set()
+        return self.preferred_order(), asked
+
+    def process(self, inputs: Any, order: list[str] | None = None) -> SkillResult:
+        """Run the model on ``inputs``; see ``SkillResult`` for what comes back."""
+        batch = self.prepare_inputs(inputs)
+        names, asked = self._plan(order)
+        skipped: dict[str, str] = {}
+        failures: list[str] = []
+        for name in names:
+            target = self.targets.get(name)
+            if target is None:
+                reason = f"the registry lists no '{name}' support for {self.modality}/{self.family}"
+                skipped[name] = reason
+                if name in asked:
+                    failures.append(f"{name}: {reason}")
+                continue
+            status = target.status()
+            if not status.available:
+                skipped[name] = f"not present: {status.reason}"
+                if name in asked:
+                    failures.append(f"{name}: not present: {status.reason}")
+                continue
+            start = time.perf_counter()
+            try:
+                ran = target.runner(self, batch)
+            except BackendUnavailable as exc:
+                skipped[name] = f"unavailable: {exc.reason}"
+                failures.append(f"{name}: unavailable: {exc.reason}")
+                continue
+            latency_ms = (time.perf_counter() - start) * 1000.0
+            extra = self.postprocess(ran.outputs, batch, raw_text=is_text(inputs))
+            return SkillResult(
+                outputs=ran.outputs, backend=name, device=ran.device, latency_ms=latency_ms,
+                fallback_reason="; ".join(failures) or None, skipped=skipped,
+                postprocessed=extra, postprocess_backend=postprocess.backend_name(),
+            )
+        raise SkillError(
+            f"no hardware target could run {self.model_class_name}: "
+            + "; ".join(f"{k}: {v}" for k, v in skipped.items())
+        )
+
+    # ---- post-processing -------------------------------------------------------------------
+    def postprocess(self, outputs: dict[str, Any], batch: dict[str, Any], raw_text: bool) -> dict:
+        extra: dict[str, Any] = {}
+        logits = outputs.get("logits")
+        if isinstance(logits, torch.Tensor) and logits.dim() >= 2 and logits.is_floating_point():
+            if any(task.endswith("classification") for task in self.tasks) and logits.dim() == 2:
+                extra["probabilities"] = postprocess.softmax(logits.float().numpy())
+            elif "text-generation" in self.tasks and logits.dim() == 3 and logits.shape[1]:
+                probs = postprocess.softmax(logits[:, -1].float().numpy())
+                values, indices = postprocess.top_k(probs, TOP_K)
+                extra["next_token_top_k"] = {"probabilities": values, "token_ids": indices}
+        return extra
+
+
+class TextSkill(Skill):
+    """Text in: a string or a list of strings (tokenized), or a dict of tensors."""
+
+    def accepted_inputs(self) -> str:
+        return "a string, a list of strings, or " + super().accepted_inputs()
+
+    def prepare_raw(self, inputs: Any) -> dict[str, Any] | None:
+        if not is_text(inputs):
+            return None
+        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        batch = tokenize(self, texts)
+        if self.family == "encoder-decoder" and "decoder_input_ids" in self.input_names:
+            start = self.normalized_config.first("decoder_start_token_id")
+            start = start if isinstance(start, int) else self.normalized_config.first("pad_token_id", 0)
+            batch["decoder_input_ids"] = torch.full((len(texts), 1), int(start or 0), dtype=torch.long)
+        return check_mapping(self, batch)
+
+    def postprocess(self, outputs: dict[str, Any], batch: dict[str, Any], raw_text: bool) -> dict:
+        extra = super().postprocess(outputs, batch, raw_text)
+        hidden = outputs.get("last_hidden_state")
+        if self.family == "encoder" and isinstance(hidden, torch.Tensor) and hidden.dim() == 3:
+            mask = batch.get("attention_mask")
+            mask = mask.numpy() if isinstance(mask, torch.Tensor) else np.ones(hidden.shape[:2])
+            pooling = sentence_pooling(self.model_source)
+            hidden_np = hidden.float().numpy()
+            if pooling["mode"] == "cls":
+                pooled = np.ascontiguousarray(hidden_np[:, 0])
+            elif pooling["mode"] == "max":
+                pooled = np.where(mask[..., None] > 0, hidden_np, -np.inf).max(1).astype(np.float32)
+            else:
+                pooled = postprocess.mean_pool(hidden_np, mask)
+            extra["embeddings"] = postprocess.l2_normalize(pooled) if pooling["normalize"] else pooled
+        return extra
+
+
+class VisionSkill(Skill):
+    """Images in: HxWxC uint8/float arrays or PIL images (resized to the model's image size,
+    scaled to [0, 1], normalised with mean 0.5 and std 0.5), or a dict of tensors."""
+
+    def accepted_inputs(self) -> str:
+        return "an image (HxWxC array or PIL image), a list of images, or " + super().accepted_inputs()
+
+    def prepare_raw(self, inputs: Any) -> dict[str, Any] | None:
+        images = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        arrays = []
+        for image in images:
+            if hasattr(image, "convert") and hasattr(image, "size"):  # PIL
+                image = np.asarray(image.convert("RGB"))
+            if not isinstance(image, np.ndarray) or image.ndim != 3:
+                return None
+            arrays.append(image)
+        size = self.normalized_config.first("image_size") or 224
+        size = tuple(size) if isinstance(size, (list, tuple)) else (int(size), int(size))
+        channels = self.normalized_config.first("num_channels") or 3
+        tensors = []
+        for image in arrays:
+            if image.shape[-1] != channels:
+                raise SkillInputError(
+                    f"images must be HxWx{channels}, got shape {image.shape} for {self.model_class_name}"
+                )
+            pixels = torch.from_numpy(image.astype(np.float32))
+            pixels = pixels / 255.0 if image.dtype == np.uint8 else pixels
+            pixels = pixels.permute(2, 0, 1).unsqueeze(0)
+            pixels = torch.nn.functional.interpolate(pixels, size=size[-2:], mode="bilinear",
+                                                     align_corners=False)
+            tensors.append((pixels - 0.5) / 0.5)
+        return check_mapping(self, {"pixel_values": torch.cat(tensors)})
+
+
+class AudioSkill(Skill):
+    """Audio in: a 1-D float waveform (or a list of equal-length ones) for models that take raw
+    ``input_values``; models that take spectrogram features need them as a dict."""
+
+    def accepted_inputs(self) -> str:
+        return "a 1-D float waveform array, or " + super().accepted_inputs()
+
+    def prepare_raw(self, inputs: Any) -> dict[str, Any] | None:
+        waves = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        if not all(isinstance(w, np.ndarray) and w.ndim == 1 for w in waves):
+            return None
+        if "input_values" not in self.input_names:
+            raise SkillInputError(
+                f"{self.model_class_name} takes {', '.join(self.main_input_names)}, not raw "
+                "waveforms; pass them as a dict of tensors"
+            )
+        if len({w.shape[0] for w in waves}) != 1:
+            raise SkillInputError("waveforms in one batch must have the same length")
+        return check_mapping(self, {"input_values": np.stack(waves).astype(np.float32)})
+
+
+class MultimodalSkill(TextSkill):
+    """Several inputs at once (text with images or audio): a dict of tensors; plain text works
+    for the text side alone."""
+
+
+class VideoSkill(Skill):
+    """Video in: a dict with ``pixel_values`` [batch, frames, channels, height, width]."""
+
+
+class TimeSeriesSkill(Skill):
+    """Time series in: a dict with ``past_values`` and what the model asks for besides."""
+
+
+class GenericSkill(Skill):
+    """Any model: a dict of tensors."""
+
+
+MODALITY_BASES = {
+    "text": TextSkill,
+    "vision": VisionSkill,
+    "audio": AudioSkill,
+    "multimodal": MultimodalSkill,
+    "video": VideoSkill,
+    "time-series": TimeSeriesSkill,
+    "other": GenericSkill,
+}
