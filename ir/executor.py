@@ -1,0 +1,182 @@
+"""Run a graph in topological order on the native kernels, falling back to the op table's numpy
+references for what the kernel library does not cover (counted per op, see ``Executor.report``).
+
+Intermediates are released right after their last use, so peak memory follows the tensors that
+are live at once, not the whole graph.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import ConversionError, ExecutionError, UnsupportedOp
+from .graph import Graph, numpy_dtype, resolve_attr
+from .ops import OPS
+from .ops.native import bind_native
+
+
+@dataclass
+class _Step:
+    node_name: str
+    op: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict[str, Any]
+    has_refs: bool
+    kernel: Callable[[list[Any], dict[str, Any]], Any]
+    native: bool
+    release: list[str] = field(default_factory=list)
+
+
+class Executor:
+    """Compiled plan for one graph: a kernel per node and the values to free after each node."""
+
+    def __init__(self, graph: Graph, use_native: bool = True):
+        unknown = sorted({n.op for n in graph.nodes if n.op not in OPS})
+        if unknown:
+            raise UnsupportedOp(unknown[0], graph.metadata.get("model_name", graph.name),
+                                "not in the op table")  # fmt: skip
+        self.graph = graph
+        self.use_native = use_native
+        self.steps: list[_Step] = []
+        self.constants = dict(graph.weights)
+        last_use: dict[str, int] = {}
+        for index, node in enumerate(graph.nodes):
+            for name in node.uses():
+                last_use[name] = index
+        keep = set(graph.outputs) | set(graph.weights)
+        releases: dict[int, list[str]] = {}
+        for name, index in last_use.items():
+            if name not in keep:
+                releases.setdefault(index, []).append(name)
+        for index, node in enumerate(graph.nodes):
+            from .graph import attr_refs
+
+            has_refs = any(True for _ in attr_refs(node.attrs))
+            kernel = bind_native(node.op, node.attrs) if use_native else None
+            native = kernel is not None
+            if kernel is None:
+                kernel = _reference_kernel(node.op)
+            self.steps.append(_Step(node.name, node.op, list(node.inputs), list(node.outputs),
+                                    dict(node.attrs), has_refs, kernel, native,
+                                    releases.get(index, [])))  # fmt: skip
+        self.native_counts: dict[str, int] = {}
+        self.numpy_counts: dict[str, int] = {}
+        for step in self.steps:
+            table = self.native_counts if step.native else self.numpy_counts
+            table[step.op] = table.get(step.op, 0) + 1
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.graph.inputs)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self.graph.outputs)
+
+    def report(self) -> dict[str, Any]:
+        """Which ops run on native kernels and which fall back to numpy, by node count."""
+        native_nodes = sum(self.native_counts.values())
+        total = len(self.steps)
+        return {
+            "nodes": total,
+            "native_nodes": native_nodes,
+            "numpy_nodes": total - native_nodes,
+            "native_ops": dict(sorted(self.native_counts.items())),
+            "numpy_ops": dict(sorted(self.numpy_counts.items())),
+        }
+
+    def run(self, feeds: dict[str, Any], profile: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+        env: dict[str, Any] = dict(self.constants)
+        for name, spec in self.graph.inputs.items():
+            if name not in feeds:
+                raise ExecutionError(f"missing input {name!r}; expected {self.input_names}")
+            value = np.asarray(feeds[name])
+            want = numpy_dtype(spec.dtype)
+            if value.dtype != want:
+                value = value.astype(want)
+            if spec.shape is not None and len(spec.shape) != value.ndim:
+                raise ExecutionError(f"input {name!r} has rank {value.ndim}, expected {spec}")
+            for dim, size in zip(spec.shape or [], value.shape):
+                if isinstance(dim, int) and dim != size:
+                    raise ExecutionError(f"input {name!r} has shape {value.shape}, expected {spec}")
+            env[name] = value
+        for step in self.steps:
+            args = [env[name] if name else None for name in step.inputs]
+            attrs = resolve_attr(step.attrs, env) if step.has_refs else step.attrs
+            started = time.perf_counter() if profile is not None else 0.0
+            try:
+                result = step.kernel(args, attrs)
+            except Exception as exc:
+                raise ExecutionError(f"{step.op} failed: {type(exc).__name__}: {exc}", step.node_name) from exc
+            if profile is not None:
+                profile[step.op] = profile.get(step.op, 0.0) + time.perf_counter() - started
+            if len(step.outputs) == 1:
+                env[step.outputs[0]] = result[0] if isinstance(result, (tuple, list)) else result
+            else:
+                for name, value in zip(step.outputs, result):
+                    if name:
+                        env[name] = value
+            for name in step.release:
+                env.pop(name, None)
+        return {name: np.asarray(env[name]) for name in self.graph.outputs}
+
+
+def _reference_kernel(op: str) -> Callable[[list[Any], dict[str, Any]], Any]:
+    reference = OPS[op].reference
+
+    def kernel(args: list[Any], attrs: dict[str, Any]) -> Any:
+        return reference(args, **attrs)
+
+    return kernel
+
+
+class NativeModel:
+    """A converted, optimised model ready to run: the ``cpu`` fast path of generated skills."""
+
+    def __init__(self, graph: Graph, optimization: dict[str, Any] | None = None, use_native: bool = True):
+        self.graph = graph
+        self.optimization = optimization or {}
+        self.executor = Executor(graph, use_native=use_native)
+
+    @classmethod
+    def from_torch(cls, model: Any, example_inputs: dict[str, Any], optimize: bool = True,
+                   **convert_kwargs: Any) -> "NativeModel":  # fmt: skip
+        """Convert with torch.export; raises UnsupportedOp / ConversionError when it can't."""
+        from .frontends.pytorch import convert_from_pytorch
+        from .passes import optimize_graph
+
+        graph = convert_from_pytorch(model, example_inputs, **convert_kwargs)
+        result: dict[str, Any] = {}
+        if optimize:
+            graph, result = optimize_graph(graph)
+        try:
+            return cls(graph, result)
+        except UnsupportedOp:
+            raise
+        except Exception as exc:
+            raise ConversionError(f"could not prepare {graph.name} for execution: {exc}") from exc
+
+    @property
+    def input_names(self) -> list[str]:
+        return self.executor.input_names
+
+    @property
+    def output_names(self) -> list[str]:
+        return self.executor.output_names
+
+    def run(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+        return self.executor.run({k: _to_numpy(v) for k, v in feeds.items() if k in self.graph.inputs})
+
+    def report(self) -> dict[str, Any]:
+        return {**self.executor.report(), **self.optimization}
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)

@@ -1,0 +1,936 @@
+"""PyTorch frontend: ``torch.export`` with dynamic batch/sequence dims, decomposed to core ATen,
+then lowered op by op onto the IR's op table (``ATEN`` below).
+
+An ATen op missing from ``ATEN`` raises ``UnsupportedOp(op, model_name)``; nothing is dropped
+except the assertion-only ops listed in ``_NO_OPS``, which have no effect on values.
+"""
+
+from __future__ import annotations
+
+import inspect
+import operator
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from ..errors import ConversionError, UnsupportedOp
+from ..graph import Graph, TensorSpec, ref, rename_in_attr
+
+TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids",
+                "decoder_input_ids", "decoder_attention_mask", "labels")  # fmt: skip
+
+
+# -- entry point ------------------------------------------------------------------------------
+def convert_from_pytorch(
+    model: Any,
+    example_inputs: dict[str, Any] | None = None,
+    input_shapes: dict[str, Any] | None = None,
+    dynamic_dims: dict[str, dict[int, str]] | None = None,
+    model_name: str | None = None,
+) -> Graph:
+    """Export ``model`` and lower it to a Graph.
+
+    ``example_inputs``: name -> tensor/array, passed to ``model(**inputs)``.  Or ``input_shapes``:
+    name -> shape, from which zero-filled int64 (token inputs) / float32 tensors are built.
+    ``dynamic_dims``: name -> {dim: symbol}; by default dim 0 is "batch" and dim 1 of 2-D+ token
+    inputs is "seq".
+    """
+    import torch
+
+    name = model_name or _model_name(model)
+    inputs = _example_inputs(example_inputs, input_shapes)
+    dims = dynamic_dims if dynamic_dims is not None else default_dynamic_dims(inputs)
+    exported = export_model(model, inputs, dims, name)
+    graph = _Lowering(exported, name, dims).run()
+    graph.metadata.update(
+        {"source": "pytorch", "model_name": name, "torch_version": torch.__version__,
+         "model_type": getattr(getattr(model, "config", None), "model_type", None)}  # fmt: skip
+    )
+    return graph
+
+
+def default_dynamic_dims(inputs: dict[str, Any]) -> dict[str, dict[int, str]]:
+    dims: dict[str, dict[int, str]] = {}
+    for key, value in inputs.items():
+        shape = tuple(value.shape)
+        if not shape:
+            continue
+        dims[key] = {0: "batch"}
+        is_token = key in TOKEN_INPUTS or value.dtype.is_floating_point is False
+        if len(shape) >= 2 and is_token:
+            dims[key][1] = "decoder_seq" if key.startswith("decoder_") else "seq"
+    return dims
+
+
+def export_model(model: Any, inputs: dict[str, Any], dims: dict[str, dict[int, str]], name: str):
+    """torch.export with the requested dims dynamic, then ``run_decompositions()`` to core ATen."""
+    import torch
+    from torch.export import Dim, export
+
+    model = model.eval()
+    # a dim exported at size 0 or 1 would be specialised; widen the examples to 2
+    widened = {k: _widen(v, dims.get(k, {})) for k, v in inputs.items()}
+    shapes: dict[str, Any] = {k: ({d: Dim.DYNAMIC for d in dims.get(k, {})} or None) for k in widened}
+    if "use_cache" in inspect.signature(model.forward).parameters:
+        widened["use_cache"], shapes["use_cache"] = False, None
+    try:
+        with _no_cache(model), torch.no_grad():
+            exported = export(model, (), widened, dynamic_shapes=shapes, strict=False)
+            return exported.run_decompositions()
+    except Exception as exc:
+        raise ConversionError(f"torch.export failed for {name}: {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc  # fmt: skip
+
+
+def _widen(tensor: Any, dims: dict[int, str]) -> Any:
+    for dim in dims:
+        if tensor.shape[dim] < 2:
+            reps = [1] * tensor.dim()
+            reps[dim] = 2 if tensor.shape[dim] == 1 else 0
+            tensor = tensor.repeat(*reps) if tensor.shape[dim] == 1 else tensor
+    return tensor
+
+
+@contextmanager
+def _no_cache(model: Any) -> Iterator[None]:
+    config = getattr(model, "config", None)
+    saved = getattr(config, "use_cache", None)
+    if config is not None and saved is not None:
+        config.use_cache = False
+    try:
+        yield
+    finally:
+        if config is not None and saved is not None:
+            config.use_cache = saved
+
+
+def _model_name(model: Any) -> str:
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
+    return f"{type(model).__name__}" + (f" ({model_type})" if model_type else "")
+
+
+def _example_inputs(example_inputs, input_shapes) -> dict[str, Any]:
+    import torch
+
+    if example_inputs:
+        return {k: v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v))
+                for k, v in example_inputs.items() if v is not None}  # fmt: skip
+    if not input_shapes:
+        raise ConversionError("convert_from_pytorch needs example_inputs or input_shapes")
+    made = {}
+    for key, shape in input_shapes.items():
+        if key in TOKEN_INPUTS or key.endswith("_ids") or key.endswith("mask"):
+            made[key] = torch.ones(tuple(shape), dtype=torch.int64)
+        else:
+            made[key] = torch.zeros(tuple(shape), dtype=torch.float32)
+    return made
+
+
+# -- lowering ---------------------------------------------------------------------------------
+_NO_OPS = {
+    "aten._assert_tensor_metadata.default", "aten._assert_scalar.default",
+    "aten.sym_constrain_range_for_size.default", "aten.sym_constrain_range.default",
+    "aten._assert_async.msg", "aten._assert_async.default",
+}  # fmt: skip
+
+
+def torch_dtype_name(dtype: Any) -> str:
+    name = str(dtype).replace("torch.", "")
+    return {"float": "float32", "double": "float64", "half": "float16", "long": "int64",
+            "int": "int32", "bool": "bool"}.get(name, name)  # fmt: skip
+
+
+class _Lowering:
+    def __init__(self, exported: Any, model_name: str, dims: dict[str, dict[int, str]]):
+        self.ep = exported
+        self.model_name = model_name
+        self.dims = dims
+        self.graph = Graph(name=model_name.split(" ")[0])
+        self.names: dict[str, Any] = {}  # fx node name -> IR value name (or list for tuples)
+        self.symbols: dict[str, str] = {}  # sympy symbol -> dim name
+
+    def run(self) -> Graph:
+        from torch.export.graph_signature import InputKind
+
+        fx_graph = self.ep.graph
+        specs = {spec.arg.name: spec for spec in self.ep.graph_signature.input_specs}
+        state = self.ep.state_dict
+        constants = getattr(self.ep, "constants", {})
+        for node in fx_graph.nodes:
+            if node.op == "placeholder":
+                spec = specs[node.name]
+                if spec.kind == InputKind.USER_INPUT:
+                    self._add_input(node)
+                else:
+                    target = spec.target
+                    tensor = state[target] if target in state else constants[target]
+                    array = tensor.detach().cpu().contiguous()
+                    if array.dtype.is_floating_point and str(array.dtype) == "torch.bfloat16":
+                        array = array.float()
+                    self.graph.weights[target] = array.numpy().copy()
+                    self.names[node.name] = target
+            elif node.op == "call_function":
+                self._lower(node)
+            elif node.op == "output":
+                self._outputs(node)
+            else:
+                raise UnsupportedOp(f"fx:{node.op}", self.model_name)
+        return self.graph
+
+    # inputs and outputs ---------------------------------------------------------------------
+    def _add_input(self, node: Any) -> None:
+        import torch
+
+        val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor):  # python constants such as use_cache=False
+            self.names[node.name] = []
+            return
+        requested = self.dims.get(node.name, {})
+        shape: list[Any] = []
+        for axis, size in enumerate(val.shape):
+            if isinstance(size, int):
+                shape.append(size)
+                continue
+            symbol = str(size.node.expr)
+            if symbol not in self.symbols:
+                # export may give equal dims of two inputs separate symbols; they share a label
+                self.symbols[symbol] = requested.get(axis, f"{node.name}_dim{axis}")
+            shape.append(self.symbols[symbol])
+        self.graph.inputs[node.name] = TensorSpec(torch_dtype_name(val.dtype), shape)
+        self.names[node.name] = node.name
+
+    def _outputs(self, node: Any) -> None:
+        values = node.args[0]
+        flat = list(values) if isinstance(values, (list, tuple)) else [values]
+        labels = _leaf_names(self.ep.call_spec.out_spec) if self.ep.call_spec.out_spec else []
+        if len(labels) != len(flat):
+            labels = [f"output_{i}" for i in range(len(flat))]
+        used_as_output: set[str] = set()
+        for label, item in zip(labels, flat):
+            if item is None:
+                continue
+            value = self.value(item)
+            producer_outputs = {o for n in self.graph.nodes for o in n.outputs}
+            if value in producer_outputs and value not in used_as_output and label not in self._all_names():
+                self._rename(value, label)
+            else:
+                self.graph.add_node("Identity", [value], outputs=[label])
+            used_as_output.add(label)
+            self.graph.outputs.append(label)
+
+    def _all_names(self) -> set[str]:
+        return self.graph._taken_names()
+
+    def _rename(self, old: str, new: str) -> None:
+        mapping = {old: new}
+        for n in self.graph.nodes:
+            n.inputs = [mapping.get(i, i) for i in n.inputs]
+            n.outputs = [mapping.get(o, o) for o in n.outputs]
+            n.attrs = rename_in_attr(n.attrs, mapping)
+        if old in self.graph.value_info:
+            self.graph.value_info[new] = self.graph.value_info.pop(old)
+
+    # operands -------------------------------------------------------------------------------
+    def value(self, arg: Any) -> str:
+        """IR value name of a tensor argument."""
+        import torch.fx
+
+        if isinstance(arg, torch.fx.Node):
+            name = self.names.get(arg.name)
+            if name is None or isinstance(name, list):
+                raise ConversionError(f"{self.model_name}: value {arg.name} is not a single tensor")
+            return name
+        raise ConversionError(f"{self.model_name}: expected a tensor, got {arg!r}")
+
+    def attr(self, arg: Any) -> Any:
+        """Attribute form of a python/SymInt argument; symbolic values become ``$ref``s."""
+        import torch
+        import torch.fx
+
+        if isinstance(arg, torch.fx.Node):
+            return ref(self.value(arg))
+        if isinstance(arg, (list, tuple)):
+            return [self.attr(a) for a in arg]
+        if isinstance(arg, torch.dtype):
+            return torch_dtype_name(arg)
+        if isinstance(arg, (torch.device, torch.layout, torch.memory_format)):
+            return str(arg)
+        if isinstance(arg, float) and not np.isfinite(arg):
+            return float(arg)
+        return arg
+
+    def is_tensor(self, arg: Any) -> bool:
+        import torch
+        import torch.fx
+
+        return isinstance(arg, torch.fx.Node) and isinstance(arg.meta.get("val"), torch.Tensor)
+
+    def emit(self, node: Any, op: str, inputs: list[str], attrs: dict | None = None,
+             num_outputs: int = 1) -> list[str]:  # fmt: skip
+        """Add an IR node for fx ``node``; its (first) output takes the fx name."""
+        if num_outputs == 1:
+            outputs = [node.name]
+        else:
+            outputs = [f"{node.name}:{i}" for i in range(num_outputs)]
+        self.graph.add_node(op, inputs, attrs=attrs, name=node.name, outputs=outputs)
+        self._record_specs(node, outputs)
+        return outputs
+
+    def temp(self, node: Any, op: str, inputs: list[str], attrs: dict | None = None) -> str:
+        """An extra IR node that an fx node needs besides its main one."""
+        name = self.graph.fresh_name(f"{node.name}_{op.lower()}")
+        self.graph.add_node(op, inputs, attrs=attrs, name=name, outputs=[name])
+        return name
+
+    def _record_specs(self, node: Any, outputs: list[str]) -> None:
+        import torch
+
+        val = node.meta.get("val")
+        vals = val if isinstance(val, (list, tuple)) else [val]
+        for out, v in zip(outputs, vals):
+            if isinstance(v, torch.Tensor):
+                self.graph.value_info[out] = TensorSpec(torch_dtype_name(v.dtype), [self._dim(d) for d in v.shape])
+
+    def _dim(self, size: Any) -> Any:
+        if isinstance(size, int):
+            return size
+        text = str(size.node.expr)
+        for symbol, label in sorted(self.symbols.items(), key=lambda kv: -len(kv[0])):
+            text = text.replace(symbol, label)
+        return text
+
+    def out_dtype(self, node: Any) -> str | None:
+        import torch
+
+        val = node.meta.get("val")
+        return torch_dtype_name(val.dtype) if isinstance(val, torch.Tensor) else None
+
+    def _lower(self, node: Any) -> None:
+        target = node.target
+        key = _target_name(target)
+        if key in _NO_OPS:
+            return
+        if target is operator.getitem:
+            source, index = node.args
+            produced = self.names.get(source.name)
+            if not isinstance(produced, list):
+                raise UnsupportedOp("getitem", self.model_name, f"on {source.name}")
+            if not produced[index]:
+                raise UnsupportedOp(f"{_target_name(source.target)}[{index}]", self.model_name,
+                                    "this output is not computed by the IR")  # fmt: skip
+            self.names[node.name] = produced[index]
+            return
+        lowering = ATEN.get(key)
+        if lowering is None:
+            raise UnsupportedOp(key, self.model_name)
+        result = lowering(self, node, *node.args, **node.kwargs)
+        if isinstance(result, list) and len(result) == 1:
+            result = result[0]
+        self.names[node.name] = result
+
+
+def _target_name(target: Any) -> str:
+    if isinstance(target, str):
+        return target
+    name = getattr(target, "__name__", str(target))
+    module = getattr(target, "__module__", "")
+    if module in ("_operator", "operator"):
+        return f"operator.{name}"
+    if module.startswith("torch") and not hasattr(target, "_schema"):
+        return f"{module}.{name}"
+    return str(target)
+
+
+def _leaf_names(spec: Any, prefix: str = "") -> list[str]:
+    if spec.is_leaf():
+        return [prefix or "output"]
+    children = spec.children()
+    context = spec.context
+    if isinstance(context, (list, tuple)) and len(context) == len(children) and all(
+        isinstance(c, str) for c in context
+    ):
+        keys = list(context)
+    else:
+        keys = [str(i) for i in range(len(children))]
+    names: list[str] = []
+    for key, child in zip(keys, children):
+        names += _leaf_names(child, f"{prefix}.{key}" if prefix else key)
+    return names
+
+
+# -- the ATen table ---------------------------------------------------------------------------
+Lowering = Callable[..., Any]
+ATEN: dict[str, Lowering] = {}
+
+
+def lowers(*names: str) -> Callable[[Lowering], Lowering]:
+    def register(fn: Lowering) -> Lowering:
+        for name in names:
+            ATEN[name] = fn
+        return fn
+
+    return register
+
+
+def _binary(op: str, swap: bool = False) -> Lowering:
+    def lower(cx: _Lowering, node, a, b, *rest, **kwargs):
+        alpha = kwargs.get("alpha", rest[0] if rest else 1)
+        if swap:
+            a, b = b, a
+        dtype = cx.out_dtype(node)
+        if alpha != 1:
+            if cx.is_tensor(b):
+                b = cx.temp(node, "Mul", [cx.value(b)], {"b": cx.attr(alpha)})
+                b_is_value = True
+            else:
+                b, b_is_value = b * alpha, False
+        else:
+            b_is_value = cx.is_tensor(b)
+            if b_is_value:
+                b = cx.value(b)
+        if cx.is_tensor(a):
+            if b_is_value:
+                return cx.emit(node, op, [cx.value(a), b], {"dtype": dtype})
+            return cx.emit(node, op, [cx.value(a)], {"b": cx.attr(b), "dtype": dtype})
+        if b_is_value:
+            return cx.emit(node, op, [b], {"a": cx.attr(a), "dtype": dtype})
+        raise ConversionError(f"{cx.model_name}: {node.target} with no tensor operand")
+
+    return lower
+
+
+for _aten, _op in {
+    "add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow", "maximum": "Max",
+    "minimum": "Min", "eq": "Equal", "ne": "NotEqual", "lt": "Less", "le": "LessEqual",
+    "gt": "Greater", "ge": "GreaterEqual", "logical_and": "And", "logical_or": "Or",
+    "logical_xor": "Xor", "bitwise_and": "BitwiseAnd", "bitwise_or": "BitwiseOr",
+    "bitwise_xor": "BitwiseXor", "remainder": "Mod", "fmod": "Fmod", "floor_divide": "FloorDiv",
+    "atan2": "Atan2",
+}.items():  # fmt: skip
+    lowers(*(f"aten.{_aten}.{v}" for v in ("Tensor", "Scalar", "Tensor_Scalar", "Tensor_Tensor",
+                                           "Scalar_Tensor", "default")))(_binary(_op))  # fmt: skip
+lowers("aten.rsub.Scalar", "aten.rsub.Tensor")(_binary("Sub", swap=True))
+
+
+@lowers("aten.div.Tensor_mode", "aten.div.Scalar_mode")
+def _div_mode(cx, node, a, b, rounding_mode=None):
+    if rounding_mode is None:
+        return _binary("Div")(cx, node, a, b)
+    inputs, attrs = [cx.value(a)], {}
+    if cx.is_tensor(b):
+        inputs.append(cx.value(b))
+    else:
+        attrs["b"] = b
+    if rounding_mode == "floor" and cx.out_dtype(node) not in ("float32", "float64", "float16"):
+        return cx.emit(node, "FloorDiv", inputs, {**attrs, "dtype": cx.out_dtype(node)})
+    quotient = cx.temp(node, "Div", inputs, {**attrs, "dtype": "float64"})
+    fn = "Floor" if rounding_mode == "floor" else "Trunc"
+    return cx.emit(node, fn, [quotient], {"dtype": cx.out_dtype(node)})
+
+
+_UNARY = {
+    "neg": "Neg", "abs": "Abs", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "rsqrt": "Rsqrt",
+    "reciprocal": "Reciprocal", "sin": "Sin", "cos": "Cos", "tan": "Tan", "tanh": "Tanh",
+    "sigmoid": "Sigmoid", "relu": "Relu", "erf": "Erf", "floor": "Floor", "ceil": "Ceil",
+    "round": "Round", "trunc": "Trunc", "sign": "Sign", "isnan": "IsNaN", "isinf": "IsInf",
+    "log1p": "Log1p", "expm1": "Expm1", "logical_not": "Not", "bitwise_not": "BitwiseNot",
+    "asin": "Asin", "acos": "Acos", "atan": "Atan", "sinh": "Sinh", "cosh": "Cosh",
+    "silu": "Silu", "asinh": "Asinh", "acosh": "Acosh", "atanh": "Atanh",
+}  # fmt: skip
+
+
+def _unary(op: str) -> Lowering:
+    def lower(cx, node, x, *args, **kwargs):
+        if op == "BitwiseNot" and cx.out_dtype(node) == "bool":
+            return cx.emit(node, "Not", [cx.value(x)])
+        return cx.emit(node, op, [cx.value(x)], {"dtype": cx.out_dtype(node)})
+
+    return lower
+
+
+for _aten, _op in _UNARY.items():
+    lowers(f"aten.{_aten}.default")(_unary(_op))
+
+
+@lowers("aten.gelu.default")
+def _gelu(cx, node, x, approximate="none"):
+    return cx.emit(node, "Gelu", [cx.value(x)], {"approximate": approximate})
+
+
+@lowers("aten.clamp.default", "aten.hardtanh.default", "aten.clamp.Tensor")
+def _clamp(cx, node, x, low=None, high=None):
+    if cx.is_tensor(low) or cx.is_tensor(high):
+        inputs = [cx.value(x), cx.value(low) if low is not None else "",
+                  cx.value(high) if high is not None else ""]  # fmt: skip
+        return cx.emit(node, "Clip", inputs)
+    if node.target.__name__.startswith("hardtanh"):
+        low, high = (-1.0 if low is None else low), (1.0 if high is None else high)
+    return cx.emit(node, "Clip", [cx.value(x)], {"min": cx.attr(low), "max": cx.attr(high)})
+
+
+@lowers("aten.clamp_min.default")
+def _clamp_min(cx, node, x, low):
+    return cx.emit(node, "Clip", [cx.value(x)], {"min": cx.attr(low)})
+
+
+@lowers("aten.clamp_max.default")
+def _clamp_max(cx, node, x, high):
+    return cx.emit(node, "Clip", [cx.value(x)], {"max": cx.attr(high)})
+
+
+@lowers("aten.leaky_relu.default")
+def _leaky_relu(cx, node, x, slope=0.01):
+    return cx.emit(node, "LeakyRelu", [cx.value(x)], {"alpha": slope})
+
+
+@lowers("aten.elu.default")
+def _elu(cx, node, x, alpha=1.0, scale=1.0, input_scale=1.0):
+    if scale != 1.0 or input_scale != 1.0:
+        raise UnsupportedOp("aten.elu.default(scale)", cx.model_name)
+    return cx.emit(node, "Elu", [cx.value(x)], {"alpha": alpha})
+
+
+@lowers("aten.hardsigmoid.default")
+def _hardsigmoid(cx, node, x):
+    return cx.emit(node, "HardSigmoid", [cx.value(x)], {"alpha": 1 / 6, "beta": 0.5})
+
+
+@lowers("aten.hardswish.default")
+def _hardswish(cx, node, x):
+    return cx.emit(node, "HardSwish", [cx.value(x)])
+
+
+@lowers("aten.where.self", "aten.where.ScalarSelf", "aten.where.ScalarOther", "aten.where.Scalar")
+def _where(cx, node, cond, a, b):
+    inputs, attrs = [cx.value(cond)], {"dtype": cx.out_dtype(node)}
+    if cx.is_tensor(a):
+        inputs.append(cx.value(a))
+    else:
+        attrs["a"] = cx.attr(a)
+    if cx.is_tensor(b):
+        inputs.append(cx.value(b))
+    else:
+        attrs["b"] = cx.attr(b)
+    return cx.emit(node, "Where", inputs, attrs)
+
+
+@lowers("aten._to_copy.default", "aten.to.dtype", "aten._to_dtype.default")
+def _to_copy(cx, node, x, *args, **kwargs):
+    dtype = cx.out_dtype(node)
+    return cx.emit(node, "Cast", [cx.value(x)], {"to": dtype})
+
+
+@lowers("aten.clone.default", "aten.alias.default", "aten.detach.default",
+        "aten.lift_fresh_copy.default", "aten.contiguous.default")  # fmt: skip
+def _identity(cx, node, x, *args, **kwargs):
+    return cx.emit(node, "Identity", [cx.value(x)])
+
+
+@lowers("aten.copy.default")
+def _copy(cx, node, dst, src, non_blocking=False):
+    shape = [cx.attr(d) for d in _shape_args(cx, dst)]
+    cast = cx.temp(node, "Cast", [cx.value(src)], {"to": cx.out_dtype(node)})
+    return cx.emit(node, "Expand", [cast], {"shape": shape})
+
+
+def _shape_args(cx, x) -> list[Any]:
+    """Shape of an fx tensor as attribute entries; symbolic dims become SymSize refs."""
+    shape = []
+    for axis, size in enumerate(x.meta["val"].shape):
+        if isinstance(size, int):
+            shape.append(size)
+        else:
+            name = cx.graph.fresh_name(f"{x.name}_size{axis}")
+            cx.graph.add_node("SymSize", [cx.value(x)], attrs={"dim": axis}, name=name, outputs=[name])
+            shape.append(ref(name))
+    return shape
+
+
+@lowers("aten.view.default", "aten._unsafe_view.default", "aten.reshape.default",
+        "aten.view_copy.default")  # fmt: skip
+def _view(cx, node, x, shape):
+    return cx.emit(node, "Reshape", [cx.value(x)], {"shape": cx.attr(list(shape))})
+
+
+@lowers("aten.permute.default", "aten.permute_copy.default")
+def _permute(cx, node, x, dims):
+    rank = len(dims)
+    return cx.emit(node, "Transpose", [cx.value(x)], {"perm": [d % rank for d in dims]})
+
+
+@lowers("aten.t.default", "aten.numpy_T.default")
+def _t(cx, node, x):
+    return cx.emit(node, "Transpose", [cx.value(x)], {"perm": None})
+
+
+@lowers("aten.transpose.int")
+def _transpose(cx, node, x, a, b):
+    rank = x.meta["val"].dim()
+    perm = list(range(rank))
+    perm[a % rank], perm[b % rank] = perm[b % rank], perm[a % rank]
+    return cx.emit(node, "Transpose", [cx.value(x)], {"perm": perm})
+
+
+@lowers("aten.expand.default", "aten.expand_copy.default")
+def _expand(cx, node, x, shape, implicit=False):
+    return cx.emit(node, "Expand", [cx.value(x)], {"shape": cx.attr(list(shape))})
+
+
+@lowers("aten.unsqueeze.default", "aten.unsqueeze_copy.default")
+def _unsqueeze(cx, node, x, dim):
+    return cx.emit(node, "Unsqueeze", [cx.value(x)], {"axes": [dim]})
+
+
+@lowers("aten.squeeze.dims", "aten.squeeze.dim", "aten.squeeze.default", "aten.squeeze_copy.dims")
+def _squeeze(cx, node, x, dims=None):
+    if isinstance(dims, int):
+        dims = [dims]
+    return cx.emit(node, "Squeeze", [cx.value(x)], {"axes": list(dims) if dims is not None else None})
+
+
+@lowers("aten.slice.Tensor", "aten.slice_copy.Tensor")
+def _slice(cx, node, x, dim=0, start=None, end=None, step=1):
+    if end is not None and not hasattr(end, "meta") and end >= 2**62:
+        end = None
+    attrs = {"dim": dim, "start": cx.attr(start), "end": cx.attr(end), "step": cx.attr(step)}
+    return cx.emit(node, "Slice", [cx.value(x)], attrs)
+
+
+@lowers("aten.select.int", "aten.select_copy.int")
+def _select(cx, node, x, dim, index):
+    return cx.emit(node, "Select", [cx.value(x)], {"dim": dim, "index": cx.attr(index)})
+
+
+@lowers("aten.cat.default", "aten.concat.default")
+def _cat(cx, node, tensors, dim=0):
+    return cx.emit(node, "Concat", [cx.value(t) for t in tensors], {"axis": dim})
+
+
+@lowers("aten.stack.default")
+def _stack(cx, node, tensors, dim=0):
+    rank = tensors[0].meta["val"].dim() + 1
+    parts = [cx.temp(node, "Unsqueeze", [cx.value(t)], {"axes": [dim % rank]}) for t in tensors]
+    return cx.emit(node, "Concat", parts, {"axis": dim % rank})
+
+
+@lowers("aten.split_with_sizes.default", "aten.split_with_sizes_copy.default")
+def _split_sizes(cx, node, x, sizes, dim=0):
+    return cx.emit(node, "Split", [cx.value(x)], {"axis": dim, "sizes": cx.attr(list(sizes))},
+                   num_outputs=len(sizes))  # fmt: skip
+
+
+@lowers("aten.split.Tensor", "aten.split_copy.Tensor")
+def _split(cx, node, x, size, dim=0):
+    parts = node.meta["val"]
+    sizes = [p.shape[dim] for p in parts]
+    if not all(isinstance(s, int) for s in sizes):
+        raise UnsupportedOp("aten.split.Tensor(symbolic)", cx.model_name)
+    return cx.emit(node, "Split", [cx.value(x)], {"axis": dim, "sizes": sizes}, num_outputs=len(sizes))
+
+
+@lowers("aten.unbind.int")
+def _unbind(cx, node, x, dim=0):
+    count = x.meta["val"].shape[dim]
+    parts = cx.emit(node, "Split", [cx.value(x)], {"axis": dim, "sizes": [1] * count}, num_outputs=count)
+    return [cx.temp(node, "Squeeze", [p], {"axes": [dim]}) for p in parts]
+
+
+@lowers("aten.gather.default")
+def _gather(cx, node, x, dim, index, sparse_grad=False):
+    return cx.emit(node, "Gather", [cx.value(x), cx.value(index)], {"dim": dim})
+
+
+@lowers("aten.index_select.default")
+def _index_select(cx, node, x, dim, index):
+    return cx.emit(node, "Take", [cx.value(x), cx.value(index)], {"axis": dim})
+
+
+@lowers("aten.index.Tensor", "aten._unsafe_index.Tensor")
+def _index(cx, node, x, indices):
+    positions = [i for i, idx in enumerate(indices) if idx is not None]
+    inputs = [cx.value(x)] + [cx.value(indices[i]) for i in positions]
+    return cx.emit(node, "Index", inputs, {"positions": positions})
+
+
+@lowers("aten.index_put.default", "aten._unsafe_index_put.default")
+def _index_put(cx, node, x, indices, values, accumulate=False):
+    positions = [i for i, idx in enumerate(indices) if idx is not None]
+    inputs = [cx.value(x)] + [cx.value(indices[i]) for i in positions] + [cx.value(values)]
+    return cx.emit(node, "IndexPut", inputs, {"positions": positions, "accumulate": accumulate})
+
+
+@lowers("aten.scatter.src", "aten.scatter.value", "aten.scatter_add.default",
+        "aten.scatter.reduce", "aten.scatter.value_reduce")  # fmt: skip
+def _scatter(cx, node, x, dim, index, src, reduce=None):
+    reduce = "add" if "scatter_add" in str(node.target) else reduce
+    if cx.is_tensor(src):
+        return cx.emit(node, "Scatter", [cx.value(x), cx.value(index), cx.value(src)],
+                       {"dim": dim, "reduce": reduce})  # fmt: skip
+    full = cx.temp(node, "FullLike", [cx.value(index)], {"value": src, "dtype": cx.out_dtype(node)})
+    return cx.emit(node, "Scatter", [cx.value(x), cx.value(index), full], {"dim": dim, "reduce": reduce})
+
+
+@lowers("aten.embedding.default")
+def _embedding(cx, node, weight, ids, padding_idx=-1, scale_grad=False, sparse=False):
+    return cx.emit(node, "Embedding", [cx.value(weight), cx.value(ids)])
+
+
+@lowers("aten.full.default", "aten.full.names")
+def _full(cx, node, size, value, **kwargs):
+    return cx.emit(node, "Full", [], {"shape": cx.attr(list(size)), "value": cx.attr(value),
+                                      "dtype": cx.out_dtype(node)})  # fmt: skip
+
+
+@lowers("aten.zeros.default", "aten.ones.default", "aten.empty.memory_format")
+def _zeros(cx, node, size, **kwargs):
+    value = 1 if "ones" in str(node.target) else 0
+    return cx.emit(node, "Full", [], {"shape": cx.attr(list(size)), "value": value,
+                                      "dtype": cx.out_dtype(node)})  # fmt: skip
+
+
+@lowers("aten.scalar_tensor.default")
+def _scalar_tensor(cx, node, value, **kwargs):
+    return cx.emit(node, "Full", [], {"shape": [], "value": cx.attr(value), "dtype": cx.out_dtype(node)})
+
+
+@lowers("aten.full_like.default", "aten.zeros_like.default", "aten.ones_like.default",
+        "aten.empty_like.default")  # fmt: skip
+def _full_like(cx, node, x, value=None, **kwargs):
+    target = str(node.target)
+    if value is None:
+        value = 1 if "ones" in target else 0
+    return cx.emit(node, "FullLike", [cx.value(x)], {"value": cx.attr(value), "dtype": cx.out_dtype(node)})
+
+
+@lowers("aten.arange.start_step", "aten.arange.default", "aten.arange.start")
+def _arange(cx, node, *args, **kwargs):
+    numbers = [a for a in args]
+    if len(numbers) == 1:
+        start, end, step = 0, numbers[0], 1
+    elif len(numbers) == 2:
+        start, end, step = numbers[0], numbers[1], 1
+    else:
+        start, end, step = numbers[:3]
+    attrs = {"start": cx.attr(start), "end": cx.attr(end), "step": cx.attr(step),
+             "dtype": cx.out_dtype(node)}  # fmt: skip
+    return cx.emit(node, "Arange", [], attrs)
+
+
+@lowers("aten.mm.default", "aten.bmm.default", "aten.matmul.default")
+def _mm(cx, node, a, b):
+    return cx.emit(node, "MatMul", [cx.value(a), cx.value(b)])
+
+
+@lowers("aten.addmm.default")
+def _addmm(cx, node, bias, a, b, beta=1, alpha=1):
+    product = cx.temp(node, "MatMul", [cx.value(a), cx.value(b)])
+    if alpha != 1:
+        product = cx.temp(node, "Mul", [product], {"b": alpha})
+    bias_value = cx.value(bias)
+    if beta != 1:
+        bias_value = cx.temp(node, "Mul", [bias_value], {"b": beta})
+    return cx.emit(node, "Add", [product, bias_value])
+
+
+@lowers("aten._softmax.default", "aten.softmax.int")
+def _softmax(cx, node, x, dim, half_to_float=False):
+    return cx.emit(node, "Softmax", [cx.value(x)], {"axis": dim})
+
+
+@lowers("aten._log_softmax.default", "aten.log_softmax.int")
+def _log_softmax(cx, node, x, dim, half_to_float=False):
+    return cx.emit(node, "LogSoftmax", [cx.value(x)], {"axis": dim})
+
+
+@lowers("aten.native_layer_norm.default")
+def _layer_norm(cx, node, x, normalized_shape, weight, bias, eps):
+    inputs = [cx.value(x), cx.value(weight) if weight is not None else "",
+              cx.value(bias) if bias is not None else ""]  # fmt: skip
+    outs = cx.emit(node, "LayerNorm", inputs, {"axis": -len(normalized_shape), "eps": eps}, num_outputs=3)
+    return outs
+
+
+@lowers("aten.native_group_norm.default")
+def _group_norm(cx, node, x, weight, bias, n, c, hw, groups, eps):
+    inputs = [cx.value(x), cx.value(weight) if weight is not None else "",
+              cx.value(bias) if bias is not None else ""]  # fmt: skip
+    out = cx.emit(node, "GroupNorm", inputs, {"groups": groups, "eps": eps})
+    return [out[0], "", ""]
+
+
+@lowers("aten._native_batch_norm_legit_no_training.default")
+def _batch_norm(cx, node, x, weight, bias, mean, var, momentum, eps):
+    inputs = [cx.value(x), cx.value(weight) if weight is not None else "",
+              cx.value(bias) if bias is not None else "", cx.value(mean), cx.value(var)]  # fmt: skip
+    out = cx.emit(node, "BatchNorm", inputs, {"eps": eps})
+    return [out[0], "", ""]
+
+
+def _reduction(op: str) -> Lowering:
+    def lower(cx, node, x, dims=None, keepdim=False, **kwargs):
+        if isinstance(dims, int):
+            dims = [dims]
+        attrs = {"axes": list(dims) if dims else None, "keepdims": bool(keepdim)}
+        if op in ("ReduceSum", "ReduceMean", "ReduceProd") or kwargs.get("dtype") is not None:
+            attrs["dtype"] = cx.out_dtype(node)
+        return cx.emit(node, op, [cx.value(x)], attrs)
+
+    return lower
+
+
+for _name, _op in {"mean": "ReduceMean", "sum": "ReduceSum", "amax": "ReduceMax",
+                   "amin": "ReduceMin", "prod": "ReduceProd", "any": "ReduceAny",
+                   "all": "ReduceAll"}.items():  # fmt: skip
+    lowers(*(f"aten.{_name}.{v}" for v in ("dim", "dims", "default", "dim_IntList", "int")))(
+        _reduction(_op)
+    )
+
+
+@lowers("aten.max.default", "aten.min.default")
+def _max_all(cx, node, x):
+    op = "ReduceMax" if "max" in str(node.target) else "ReduceMin"
+    return cx.emit(node, op, [cx.value(x)], {"axes": None, "keepdims": False})
+
+
+@lowers("aten.max.dim", "aten.min.dim")
+def _max_dim(cx, node, x, dim, keepdim=False):
+    is_max = "max" in str(node.target)
+    values = cx.emit(node, "ReduceMax" if is_max else "ReduceMin", [cx.value(x)],
+                     {"axes": [dim], "keepdims": keepdim})[0]  # fmt: skip
+    indices = cx.temp(node, "ArgMax" if is_max else "ArgMin", [cx.value(x)],
+                      {"axis": dim, "keepdims": keepdim})  # fmt: skip
+    return [values, indices]
+
+
+@lowers("aten.argmax.default", "aten.argmin.default")
+def _argmax(cx, node, x, dim=None, keepdim=False):
+    op = "ArgMax" if "argmax" in str(node.target) else "ArgMin"
+    return cx.emit(node, op, [cx.value(x)], {"axis": dim, "keepdims": keepdim})
+
+
+@lowers("aten.var.correction", "aten.var.dim")
+def _var(cx, node, x, dims=None, correction=None, keepdim=False, **kwargs):
+    if "unbiased" in kwargs:
+        correction = 1 if kwargs["unbiased"] else 0
+    return cx.emit(node, "Var", [cx.value(x)], {"axes": dims, "correction": 1 if correction is None
+                                                 else correction, "keepdims": keepdim})  # fmt: skip
+
+
+@lowers("aten.topk.default")
+def _topk(cx, node, x, k, dim=-1, largest=True, sorted=True):
+    return cx.emit(node, "TopK", [cx.value(x)], {"k": cx.attr(k), "axis": dim, "largest": largest},
+                   num_outputs=2)  # fmt: skip
+
+
+@lowers("aten.cumsum.default")
+def _cumsum(cx, node, x, dim, dtype=None):
+    return cx.emit(node, "CumSum", [cx.value(x)], {"axis": dim, "dtype": cx.out_dtype(node)})
+
+
+@lowers("aten.tril.default", "aten.triu.default")
+def _tri(cx, node, x, diagonal=0):
+    op = "Tril" if "tril" in str(node.target) else "Triu"
+    return cx.emit(node, op, [cx.value(x)], {"diagonal": diagonal})
+
+
+@lowers("aten.flip.default")
+def _flip(cx, node, x, dims):
+    return cx.emit(node, "Flip", [cx.value(x)], {"dims": list(dims)})
+
+
+@lowers("aten.repeat.default")
+def _repeat(cx, node, x, repeats):
+    return cx.emit(node, "Tile", [cx.value(x)], {"repeats": cx.attr(list(repeats))})
+
+
+@lowers("aten.constant_pad_nd.default")
+def _pad(cx, node, x, pad, value=0):
+    rank = x.meta["val"].dim()
+    pairs = [(0, 0)] * rank
+    for i in range(len(pad) // 2):
+        pairs[rank - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    return cx.emit(node, "Pad", [cx.value(x)], {"pads": [list(p) for p in pairs], "value": value})
+
+
+@lowers("aten.convolution.default")
+def _convolution(cx, node, x, w, b, stride, padding, dilation, transposed, output_padding, groups):
+    inputs = [cx.value(x), cx.value(w)] + ([cx.value(b)] if b is not None else [])
+    attrs = {"stride": list(stride), "padding": list(padding), "dilation": list(dilation),
+             "groups": groups}  # fmt: skip
+    if transposed:
+        attrs["output_padding"] = list(output_padding)
+        return cx.emit(node, "ConvTranspose", inputs, attrs)
+    return cx.emit(node, "Conv", inputs, attrs)
+
+
+@lowers("aten.max_pool2d_with_indices.default", "aten.max_pool1d_with_indices.default",
+        "aten.max_pool3d_with_indices.default")  # fmt: skip
+def _max_pool(cx, node, x, kernel, stride=None, padding=0, dilation=1, ceil_mode=False):
+    out = cx.emit(node, "MaxPool", [cx.value(x)], {"kernel": list(kernel), "stride": list(stride or kernel),
+                                                   "padding": _listify(padding), "dilation": _listify(dilation),
+                                                   "ceil_mode": ceil_mode})  # fmt: skip
+    return [out[0], ""]
+
+
+@lowers("aten.avg_pool2d.default", "aten.avg_pool1d.default", "aten.avg_pool3d.default")
+def _avg_pool(cx, node, x, kernel, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+              divisor_override=None):  # fmt: skip
+    return cx.emit(node, "AvgPool", [cx.value(x)], {
+        "kernel": list(kernel), "stride": list(stride or kernel), "padding": _listify(padding),
+        "ceil_mode": ceil_mode, "count_include_pad": count_include_pad,
+        "divisor_override": divisor_override})  # fmt: skip
+
+
+@lowers("aten._adaptive_avg_pool2d.default", "aten._adaptive_avg_pool1d.default",
+        "aten.adaptive_avg_pool1d.default", "aten._adaptive_avg_pool3d.default")  # fmt: skip
+def _adaptive_avg_pool(cx, node, x, output_size):
+    return cx.emit(node, "AdaptiveAvgPool", [cx.value(x)], {"output_size": list(output_size)})
+
+
+def _listify(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+@lowers("aten.sym_size.int")
+def _sym_size(cx, node, x, dim):
+    return cx.emit(node, "SymSize", [cx.value(x)], {"dim": dim})
+
+
+@lowers("aten._local_scalar_dense.default", "aten.item.default")
+def _item(cx, node, x):
+    return cx.emit(node, "TensorToScalar", [cx.value(x)])
+
+
+def _scalar_op(fn: str) -> Lowering:
+    def lower(cx, node, *args):
+        inputs, attrs = [], {"fn": fn}
+        if len(args) == 2:
+            a, b = args
+            if hasattr(a, "meta"):
+                inputs.append(cx.value(a))
+            else:
+                attrs["a"] = a
+            if hasattr(b, "meta"):
+                inputs.append(cx.value(b))
+            else:
+                attrs["b"] = b
+        else:
+            inputs = [cx.value(a) for a in args]
+        return cx.emit(node, "Scalar", inputs, attrs)
+
+    return lower
+
+
+for _pyname, _fn in {"mul": "mul", "add": "add", "sub": "sub", "floordiv": "floordiv",
+                     "truediv": "truediv", "mod": "mod", "pow": "pow", "neg": "neg", "eq": "eq",
+                     "ne": "ne", "lt": "lt", "le": "le", "gt": "gt", "ge": "ge",
+                     "and_": "and", "or_": "or"}.items():  # fmt: skip
+    ATEN[f"operator.{_pyname}"] = _scalar_op(_fn)
+for _pyname, _fn in {"sym_float": "float", "sym_int": "int", "sym_max": "max", "sym_min": "min",
+                     "sym_not": "not", "sym_sqrt": "sqrt", "sym_ite": "ite"}.items():  # fmt: skip
+    ATEN[f"torch.{_pyname}"] = _scalar_op(_fn)
+ATEN["math.ceil"] = _scalar_op("ceil")
+ATEN["math.floor"] = _scalar_op("floor")
+ATEN["aten.sym_float.default"] = _scalar_op("float")
