@@ -49,6 +49,13 @@ def _validate(path: Path, decl: Any) -> dict[str, Any]:
         raise TargetDeclarationError(f"{path}: name '{decl['name']}' must match {NAME_PATTERN.pattern}")
     if decl["name"] != path.stem:
         raise TargetDeclarationError(f"{path}: name '{decl['name']}' must match the file name")
+    from skillmill.runtime.hardware import PROBES, conditions_of
+
+    for condition in conditions_of(decl["detect"])[0]:
+        if not isinstance(condition, dict) or len(condition) != 1 or next(iter(condition)) not in PROBES:
+            raise TargetDeclarationError(
+                f"{path}: detect entry {condition!r} must be one of: {', '.join(sorted(PROBES))}"
+            )
     partial = path.with_suffix(".py.j2")
     if not partial.exists():
         raise TargetDeclarationError(f"{path}: its partial {partial.name} is missing beside it")

@@ -23,12 +23,12 @@ def _render_one(args) -> tuple[str, str]:
     return f"{module_name(model_type)}.py", render_module(ctx, model_type, registry.model_types[model_type])
 
 
-_CONTEXT: dict[int, RenderContext] = {}
+_CONTEXT: dict[tuple, RenderContext] = {}
 
 
 def _worker_context(registry: Registry, declarations) -> RenderContext:
-    key = id(registry)
-    if key not in _CONTEXT:  # one jinja environment per worker process
+    key = (registry.digest, tuple(d["partial_path"] for d in declarations))
+    if key not in _CONTEXT:  # one jinja environment per worker process and template set
         _CONTEXT.clear()
         _CONTEXT[key] = RenderContext.create(registry, declarations)
     return _CONTEXT[key]

@@ -170,21 +170,25 @@ PROBES: dict[str, Probe] = {
 def _run_probe(condition: dict[str, Any]):
     (kind, argument), = condition.items()
     if kind not in PROBES:
-        raise ValueError(f"unknown probe kind '{kind}' (known: {', '.join(sorted(PROBES))})")
+        return False, f"unknown probe kind '{kind}' (known: {', '.join(sorted(PROBES))})", None
     try:
         return PROBES[kind](argument)
     except Exception as exc:  # a broken driver must not break detection of everything else
         return False, f"{kind} probe failed: {type(exc).__name__}: {exc}", None
 
 
+def conditions_of(detect: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+    """(probe conditions, whether all must hold) of a ``detect`` block."""
+    if "any_of" in detect:
+        return list(detect["any_of"]), False
+    if "all_of" in detect:
+        return list(detect["all_of"]), True
+    return [detect], True
+
+
 def evaluate(name: str, detect: dict[str, Any]) -> TargetStatus:
     """Evaluate a declaration's ``detect`` block: ``any_of`` / ``all_of`` lists of probes."""
-    if "any_of" in detect:
-        conditions, need_all = detect["any_of"], False
-    elif "all_of" in detect:
-        conditions, need_all = detect["all_of"], True
-    else:
-        conditions, need_all = [detect], True
+    conditions, need_all = conditions_of(detect)
     results = [(cond, *_run_probe(cond)) for cond in conditions]
     hits = [found for _, ok, found, _ in results if ok]
     misses = [found for _, ok, found, _ in results if not ok]

@@ -73,7 +73,9 @@ def _from_directory(model_class: type, path: Path, dtype: Any):
         )
     try:
         model, info = model_class.from_pretrained(
+            # Mis-shaped tensors are collected (not raised) so the error below can name them.
             str(path), config=config, local_files_only=True, output_loading_info=True,
+            ignore_mismatched_sizes=True,
             **({"dtype": dtype} if dtype is not None else {}),
         )
     except Exception as exc:

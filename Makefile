@@ -1,0 +1,40 @@
+# Two entry points, each doing all set-up from a fresh clone (see README.md):
+#   make demo   generate the skills, then run the real all-MiniLM-L6-v2 skill on a few sentences
+#   make test   check generated/ and the registry snapshot are current, then run the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+# Compiled MAX/Mojo artifacts are cached here between runs (MAX compiles take tens of seconds cold).
+export MODULAR_CACHE_DIR ?= $(CURDIR)/.cache/modular
+export HF_HUB_OFFLINE := 1
+
+.PHONY: demo test install generate check clean
+
+$(STAMP): pyproject.toml setup.py $(wildcard native/src/*) $(wildcard native/include/*) native/build_native.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	# torch 2.13.0 is the CPU build on this machine's disk; any other pin pulls a CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	# Editable install: also builds the native SIMD kernels through cffi.
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+generate: $(STAMP)
+	$(BIN)/generate-skills --jobs 2
+
+demo: generate
+	$(BIN)/generate-skills demo
+
+check: $(STAMP)
+	$(BIN)/generate-skills --check --quiet
+	$(BIN)/generate-skills scan --check
+
+test: check
+	@$(BIN)/python -m pytest -q -m "not slow" tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; exit $$rc
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,110 @@
+"""The generate-skills command line: errors are one clear line with exit 2; --check; atomicity."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from skillmill.generator.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args):
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def test_unknown_model_type_is_one_line_exit_2():
+    code, out = run("--model", "bret", "--output", "/tmp/never-written", "-q")
+    assert code == 2
+    assert "unknown model type: bret (did you mean bert?)" in out
+    assert "Traceback" not in out
+
+
+def test_unknown_hardware_is_exit_2():
+    code, out = run("--model", "bert", "--hardware", "cuda,tpu", "--output", "/tmp/never-written")
+    assert code == 2 and "unknown hardware tpu" in out
+
+
+def test_check_passes_on_fresh_output_and_fails_with_a_diff_when_stale(tmp_path):
+    code, _ = run("--model", "bert", "--model", "gpt2", "--output", str(tmp_path), "-q")
+    assert code == 0
+    code, out = run("--model", "bert", "--model", "gpt2", "--output", str(tmp_path), "--check")
+    assert code == 0, out
+    bert = tmp_path / "bert.py"
+    bert.write_text(bert.read_text().replace("BertModel", "BertModle", 1))
+    code, out = run("--model", "bert", "--output", str(tmp_path), "--check")
+    assert code == 1
+    assert "--- a/" in out and "+++ b/" in out and "is stale" in out
+
+
+def test_template_syntax_error_is_exit_2_and_names_the_file(tmp_path):
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    (targets / "broken.yaml").write_text(
+        "name: broken\npriority: 5\ndetect: {always: true}\nsupports: {modalities: '*', families: '*'}\n"
+    )
+    (targets / "broken.py.j2").write_text("def run_on_broken(skill, batch):\n    {% if %}\n")
+    code, out = run("--targets-dir", str(targets), "--model", "bert", "--output", str(tmp_path / "o"))
+    assert code == 2
+    assert "broken.py.j2" in out and "syntax error" in out
+    assert not (tmp_path / "o").exists()
+
+
+def test_malformed_declaration_is_exit_2(tmp_path):
+    (tmp_path / "bad.yaml").write_text("name: bad\npriority: high\n")
+    (tmp_path / "bad.py.j2").write_text("")
+    code, out = run("--targets-dir", str(tmp_path), "--model", "bert", "--output", str(tmp_path / "o"))
+    assert code == 2 and "bad.yaml" in out
+
+
+def test_list_json_has_one_object_per_class(registry):
+    code, out = run("list", "--json")
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert len(rows) == len(registry.classes)
+    for key in ("class_name", "model_type", "modality", "family", "tasks"):
+        assert key in rows[0]
+    code, out = run("list", "--modality", "vision", "--task", "image-classification", "--json")
+    vision = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert vision and all(r["modality"] == "vision" for r in vision)
+
+
+def test_hardware_report_lists_all_ten_targets():
+    code, out = run("hardware", "--json")
+    assert code == 0
+    report = json.loads(out)
+    names = [t["name"] for t in report["targets"]]
+    assert names == ["max", "cuda", "rocm", "mps", "mojo", "openvino", "qnn", "webgpu", "webnn", "cpu"]
+    assert report["targets"][-1]["available"] is True
+    assert set(report["cpu_features"]) == {"sse2", "avx", "avx2", "fma", "avx512f", "neon"}
+
+
+def test_interrupted_full_run_leaves_the_old_tree_whole(tmp_path, monkeypatch):
+    from skillmill.generator import write
+
+    out = tmp_path / "generated"
+    out.mkdir()
+    (out / "old.py").write_text("# old\n")
+
+    def explode(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(write.os, "replace", explode)
+    with pytest.raises(KeyboardInterrupt):
+        write.replace_tree({"__init__.py": "", "new.py": "# new\n"}, out)
+    assert (out / "old.py").read_text() == "# old\n"
+    assert not (out / "new.py").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["generated"]
+
+
+def test_console_script_help_explains():
+    exe = shutil.which("generate-skills") or str(Path(sys.executable).with_name("generate-skills"))
+    out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
+    for word in ("--model", "--check", "--hardware", "--jobs", "list", "scan", "hardware", "coverage"):
+        assert word in out
