@@ -104,8 +104,15 @@ def main(ctx, models, all_types, hardware, output, check, jobs, targets_dirs, qu
     except TemplateError as exc:
         fail(str(exc))
     complete = not models
+    docs = {}
+    if complete and output == DEFAULT_OUTPUT:  # the support matrix documents the default tree
+        from .docs import DOCS_DIR, SUPPORT_MATRIX, render_support_matrix
+
+        docs = {SUPPORT_MATRIX: render_support_matrix(registry, declarations)}
     if check:
         diff = stale_diff(files, output, complete=complete)
+        if docs:
+            diff += stale_diff(docs, DOCS_DIR, complete=False)
         if diff:
             click.echo(diff, nl=False)
             fail(f"{output} is stale: run `generate-skills` and commit the result", code=1)
@@ -115,6 +122,8 @@ def main(ctx, models, all_types, hardware, output, check, jobs, targets_dirs, qu
         replace_tree(files, output)
     else:
         write_files(files, output)
+    if docs:
+        write_files(docs, DOCS_DIR)
     click.echo(f"wrote {len(files) - 1} skill modules (+ index) to {output} in "
                f"{time.perf_counter() - start:.1f} s")
 
