@@ -1,0 +1,524 @@
+"""Valid, deterministic dummy inputs for a (tiny) transformers model.
+
+Generators are per modality; each declares the input names it serves in `SUPPORTED_INPUT_NAMES`.
+`dummy_inputs(model)` decides which names the model needs (its forward signature, its main input
+name and its config), and for each name the first generator that supports it answers.  A name no
+generator supports is a clear `UnknownInputError`.
+
+Multimodal models get real image / audio / video tensors and the matching number of placeholder
+tokens in `input_ids`: the count is asked of the model itself (`get_image_features` and friends),
+so it is right whatever the projector, pooling or patch merging does.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .normalized_config import NormalizedConfig
+
+DEFAULT_IMAGE = 32
+AUDIO_SAMPLES = 4000
+MEL_FRAMES = 64
+
+
+class UnknownInputError(ValueError):
+    """A model needs an input that no dummy-input generator knows how to build."""
+
+
+@dataclass
+class InputContext:
+    model: Any
+    config: Any
+    batch_size: int
+    seq_len: int
+    generator: torch.Generator
+    made: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def nc(self) -> NormalizedConfig:
+        return NormalizedConfig(self.config)
+
+    def sub(self, *parts: str) -> NormalizedConfig:
+        """The first of the named sub-configs the config has, else the config itself."""
+        for part in parts:
+            sub = getattr(self.nc, part)
+            if sub is not None:
+                return sub
+        return self.nc
+
+    def randint(self, low: int, high: int, shape) -> torch.Tensor:
+        return torch.randint(low, max(high, low + 1), tuple(shape), generator=self.generator)
+
+    def randn(self, shape) -> torch.Tensor:
+        return torch.randn(tuple(shape), generator=self.generator)
+
+    def rand(self, shape) -> torch.Tensor:
+        return torch.rand(tuple(shape), generator=self.generator)
+
+
+def _int(value: Any, default: int) -> int:
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def _special_ids(config: Any) -> set[int]:
+    ids: set[int] = set()
+    stack = [config]
+    while stack:
+        c = stack.pop()
+        d = c if isinstance(c, dict) else getattr(c, "__dict__", {})
+        for key, value in d.items():
+            if key.endswith(("_token_id", "_token_index", "_token_ids")) or key == "pad_token_id":
+                for v in value if isinstance(value, (list, tuple)) else [value]:
+                    if isinstance(v, int) and not isinstance(v, bool):
+                        ids.add(v)
+            elif hasattr(value, "to_dict") and hasattr(value, "model_type"):
+                stack.append(value)
+    return ids
+
+
+class InputGenerator:
+    SUPPORTED_INPUT_NAMES: tuple[str, ...] = ()
+
+    def __init__(self, ctx: InputContext):
+        self.ctx = ctx
+
+    def supports(self, name: str) -> bool:
+        return name in self.SUPPORTED_INPUT_NAMES
+
+    def generate(self, name: str) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class TextInputGenerator(InputGenerator):
+    SUPPORTED_INPUT_NAMES = (
+        "input_ids", "attention_mask", "token_type_ids", "position_ids", "decoder_input_ids",
+        "decoder_attention_mask", "labels", "decoder_position_ids", "global_attention_mask",
+        "head_mask", "text_input_ids", "input_ids_text", "langs", "visual_token_type_ids",
+        "cache_position", "mm_token_type_ids",
+    )
+
+    def vocab_size(self, decoder: bool = False) -> int:
+        ctx = self.ctx
+        nc = ctx.nc
+        sub = nc.decoder if decoder and nc.decoder is not None else None
+        for source in (sub, nc, nc.text):
+            if source is not None and isinstance(source.vocab_size, int) and source.vocab_size > 1:
+                return source.vocab_size
+        return 99
+
+    def ids(self, length: int, decoder: bool = False) -> torch.Tensor:
+        vocab = self.vocab_size(decoder)
+        special = _special_ids(self.ctx.config)
+        ids = self.ctx.randint(0, vocab, (self.ctx.batch_size, length))
+        # Keep placeholders (image / audio tokens...) out of ordinary text.
+        safe = [i for i in range(min(vocab, 200)) if i not in special] or [0]
+        bad = torch.zeros_like(ids, dtype=torch.bool)
+        for s in special:
+            bad |= ids == s
+        if bad.any():
+            pick = ctx_pick(self.ctx, safe, int(bad.sum()))
+            ids[bad] = pick
+        return ids
+
+    def generate(self, name: str) -> torch.Tensor:
+        ctx = self.ctx
+        b, s = ctx.batch_size, ctx.seq_len
+        if name in ("input_ids", "text_input_ids", "input_ids_text"):
+            return self.ids(s)
+        if name in ("decoder_input_ids", "labels"):
+            return self.ids(s, decoder=True)
+        length = ctx.made["input_ids"].shape[1] if "input_ids" in ctx.made else s
+        if name == "attention_mask":
+            return torch.ones(b, length, dtype=torch.long)
+        if name == "decoder_attention_mask":
+            dec = ctx.made.get("decoder_input_ids")
+            return torch.ones(b, dec.shape[1] if dec is not None else s, dtype=torch.long)
+        if name in ("token_type_ids", "visual_token_type_ids", "langs", "mm_token_type_ids"):
+            return torch.zeros(b, length, dtype=torch.long)
+        if name in ("position_ids", "decoder_position_ids"):
+            return torch.arange(length).unsqueeze(0).expand(b, length).clone()
+        if name == "cache_position":
+            return torch.arange(length)
+        if name == "global_attention_mask":
+            mask = torch.zeros(b, length, dtype=torch.long)
+            mask[:, 0] = 1
+            return mask
+        raise UnknownInputError(name)
+
+
+def ctx_pick(ctx: InputContext, choices: list[int], n: int) -> torch.Tensor:
+    index = torch.randint(0, len(choices), (n,), generator=ctx.generator)
+    return torch.tensor(choices)[index]
+
+
+class BboxInputGenerator(InputGenerator):
+    SUPPORTED_INPUT_NAMES = ("bbox",)
+
+    def generate(self, name: str) -> torch.Tensor:
+        ctx = self.ctx
+        length = ctx.made["input_ids"].shape[1] if "input_ids" in ctx.made else ctx.seq_len
+        a = ctx.randint(0, 500, (ctx.batch_size, length, 2))
+        b = a + ctx.randint(1, 500, (ctx.batch_size, length, 2))
+        return torch.stack([a[..., 0], a[..., 1], b[..., 0], b[..., 1]], dim=-1)
+
+
+class VisionInputGenerator(InputGenerator):
+    SUPPORTED_INPUT_NAMES = (
+        "pixel_values", "pixel_mask", "image_sizes", "image_grid_thw", "grid_thw", "pixel_attention_mask",
+        "image_attention_mask", "bool_masked_pos", "interpolate_pos_encoding",
+    )
+
+    def vision(self) -> NormalizedConfig:
+        return self.ctx.sub("vision", "backbone")
+
+    def image_hw(self) -> tuple[int, int]:
+        v = self.vision()
+        size = v.image_size or self.ctx.nc.image_size
+        if isinstance(size, (list, tuple)) and len(size) >= 2:
+            return int(size[0]), int(size[1])
+        if isinstance(size, dict):
+            return int(size.get("height", DEFAULT_IMAGE)), int(size.get("width", DEFAULT_IMAGE))
+        n = _int(size, DEFAULT_IMAGE)
+        return n, n
+
+    def channels(self) -> int:
+        v = self.vision()
+        return _int(v.num_channels, _int(self.ctx.nc.num_channels, 3))
+
+    def generate(self, name: str) -> torch.Tensor:
+        ctx = self.ctx
+        b = ctx.batch_size
+        if name in ("image_grid_thw", "grid_thw"):
+            return ctx.made.get("image_grid_thw", ctx.made.get("grid_thw", self.grid()))
+        if name == "pixel_values":
+            if self.uses_grid():
+                grid = ctx.made.get("image_grid_thw", ctx.made.get("grid_thw"))
+                if grid is None:
+                    grid = self.grid()
+                v = self.vision()
+                patch = _int(v.patch_size, 14)
+                temporal = _int(v.temporal_patch_size, 2)
+                rows = int(grid.prod(-1).sum())
+                return ctx.randn((rows, self.channels() * temporal * patch * patch))
+            h, w = self.image_hw()
+            frames = self.num_frames()
+            if frames:
+                return ctx.randn((b, frames, self.channels(), h, w))
+            return ctx.randn((b, self.channels(), h, w))
+        if name in ("pixel_mask", "pixel_attention_mask"):
+            h, w = self.image_hw()
+            return torch.ones(b, h, w, dtype=torch.long)
+        if name == "image_sizes":
+            h, w = self.image_hw()
+            return torch.tensor([[h, w]] * b)
+        if name == "bool_masked_pos":
+            h, w = self.image_hw()
+            patch = _int(self.vision().patch_size, 16)
+            n = max(1, (h // patch) * (w // patch))
+            return ctx.rand((b, n)) < 0.5
+        raise UnknownInputError(name)
+
+    def num_frames(self) -> int | None:
+        nc = self.ctx.nc
+        if getattr(self.ctx.model, "main_input_name", None) == "pixel_values_videos":
+            return None
+        frames = nc.num_frames or self.vision().num_frames
+        return _int(frames, 0) or None
+
+    def uses_grid(self) -> bool:
+        params = _forward_params(self.ctx.model)
+        return "image_grid_thw" in params or "grid_thw" in params
+
+    def grid(self) -> torch.Tensor:
+        v = self.vision()
+        merge = _int(getattr(v.config, "spatial_merge_size", None), 2)
+        t = 1
+        return torch.tensor([[t, 2 * merge, 2 * merge]] * self.ctx.batch_size)
+
+
+class AudioInputGenerator(InputGenerator):
+    SUPPORTED_INPUT_NAMES = (
+        "input_values", "input_features", "feature_attention_mask", "audio_values",
+        "input_features_mask", "padding_mask", "audio_attention_mask",
+    )
+
+    def audio(self) -> NormalizedConfig:
+        return self.ctx.sub("audio", "encoder")
+
+    def generate(self, name: str) -> torch.Tensor:
+        ctx = self.ctx
+        b = ctx.batch_size
+        a = self.audio()
+        if name in ("input_values", "audio_values"):
+            channels = _int(getattr(a.config, "audio_channels", None), 0)
+            if channels:
+                return ctx.randn((b, channels, AUDIO_SAMPLES))
+            return ctx.randn((b, AUDIO_SAMPLES))
+        if name == "input_features":
+            mel = _int(a.num_mel_bins, 80)
+            if getattr(a.config, "num_mel_bins", None) is not None:
+                src = _int(getattr(a.config, "max_source_positions", None), MEL_FRAMES // 2)
+                return ctx.randn((b, mel, 2 * src))
+            return ctx.randn((b, MEL_FRAMES, mel))
+        if name in ("feature_attention_mask", "input_features_mask", "audio_attention_mask"):
+            feats = ctx.made.get("input_features")
+            length = feats.shape[-1] if feats is not None else MEL_FRAMES
+            return torch.ones(b, length, dtype=torch.long)
+        if name == "padding_mask":
+            values = ctx.made.get("input_values")
+            length = values.shape[-1] if values is not None else AUDIO_SAMPLES
+            return torch.ones(b, length, dtype=torch.long)
+        raise UnknownInputError(name)
+
+
+class TimeSeriesInputGenerator(InputGenerator):
+    SUPPORTED_INPUT_NAMES = (
+        "past_values", "past_time_features", "past_observed_mask", "static_categorical_features",
+        "static_real_features", "future_time_features", "future_values", "past_time_stamps",
+    )
+
+    def lengths(self) -> tuple[int, int]:
+        c = self.ctx.config
+        context = _int(getattr(c, "context_length", None), 32)
+        lags = getattr(c, "lags_sequence", None)
+        history = context + (max(lags) if lags else 0)
+        return history, _int(getattr(c, "prediction_length", None), 8)
+
+    def channels(self) -> int:
+        c = self.ctx.config
+        for key in ("num_input_channels", "input_size"):
+            v = getattr(c, key, None)
+            if isinstance(v, int) and v > 0:
+                return v
+        return 1
+
+    def generate(self, name: str) -> torch.Tensor:
+        ctx, c = self.ctx, self.ctx.config
+        b = ctx.batch_size
+        history, horizon = self.lengths()
+        ch = self.channels()
+        shape = (b, history) if ch == 1 and hasattr(c, "lags_sequence") else (b, history, ch)
+        if name == "past_values":
+            return ctx.randn(shape)
+        if name == "past_observed_mask":
+            return torch.ones(shape)
+        if name == "past_time_features":
+            return ctx.randn((b, history, _int(getattr(c, "num_time_features", 1), 1)))
+        if name == "future_time_features":
+            return ctx.randn((b, horizon, _int(getattr(c, "num_time_features", 1), 1)))
+        if name == "future_values":
+            return ctx.randn((b, horizon) if len(shape) == 2 else (b, horizon, ch))
+        if name == "static_categorical_features":
+            n = _int(getattr(c, "num_static_categorical_features", 1), 1)
+            return torch.zeros(b, n, dtype=torch.long)
+        if name == "static_real_features":
+            return ctx.randn((b, _int(getattr(c, "num_static_real_features", 1), 1)))
+        if name == "past_time_stamps":
+            return torch.arange(history).float().unsqueeze(0).expand(b, history).clone()
+        raise UnknownInputError(name)
+
+
+GENERATORS: list[type[InputGenerator]] = [
+    TextInputGenerator,
+    BboxInputGenerator,
+    VisionInputGenerator,
+    AudioInputGenerator,
+    TimeSeriesInputGenerator,
+]
+
+
+def _forward_params(model) -> dict[str, inspect.Parameter]:
+    try:
+        sig = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        return {}
+    return {
+        n: p
+        for n, p in sig.parameters.items()
+        if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    }
+
+
+def _has_vision(nc: NormalizedConfig) -> bool:
+    return nc.vision is not None or nc.image_token_id is not None
+
+
+def _has_audio(nc: NormalizedConfig) -> bool:
+    return nc.audio is not None or nc.audio_token_id is not None
+
+
+def _required(fn) -> list[str]:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return []
+    return [
+        n for n, p in params.items()
+        if p.default is inspect.Parameter.empty
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+
+
+def needed_input_names(model) -> list[str]:
+    """Names of the inputs to build, in build order."""
+    params = _forward_params(model)
+    config = model.config
+    nc = NormalizedConfig(config)
+    names: list[str] = [n for n, p in params.items() if p.default is inspect.Parameter.empty]
+    main = getattr(model, "main_input_name", None)
+    if main in params and main not in names:
+        names.insert(0, main)
+    want = set(names)
+    multimodal = _has_vision(nc) or _has_audio(nc)
+    if multimodal and "input_ids" in params:
+        want.add("input_ids")
+    if "input_ids" in want:
+        if "pixel_values" in params and _has_vision(nc):
+            want.add("pixel_values")
+        if "input_features" in params and _has_audio(nc):
+            want.add("input_features")
+        elif "input_values" in params and _has_audio(nc):
+            want.add("input_values")
+    if "pixel_values" in want:
+        for extra in ("image_grid_thw", "grid_thw", "image_sizes"):
+            if extra in params:
+                want.add(extra)
+    if "input_features" in want and "feature_attention_mask" in params:
+        want.add("feature_attention_mask")
+    # Whatever the model's own feature getters require, when forward takes it too.
+    for kind in ("image", "audio", "video"):
+        fn = getattr(model, f"get_{kind}_features", None)
+        if fn is not None and want & set(_required(fn)):
+            want.update(n for n in _required(fn) if n in params)
+    if "input_ids" in want and "bbox" in params:
+        want.add("bbox")
+    if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in params:
+        want.add("decoder_input_ids")
+    if "input_ids" in want:
+        for extra in ("attention_mask", "mm_token_type_ids"):
+            if extra in params:
+                want.add(extra)
+    order = [
+        "image_grid_thw", "grid_thw", "pixel_values", "input_features", "input_values", "input_ids",
+        "decoder_input_ids",
+    ]
+    return sorted(want, key=lambda n: (order.index(n) if n in order else len(order), n))
+
+
+def _feature_rows(out: Any) -> int:
+    """Total placeholder rows in a `get_*_features` result (tensor, list of tensors or output)."""
+    if hasattr(out, "pooler_output") and out.pooler_output is not None:
+        out = out.pooler_output
+    elif hasattr(out, "last_hidden_state") and not isinstance(out, torch.Tensor):
+        out = out.last_hidden_state
+    if isinstance(out, torch.Tensor):
+        return int(math.prod(out.shape[:-1]))
+    if isinstance(out, (list, tuple)):
+        return sum(_feature_rows(o) for o in out if o is not None)
+    raise TypeError(f"cannot count features in {type(out).__name__}")
+
+
+def _count_placeholders(model, kind: str, inputs: dict[str, torch.Tensor]) -> int | None:
+    """How many placeholder tokens the model expects for its `kind` ("image", "audio") inputs."""
+    fn = getattr(model, f"get_{kind}_features", None)
+    if fn is None:
+        return None
+    params = inspect.signature(fn).parameters
+    kwargs = {k: v for k, v in inputs.items() if k in params}
+    if not kwargs:
+        return None
+    with torch.no_grad():
+        out = fn(**kwargs)
+    return _feature_rows(out)
+
+
+def _insert_placeholders(ctx: InputContext, ids: torch.Tensor, token: int, per_row: int,
+                         start: int | None, end: int | None) -> torch.Tensor:
+    block = ([start] if start is not None else []) + [token] * per_row + ([end] if end is not None else [])
+    block_t = torch.tensor(block, dtype=ids.dtype).unsqueeze(0).expand(ids.shape[0], -1)
+    return torch.cat([ids[:, :1], block_t, ids[:, 1:]], dim=1)
+
+
+def _first_attr(config: Any, names: tuple[str, ...]) -> int | None:
+    for n in names:
+        v = getattr(config, n, None)
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+    return None
+
+
+def dummy_inputs(model, batch_size: int = 1, seq_len: int = 16, input_names=None,
+                 seed: int = 0) -> dict[str, torch.Tensor]:
+    """Inputs for `model.forward`: `input_names` if given, else what the model needs."""
+    config = model.config
+    ctx = InputContext(model, config, batch_size, seq_len, torch.Generator().manual_seed(seed))
+    names = list(input_names) if input_names is not None else needed_input_names(model)
+    generators = [g(ctx) for g in GENERATORS]
+    for name in names:
+        if name in ctx.made:
+            continue
+        gen = next((g for g in generators if g.supports(name)), None)
+        if gen is None:
+            raise UnknownInputError(
+                f"{type(model).__name__}.forward needs input {name!r}, which no dummy-input "
+                f"generator supports (known: {sorted(supported_input_names())})"
+            )
+        ctx.made[name] = gen.generate(name)
+    if input_names is None:
+        _add_multimodal_placeholders(model, ctx)
+    return dict(ctx.made)
+
+
+def _add_multimodal_placeholders(model, ctx: InputContext) -> None:
+    made, config = ctx.made, ctx.config
+    if "input_ids" not in made:
+        return
+    for kind, source, token_names, start_names, end_names in (
+        ("image", "pixel_values", ("image_token_id", "image_token_index"),
+         ("vision_start_token_id", "image_start_token_id", "boi_token_id", "boi_token_index"),
+         ("vision_end_token_id", "image_end_token_id", "eoi_token_id", "eoi_token_index")),
+        ("audio", "input_features", ("audio_token_id", "audio_token_index"),
+         ("audio_start_token_id", "audio_bos_token_id", "boa_token_id"),
+         ("audio_end_token_id", "audio_eos_token_id", "eoa_token_id", "eoa_token_index")),
+        ("audio", "input_values", ("audio_token_id", "audio_token_index"), (), ()),
+    ):
+        if source not in made:
+            continue
+        token = _first_attr(config, token_names)
+        if token is None:
+            continue
+        count = _count_placeholders(model, kind, made)
+        if not count:
+            continue
+        per_row = max(1, count // ctx.batch_size)
+        made["input_ids"] = _insert_placeholders(
+            ctx, made["input_ids"], token, per_row,
+            _first_attr(config, start_names), _first_attr(config, end_names),
+        )
+    length = made["input_ids"].shape[1]
+    if "mm_token_type_ids" in made:
+        types = torch.zeros_like(made["input_ids"])
+        for value, names in ((1, ("image_token_id", "image_token_index")), (2, ("video_token_id",)),
+                             (3, ("audio_token_id", "audio_token_index"))):
+            token = _first_attr(config, names)
+            if token is not None:
+                types[made["input_ids"] == token] = value
+        made["mm_token_type_ids"] = types
+    for name in ("attention_mask", "token_type_ids"):
+        if name in made and made[name].shape[-1] != length:
+            made[name] = torch.ones(ctx.batch_size, length, dtype=made[name].dtype) if name == "attention_mask" \
+                else torch.zeros(ctx.batch_size, length, dtype=made[name].dtype)
+
+
+def supported_input_names() -> set[str]:
+    names: set[str] = set()
+    for g in GENERATORS:
+        names.update(g.SUPPORTED_INPUT_NAMES)
+    return names
