@@ -1,0 +1,67 @@
+"""Loads the compiled kernels once and knows why they are missing when they are.
+
+The extension is built by cffi at ``pip install`` time.  When that fails (no compiler, say)
+the install still succeeds and setup.py leaves the reason in ``_build_status.txt`` beside
+this file; every op then raises :class:`NativeUnavailableError` and skills fall back to torch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["NativeUnavailableError", "ffi", "lib", "reason", "require", "check_rc", "fptr"]
+
+STATUS_FILE = Path(__file__).with_name("_build_status.txt")
+
+
+class NativeUnavailableError(RuntimeError):
+    """The C kernels are not built or were disabled; use the torch path instead."""
+
+
+def _load():
+    if os.environ.get("SKILLMILL_NATIVE_DISABLE") == "1":
+        return None, None, "unavailable: disabled by SKILLMILL_NATIVE_DISABLE=1"
+    try:
+        from skillmill.native._kernels import ffi as _ffi, lib as _lib
+    except ImportError as exc:
+        if STATUS_FILE.exists():
+            return None, None, STATUS_FILE.read_text().strip()
+        return None, None, f"unavailable: extension not built ({exc})"
+    return _ffi, _lib, None
+
+
+ffi, lib, reason = _load()
+
+
+def require() -> None:
+    if lib is None:
+        raise NativeUnavailableError(f"skillmill.native is {reason}")
+
+
+_ERRORS = {-1: (ValueError, "invalid argument"), -2: (MemoryError, "out of memory"),
+           -3: (ValueError, "not supported by this CPU or build")}
+
+
+def check_rc(rc: int, what: str) -> None:
+    """C kernels return 0 or a negative code; the wrappers make the codes Python errors."""
+    if rc != 0:
+        exc, text = _ERRORS.get(rc, (RuntimeError, f"error code {rc}"))
+        raise exc(f"{what}: {text}")
+
+
+_CTYPES = {
+    np.dtype(np.float32): "float[]",
+    np.dtype(np.int64): "int64_t[]",
+    np.dtype(np.int8): "int8_t[]",
+    np.dtype(np.uint8): "uint8_t[]",
+}
+
+
+def fptr(arr: np.ndarray | None, writable: bool = False):
+    """A C pointer into a checked (contiguous, aligned) array; NULL for None."""
+    if arr is None:
+        return ffi.NULL
+    return ffi.from_buffer(_CTYPES[arr.dtype], arr, require_writable=writable)

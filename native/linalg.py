@@ -1,0 +1,199 @@
+"""Matrix products: SGEMM (batched, broadcasting), linear with fused epilogue, and the
+weight-only quantized linears (int8 per channel, Q4_0 blocks) with their quantizers.
+
+Weights follow torch's nn.Linear layout, ``w[out_features, in_features]``, so state dicts
+load without transposing; the GEMM packs ``w`` as B = w.T on the fly."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _checks as chk
+from ._lib import check_rc, fptr, lib, require
+
+Q4_BLOCK = 32
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b`` for float32 a[..., M, K], b[..., K, N]; batch dims broadcast like numpy."""
+    require()
+    a = chk.f32("a", a, min_ndim=2)
+    b = chk.f32("b", b, min_ndim=2)
+    m, k = a.shape[-2:]
+    k2, n = b.shape[-2:]
+    chk.same("a.shape[-1]", k, "b.shape[-2]", k2)
+    try:
+        batch_shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"batch dims of a {a.shape} and b {b.shape} do not broadcast") from None
+    res = chk.out(out, batch_shape + (m, n), (a, b))
+    batch = int(np.prod(batch_shape, dtype=np.int64))
+    if res.size == 0:
+        return res
+    if k == 0:
+        res[...] = 0.0
+        return res
+    a_off = _batch_offsets(a.shape[:-2], batch_shape, m * k)
+    b_off = _batch_offsets(b.shape[:-2], batch_shape, k * n)
+    rc = lib.skm_matmul(batch, fptr(a), fptr(a_off), fptr(b), fptr(b_off), fptr(res, True),
+                           m, n, k)
+    check_rc(rc, "matmul")
+    return res
+
+
+def _batch_offsets(own: tuple[int, ...], full: tuple[int, ...], stride: int) -> np.ndarray:
+    """Element offset of each broadcast batch matrix inside the operand's buffer."""
+    count = int(np.prod(full, dtype=np.int64))
+    if own == full:
+        return np.arange(count, dtype=np.int64) * stride
+    idx = np.arange(int(np.prod(own, dtype=np.int64)), dtype=np.int64).reshape(own)
+    return np.ascontiguousarray(np.broadcast_to(idx, full)).reshape(-1) * stride
+
+
+def _linear_checks(x, n_out, k, bias, out, inputs):
+    lead = x.shape[:-1]
+    bias = chk.optional_f32("bias", bias, (n_out,))
+    res = chk.out(out, lead + (n_out,), inputs + (bias,))
+    rows = int(np.prod(lead, dtype=np.int64))
+    return bias, res, rows
+
+
+def linear(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None = None,
+    activation: str = "none",
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """``act(x @ w.T + bias)`` with x[..., in], w[out, in] (torch layout), bias[out].
+    activation: none | relu | gelu (erf) | gelu_tanh | silu, fused into the GEMM epilogue."""
+    require()
+    act = chk.activation_id(activation)
+    x = chk.f32("x", x, min_ndim=1)
+    w = chk.f32("w", w, ndim=2)
+    n_out, k = w.shape
+    chk.same("x.shape[-1]", x.shape[-1], "w.shape[1]", k)
+    bias, res, rows = _linear_checks(x, n_out, k, bias, out, (x, w))
+    if res.size == 0:
+        return res
+    rc = lib.skm_linear(fptr(x), fptr(w), fptr(bias), fptr(res, True), rows, n_out, k, act)
+    check_rc(rc, "linear")
+    return res
+
+
+def quantize_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel int8: returns (q int8[out, in], scales float32[out]) with
+    w ~= q * scales[:, None]."""
+    require()
+    w = chk.finite("w", chk.f32("w", w, ndim=2))
+    q = np.empty(w.shape, np.int8)
+    scales = np.empty(w.shape[0], np.float32)
+    if w.size:
+        check_rc(lib.skm_quantize_int8(fptr(w), fptr(q, True), fptr(scales, True), *w.shape),
+                 "quantize_int8")
+    else:
+        scales[...] = 0.0
+    return q, scales
+
+
+def dequantize_int8(q: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    q, scales = _int8_checks(q, scales)
+    return q.astype(np.float32) * scales[:, None]
+
+
+def _int8_checks(q, scales):
+    q = chk.array("q", q)
+    if q.dtype != np.int8 or q.ndim != 2:
+        raise TypeError(f"q must be a 2-D int8 array from quantize_int8, got {q.dtype} {q.shape}")
+    chk.layout("q", q)
+    scales = chk.finite("scales", chk.f32("scales", scales, ndim=1))
+    chk.same("scales.shape[0]", scales.shape[0], "q.shape[0]", q.shape[0])
+    return q, scales
+
+
+def matmul_int8(
+    x: np.ndarray,
+    q: np.ndarray,
+    scales: np.ndarray,
+    bias: np.ndarray | None = None,
+    activation: str = "none",
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """``linear(x, dequantize_int8(q, scales), bias, activation)`` without materialising the
+    float weight: int8 rows are dequantized while the GEMM packs them."""
+    require()
+    act = chk.activation_id(activation)
+    x = chk.f32("x", x, min_ndim=1)
+    q, scales = _int8_checks(q, scales)
+    n_out, k = q.shape
+    chk.same("x.shape[-1]", x.shape[-1], "q.shape[1]", k)
+    bias, res, rows = _linear_checks(x, n_out, k, bias, out, (x, q, scales))
+    if res.size == 0:
+        return res
+    rc = lib.skm_linear_int8(fptr(x), fptr(q), fptr(scales), fptr(bias), fptr(res, True),
+                                rows, n_out, k, act)
+    check_rc(rc, "matmul_int8")
+    return res
+
+
+def quantize_q4_0(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """4-bit blocks of 32 input values with one float32 scale each (like ggml's Q4_0).
+    Returns (q uint8[out, ceil(in/32), 16], scales float32[out, ceil(in/32)]); value v of a
+    block is (nibble - 8) * scale, stored in byte v // 2, low nibble first."""
+    require()
+    w = chk.finite("w", chk.f32("w", w, ndim=2))
+    rows, cols = w.shape
+    blocks = -(-cols // Q4_BLOCK)
+    q = np.empty((rows, blocks, 16), np.uint8)
+    scales = np.empty((rows, blocks), np.float32)
+    if q.size:
+        check_rc(lib.skm_quantize_q4_0(fptr(w), fptr(q, True), fptr(scales, True), rows,
+                                          cols), "quantize_q4_0")
+    return q, scales
+
+
+def _q4_checks(q, scales, k):
+    q = chk.array("q", q)
+    blocks = -(-k // Q4_BLOCK)
+    if q.dtype != np.uint8 or q.ndim != 3 or q.shape[1:] != (blocks, 16):
+        raise ValueError(
+            f"q must be uint8 [out, {blocks}, 16] from quantize_q4_0 for in_features={k}, "
+            f"got {q.dtype} {q.shape}"
+        )
+    chk.layout("q", q)
+    scales = chk.finite("scales", chk.f32("scales", scales, ndim=2))
+    if scales.shape != q.shape[:2]:
+        raise ValueError(f"scales must have shape {q.shape[:2]}, got {scales.shape}")
+    return q, scales
+
+
+def dequantize_q4_0(q: np.ndarray, scales: np.ndarray, in_features: int) -> np.ndarray:
+    q, scales = _q4_checks(q, scales, chk.nonneg_int("in_features", in_features))
+    nib = np.stack([q & 15, q >> 4], axis=-1).reshape(q.shape[0], q.shape[1], 32)
+    w = (nib.astype(np.float32) - 8.0) * scales[:, :, None]
+    return w.reshape(q.shape[0], -1)[:, :in_features].copy()
+
+
+def matmul_q4_0(
+    x: np.ndarray,
+    q: np.ndarray,
+    scales: np.ndarray,
+    bias: np.ndarray | None = None,
+    activation: str = "none",
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """``linear(x, dequantize_q4_0(q, scales, x.shape[-1]), bias, activation)``; the blocks
+    are dequantized while packing, so the weight stays 4-bit in memory."""
+    require()
+    act = chk.activation_id(activation)
+    x = chk.f32("x", x, min_ndim=1)
+    k = x.shape[-1]
+    q, scales = _q4_checks(q, scales, k)
+    n_out = q.shape[0]
+    bias, res, rows = _linear_checks(x, n_out, k, bias, out, (x, q, scales))
+    if res.size == 0:
+        return res
+    rc = lib.skm_linear_q4_0(fptr(x), fptr(q), fptr(scales), fptr(bias), fptr(res, True),
+                                rows, n_out, k, act)
+    check_rc(rc, "matmul_q4_0")
+    return res

@@ -1,0 +1,222 @@
+/* The SIMD vocabulary: the only place that knows about intrinsics.
+ *
+ * Every kernel in kernels.h is written once against these names and compiled once per ISA
+ * (isa_*.c defines SKM_ISA before including this file).  A kernel never branches on the ISA;
+ * it asks for SKM_W lanes and writes a scalar tail for the remainder, so the scalar build
+ * (SKM_W == 1) doubles as the plain-C reference of every kernel.
+ *
+ * Conventions shared by all ISAs:
+ *   skv_max(a, b) / skv_min(a, b) return b when either is NaN (x86 semantics): put the data
+ *   operand second so NaN propagates; skv_pow2n(n) takes integral floats in [-127, 127] and
+ *   returns 2**n (n == -127 gives 0).
+ */
+#ifndef SKM_SIMD_H
+#define SKM_SIMD_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define SKM_ISA_SCALAR 0
+#define SKM_ISA_AVX2 1
+#define SKM_ISA_AVX512 2
+#define SKM_ISA_NEON 3
+
+#ifndef SKM_ISA
+#error "define SKM_ISA before including simd.h"
+#endif
+
+#define SKM_INLINE static inline __attribute__((always_inline))
+
+#if SKM_ISA == SKM_ISA_AVX512
+#include <immintrin.h>
+#define SKM_W 16
+#define SKM_SUFFIX avx512
+typedef __m512 skv;
+SKM_INLINE skv skv_load(const float *p) { return _mm512_loadu_ps(p); }
+SKM_INLINE void skv_store(float *p, skv v) { _mm512_storeu_ps(p, v); }
+SKM_INLINE skv skv_set1(float x) { return _mm512_set1_ps(x); }
+SKM_INLINE skv skv_bcast(const float *p) { return _mm512_set1_ps(*p); }
+SKM_INLINE skv skv_zero(void) { return _mm512_setzero_ps(); }
+SKM_INLINE skv skv_add(skv a, skv b) { return _mm512_add_ps(a, b); }
+SKM_INLINE skv skv_sub(skv a, skv b) { return _mm512_sub_ps(a, b); }
+SKM_INLINE skv skv_mul(skv a, skv b) { return _mm512_mul_ps(a, b); }
+SKM_INLINE skv skv_div(skv a, skv b) { return _mm512_div_ps(a, b); }
+SKM_INLINE skv skv_fma(skv a, skv b, skv c) { return _mm512_fmadd_ps(a, b, c); }
+SKM_INLINE skv skv_max(skv a, skv b) { return _mm512_max_ps(a, b); }
+SKM_INLINE skv skv_min(skv a, skv b) { return _mm512_min_ps(a, b); }
+SKM_INLINE skv skv_abs(skv a) { return _mm512_abs_ps(a); }
+SKM_INLINE skv skv_sqrt(skv a) { return _mm512_sqrt_ps(a); }
+SKM_INLINE skv skv_round(skv a) {
+    return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+SKM_INLINE skv skv_pow2n(skv n) {
+    __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
+}
+SKM_INLINE float skv_reduce_add(skv v) { return _mm512_reduce_add_ps(v); }
+SKM_INLINE float skv_reduce_max(skv v) { return _mm512_reduce_max_ps(v); }
+
+#elif SKM_ISA == SKM_ISA_AVX2
+#include <immintrin.h>
+#define SKM_W 8
+#define SKM_SUFFIX avx2
+typedef __m256 skv;
+SKM_INLINE skv skv_load(const float *p) { return _mm256_loadu_ps(p); }
+SKM_INLINE void skv_store(float *p, skv v) { _mm256_storeu_ps(p, v); }
+SKM_INLINE skv skv_set1(float x) { return _mm256_set1_ps(x); }
+SKM_INLINE skv skv_bcast(const float *p) { return _mm256_broadcast_ss(p); }
+SKM_INLINE skv skv_zero(void) { return _mm256_setzero_ps(); }
+SKM_INLINE skv skv_add(skv a, skv b) { return _mm256_add_ps(a, b); }
+SKM_INLINE skv skv_sub(skv a, skv b) { return _mm256_sub_ps(a, b); }
+SKM_INLINE skv skv_mul(skv a, skv b) { return _mm256_mul_ps(a, b); }
+SKM_INLINE skv skv_div(skv a, skv b) { return _mm256_div_ps(a, b); }
+SKM_INLINE skv skv_fma(skv a, skv b, skv c) { return _mm256_fmadd_ps(a, b, c); }
+SKM_INLINE skv skv_max(skv a, skv b) { return _mm256_max_ps(a, b); }
+SKM_INLINE skv skv_min(skv a, skv b) { return _mm256_min_ps(a, b); }
+SKM_INLINE skv skv_abs(skv a) {
+    return _mm256_and_ps(a, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
+}
+SKM_INLINE skv skv_sqrt(skv a) { return _mm256_sqrt_ps(a); }
+SKM_INLINE skv skv_round(skv a) {
+    return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+SKM_INLINE skv skv_pow2n(skv n) {
+    __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+}
+SKM_INLINE float skv_reduce_add(skv v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+SKM_INLINE float skv_reduce_max(skv v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+#elif SKM_ISA == SKM_ISA_NEON
+#include <arm_neon.h>
+#define SKM_W 4
+#define SKM_SUFFIX neon
+typedef float32x4_t skv;
+SKM_INLINE skv skv_load(const float *p) { return vld1q_f32(p); }
+SKM_INLINE void skv_store(float *p, skv v) { vst1q_f32(p, v); }
+SKM_INLINE skv skv_set1(float x) { return vdupq_n_f32(x); }
+SKM_INLINE skv skv_bcast(const float *p) { return vld1q_dup_f32(p); }
+SKM_INLINE skv skv_zero(void) { return vdupq_n_f32(0.0f); }
+SKM_INLINE skv skv_add(skv a, skv b) { return vaddq_f32(a, b); }
+SKM_INLINE skv skv_sub(skv a, skv b) { return vsubq_f32(a, b); }
+SKM_INLINE skv skv_mul(skv a, skv b) { return vmulq_f32(a, b); }
+SKM_INLINE skv skv_div(skv a, skv b) { return vdivq_f32(a, b); }
+SKM_INLINE skv skv_fma(skv a, skv b, skv c) { return vfmaq_f32(c, a, b); }
+/* NEON max/min propagate NaN from either side, which satisfies the "NaN wins" use. */
+SKM_INLINE skv skv_max(skv a, skv b) { return vmaxq_f32(a, b); }
+SKM_INLINE skv skv_min(skv a, skv b) { return vminq_f32(a, b); }
+SKM_INLINE skv skv_abs(skv a) { return vabsq_f32(a); }
+SKM_INLINE skv skv_sqrt(skv a) { return vsqrtq_f32(a); }
+SKM_INLINE skv skv_round(skv a) { return vrndnq_f32(a); }
+SKM_INLINE skv skv_pow2n(skv n) {
+    int32x4_t e = vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127));
+    return vreinterpretq_f32_s32(vshlq_n_s32(e, 23));
+}
+SKM_INLINE float skv_reduce_add(skv v) { return vaddvq_f32(v); }
+SKM_INLINE float skv_reduce_max(skv v) { return vmaxvq_f32(v); }
+
+#else /* SKM_ISA_SCALAR: one lane; this build is the reference the tests compare against. */
+#define SKM_W 1
+#define SKM_SUFFIX scalar
+typedef float skv;
+SKM_INLINE skv skv_load(const float *p) { return *p; }
+SKM_INLINE void skv_store(float *p, skv v) { *p = v; }
+SKM_INLINE skv skv_set1(float x) { return x; }
+SKM_INLINE skv skv_bcast(const float *p) { return *p; }
+SKM_INLINE skv skv_zero(void) { return 0.0f; }
+SKM_INLINE skv skv_add(skv a, skv b) { return a + b; }
+SKM_INLINE skv skv_sub(skv a, skv b) { return a - b; }
+SKM_INLINE skv skv_mul(skv a, skv b) { return a * b; }
+SKM_INLINE skv skv_div(skv a, skv b) { return a / b; }
+SKM_INLINE skv skv_fma(skv a, skv b, skv c) { return a * b + c; }
+SKM_INLINE skv skv_max(skv a, skv b) { return a > b ? a : b; }
+SKM_INLINE skv skv_min(skv a, skv b) { return a < b ? a : b; }
+SKM_INLINE skv skv_abs(skv a) { return fabsf(a); }
+SKM_INLINE skv skv_sqrt(skv a) { return sqrtf(a); }
+SKM_INLINE skv skv_round(skv a) { return nearbyintf(a); }
+SKM_INLINE skv skv_pow2n(skv n) {
+    if (n != n) return n; /* a float->int cast of NaN is undefined behaviour in C */
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+    float out;
+    memcpy(&out, &bits, sizeof out);
+    return out;
+}
+SKM_INLINE float skv_reduce_add(skv v) { return v; }
+SKM_INLINE float skv_reduce_max(skv v) { return v; }
+#endif
+
+/* Token pasting for per-ISA symbol names: SKM_FN(softmax) -> skm_softmax_avx2. */
+#define SKM_CAT2(a, b) a##_##b
+#define SKM_CAT(a, b) SKM_CAT2(a, b)
+#define SKM_FN(name) SKM_CAT(skm_##name, SKM_SUFFIX)
+#define SKM_STR2(x) #x
+#define SKM_STR(x) SKM_STR2(x)
+
+/* ---- transcendental helpers built from the vocabulary (same code for every ISA) ---- */
+
+/* exp(x): x = n*ln2 + r with |r| <= ln2/2, e^r by its degree-6 Taylor polynomial (relative
+ * error ~1e-7, enough for fp32), 2**n assembled in the exponent bits.  The clamp keeps n in
+ * [-127, 127]; n == -127 flushes to zero, which softmax wants for masked lanes. */
+SKM_INLINE skv skv_exp(skv x) {
+    const skv lo = skv_set1(-88.37626f), hi = skv_set1(88.37626f);
+    x = skv_min(hi, skv_max(lo, x)); /* data operand second: NaN survives */
+    skv n = skv_round(skv_mul(x, skv_set1(1.44269504088896341f)));
+    skv r = skv_fma(n, skv_set1(-0.693359375f), x); /* ln2 split in two for exactness */
+    r = skv_fma(n, skv_set1(2.12194440e-4f), r);
+    skv p = skv_set1(1.0f / 720.0f);
+    p = skv_fma(p, r, skv_set1(1.0f / 120.0f));
+    p = skv_fma(p, r, skv_set1(1.0f / 24.0f));
+    p = skv_fma(p, r, skv_set1(1.0f / 6.0f));
+    p = skv_fma(p, r, skv_set1(0.5f));
+    p = skv_fma(p, r, skv_set1(1.0f));
+    p = skv_fma(p, r, skv_set1(1.0f));
+    return skv_mul(p, skv_pow2n(n));
+}
+
+/* erf(z) for z >= 0: Abramowitz & Stegun 7.1.26, absolute error <= 1.5e-7. */
+SKM_INLINE skv skv_erf_nonneg(skv z) {
+    skv t = skv_div(skv_set1(1.0f), skv_fma(skv_set1(0.3275911f), z, skv_set1(1.0f)));
+    skv p = skv_set1(1.061405429f);
+    p = skv_fma(p, t, skv_set1(-1.453152027f));
+    p = skv_fma(p, t, skv_set1(1.421413741f));
+    p = skv_fma(p, t, skv_set1(-0.284496736f));
+    p = skv_fma(p, t, skv_set1(0.254829592f));
+    p = skv_mul(p, t);
+    skv e = skv_exp(skv_mul(skv_sub(skv_zero(), z), z));
+    return skv_sub(skv_set1(1.0f), skv_mul(p, e));
+}
+
+/* gelu(x) = x * Phi(x) = 0.5 * (x + |x| * erf(|x| / sqrt 2)): erf is odd, so working on |x|
+ * needs no blend/select op in the vocabulary. */
+SKM_INLINE skv skv_gelu_erf(skv x) {
+    skv ax = skv_abs(x);
+    skv e = skv_erf_nonneg(skv_mul(ax, skv_set1(0.70710678118654752f)));
+    return skv_mul(skv_set1(0.5f), skv_fma(ax, e, x));
+}
+
+/* tanh-approximate gelu: 0.5 * (1 + tanh(y)) == sigmoid(2y), which avoids cancellation. */
+SKM_INLINE skv skv_gelu_tanh(skv x) {
+    skv x3 = skv_mul(skv_mul(x, x), x);
+    skv y = skv_mul(skv_set1(0.7978845608028654f), skv_fma(skv_set1(0.044715f), x3, x));
+    skv e = skv_exp(skv_mul(skv_set1(-2.0f), y));
+    return skv_div(x, skv_add(skv_set1(1.0f), e));
+}
+
+SKM_INLINE skv skv_silu(skv x) {
+    return skv_div(x, skv_add(skv_set1(1.0f), skv_exp(skv_sub(skv_zero(), x))));
+}
+
+SKM_INLINE skv skv_relu(skv x) { return skv_max(skv_zero(), x); }
+
+#endif /* SKM_SIMD_H */

@@ -1,0 +1,96 @@
+/* Public C API of the kernel library.  This file is also the cffi cdef (build_native.py reads
+ * it verbatim), so it holds only plain declarations: no includes, no macros with bodies.
+ *
+ * Every kernel returns 0 or a negative SKM_E* code.  The Python wrappers check every argument
+ * before calling; the C side still refuses nonsense sizes instead of touching memory.
+ * Sizes are int64_t; arrays are dense row-major float32 unless said otherwise. */
+
+#define SKM_OK 0
+#define SKM_EINVAL -1
+#define SKM_ENOMEM -2
+#define SKM_EUNSUPPORTED -3
+
+/* ISA ids; SKM_ISA_AUTO picks the best one the CPU supports. */
+#define SKM_ISA_ID_AUTO -1
+#define SKM_ISA_ID_SCALAR 0
+#define SKM_ISA_ID_AVX2 1
+#define SKM_ISA_ID_AVX512 2
+#define SKM_ISA_ID_NEON 3
+
+/* Epilogue activations for linear/matmul_int8/matmul_q4_0 and the elementwise kernel. */
+#define SKM_ACT_NONE 0
+#define SKM_ACT_RELU 1
+#define SKM_ACT_GELU_ERF 2
+#define SKM_ACT_GELU_TANH 3
+#define SKM_ACT_SILU 4
+
+/* Pooling modes. */
+#define SKM_POOL_MAX 0
+#define SKM_POOL_AVG_INCLUDE_PAD 1
+#define SKM_POOL_AVG_EXCLUDE_PAD 2
+
+/* CPU feature bits reported by skm_cpu_features(). */
+#define SKM_CPU_AVX2 1
+#define SKM_CPU_FMA 2
+#define SKM_CPU_AVX512F 4
+#define SKM_CPU_NEON 8
+
+/* ---- configuration ---- */
+int skm_cpu_features(void);
+int skm_compiled_isas(void);            /* bit (1 << isa) per ISA built into this library */
+int skm_isa_supported(int isa);          /* compiled in and runnable on this CPU */
+int skm_best_isa(void);
+int skm_set_isa(int isa);                /* SKM_EUNSUPPORTED if the CPU/library lacks it */
+int skm_active_isa(void);
+int skm_set_num_threads(int n);
+int skm_get_num_threads(void);
+int skm_gemm_tile(int isa, int64_t *mr_nr);                 /* register tile MR, NR */
+int skm_gemm_get_blocking(int isa, int64_t *mc_kc_nc);
+int skm_gemm_set_blocking(int isa, int64_t mc, int64_t kc, int64_t nc);
+
+/* Arena of per-thread scratch: kernels take and give back memory stack-wise; reset() between
+ * inferences frees overflow blocks and consolidates so the next inference never mallocs. */
+void skm_arena_reset(void);
+void skm_arena_stats(int64_t *reserved_highwater_mallocs_blocks);
+
+/* Peak FMA throughput: one FMA-only loop per thread; returns GFLOP/s over all threads. */
+double skm_fma_peak_gflops(int64_t iterations_per_thread, int nthreads);
+
+/* ---- kernels ---- */
+int skm_matmul(int64_t batch, const float *a, const int64_t *a_offsets, const float *b,
+               const int64_t *b_offsets, float *c, int64_t m, int64_t n, int64_t k);
+int skm_linear(const float *x, const float *w, const float *bias, float *out, int64_t m,
+               int64_t n, int64_t k, int act);
+int skm_linear_int8(const float *x, const int8_t *q, const float *scales, const float *bias,
+                    float *out, int64_t m, int64_t n, int64_t k, int act);
+int skm_linear_q4_0(const float *x, const uint8_t *q, const float *scales, const float *bias,
+                    float *out, int64_t m, int64_t n, int64_t k, int act);
+int skm_quantize_int8(const float *w, int8_t *q, float *scales, int64_t rows, int64_t cols);
+int skm_quantize_q4_0(const float *w, uint8_t *q, float *scales, int64_t rows, int64_t cols);
+int skm_activation(const float *x, float *out, int64_t n, int act);
+int skm_add(const float *a, const float *b, float *out, int64_t rows, int64_t n,
+            int b_is_row);
+int skm_softmax(const float *x, float *out, int64_t rows, int64_t n, const float *mask,
+                const int64_t *mask_row_offsets, int causal, int64_t q_len, float scale);
+int skm_layer_norm(const float *x, const float *weight, const float *bias, float *out,
+                   int64_t rows, int64_t n, float eps);
+int skm_rms_norm(const float *x, const float *weight, float *out, int64_t rows, int64_t n,
+                 float eps);
+int skm_attention(const float *q, const float *k, const float *v, float *out, int64_t batch,
+                  int64_t heads_q, int64_t heads_kv, int64_t len_q, int64_t len_k,
+                  int64_t dim, int64_t dim_v, const float *mask, const int64_t *mask_strides,
+                  int causal, float scale);
+int skm_embedding(const int64_t *ids, int64_t n_ids, const float *table, int64_t vocab,
+                  int64_t dim, float *out);
+int skm_conv2d(const float *x, const float *w, const float *bias, float *out, int64_t batch,
+               int64_t c_in, int64_t h, int64_t w_in, int64_t c_out, int64_t kh, int64_t kw,
+               int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,
+               int64_t dil_h, int64_t dil_w, int64_t groups, int64_t out_h, int64_t out_w);
+int skm_pool2d(const float *x, float *out, int64_t planes, int64_t h, int64_t w, int64_t kh,
+               int64_t kw, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,
+               int64_t out_h, int64_t out_w, int mode);
+int skm_mean_pool(const float *hidden, const float *mask, float *out, int64_t batch,
+                  int64_t seq, int64_t dim);
+int skm_l2_normalize(const float *x, float *out, int64_t rows, int64_t n, float eps);
+int skm_topk(const float *x, float *values, int64_t *indices, int64_t rows, int64_t n,
+             int64_t k);
