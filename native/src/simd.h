@@ -184,25 +184,24 @@ SKM_INLINE skv skv_exp(skv x) {
     return skv_mul(p, skv_pow2n(n));
 }
 
-/* erf(z) for z >= 0: Abramowitz & Stegun 7.1.26, absolute error <= 1.5e-7. */
-SKM_INLINE skv skv_erf_nonneg(skv z) {
+/* erfc(z) for z >= 0 as P(t) * exp(-z^2), t = 1 / (1 + p z): Abramowitz & Stegun 7.1.26,
+ * absolute error <= 1.5e-7. */
+SKM_INLINE skv skv_erfc_nonneg(skv z) {
     skv t = skv_div(skv_set1(1.0f), skv_fma(skv_set1(0.3275911f), z, skv_set1(1.0f)));
     skv p = skv_set1(1.061405429f);
     p = skv_fma(p, t, skv_set1(-1.453152027f));
     p = skv_fma(p, t, skv_set1(1.421413741f));
     p = skv_fma(p, t, skv_set1(-0.284496736f));
     p = skv_fma(p, t, skv_set1(0.254829592f));
-    p = skv_mul(p, t);
-    skv e = skv_exp(skv_mul(skv_sub(skv_zero(), z), z));
-    return skv_sub(skv_set1(1.0f), skv_mul(p, e));
+    return skv_mul(skv_mul(p, t), skv_exp(skv_mul(skv_sub(skv_zero(), z), z)));
 }
 
-/* gelu(x) = x * Phi(x) = 0.5 * (x + |x| * erf(|x| / sqrt 2)): erf is odd, so working on |x|
- * needs no blend/select op in the vocabulary. */
+/* gelu(x) = x Phi(x) = relu(x) - |x| * erfc(|x| / sqrt 2) / 2.  Working on |x| needs no
+ * select op, and the negative side is a product, not the cancelling 1 + erf(x). */
 SKM_INLINE skv skv_gelu_erf(skv x) {
     skv ax = skv_abs(x);
-    skv e = skv_erf_nonneg(skv_mul(ax, skv_set1(0.70710678118654752f)));
-    return skv_mul(skv_set1(0.5f), skv_fma(ax, e, x));
+    skv c = skv_erfc_nonneg(skv_mul(ax, skv_set1(0.70710678118654752f)));
+    return skv_sub(skv_max(skv_zero(), x), skv_mul(skv_mul(ax, skv_set1(0.5f)), c));
 }
 
 /* tanh-approximate gelu: 0.5 * (1 + tanh(y)) == sigmoid(2y), which avoids cancellation. */
