@@ -57,7 +57,7 @@ class Executor:
             from .graph import attr_refs
 
             has_refs = any(True for _ in attr_refs(node.attrs))
-            kernel = bind_native(node.op, node.attrs) if use_native else None
+            kernel = bind_native(node.op, node.attrs, node.outputs) if use_native else None
             native = kernel is not None
             if kernel is None:
                 kernel = _reference_kernel(node.op)

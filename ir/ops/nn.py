@@ -58,7 +58,10 @@ def _linear(inputs, activation="none", alpha=1.0, beta=1.0):
     if len(inputs) > 2 and inputs[2] is not None:
         bias = np.asarray(inputs[2])
         y = y + (bias if beta == 1.0 else bias * np.asarray(beta, y.dtype))
-    return ACTIVATIONS[activation](y)
+    y = ACTIVATIONS[activation](y)
+    if len(inputs) > 3 and inputs[3] is not None:  # fused residual add
+        y = y + inputs[3]
+    return y
 
 
 def _linear_infer(specs, activation="none", alpha=1.0, beta=1.0):
@@ -177,6 +180,10 @@ def attention(q, k, v, mask=None, scale=None, causal=False):
         allowed = np.tril(np.ones((s, t), dtype=bool), t - s)
         scores = np.where(allowed, scores, np.asarray(-np.inf, scores.dtype))
     probs = softmax(scores, axis=-1)
+    # a query row with no key to attend to (all -inf) yields zeros, not NaN
+    dead = np.isneginf(scores).all(axis=-1, keepdims=True)
+    if dead.any():
+        probs = np.where(dead, np.zeros((), probs.dtype), probs)
     return np.matmul(probs, v)
 
 
