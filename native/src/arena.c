@@ -91,28 +91,32 @@ void skm_arena_release(int slot, skm_arena_mark_t mark) {
         a->offset -= freed;
 }
 
+/* Any thread may run any task (tasks are claimed dynamically), so every pool thread's block
+ * is sized to the largest high-water mark seen on any of them. */
 void skm_arena_reset_all(void) {
+    size_t target = 0;
+    int threads = skm_pool_size();
+    for (int s = 0; s < SKM_MAX_THREADS; s++)
+        if (arenas[s].highwater > target) target = arenas[s].highwater;
     for (int s = 0; s < SKM_MAX_THREADS; s++) {
         arena_t *a = &arenas[s];
-        if (a->retired != NULL) {
-            while (a->retired != NULL) {
-                retired_t *r = a->retired;
-                a->retired = r->next;
-                free(r->mem);
-                free(r);
-            }
-            a->nretired = 0;
-            /* Consolidate: one block as large as the worst inference seen. */
-            if (a->highwater > a->size) {
-                char *mem = aligned_block(a->highwater);
-                if (mem != NULL) {
-                    free(a->mem);
-                    a->mem = mem;
-                    a->size = a->highwater;
-                    a->block++;
-                }
+        while (a->retired != NULL) {
+            retired_t *r = a->retired;
+            a->retired = r->next;
+            free(r->mem);
+            free(r);
+        }
+        a->nretired = 0;
+        if (s < threads && target > a->size) {
+            char *mem = aligned_block(target);
+            if (mem != NULL) {
+                free(a->mem);
+                a->mem = mem;
+                a->size = target;
+                a->block++;
             }
         }
+        if (a->highwater < target && s < threads) a->highwater = target;
         a->offset = 0;
         a->in_use = 0;
     }

@@ -3,6 +3,8 @@ reference included), and compares against float64 numpy/torch with a normalized 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -49,3 +51,14 @@ def gemm_err(c, a, b) -> float:
     ref = a64 @ b64
     scale = float(np.max(np.abs(a64) @ np.abs(b64))) if ref.size else 1.0
     return nerr(c, ref, scale or 1.0)
+
+
+def pytest_collection_modifyitems(config, items):
+    """`slow` sweeps run only when asked for (`-m slow`), keeping CI's default run short."""
+    if "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow sweep: run with -m slow")
+    here = Path(__file__).parent
+    for item in items:
+        if "slow" in item.keywords and here in Path(str(item.fspath)).parents:
+            item.add_marker(skip)
