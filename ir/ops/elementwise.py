@@ -112,6 +112,15 @@ def _div(a, b):
         return np.true_divide(a, b)
 
 
+def _div_trunc(a, b):
+    """ONNX Div: integer division truncates toward zero; floats divide."""
+    a, b = np.asarray(a), np.asarray(b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if a.dtype.kind in "iu" and b.dtype.kind in "iu":
+            return (np.trunc(a.astype(np.float64) / b)).astype(np.result_type(a, b))
+        return np.true_divide(a, b).astype(np.result_type(a, b))
+
+
 def _floor_div(a, b):
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.floor_divide(a, b)
@@ -131,6 +140,7 @@ BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "Mul": np.multiply,
     "Div": _div,
     "FloorDiv": _floor_div,
+    "DivTrunc": _div_trunc,
     "Mod": np.mod,  # python/torch.remainder semantics: sign of divisor
     "Fmod": np.fmod,  # C semantics: sign of dividend
     "Pow": _pow,
@@ -172,12 +182,14 @@ def _binary_operands(inputs: list, attrs: dict) -> tuple[Any, Any]:
 
 
 def _binary_reference(fn: Callable) -> Callable:
-    def reference(inputs, dtype=None, **attrs):
+    def reference(inputs, dtype=None, keep_dtype=False, **attrs):
         a, b = _binary_operands(inputs, attrs)
         with np.errstate(all="ignore"):
             result = fn(a, b)
         if not isinstance(result, np.ndarray):
             result = np.asarray(result)
+        if keep_dtype:  # ONNX: the result has the first operand's type
+            dtype = dtype_name(np.asarray(a).dtype)
         return cast_to(result, dtype)
 
     return reference
@@ -209,7 +221,9 @@ def _scalar_dtype(value: Any, like: str) -> str:
 
 
 def _binary_infer(op: str):
-    def infer(specs, dtype=None, **attrs):
+    def infer(specs, dtype=None, keep_dtype=False, **attrs):
+        if keep_dtype and specs[0] is not None:
+            dtype = specs[0].dtype
         if "a" in attrs or "b" in attrs:
             x = specs[0]
             if x is None:

@@ -362,6 +362,8 @@ def _adaptive_avg_pool(inputs, output_size=(1,)):
 def _axes(x: np.ndarray, axes: Any) -> tuple[int, ...] | None:
     if axes is None or (isinstance(axes, (list, tuple)) and len(axes) == 0):
         return None
+    if axes == "spatial":  # global pooling: every dim after N, C
+        return tuple(range(2, x.ndim))
     if isinstance(axes, int):
         axes = [axes]
     return tuple(a % max(x.ndim, 1) for a in axes)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..graph import TensorSpec, numpy_dtype
+from ..graph import TensorSpec, dtype_name, numpy_dtype
 from .base import OpDef, cast_to, norm_axis
 
 
@@ -260,9 +260,27 @@ def _full_like(inputs, value=0.0, dtype=None):
 
 
 def _arange(inputs, start=0, end=None, step=1, dtype="int64"):
-    if inputs and len(inputs) == 3:  # ONNX Range(start, limit, delta)
+    if inputs and len(inputs) == 3:  # ONNX Range(start, limit, delta), typed like start
+        dtype = dtype or dtype_name(np.asarray(inputs[0]).dtype)
         start, end, step = (np.asarray(v).item() for v in inputs)
-    return np.arange(start, end, step).astype(numpy_dtype(dtype))
+    return np.arange(start, end, step).astype(numpy_dtype(dtype or "int64"))
+
+
+def _flatten(inputs, axis=1):
+    x = np.asarray(inputs[0])
+    axis = axis % x.ndim if x.ndim else 0
+    return x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), -1) if x.size else x.reshape(
+        int(np.prod(x.shape[:axis], dtype=np.int64)), int(np.prod(x.shape[axis:], dtype=np.int64)))
+
+
+def _gather_onnx(inputs, dim=0):
+    x, idx = np.asarray(inputs[0]), np.asarray(inputs[1]).astype(np.int64)
+    idx = np.where(idx < 0, idx + x.shape[dim], idx)
+    return np.take_along_axis(x, idx, axis=dim)
+
+
+def _einsum(inputs, equation=""):
+    return np.einsum(equation, *[np.asarray(a) for a in inputs])
 
 
 def _constant_of_shape(inputs, value=0.0, dtype="float32"):
@@ -386,6 +404,9 @@ def build() -> dict[str, OpDef]:
         OpDef("Concat", _concat, _concat_infer),
         OpDef("Split", _split, num_outputs=-1),
         OpDef("Gather", _gather, doc="torch.gather along dim"),
+        OpDef("GatherOnnx", _gather_onnx, doc="ONNX GatherElements (negative indices wrap)"),
+        OpDef("Flatten", _flatten, doc="2-D [prod(dims[:axis]), prod(dims[axis:])]"),
+        OpDef("Einsum", _einsum, doc="numpy einsum"),
         OpDef("Take", _take, _take_infer, doc="numpy take / ONNX Gather"),
         OpDef("Embedding", _embedding, _embedding_infer, doc="rows of weight[ids]"),
         OpDef("Index", _index, doc="advanced indexing on the listed positions"),
