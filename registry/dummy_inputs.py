@@ -175,6 +175,10 @@ class VisionInputGenerator(InputGenerator):
         "image_attention_mask", "bool_masked_pos", "interpolate_pos_encoding",
     )
 
+    def supports(self, name: str) -> bool:
+        # Vision towers of Qwen-VL style models take flattened patches as `hidden_states`.
+        return name in self.SUPPORTED_INPUT_NAMES or (name == "hidden_states" and self.uses_grid())
+
     def vision(self) -> NormalizedConfig:
         return self.ctx.sub("vision", "backbone")
 
@@ -197,7 +201,7 @@ class VisionInputGenerator(InputGenerator):
         b = ctx.batch_size
         if name in ("image_grid_thw", "grid_thw"):
             return ctx.made.get("image_grid_thw", ctx.made.get("grid_thw", self.grid()))
-        if name == "pixel_values":
+        if name in ("pixel_values", "hidden_states"):
             if self.uses_grid():
                 grid = ctx.made.get("image_grid_thw", ctx.made.get("grid_thw"))
                 if grid is None:
@@ -208,6 +212,9 @@ class VisionInputGenerator(InputGenerator):
                 rows = int(grid.prod(-1).sum())
                 return ctx.randn((rows, self.channels() * temporal * patch * patch))
             h, w = self.image_hw()
+            if getattr(ctx.config, "image_grid_pinpoints", None) and "image_sizes" in _forward_params(ctx.model):
+                # LLaVA-NeXT style any-res: the base view plus one tile for an image of the base size.
+                return ctx.randn((b, 2, self.channels(), h, w))
             frames = self.num_frames()
             if frames:
                 return ctx.randn((b, frames, self.channels(), h, w))
@@ -257,13 +264,13 @@ class AudioInputGenerator(InputGenerator):
         b = ctx.batch_size
         a = self.audio()
         if name in ("input_values", "audio_values"):
-            channels = _int(getattr(a.config, "audio_channels", None), 0)
-            if channels:
+            if self.is_codec(a.config):
+                channels = _int(getattr(a.config, "audio_channels", None), 1)
                 return ctx.randn((b, channels, AUDIO_SAMPLES))
             return ctx.randn((b, AUDIO_SAMPLES))
         if name == "input_features":
             mel = _int(a.num_mel_bins, 80)
-            if getattr(a.config, "num_mel_bins", None) is not None:
+            if self.is_whisper_like(a.config):
                 src = _int(getattr(a.config, "max_source_positions", None), MEL_FRAMES // 2)
                 return ctx.randn((b, mel, 2 * src))
             return ctx.randn((b, MEL_FRAMES, mel))
@@ -276,6 +283,24 @@ class AudioInputGenerator(InputGenerator):
             length = values.shape[-1] if values is not None else AUDIO_SAMPLES
             return torch.ones(b, length, dtype=torch.long)
         raise UnknownInputError(name)
+
+
+    @staticmethod
+    def is_whisper_like(config) -> bool:
+        """Whisper-style encoders take (batch, mel bins, frames), frames = 2 x max_source_positions."""
+        return getattr(config, "num_mel_bins", None) is not None and getattr(
+            config, "max_source_positions", None) is not None
+
+    @staticmethod
+    def is_codec(config) -> bool:
+        """Neural codecs take raw audio as (batch, channels, samples); CTC encoders take (batch, samples)."""
+        if any(hasattr(config, k) for k in ("conv_dim", "feat_extract_norm", "num_feat_extract_layers")):
+            return False
+        return any(
+            getattr(config, k, None) is not None
+            for k in ("audio_channels", "upsampling_ratios", "downsampling_ratios", "hop_length",
+                      "frame_rate", "num_quantizers", "n_codebooks", "codebook_size", "encoder_rates")
+        )
 
 
 class TimeSeriesInputGenerator(InputGenerator):
@@ -310,9 +335,9 @@ class TimeSeriesInputGenerator(InputGenerator):
         if name == "past_observed_mask":
             return torch.ones(shape)
         if name == "past_time_features":
-            return ctx.randn((b, history, _int(getattr(c, "num_time_features", 1), 1)))
+            return ctx.randn((b, history, _int(getattr(c, "num_time_features", 0), 0)))
         if name == "future_time_features":
-            return ctx.randn((b, horizon, _int(getattr(c, "num_time_features", 1), 1)))
+            return ctx.randn((b, horizon, _int(getattr(c, "num_time_features", 0), 0)))
         if name == "future_values":
             return ctx.randn((b, horizon) if len(shape) == 2 else (b, horizon, ch))
         if name == "static_categorical_features":
@@ -495,9 +520,8 @@ def _add_multimodal_placeholders(model, ctx: InputContext) -> None:
         if token is None:
             continue
         count = _count_placeholders(model, kind, made)
-        if not count:
-            continue
-        per_row = max(1, count // ctx.batch_size)
+        # No feature getter: the model expands one placeholder per item itself (legacy merging).
+        per_row = max(1, count // ctx.batch_size) if count else 1
         made["input_ids"] = _insert_placeholders(
             ctx, made["input_ids"], token, per_row,
             _first_attr(config, start_names), _first_attr(config, end_names),

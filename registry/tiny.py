@@ -109,6 +109,7 @@ SHRINK_RULES: dict[str, int] = {
     **dict.fromkeys(("conv_dim", "tdnn_dim"), HIDDEN),
     **dict.fromkeys(("hidden_sizes", "embed_dims", "embed_dim_per_stage"), 64),
     **dict.fromkeys(("num_queries",), 12),
+    **dict.fromkeys(("upsample_groups",), HIDDEN),
     **dict.fromkeys(("codebook_size",), 64),
     **dict.fromkeys(("num_codevectors_per_group",), 16),
 }
@@ -293,6 +294,9 @@ def _fix_derived_dims(d: dict[str, Any]) -> None:
             and ("state_size" in d or "mamba_d_state" in d)
         ):
             d[heads_key] = max(1, int(hidden * d[expand_key]) // d[dim_key])
+    if isinstance(d.get("image_grid_pinpoints"), list):
+        # Any-res tilings as multiples of the (shrunk) tile size.
+        d["image_grid_pinpoints"] = [[IMAGE, IMAGE], [IMAGE, 2 * IMAGE], [2 * IMAGE, IMAGE], [2 * IMAGE, 2 * IMAGE]]
     for key, default in (("prediction_length", 4),):
         if key in d and d[key] is None:
             d[key] = default
@@ -463,7 +467,11 @@ def _sub_configs(config):
 def _fill_missing_head_dim(config) -> None:
     """Some modeling code reads `getattr(config, "head_dim", default)` and gets an explicit None."""
     for c in _sub_configs(config):
-        if "head_dim" in vars(c) and c.head_dim is None:
+        try:
+            missing = "head_dim" in vars(c) and c.head_dim is None
+        except Exception:  # per-layer attributes (Gemma 4) refuse global access
+            continue
+        if missing:
             hidden = getattr(c, "hidden_size", None)
             heads = getattr(c, "num_attention_heads", None)
             if isinstance(hidden, int) and isinstance(heads, int) and heads:

@@ -118,6 +118,11 @@ def run_sweep(types: list[str], jobs: int = 2, timeout: float = 120.0, progress=
 
     from . import dummy_inputs, tiny  # noqa: F401
 
+    # Warm up in the parent: the first model pulls in modeling_utils, generation, integrations...
+    # (~15 s); every forked child then starts with them loaded and pays only its own module.
+    torch.set_num_threads(1)
+    check_model_type("bert")
+
     ctx = mp.get_context("fork")
     pending = list(types)
     running: dict[str, tuple[Any, Any, float]] = {}
