@@ -21,7 +21,9 @@ import torch
 
 from .normalized_config import NormalizedConfig
 
-DEFAULT_IMAGE = 32
+# Models without an image_size (CNNs, DETR-like detectors) get 64 px: five stride-2 stages still
+# leave a 2x2 map, which group norms need.
+DEFAULT_IMAGE = 64
 AUDIO_SAMPLES = 4000
 MEL_FRAMES = 64
 
@@ -153,6 +155,14 @@ class TextInputGenerator(InputGenerator):
         raise UnknownInputError(name)
 
 
+def input_option(ctx: InputContext, key: str, default: Any = None) -> Any:
+    """Per-family input knowledge: the `_inputs` table of the model type in tiny_overrides.yaml."""
+    from .tiny import load_overrides
+
+    family = load_overrides().get(getattr(ctx.config, "model_type", None)) or {}
+    return (family.get("_inputs") or {}).get(key, default)
+
+
 def ctx_pick(ctx: InputContext, choices: list[int], n: int) -> torch.Tensor:
     index = torch.randint(0, len(choices), (n,), generator=ctx.generator)
     return torch.tensor(choices)[index]
@@ -172,7 +182,7 @@ class BboxInputGenerator(InputGenerator):
 class VisionInputGenerator(InputGenerator):
     SUPPORTED_INPUT_NAMES = (
         "pixel_values", "pixel_mask", "image_sizes", "image_grid_thw", "grid_thw", "pixel_attention_mask",
-        "image_attention_mask", "bool_masked_pos", "interpolate_pos_encoding",
+        "image_attention_mask", "bool_masked_pos", "interpolate_pos_encoding", "spatial_shapes",
     )
 
     def supports(self, name: str) -> bool:
@@ -202,23 +212,34 @@ class VisionInputGenerator(InputGenerator):
         if name in ("image_grid_thw", "grid_thw"):
             return ctx.made.get("image_grid_thw", ctx.made.get("grid_thw", self.grid()))
         if name in ("pixel_values", "hidden_states"):
+            if "spatial_shapes" in _forward_params(ctx.model):
+                # NaFlex (Siglip2): pre-patchified images, (batch, patches, C * P * P).
+                patch = _int(self.vision().patch_size, 16)
+                return ctx.randn((b, 16, self.channels() * patch * patch))
             if self.uses_grid():
                 grid = ctx.made.get("image_grid_thw", ctx.made.get("grid_thw"))
                 if grid is None:
                     grid = self.grid()
                 v = self.vision()
                 patch = _int(v.patch_size, 14)
-                temporal = _int(v.temporal_patch_size, 2)
+                temporal = _int(v.temporal_patch_size, 1)
                 rows = int(grid.prod(-1).sum())
                 return ctx.randn((rows, self.channels() * temporal * patch * patch))
             h, w = self.image_hw()
             if getattr(ctx.config, "image_grid_pinpoints", None) and "image_sizes" in _forward_params(ctx.model):
                 # LLaVA-NeXT style any-res: the base view plus one tile for an image of the base size.
                 return ctx.randn((b, 2, self.channels(), h, w))
+            if input_option(ctx, "image_layout") == "images5d":
+                # Idefics-style: (batch, images per sample, C, H, W).
+                return ctx.randn((b, 1, self.channels(), h, w))
             frames = self.num_frames()
             if frames:
                 return ctx.randn((b, frames, self.channels(), h, w))
             return ctx.randn((b, self.channels(), h, w))
+        if name == "spatial_shapes":
+            return torch.tensor([[4, 4]] * b)
+        if name == "pixel_attention_mask" and "spatial_shapes" in _forward_params(ctx.model):
+            return torch.ones(b, 16, dtype=torch.long)
         if name in ("pixel_mask", "pixel_attention_mask"):
             h, w = self.image_hw()
             return torch.ones(b, h, w, dtype=torch.long)
@@ -422,6 +443,11 @@ def needed_input_names(model) -> list[str]:
         fn = getattr(model, f"get_{kind}_features", None)
         if fn is not None and want & set(_required(fn)):
             want.update(n for n in _required(fn) if n in params)
+    from .tiny import load_overrides
+
+    family = (load_overrides().get(getattr(config, "model_type", None)) or {}).get("_inputs") or {}
+    want.update(n for n in family.get("extra", []) if n in params)
+    want.difference_update(family.get("skip", []))
     if "input_ids" in want and "bbox" in params:
         want.add("bbox")
     if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in params:

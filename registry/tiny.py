@@ -47,6 +47,7 @@ SHRINK_RULES: dict[str, int] = {
             "latent_dim", "query_dim", "embedding_dimension_size", "encoder_hidden_dim",
             "downsample_hidden_size", "memory_attention_hidden_size", "memory_encoder_hidden_size",
             "pooler_output_size", "classifier_proj_size", "xvector_output_dim", "codevector_dim",
+            "projection_size", "pooler_hidden_size", "attention_hidden_size", "vision_output_dim",
             "proj_codevector_dim", "output_dim", "hidden_size_per_layer_input",
         ),
         HIDDEN,
@@ -110,6 +111,7 @@ SHRINK_RULES: dict[str, int] = {
     **dict.fromkeys(("hidden_sizes", "embed_dims", "embed_dim_per_stage"), 64),
     **dict.fromkeys(("num_queries",), 12),
     **dict.fromkeys(("upsample_groups",), HIDDEN),
+    **dict.fromkeys(("mm_tokens_per_image",), 4),
     **dict.fromkeys(("codebook_size",), 64),
     **dict.fromkeys(("num_codevectors_per_group",), 16),
 }
@@ -130,6 +132,26 @@ TOKEN_ID_SUFFIXES = ("_token_id", "_token_index", "_token_ids")
 
 def _is_config_dict(value: Any) -> bool:
     return isinstance(value, dict) and "model_type" in value
+
+
+# Spellings not in SHRINK_RULES are matched by suffix (sub-module widths: mit_hidden_size, ...).
+SUFFIX_RULES: tuple[tuple[tuple[str, ...], int], ...] = (
+    (("_hidden_size", "_hidden_dim", "_embed_dim", "_projection_dim", "_output_dim"), HIDDEN),
+    (("_intermediate_size", "_ffn_dim", "_feed_forward_hidden_size"), FFN),
+    (("_num_attention_heads", "_attention_heads"), HEADS),
+    (("_num_hidden_layers",), LAYERS),
+)
+
+
+def rule_for(key: str) -> int | None:
+    if key in SHRINK_RULES:
+        return SHRINK_RULES[key]
+    if not isinstance(key, str) or key.startswith(("max_", "num_")) and not key.endswith("_heads"):
+        return None
+    for suffixes, cap in SUFFIX_RULES:
+        if key.endswith(suffixes):
+            return cap
+    return None
 
 
 def _cap(key: str, value: Any, cap: int) -> Any:
@@ -189,10 +211,16 @@ def _shrink_level(d: dict[str, Any]) -> None:
     original_layers = next((d[k] for k in LAYER_COUNT_KEYS if isinstance(d.get(k), int)), None)
     pyramid = isinstance(d.get("depths"), (list, tuple))
     for key, value in list(d.items()):
-        if key in SHRINK_RULES:
+        cap = rule_for(key)
+        if cap is not None:
             if pyramid and key in LAYER_COUNT_KEYS:
                 continue  # stage count of a pyramid (Swin's num_layers == len(depths)) stays
-            d[key] = _cap(key, value, SHRINK_RULES[key])
+            d[key] = _cap(key, value, cap)
+    if pyramid and isinstance(d.get("window_size"), int) and d["window_size"] > 2:
+        # Windowed pyramids (Swin...): windows and patches must tile every (tiny) stage.
+        d["window_size"] = 2
+        if isinstance(d.get("patch_size"), int) and d["patch_size"] > 2:
+            d["patch_size"] = 2
     if pyramid:
         original_layers = None
     # Hybrids: keep one layer of every kind, and make the layer count agree.
@@ -450,6 +478,9 @@ def tiny_config(model_type: str):
         if dotted.startswith("_"):
             continue
         _set_dotted(d, dotted, copy.deepcopy(value))
+    if overrides.get("_mrope_section"):
+        _add_default_mrope(d, list(overrides["_mrope_section"]))
+    _post_fix(d)
     d.pop("transformers_version", None)
     d.pop("architectures", None)
     config = cls.from_dict(d)
@@ -476,6 +507,28 @@ def _fill_missing_head_dim(config) -> None:
             heads = getattr(c, "num_attention_heads", None)
             if isinstance(hidden, int) and isinstance(heads, int) and heads:
                 c.head_dim = hidden // heads
+
+
+def _config_levels(d: dict[str, Any]):
+    yield d
+    for value in d.values():
+        if _is_config_dict(value):
+            yield from _config_levels(value)
+
+
+def _add_default_mrope(d: dict[str, Any], sections: list[int]) -> None:
+    """The modeling code's own default `mrope_section` (not in the config) sized for a full head;
+    store it explicitly so `_fix_rope_sections` can shrink it with the head."""
+    for level in _config_levels(d):
+        rp = level.get("rope_parameters")
+        if isinstance(rp, dict) and "mrope_section" not in rp and "num_attention_heads" in level:
+            rp["mrope_section"] = list(sections)
+
+
+def _post_fix(d: dict[str, Any]) -> None:
+    """Re-derive coupled sizes after the overrides."""
+    for level in _config_levels(d):
+        _fix_rope_sections(level)
 
 
 def resolve_model_class(model_class):
