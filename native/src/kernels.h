@@ -211,22 +211,48 @@ static void SKM_FN(epilogue)(const gemm_desc *d, float *c, int64_t i, int64_t j,
     }
 }
 
+/* The two inner loops over one packed A block (rows ic..ic+mc) and the packed B panel's
+ * micro-panels [jr0, jr1) (in units of columns).  Edge tiles are computed in full into a
+ * scratch tile and only the existing part is copied back. */
+static void SKM_FN(macro_kernel)(const gemm_desc *d, const float *ap, const float *bp,
+                                 int64_t ic, int64_t mc, int64_t jc, int64_t jr0, int64_t jr1,
+                                 int64_t kc, int first, int last) {
+    float edge[MR * NR] __attribute__((aligned(64)));
+    for (int64_t jr = jr0; jr < jr1; jr += NR) {
+        int64_t nr = MIN(NR, jr1 - jr);
+        for (int64_t ir = 0; ir < mc; ir += MR) {
+            int64_t mr = MIN(MR, mc - ir);
+            float *c = d->c + (ic + ir) * d->rsc + jc + jr;
+            if (mr == MR && nr == NR) {
+                SKM_FN(ukernel)(kc, ap + ir * kc, bp + jr * kc, c, d->rsc, !first);
+            } else {
+                SKM_FN(ukernel)(kc, ap + ir * kc, bp + jr * kc, edge, NR, 0);
+                for (int64_t r = 0; r < mr; r++)
+                    for (int64_t x = 0; x < nr; x++)
+                        c[r * d->rsc + x] = first ? edge[r * NR + x] : c[r * d->rsc + x] + edge[r * NR + x];
+            }
+            if (last) SKM_FN(epilogue)(d, c, ic + ir, jc + jr, mr, nr);
+        }
+    }
+}
+
+static int SKM_FN(gemm_k0)(const gemm_desc *d) { /* empty sum: zeros, then the epilogue */
+    for (int64_t i = 0; i < d->m; i++) memset(d->c + i * d->rsc, 0, (size_t)d->n * sizeof(float));
+    SKM_FN(epilogue)(d, d->c, 0, 0, d->m, d->n);
+    return SKM_OK;
+}
+
 static int SKM_FN(gemm_seq)(const gemm_desc *d, int slot) {
     int64_t m = d->m, n = d->n, k = d->k;
     if (m <= 0 || n <= 0) return SKM_OK;
-    if (k <= 0) { /* empty sum: zeros, then the epilogue */
-        for (int64_t i = 0; i < m; i++) memset(d->c + i * d->rsc, 0, (size_t)n * sizeof(float));
-        SKM_FN(epilogue)(d, d->c, 0, 0, m, n);
-        return SKM_OK;
-    }
+    if (k <= 0) return SKM_FN(gemm_k0)(d);
     skm_blocking bl = SKM_FN(blocking);
     int64_t ncmax = MIN(bl.nc, ROUND_UP(n, NR)), kcmax = MIN(bl.kc, k);
     int64_t mcmax = MIN(bl.mc, ROUND_UP(m, MR));
     skm_arena_mark_t mark = skm_arena_mark(slot);
     float *bp = skm_arena_alloc(slot, (size_t)(kcmax * ncmax) * sizeof(float));
     float *ap = skm_arena_alloc(slot, (size_t)(kcmax * mcmax) * sizeof(float));
-    float *edge = skm_arena_alloc(slot, MR * NR * sizeof(float));
-    if (bp == NULL || ap == NULL || edge == NULL) {
+    if (bp == NULL || ap == NULL) {
         skm_arena_release(slot, mark);
         return SKM_ENOMEM;
     }
@@ -234,28 +260,11 @@ static int SKM_FN(gemm_seq)(const gemm_desc *d, int slot) {
         int64_t nc = MIN(bl.nc, n - jc);
         for (int64_t pc = 0; pc < k; pc += bl.kc) {
             int64_t kc = MIN(bl.kc, k - pc);
-            int first = pc == 0, last = pc + kc >= k;
             SKM_FN(pack_b)(d, pc, kc, jc, nc, bp);
             for (int64_t ic = 0; ic < m; ic += bl.mc) {
                 int64_t mc = MIN(bl.mc, m - ic);
                 SKM_FN(pack_a)(d, ic, mc, pc, kc, ap);
-                for (int64_t jr = 0; jr < nc; jr += NR) {
-                    int64_t nr = MIN(NR, nc - jr);
-                    for (int64_t ir = 0; ir < mc; ir += MR) {
-                        int64_t mr = MIN(MR, mc - ir);
-                        float *c = d->c + (ic + ir) * d->rsc + jc + jr;
-                        if (mr == MR && nr == NR) {
-                            SKM_FN(ukernel)(kc, ap + ir * kc, bp + jr * kc, c, d->rsc, !first);
-                        } else { /* edge tile: compute in full, copy back what exists */
-                            SKM_FN(ukernel)(kc, ap + ir * kc, bp + jr * kc, edge, NR, 0);
-                            for (int64_t r = 0; r < mr; r++)
-                                for (int64_t x = 0; x < nr; x++)
-                                    c[r * d->rsc + x] =
-                                        first ? edge[r * NR + x] : c[r * d->rsc + x] + edge[r * NR + x];
-                        }
-                        if (last) SKM_FN(epilogue)(d, c, ic + ir, jc + jr, mr, nr);
-                    }
-                }
+                SKM_FN(macro_kernel)(d, ap, bp, ic, mc, jc, 0, nc, kc, pc == 0, pc + kc >= k);
             }
         }
     }
@@ -263,66 +272,89 @@ static int SKM_FN(gemm_seq)(const gemm_desc *d, int slot) {
     return SKM_OK;
 }
 
-/* Sub-problem of columns [j0, j0+nn) or rows [i0, i0+mm). */
-static gemm_desc SKM_FN(gemm_cols)(const gemm_desc *d, int64_t j0, int64_t nn) {
-    gemm_desc s = *d;
-    s.n = nn;
-    s.c = d->c + j0;
-    if (d->b_kind == SKM_W_F32)
-        s.b = (const float *)d->b + j0 * d->csb;
-    else if (d->b_kind == SKM_W_INT8) {
-        s.b = (const int8_t *)d->b + j0 * d->k;
-        s.scales = d->scales + j0;
-    } else {
-        s.b = (const uint8_t *)d->b + j0 * d->q_blocks * 16;
-        s.scales = d->scales + j0 * d->q_blocks;
-    }
-    if (d->bias != NULL && !d->bias_per_row) s.bias = d->bias + j0;
-    return s;
-}
-
-static gemm_desc SKM_FN(gemm_rows)(const gemm_desc *d, int64_t i0, int64_t mm) {
-    gemm_desc s = *d;
-    s.m = mm;
-    s.a = d->a + i0 * d->rsa;
-    s.c = d->c + i0 * d->rsc;
-    if (d->bias != NULL && d->bias_per_row) s.bias = d->bias + i0;
-    return s;
-}
-
+/* Multithreaded GEMM as BLIS does it: per (jc, pc) block, the threads first pack the B panel
+ * together (one shared copy, read by all from L3), then share out the MC blocks of A, each
+ * packing its own A block into its arena (L2).  When A has too few MC blocks to go round
+ * (the common M = 128 of a short sequence), A is packed once, shared, and the threads split
+ * the B micro-panels instead.  Tasks are claimed dynamically, so a core stolen by another
+ * process only slows its own share. */
 typedef struct {
     const gemm_desc *d;
-    int64_t chunks, tiles, split_n;
+    skm_blocking bl;
+    int64_t jc, nc, pc, kc;
+    float *bp, *ap;           /* ap: shared packed A (whole m) in shared-A mode, else NULL */
+    int64_t bgroups, agroups; /* packing tasks */
+    int64_t n_ic, jgroups;    /* compute tasks = n_ic * jgroups */
     atomic_int err;
 } gemm_par_ctx;
 
-static void SKM_FN(gemm_task)(void *vctx, int64_t t, int slot) {
-    gemm_par_ctx *ctx = vctx;
-    int64_t lo = ctx->tiles * t / ctx->chunks, hi = ctx->tiles * (t + 1) / ctx->chunks;
-    gemm_desc s;
-    if (ctx->split_n) {
-        int64_t j0 = lo * NR, j1 = MIN(hi * NR, ctx->d->n);
-        s = SKM_FN(gemm_cols)(ctx->d, j0, j1 - j0);
+static void SKM_FN(gemm_pack_task)(void *vctx, int64_t t, int slot) {
+    (void)slot;
+    gemm_par_ctx *c = vctx;
+    if (t < c->bgroups) {
+        int64_t panels = (c->nc + NR - 1) / NR;
+        int64_t lo = panels * t / c->bgroups * NR, hi = MIN(panels * (t + 1) / c->bgroups * NR, c->nc);
+        if (hi > lo) SKM_FN(pack_b)(c->d, c->pc, c->kc, c->jc + lo, hi - lo, c->bp + lo * c->kc);
     } else {
-        int64_t i0 = lo * MR, i1 = MIN(hi * MR, ctx->d->m);
-        s = SKM_FN(gemm_rows)(ctx->d, i0, i1 - i0);
+        int64_t g = t - c->bgroups, panels = (c->d->m + MR - 1) / MR;
+        int64_t lo = panels * g / c->agroups * MR, hi = MIN(panels * (g + 1) / c->agroups * MR, c->d->m);
+        if (hi > lo) SKM_FN(pack_a)(c->d, lo, hi - lo, c->pc, c->kc, c->ap + lo * c->kc);
     }
-    int rc = SKM_FN(gemm_seq)(&s, slot);
-    if (rc != SKM_OK) atomic_store(&ctx->err, rc);
 }
 
-/* Threads split the output into independent column (or row) strips, each packing its own
- * panels: no barriers, and the duplicated packing is O(1/strip) of the FLOPs. */
+static void SKM_FN(gemm_compute_task)(void *vctx, int64_t t, int slot) {
+    gemm_par_ctx *c = vctx;
+    int64_t icb = t / c->jgroups, g = t % c->jgroups;
+    int64_t ic = icb * c->bl.mc, mc = MIN(c->bl.mc, c->d->m - ic);
+    int first = c->pc == 0, last = c->pc + c->kc >= c->d->k;
+    if (c->ap != NULL) {
+        int64_t panels = (c->nc + NR - 1) / NR;
+        int64_t lo = panels * g / c->jgroups * NR, hi = MIN(panels * (g + 1) / c->jgroups * NR, c->nc);
+        if (hi > lo) SKM_FN(macro_kernel)(c->d, c->ap + ic * c->kc, c->bp, ic, mc, c->jc, lo, hi, c->kc, first, last);
+        return;
+    }
+    skm_arena_mark_t mark = skm_arena_mark(slot);
+    float *ap = skm_arena_alloc(slot, (size_t)(ROUND_UP(mc, MR) * c->kc) * sizeof(float));
+    if (ap == NULL) {
+        atomic_store(&c->err, SKM_ENOMEM);
+        return;
+    }
+    SKM_FN(pack_a)(c->d, ic, mc, c->pc, c->kc, ap);
+    SKM_FN(macro_kernel)(c->d, ap, c->bp, ic, mc, c->jc, 0, c->nc, c->kc, first, last);
+    skm_arena_release(slot, mark);
+}
+
 static int SKM_FN(gemm_run)(const gemm_desc *d) {
     int64_t threads = skm_threads();
     double work = (double)d->m * (double)d->n * (double)d->k;
-    if (threads <= 1 || work < 128.0 * 128.0 * 64.0) return SKM_FN(gemm_seq)(d, skm_current_slot());
-    int64_t tiles_m = (d->m + MR - 1) / MR, tiles_n = (d->n + NR - 1) / NR;
-    int split_n = tiles_n >= tiles_m || tiles_m < threads;
-    int64_t tiles = split_n ? tiles_n : tiles_m;
-    gemm_par_ctx ctx = {d, MIN(threads, tiles), tiles, split_n, 0};
-    skm_parallel_for(ctx.chunks, SKM_FN(gemm_task), &ctx);
-    return atomic_load(&ctx.err);
+    if (threads <= 1 || work < 96.0 * 96.0 * 96.0 || d->m <= 0 || d->n <= 0 || d->k <= 0)
+        return SKM_FN(gemm_seq)(d, skm_current_slot());
+    int slot = skm_current_slot();
+    gemm_par_ctx c = {.d = d, .bl = SKM_FN(blocking)};
+    c.n_ic = (d->m + c.bl.mc - 1) / c.bl.mc;
+    int shared_a = c.n_ic < 2 * threads;
+    int64_t ncmax = MIN(c.bl.nc, ROUND_UP(d->n, NR)), kcmax = MIN(c.bl.kc, d->k);
+    skm_arena_mark_t mark = skm_arena_mark(slot);
+    c.bp = skm_arena_alloc(slot, (size_t)(kcmax * ncmax) * sizeof(float));
+    c.ap = shared_a ? skm_arena_alloc(slot, (size_t)(kcmax * ROUND_UP(d->m, MR)) * sizeof(float)) : NULL;
+    if (c.bp == NULL || (shared_a && c.ap == NULL)) {
+        skm_arena_release(slot, mark);
+        return SKM_ENOMEM;
+    }
+    for (c.jc = 0; c.jc < d->n && atomic_load(&c.err) == SKM_OK; c.jc += c.bl.nc) {
+        c.nc = MIN(c.bl.nc, d->n - c.jc);
+        int64_t panels = (c.nc + NR - 1) / NR;
+        c.bgroups = MIN(panels, 2 * threads);
+        c.agroups = shared_a ? MIN((d->m + MR - 1) / MR, 2 * threads) : 0;
+        c.jgroups = shared_a ? MIN(panels, MAX(1, 4 * threads / c.n_ic)) : 1;
+        for (c.pc = 0; c.pc < d->k; c.pc += c.bl.kc) {
+            c.kc = MIN(c.bl.kc, d->k - c.pc);
+            skm_parallel_for(c.bgroups + c.agroups, SKM_FN(gemm_pack_task), &c);
+            skm_parallel_for(c.n_ic * c.jgroups, SKM_FN(gemm_compute_task), &c);
+        }
+    }
+    skm_arena_release(slot, mark);
+    return atomic_load(&c.err);
 }
 
 typedef struct {

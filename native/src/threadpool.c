@@ -1,42 +1,51 @@
-/* A small persistent pthread pool.  The caller is slot 0 and works too; workers spin briefly
- * after a job (back-to-back kernel calls from the executor are common, and a futex wake costs
- * tens of microseconds) and then sleep on a condition variable, so an idle process burns no
- * CPU.  Tasks are claimed from an atomic counter, which balances load when other processes
- * share the cores. */
+/* A small persistent pthread pool.
+ *
+ * The caller is slot 0 and works too.  Tasks are claimed one at a time from a ticket that
+ * carries the job's generation, and the caller waits only for tasks to *finish*, never for
+ * every worker to check in: on a shared machine a descheduled worker that has not claimed
+ * anything costs nothing, and one that wakes late finds the ticket moved on and goes back
+ * to sleep.  Workers spin briefly after a job (back-to-back kernel calls are the common
+ * case and a futex wake costs tens of microseconds), then sleep on a condition variable. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "runtime.h"
 
-#define SPIN_ROUNDS 20000 /* ~50 us of pause instructions before sleeping */
+#define SPIN_ROUNDS 4000 /* some tens of microseconds of pause instructions, then sleep */
+
+typedef struct {
+    _Atomic(skm_task_fn) fn;
+    _Atomic(void *) ctx;
+    atomic_llong ntasks;
+} job_t;
 
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t wake;
-    pthread_cond_t done;
-    int nthreads;  /* total including the caller */
-    int nworkers;  /* workers currently running */
+    pthread_cond_t done_cv;
+    int nthreads; /* total including the caller */
+    int nworkers; /* workers currently running */
     pthread_t tids[SKM_MAX_THREADS];
-    skm_task_fn fn;
-    void *ctx;
-    int64_t ntasks;
-    atomic_llong next;
-    atomic_int pending;
-    atomic_uint generation;
+    job_t jobs[2];               /* job of generation g lives in jobs[g & 1] */
+    atomic_uint generation;      /* bumped once per parallel_for */
+    atomic_ullong ticket;        /* generation << 32 | next task index */
+    atomic_llong done;           /* tasks finished in the current generation */
+    atomic_int caller_sleeping;
     atomic_int stop;
 } pool = {.mu = PTHREAD_MUTEX_INITIALIZER,
           .wake = PTHREAD_COND_INITIALIZER,
-          .done = PTHREAD_COND_INITIALIZER,
+          .done_cv = PTHREAD_COND_INITIALIZER,
           .nthreads = 1};
-
-/* Generation current when each worker was created: a worker must not read it itself, or a
- * job published before it got scheduled would look already seen (and never be run). */
-static unsigned start_generation[SKM_MAX_THREADS];
 
 static _Thread_local int tls_slot = 0;
 static _Thread_local int tls_in_task = 0;
+
+/* Generation current when each worker was created: a worker must not read it itself, or a
+ * job published before it got scheduled would look already seen. */
+static unsigned start_generation[SKM_MAX_THREADS];
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -46,10 +55,26 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-static void run_tasks(int slot) {
-    int64_t t;
+/* Claims and runs tasks of generation gen until none are left. */
+static void run_tasks(unsigned gen, int slot) {
+    job_t *job = &pool.jobs[gen & 1];
+    skm_task_fn fn = atomic_load(&job->fn);
+    void *ctx = atomic_load(&job->ctx);
+    long long ntasks = atomic_load(&job->ntasks);
+    unsigned long long t = atomic_load(&pool.ticket);
     tls_in_task = 1;
-    while ((t = atomic_fetch_add(&pool.next, 1)) < pool.ntasks) pool.fn(pool.ctx, t, slot);
+    for (;;) {
+        /* a job that moved on (or fields read from a newer job) fail this check */
+        if ((unsigned)(t >> 32) != gen || (long long)(t & 0xffffffffu) >= ntasks) break;
+        if (!atomic_compare_exchange_weak(&pool.ticket, &t, t + 1)) continue;
+        fn(ctx, (int64_t)(t & 0xffffffffu), slot);
+        if (atomic_fetch_add(&pool.done, 1) + 1 == ntasks && atomic_load(&pool.caller_sleeping)) {
+            pthread_mutex_lock(&pool.mu);
+            pthread_cond_signal(&pool.done_cv);
+            pthread_mutex_unlock(&pool.mu);
+        }
+        t = atomic_load(&pool.ticket);
+    }
     tls_in_task = 0;
 }
 
@@ -58,9 +83,9 @@ static void *worker_main(void *arg) {
     unsigned seen = start_generation[slot];
     tls_slot = slot;
     for (;;) {
-        int spins = 0;
-        while (atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop) &&
-               spins++ < SPIN_ROUNDS)
+        for (int spins = 0; atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop) &&
+                            spins < SPIN_ROUNDS;
+             spins++)
             cpu_relax();
         if (atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop)) {
             pthread_mutex_lock(&pool.mu);
@@ -70,12 +95,7 @@ static void *worker_main(void *arg) {
         }
         if (atomic_load(&pool.stop)) return NULL;
         seen = atomic_load(&pool.generation);
-        run_tasks(slot);
-        if (atomic_fetch_sub(&pool.pending, 1) == 1) {
-            pthread_mutex_lock(&pool.mu);
-            pthread_cond_signal(&pool.done);
-            pthread_mutex_unlock(&pool.mu);
-        }
+        run_tasks(seen, slot);
     }
 }
 
@@ -114,37 +134,43 @@ int skm_threads(void) { return tls_in_task ? 1 : pool.nthreads; }
 
 int skm_current_slot(void) { return tls_slot; }
 
+static void run_inline(int64_t ntasks, skm_task_fn fn, void *ctx) {
+    int was = tls_in_task;
+    tls_in_task = 1;
+    for (int64_t t = 0; t < ntasks; t++) fn(ctx, t, tls_slot);
+    tls_in_task = was;
+}
+
 void skm_parallel_for(int64_t ntasks, skm_task_fn fn, void *ctx) {
     if (ntasks <= 0) return;
-    if (tls_in_task || pool.nthreads <= 1 || ntasks == 1) {
-        int was = tls_in_task;
-        tls_in_task = 1;
-        for (int64_t t = 0; t < ntasks; t++) fn(ctx, t, tls_slot);
-        tls_in_task = was;
+    if (tls_in_task || pool.nthreads <= 1 || ntasks == 1 || ntasks > 0x7fffffff) {
+        run_inline(ntasks, fn, ctx);
         return;
     }
     start_workers();
-    if (pool.nworkers == 0) { /* could not create threads: run inline */
-        tls_in_task = 1;
-        for (int64_t t = 0; t < ntasks; t++) fn(ctx, t, 0);
-        tls_in_task = 0;
+    if (pool.nworkers == 0) { /* could not create threads */
+        run_inline(ntasks, fn, ctx);
         return;
     }
-    pool.fn = fn;
-    pool.ctx = ctx;
-    pool.ntasks = ntasks;
-    atomic_store(&pool.next, 0);
-    atomic_store(&pool.pending, pool.nworkers);
+    unsigned gen = atomic_load(&pool.generation) + 1;
+    job_t *job = &pool.jobs[gen & 1];
+    atomic_store(&job->fn, fn);
+    atomic_store(&job->ctx, ctx);
+    atomic_store(&job->ntasks, ntasks);
+    atomic_store(&pool.done, 0);
+    atomic_store(&pool.ticket, (unsigned long long)gen << 32);
     pthread_mutex_lock(&pool.mu);
-    atomic_fetch_add(&pool.generation, 1);
+    atomic_store(&pool.generation, gen);
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.mu);
-    run_tasks(0);
-    for (int spins = 0; atomic_load(&pool.pending) != 0 && spins < SPIN_ROUNDS; spins++)
+    run_tasks(gen, 0);
+    for (int spins = 0; atomic_load(&pool.done) != ntasks && spins < SPIN_ROUNDS; spins++)
         cpu_relax();
-    if (atomic_load(&pool.pending) != 0) {
+    if (atomic_load(&pool.done) != ntasks) {
         pthread_mutex_lock(&pool.mu);
-        while (atomic_load(&pool.pending) != 0) pthread_cond_wait(&pool.done, &pool.mu);
+        atomic_store(&pool.caller_sleeping, 1);
+        while (atomic_load(&pool.done) != ntasks) pthread_cond_wait(&pool.done_cv, &pool.mu);
+        atomic_store(&pool.caller_sleeping, 0);
         pthread_mutex_unlock(&pool.mu);
     }
 }
@@ -154,9 +180,10 @@ void skm_parallel_for(int64_t ntasks, skm_task_fn fn, void *ctx) {
 void skm_pool_atfork_child(void) {
     pthread_mutex_init(&pool.mu, NULL);
     pthread_cond_init(&pool.wake, NULL);
-    pthread_cond_init(&pool.done, NULL);
+    pthread_cond_init(&pool.done_cv, NULL);
     pool.nworkers = 0;
     atomic_store(&pool.stop, 0);
+    atomic_store(&pool.caller_sleeping, 0);
     tls_in_task = 0;
     tls_slot = 0;
 }
