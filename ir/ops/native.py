@@ -74,7 +74,7 @@ def _linear(lib, attrs):
         x, w = inputs[0], inputs[1]
         bias = inputs[2] if len(inputs) > 2 else None
         residual = inputs[3] if len(inputs) > 3 else None
-        if not _f32(x, w) or (bias is not None and not _f32(bias)) or x.ndim < 1:
+        if not _f32(x, w) or (bias is not None and (not _f32(bias) or bias.shape != w.shape[:1])) or x.ndim < 1:
             return None
         y = lib.linear(_c(x), _c(w), None if bias is None else _c(bias), attrs.get("activation", "none"))
         if residual is not None:
