@@ -54,23 +54,26 @@ def coverage(types, backend, jobs, timeout, no_write):
         raise click.UsageError(f"not base model types: {', '.join(unknown)}")
     bar = tqdm(total=len(chosen), desc="coverage", unit="type", file=sys.stderr)
 
+    # Rows measured in this run replace the committed ones; the report is rewritten every few
+    # rows, so an interrupted sweep keeps what it measured.
+    merged = {} if (no_write or not types) else dict(cov.load_report().get("model_types", {}))
+    measured: dict[str, dict] = {}
+
     def report(item, row):
         bar.update(1)
+        row.setdefault("class", registry.base_classes[item])
+        measured[item] = row
         if row["status"] != "pass":
             bar.write(f"FAIL {item}: {row.get('stage')}: {row.get('reason', '')[:150]}")
+        if not no_write and len(measured) % 25 == 0:
+            cov.write_report({**merged, **measured}, transformers.__version__)
 
-    rows = run_parallel(chosen, cov.check_skill, jobs=jobs, timeout=timeout, on_result=report)
+    run_parallel(chosen, cov.check_skill, jobs=jobs, timeout=timeout, on_result=report)
     bar.close()
-    for item, row in rows.items():
-        row.setdefault("class", registry.base_classes[item])
-    passed = sum(r["status"] == "pass" for r in rows.values())
-    click.echo(f"{passed}/{len(rows)} base model types pass ({100 * passed / len(rows):.1f}%)")
+    passed = sum(r["status"] == "pass" for r in measured.values())
+    click.echo(f"{passed}/{len(measured)} base model types pass ({100 * passed / len(measured):.1f}%)")
     if not no_write:
-        if types:  # a partial run updates its rows in the committed report
-            merged = cov.load_report().get("model_types", {})
-            merged.update(rows)
-            rows = merged
-        cov.write_report(rows, transformers.__version__)
+        cov.write_report({**merged, **measured}, transformers.__version__)
         click.echo(f"wrote {cov.REPORT_YAML} and {cov.REPORT_MD}")
 
 
