@@ -21,9 +21,28 @@ class NativeUnavailableError(RuntimeError):
     """The C kernels are not built or were disabled; use the torch path instead."""
 
 
+def _load_file(path: str):
+    """SKILLMILL_NATIVE_LIBRARY names another build of the extension (run_sanitizers.sh
+    points it at an ASan/UBSan build) to load instead of the installed one."""
+    import importlib.machinery
+    import importlib.util
+    import sys
+
+    name = "skillmill.native._kernels"
+    loader = importlib.machinery.ExtensionFileLoader(name, path)
+    spec = importlib.util.spec_from_file_location(name, path, loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    sys.modules[name] = module
+    return module.ffi, module.lib
+
+
 def _load():
     if os.environ.get("SKILLMILL_NATIVE_DISABLE") == "1":
         return None, None, "unavailable: disabled by SKILLMILL_NATIVE_DISABLE=1"
+    override = os.environ.get("SKILLMILL_NATIVE_LIBRARY")
+    if override:
+        return (*_load_file(override), None)
     try:
         from skillmill.native._kernels import ffi as _ffi, lib as _lib
     except ImportError as exc:

@@ -73,7 +73,15 @@ def make_builder(module: str = MODULE, root: Path | None = None) -> FFI:
 ffibuilder = make_builder(root=HERE.parent if Path.cwd().resolve() == HERE.parent else None)
 
 if __name__ == "__main__":
-    # Build in place next to this file, as skillmill/native/_kernels*.so would be installed.
-    # Same file name as pip's build (cffi uses the stable ABI), so one replaces the other.
-    target = HERE / ("_kernels.pyd" if sys.platform == "win32" else "_kernels.abi3.so")
-    make_builder().compile(tmpdir=str(HERE / "_build"), target=str(target))
+    # Default: rebuild in place, under the file name pip's build uses (cffi builds for the
+    # stable ABI), so one replaces the other.  --out DIR builds elsewhere (sanitizer builds).
+    import argparse
+
+    parser = argparse.ArgumentParser(description="build skillmill.native._kernels")
+    parser.add_argument("--out", type=Path, default=None, help="output folder")
+    args = parser.parse_args()
+    name = "_kernels.pyd" if sys.platform == "win32" else "_kernels.abi3.so"
+    out_dir = (args.out or HERE).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / "_tmp" if args.out else HERE / "_build"
+    print(make_builder().compile(tmpdir=str(tmp), target=str(out_dir / name)))
