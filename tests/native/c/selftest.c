@@ -1,0 +1,145 @@
+/* C-level self-test: every kernel on every ISA path this CPU runs, compared with the scalar
+ * path (the reference build) on odd shapes.  Needs no Python, so it also runs under qemu
+ * for a cross-compiled NEON build and under valgrind.  Exit status 0 = all paths agree.
+ *
+ *   cc -O1 -pthread -Inative/src tests/native/c/selftest.c native/src/{dispatch,threadpool,
+ *      arena,common,isa_scalar,isa_avx2,isa_avx512,isa_neon}.c -lm && ./a.out */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "skm.h"
+
+static unsigned long long rng_state = 88172645463325252ull;
+static float frand(void) { /* xorshift: reproducible everywhere, no libc rand() */
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)((rng_state >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+
+static float *rnd(size_t n) {
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++) p[i] = frand();
+    return p;
+}
+
+static int failures;
+static const char *isa_names[] = {"scalar", "avx2", "avx512", "neon"};
+
+/* max |a - b| / max(|b|, 1) */
+static void expect_close(const char *what, int isa, const float *a, const float *b, size_t n,
+                         double tol) {
+    double err = 0, scale = 1;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (d > err || d != d) err = d != d ? INFINITY : d;
+        if (fabs(b[i]) > scale) scale = fabs(b[i]);
+    }
+    if (!(err / scale <= tol)) {
+        printf("FAIL %-28s isa=%s err=%.3g\n", what, isa_names[isa], err / scale);
+        failures++;
+    }
+}
+
+/* Runs body on the ISA under test into `out` and on scalar into `ref`. */
+#define BOTH(isa, out, ref, n, body)                                                   \
+    do {                                                                               \
+        skm_set_isa(isa);                                                              \
+        float *dst = out;                                                              \
+        body;                                                                          \
+        skm_set_isa(SKM_ISA_ID_SCALAR);                                                \
+        dst = ref;                                                                     \
+        body;                                                                          \
+    } while (0)
+
+static void test_isa(int isa) {
+    static const int64_t shapes[][3] = {{1, 1, 1}, {7, 13, 17}, {6, 16, 32}, {29, 37, 61},
+                                        {64, 65, 33}, {130, 70, 150}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int64_t m = shapes[s][0], k = shapes[s][1], n = shapes[s][2];
+        float *a = rnd(m * k), *b = rnd(k * n), *w = rnd(n * k), *bias = rnd(n);
+        float *out = malloc(m * n * sizeof(float)), *ref = malloc(m * n * sizeof(float));
+        int64_t zero = 0;
+        BOTH(isa, out, ref, m * n, skm_matmul(1, a, &zero, b, &zero, dst, m, n, k));
+        expect_close("matmul", isa, out, ref, m * n, 1e-5);
+        for (int act = 0; act <= SKM_ACT_SILU; act++) {
+            BOTH(isa, out, ref, m * n, skm_linear(a, w, bias, dst, m, n, k, act));
+            expect_close("linear+act", isa, out, ref, m * n, 1e-5);
+        }
+        int8_t *q8 = malloc(n * k);
+        float *s8 = malloc(n * sizeof(float));
+        skm_quantize_int8(w, q8, s8, n, k);
+        BOTH(isa, out, ref, m * n, skm_linear_int8(a, q8, s8, bias, dst, m, n, k, 0));
+        expect_close("linear_int8", isa, out, ref, m * n, 1e-5);
+        int64_t blocks = (k + 31) / 32;
+        uint8_t *q4 = malloc(n * blocks * 16);
+        float *s4 = malloc(n * blocks * sizeof(float));
+        skm_quantize_q4_0(w, q4, s4, n, k);
+        BOTH(isa, out, ref, m * n, skm_linear_q4_0(a, q4, s4, NULL, dst, m, n, k, 2));
+        expect_close("linear_q4_0", isa, out, ref, m * n, 1e-5);
+        /* row ops over [m, n] */
+        float *x = rnd(m * n), *g = rnd(n);
+        BOTH(isa, out, ref, m * n, skm_softmax(x, dst, m, n, NULL, NULL, 1, m, 1.5f));
+        expect_close("softmax causal", isa, out, ref, m * n, 1e-5);
+        BOTH(isa, out, ref, m * n, skm_layer_norm(x, g, bias, dst, m, n, 1e-5f));
+        expect_close("layer_norm", isa, out, ref, m * n, 1e-5);
+        BOTH(isa, out, ref, m * n, skm_rms_norm(x, g, dst, m, n, 1e-6f));
+        expect_close("rms_norm", isa, out, ref, m * n, 1e-5);
+        BOTH(isa, out, ref, m * n, skm_l2_normalize(x, dst, m, n, 1e-12f));
+        expect_close("l2_normalize", isa, out, ref, m * n, 1e-5);
+        BOTH(isa, out, ref, m * n, skm_add(x, bias, dst, m, n, 1));
+        expect_close("add row", isa, out, ref, m * n, 0);
+        for (int act = 1; act <= SKM_ACT_SILU; act++) {
+            BOTH(isa, out, ref, m * n, skm_activation(x, dst, m * n, act));
+            expect_close("activation", isa, out, ref, m * n, 1e-6);
+        }
+        BOTH(isa, out, ref, n, skm_mean_pool(x, g, dst, 1, m > n ? n : m, n));
+        expect_close("mean_pool", isa, out, ref, n, 1e-5);
+        free(a), free(b), free(w), free(bias), free(out), free(ref), free(q8), free(s8);
+        free(q4), free(s4), free(x), free(g);
+    }
+    { /* attention with GQA, causal, a broadcast additive mask */
+        int64_t B = 2, hq = 4, hkv = 2, sq = 70, sk = 75, d = 24, dv = 20;
+        float *q = rnd(B * hq * sq * d), *kk = rnd(B * hkv * sk * d), *v = rnd(B * hkv * sk * dv);
+        float *mask = rnd(sq * sk);
+        int64_t ms[3] = {0, 0, sk};
+        size_t n = B * hq * sq * dv;
+        float *out = malloc(n * sizeof(float)), *ref = malloc(n * sizeof(float));
+        BOTH(isa, out, ref, n, skm_attention(q, kk, v, dst, B, hq, hkv, sq, sk, d, dv, mask, ms, 1, 0.2f));
+        expect_close("attention", isa, out, ref, n, 1e-5);
+        free(q), free(kk), free(v), free(mask), free(out), free(ref);
+    }
+    { /* conv2d with groups/stride/padding/dilation, then pooling */
+        int64_t N = 2, C = 4, H = 11, W = 9, CO = 6, KH = 3, KW = 2, G = 2;
+        int64_t OH = (H + 2 - 2 * (KH - 1) - 1) / 2 + 1, OW = (W + 0 - 1 * (KW - 1) - 1) / 1 + 1;
+        float *x = rnd(N * C * H * W), *w = rnd(CO * (C / G) * KH * KW), *bias = rnd(CO);
+        size_t n = N * CO * OH * OW;
+        float *out = malloc(n * sizeof(float)), *ref = malloc(n * sizeof(float));
+        BOTH(isa, out, ref, n, skm_conv2d(x, w, bias, dst, N, C, H, W, CO, KH, KW, 2, 1, 1, 0, 2, 1, G, OH, OW));
+        expect_close("conv2d", isa, out, ref, n, 1e-5);
+        int64_t PH = (H + 2 - 3) / 2 + 1, PW = (W + 2 - 3) / 2 + 1;
+        for (int mode = 0; mode <= SKM_POOL_AVG_EXCLUDE_PAD; mode++) {
+            BOTH(isa, out, ref, N * C * PH * PW, skm_pool2d(x, dst, N * C, H, W, 3, 3, 2, 2, 1, 1, PH, PW, mode));
+            expect_close("pool2d", isa, out, ref, N * C * PH * PW, 1e-6);
+        }
+        free(x), free(w), free(bias), free(out), free(ref);
+    }
+}
+
+int main(void) {
+    int tested = 0;
+    for (int threads = 1; threads <= 3; threads += 2) {
+        skm_set_num_threads(threads);
+        for (int isa = SKM_ISA_ID_SCALAR; isa <= SKM_ISA_ID_NEON; isa++) {
+            if (!skm_isa_supported(isa)) continue;
+            test_isa(isa);
+            tested++;
+        }
+    }
+    skm_arena_reset();
+    printf("selftest: best=%s, %d path/thread combinations, %d failures\n",
+           isa_names[skm_best_isa()], tested, failures);
+    return failures != 0;
+}
