@@ -133,7 +133,11 @@ class TextInputGenerator(InputGenerator):
         ctx = self.ctx
         b, s = ctx.batch_size, ctx.seq_len
         if name in ("input_ids", "text_input_ids", "input_ids_text"):
-            return self.ids(s)
+            ids = self.ids(s)
+            if input_option(ctx, "ids_per_codebook"):
+                # Audio-token decoders (MusicGen): one row per codebook, (batch * codebooks, seq).
+                ids = ids.repeat(_int(getattr(ctx.config, "num_codebooks", 1), 1), 1)
+            return ids
         if name in ("decoder_input_ids", "labels"):
             return self.ids(s, decoder=True)
         length = ctx.made["input_ids"].shape[1] if "input_ids" in ctx.made else s
@@ -291,9 +295,17 @@ class AudioInputGenerator(InputGenerator):
             return ctx.randn((b, AUDIO_SAMPLES))
         if name == "input_features":
             mel = _int(a.num_mel_bins, 80)
+            width = _int(getattr(a.config, "feature_projection_input_dim", None), 0)
+            if width:
+                return ctx.randn((b, MEL_FRAMES, width))  # stacked frames (w2v-BERT)
             if self.is_whisper_like(a.config):
                 src = _int(getattr(a.config, "max_source_positions", None), MEL_FRAMES // 2)
                 return ctx.randn((b, mel, 2 * src))
+            layout = input_option(ctx, "features_layout") or _first_layer_layout(ctx.model, mel)
+            if layout == "channels_first":
+                return ctx.randn((b, mel, MEL_FRAMES))
+            if isinstance(layout, int):
+                return ctx.randn((b, MEL_FRAMES, layout))
             return ctx.randn((b, MEL_FRAMES, mel))
         if name in ("feature_attention_mask", "input_features_mask", "audio_attention_mask"):
             feats = ctx.made.get("input_features")
@@ -433,9 +445,11 @@ def needed_input_names(model) -> list[str]:
         elif "input_values" in params and _has_audio(nc):
             want.add("input_values")
     if "pixel_values" in want:
-        for extra in ("image_grid_thw", "grid_thw", "image_sizes"):
+        for extra in ("image_grid_thw", "grid_thw"):
             if extra in params:
                 want.add(extra)
+        if "image_sizes" in params and getattr(config, "image_grid_pinpoints", None):
+            want.add("image_sizes")
     if "input_features" in want and "feature_attention_mask" in params:
         want.add("feature_attention_mask")
     # Whatever the model's own feature getters require, when forward takes it too.
@@ -461,6 +475,27 @@ def needed_input_names(model) -> list[str]:
         "decoder_input_ids",
     ]
     return sorted(want, key=lambda n: (order.index(n) if n in order else len(order), n))
+
+
+def _first_layer_layout(model, mel: int):
+    """How the audio encoder reads `input_features`, from its first weighted layer: a Conv1d over
+    mel channels means (batch, mel, frames); a Linear means (batch, frames, in_features)."""
+    audio = None
+    for name in ("audio_tower", "audio_encoder", "encoder", "audio_model", "speech_encoder"):
+        audio = getattr(model, name, None) or getattr(getattr(model, "model", None), name, None)
+        if isinstance(audio, torch.nn.Module):
+            break
+    modules = (audio if isinstance(audio, torch.nn.Module) else model).modules()
+    for m in modules:
+        if isinstance(m, torch.nn.Conv1d):
+            return "channels_first" if m.in_channels == mel else None
+        if isinstance(m, torch.nn.Conv2d):
+            return None  # (batch, frames, mel), unsqueezed to one channel
+        if isinstance(m, torch.nn.Linear):
+            return m.in_features
+        if isinstance(m, torch.nn.Embedding):
+            continue
+    return None
 
 
 def _feature_rows(out: Any) -> int:

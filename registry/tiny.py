@@ -108,9 +108,13 @@ SHRINK_RULES: dict[str, int] = {
     **dict.fromkeys(("num_kv_shared_layers",), 0),
     **dict.fromkeys(("num_attention_heads_per_layer",), HEADS),
     **dict.fromkeys(("conv_dim", "tdnn_dim"), HIDDEN),
-    **dict.fromkeys(("hidden_sizes", "embed_dims", "embed_dim_per_stage"), 64),
+    **dict.fromkeys(PYRAMID_WIDTH_KEYS := (
+        "hidden_sizes", "embed_dims", "embed_dim_per_stage", "stage_out_channels",
+        "stage_in_channels", "stage_mid_channels",
+    ), 64),
     **dict.fromkeys(("num_queries",), 12),
     **dict.fromkeys(("upsample_groups",), HIDDEN),
+    **dict.fromkeys(("decoder_in_channels",), HIDDEN),
     **dict.fromkeys(("mm_tokens_per_image",), 4),
     **dict.fromkeys(("codebook_size",), 64),
     **dict.fromkeys(("num_codevectors_per_group",), 16),
@@ -162,11 +166,8 @@ def _cap(key: str, value: Any, cap: int) -> Any:
     if isinstance(value, (list, tuple)) and value and all(
         isinstance(v, int) and not isinstance(v, bool) for v in value
     ):
-        if key in ("hidden_sizes", "embed_dims", "embed_dim_per_stage"):
-            # Pyramid widths: keep the growth pattern, scale so the widest stage is <= cap.
-            biggest = max(value)
-            scale = max(1, -(-biggest // cap))
-            return type(value)(max(8, (v // scale) // 8 * 8) for v in value)
+        if key in PYRAMID_WIDTH_KEYS:
+            return value  # scaled together by _scale_pyramid
         return type(value)(min(v, cap) if v > 0 else v for v in value)
     return value
 
@@ -216,6 +217,7 @@ def _shrink_level(d: dict[str, Any]) -> None:
             if pyramid and key in LAYER_COUNT_KEYS:
                 continue  # stage count of a pyramid (Swin's num_layers == len(depths)) stays
             d[key] = _cap(key, value, cap)
+    _scale_pyramid(d)
     if pyramid and isinstance(d.get("window_size"), int) and d["window_size"] > 2:
         # Windowed pyramids (Swin...): windows and patches must tile every (tiny) stage.
         d["window_size"] = 2
@@ -290,6 +292,32 @@ def _shrink_level(d: dict[str, Any]) -> None:
                 _shrink_level(v)
 
 
+def _scale_pyramid(d: dict[str, Any]) -> None:
+    """Stage widths of CNN / hierarchical backbones, all divided by one factor so that stage i's
+    input still equals stage i-1's output; the widest stage ends at <= 64."""
+    lists = {k: d[k] for k in PYRAMID_WIDTH_KEYS if _int_list(d.get(k))}
+    if not lists:
+        return
+    biggest = max(max(v) for v in lists.values())
+    scale = max(1, -(-biggest // 64))
+    if scale == 1:
+        return
+
+    def shrink(v: int) -> int:
+        return max(8, -(-(v // scale) // 8) * 8)
+
+    for k, v in lists.items():
+        d[k] = [shrink(x) for x in v]
+    if _int_list(d.get("stem_channels")):
+        stem = d["stem_channels"]
+        d["stem_channels"] = [stem[0]] + [shrink(x) for x in stem[1:]]
+
+
+def _int_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and bool(value) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value)
+
+
 def _count_taps(d: dict[str, Any]) -> int:
     feats = d.get("out_features") or d.get("out_indices")
     if isinstance(feats, list):
@@ -325,6 +353,8 @@ def _fix_derived_dims(d: dict[str, Any]) -> None:
     if isinstance(d.get("image_grid_pinpoints"), list):
         # Any-res tilings as multiples of the (shrunk) tile size.
         d["image_grid_pinpoints"] = [[IMAGE, IMAGE], [IMAGE, 2 * IMAGE], [2 * IMAGE, IMAGE], [2 * IMAGE, 2 * IMAGE]]
+    if isinstance(d.get("d_head"), int) and hidden and isinstance(d.get("n_head"), int):
+        d["d_head"] = hidden // d["n_head"]  # XLNet checks d_head == d_model / n_head
     for key, default in (("prediction_length", 4),):
         if key in d and d[key] is None:
             d[key] = default
@@ -529,6 +559,21 @@ def _post_fix(d: dict[str, Any]) -> None:
     """Re-derive coupled sizes after the overrides."""
     for level in _config_levels(d):
         _fix_rope_sections(level)
+        _fix_encoder_in_channels(level)
+
+
+def _fix_encoder_in_channels(level: dict[str, Any]) -> None:
+    """Detector necks (RT-DETR, D-FINE...) take the backbone's tapped stage widths."""
+    backbone = level.get("backbone_config")
+    if not isinstance(backbone, dict) or not _int_list(level.get("encoder_in_channels")):
+        return
+    widths = backbone.get("stage_out_channels") or backbone.get("hidden_sizes")
+    taps = backbone.get("out_indices")
+    if not _int_list(widths) or not _int_list(taps):
+        return
+    channels = [widths[i - 1] for i in taps if 0 < i <= len(widths)]
+    if len(channels) == len(level["encoder_in_channels"]):
+        level["encoder_in_channels"] = channels
 
 
 def resolve_model_class(model_class):
@@ -550,6 +595,12 @@ def tiny_model(model_class, config=None, seed: int = 0) -> torch.nn.Module:
         if not model_type:
             raise ValueError(f"{cls.__name__} has no config_class.model_type to build a tiny config from")
         config = tiny_config(model_type)
+    wanted = getattr(cls, "config_class", None)
+    if wanted is not None and not isinstance(config, wanted):
+        # e.g. MusicgenModel is the decoder of the composite "musicgen" config.
+        sub = next((c for c in _sub_configs(config) if isinstance(c, wanted)), None)
+        if sub is not None:
+            config = sub
     torch.manual_seed(seed)
     try:
         model = cls(config)
