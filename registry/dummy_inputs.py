@@ -383,12 +383,79 @@ class TimeSeriesInputGenerator(InputGenerator):
         raise UnknownInputError(name)
 
 
+class FamilyInputGenerator(InputGenerator):
+    """Inputs only a few families take; each sized from the family's own config fields."""
+
+    SUPPORTED_INPUT_NAMES = (
+        "qformer_input_ids", "qformer_attention_mask", "pixel_values_videos", "states", "actions",
+        "rewards", "returns_to_go", "timesteps", "visual_feats", "visual_pos", "query_embeds",
+        "latents", "inputs", "high_res_pixel_values", "merge_sizes", "image_merge_sizes", "freq",
+        "past_values_padding", "image_embeds_position_mask",
+    )
+
+    def generate(self, name: str) -> torch.Tensor:
+        ctx, c = self.ctx, self.ctx.config
+        b, s = ctx.batch_size, ctx.seq_len
+        nc = ctx.nc
+        if name == "qformer_input_ids":
+            q = getattr(c, "qformer_config", None)
+            return ctx.randint(0, _int(getattr(q, "vocab_size", None), 99), (b, s))
+        if name == "qformer_attention_mask":
+            return torch.ones(b, s, dtype=torch.long)
+        if name == "pixel_values_videos":
+            v = VisionInputGenerator(ctx)
+            h, w = v.image_hw()
+            frames = _int(getattr(c, "frames_per_clip", None) or nc.num_frames or v.vision().num_frames, 4)
+            return ctx.randn((b, frames, v.channels(), h, w))
+        if name == "states":
+            return ctx.randn((b, s, _int(getattr(c, "state_dim", None), 4)))
+        if name == "actions":
+            return ctx.randn((b, s, _int(getattr(c, "act_dim", None), 2)))
+        if name in ("rewards", "returns_to_go"):
+            return ctx.randn((b, s, 1))
+        if name == "timesteps":
+            return torch.arange(s).unsqueeze(0).expand(b, s).clone()
+        if name == "visual_feats":
+            return ctx.randn((b, 4, _int(getattr(c, "visual_feat_dim", None), 2048)))
+        if name == "visual_pos":
+            return ctx.rand((b, 4, _int(getattr(c, "visual_pos_dim", None), 4)))
+        if name == "query_embeds":
+            return ctx.randn((b, _int(getattr(c, "num_query_tokens", None), 4), _int(nc.hidden_size, 32)))
+        if name == "latents":
+            return ctx.randn((b, _int(nc.hidden_size, 32), 8))
+        if name == "inputs":
+            return ctx.randn((b, s, _int(getattr(c, "d_model", None), _int(nc.hidden_size, 32))))
+        if name == "high_res_pixel_values":
+            hv = getattr(c, "high_res_vision_config", None)
+            size = _int(getattr(hv, "image_size", None), 64)
+            return ctx.randn((b, 3, size, size))
+        if name in ("merge_sizes", "image_merge_sizes"):
+            v = VisionInputGenerator(ctx).vision()
+            return torch.tensor([_int(getattr(v.config, "spatial_merge_size", None), 1)] * b)
+        if name == "freq":
+            return torch.zeros(b, 1, dtype=torch.long)
+        if name == "past_values_padding":
+            past = ctx.made.get("past_values")
+            return torch.zeros(b, past.shape[1] if past is not None else 32)
+        if name == "image_embeds_position_mask":
+            # Kosmos-2: latent_query_num image slots right after the first token.
+            n = _int(getattr(c, "latent_query_num", None), 64)
+            ids = ctx.made["input_ids"]
+            ctx.made["input_ids"] = torch.cat(
+                [ids[:, :1], torch.zeros(b, n, dtype=ids.dtype), ids[:, 1:]], dim=1)
+            mask = torch.zeros_like(ctx.made["input_ids"])
+            mask[:, 1:1 + n] = 1
+            return mask
+        raise UnknownInputError(name)
+
+
 GENERATORS: list[type[InputGenerator]] = [
     TextInputGenerator,
     BboxInputGenerator,
     VisionInputGenerator,
     AudioInputGenerator,
     TimeSeriesInputGenerator,
+    FamilyInputGenerator,
 ]
 
 

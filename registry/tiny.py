@@ -116,6 +116,7 @@ SHRINK_RULES: dict[str, int] = {
     **dict.fromkeys(("upsample_groups",), HIDDEN),
     **dict.fromkeys(("decoder_in_channels",), HIDDEN),
     **dict.fromkeys(("mm_tokens_per_image",), 4),
+    **dict.fromkeys(("num_frames", "frames_per_clip"), 4),
     **dict.fromkeys(("codebook_size",), 64),
     **dict.fromkeys(("num_codevectors_per_group",), 16),
 }
