@@ -424,35 +424,52 @@ typedef struct {
 } rows_ctx;
 
 /* softmax of row x[0:len) * scale + mask, zeros in [len, n); an all -inf row gives zeros. */
+/* x[j] * scale + mask[j] as a vector; the plain case (scale 1, no mask) skips both. */
+SKM_INLINE skv SKM_FN(logits)(const float *x, const float *mrow, int64_t j, int64_t cnt,
+                              skv vs, int plain) {
+    skv v = cnt == SKM_W ? skv_load(x + j) : ld_part(x + j, cnt, -INFINITY);
+    if (plain) return v;
+    v = skv_mul(v, vs);
+    if (mrow != NULL) v = skv_add(v, cnt == SKM_W ? skv_load(mrow + j) : ld_part(mrow + j, cnt, 0.0f));
+    return v;
+}
+
 static void SKM_FN(softmax_row)(const float *x, float *y, int64_t n, int64_t len,
                                 const float *mrow, float scale) {
     if (len > n) len = n;
-    skv vs = skv_set1(scale), vmax = skv_set1(-INFINITY);
-    for (int64_t j = 0; j < len; j += SKM_W) {
-        int64_t cnt = MIN(SKM_W, len - j);
-        skv v = skv_mul(cnt == SKM_W ? skv_load(x + j) : ld_part(x + j, cnt, -INFINITY), vs);
-        if (mrow != NULL) v = skv_add(v, cnt == SKM_W ? skv_load(mrow + j) : ld_part(mrow + j, cnt, 0.0f));
-        vmax = skv_max(vmax, v);
+    int plain = scale == 1.0f && mrow == NULL;
+    skv vs = skv_set1(scale), vmax0 = skv_set1(-INFINITY), vmax1 = vmax0;
+    int64_t j = 0;
+    for (; j + 2 * SKM_W <= len; j += 2 * SKM_W) {
+        vmax0 = skv_max(vmax0, SKM_FN(logits)(x, mrow, j, SKM_W, vs, plain));
+        vmax1 = skv_max(vmax1, SKM_FN(logits)(x, mrow, j + SKM_W, SKM_W, vs, plain));
     }
-    float mx = len > 0 ? skv_reduce_max(vmax) : -INFINITY;
+    for (; j < len; j += SKM_W) vmax0 = skv_max(vmax0, SKM_FN(logits)(x, mrow, j, MIN(SKM_W, len - j), vs, plain));
+    float mx = len > 0 ? skv_reduce_max(skv_max(vmax0, vmax1)) : -INFINITY;
     if (mx == -INFINITY) {
         memset(y, 0, (size_t)n * sizeof(float));
         return;
     }
-    skv vm = skv_set1(mx), vsum = skv_zero();
-    for (int64_t j = 0; j < len; j += SKM_W) {
-        int64_t cnt = MIN(SKM_W, len - j);
-        skv v = skv_mul(cnt == SKM_W ? skv_load(x + j) : ld_part(x + j, cnt, -INFINITY), vs);
-        if (mrow != NULL) v = skv_add(v, cnt == SKM_W ? skv_load(mrow + j) : ld_part(mrow + j, cnt, 0.0f));
-        v = skv_exp(skv_sub(v, vm));
-        vsum = skv_add(vsum, v);
-        if (cnt == SKM_W)
-            skv_store(y + j, v);
-        else
-            st_part(y + j, v, cnt);
+    skv vm = skv_set1(mx), sum0 = skv_zero(), sum1 = skv_zero();
+    for (j = 0; j + 2 * SKM_W <= len; j += 2 * SKM_W) {
+        skv e0 = skv_exp(skv_sub(SKM_FN(logits)(x, mrow, j, SKM_W, vs, plain), vm));
+        skv e1 = skv_exp(skv_sub(SKM_FN(logits)(x, mrow, j + SKM_W, SKM_W, vs, plain), vm));
+        sum0 = skv_add(sum0, e0);
+        sum1 = skv_add(sum1, e1);
+        skv_store(y + j, e0);
+        skv_store(y + j + SKM_W, e1);
     }
-    skv inv = skv_set1(1.0f / skv_reduce_add(vsum));
-    for (int64_t j = 0; j < len; j += SKM_W) {
+    for (; j < len; j += SKM_W) {
+        int64_t cnt = MIN(SKM_W, len - j);
+        skv e = skv_exp(skv_sub(SKM_FN(logits)(x, mrow, j, cnt, vs, plain), vm));
+        sum0 = skv_add(sum0, e);
+        if (cnt == SKM_W)
+            skv_store(y + j, e);
+        else
+            st_part(y + j, e, cnt);
+    }
+    skv inv = skv_set1(1.0f / skv_reduce_add(skv_add(sum0, sum1)));
+    for (j = 0; j < len; j += SKM_W) {
         int64_t cnt = MIN(SKM_W, len - j);
         if (cnt == SKM_W)
             skv_store(y + j, skv_mul(skv_load(y + j), inv));
@@ -491,19 +508,27 @@ static int SKM_FN(softmax)(const float *x, float *out, int64_t rows, int64_t n,
 }
 
 static float SKM_FN(row_sum)(const float *x, int64_t n, float shift, int squares) {
-    skv acc0 = skv_zero(), acc1 = skv_zero(), vs = skv_set1(shift);
+    /* four chains hide the add/FMA latency; rows are short (hidden sizes) and in L1 */
+    skv a0 = skv_zero(), a1 = skv_zero(), a2 = skv_zero(), a3 = skv_zero(), vs = skv_set1(shift);
     int64_t j = 0;
-    for (; j + 2 * SKM_W <= n; j += 2 * SKM_W) { /* two chains: add latency */
-        skv v0 = skv_sub(skv_load(x + j), vs), v1 = skv_sub(skv_load(x + j + SKM_W), vs);
-        acc0 = squares ? skv_fma(v0, v0, acc0) : skv_add(acc0, v0);
-        acc1 = squares ? skv_fma(v1, v1, acc1) : skv_add(acc1, v1);
+#define SKM_ACC(acc, off)                                                                \
+    do {                                                                                 \
+        skv v = skv_sub(skv_load(x + j + (off)), vs);                                    \
+        acc = squares ? skv_fma(v, v, acc) : skv_add(acc, v);                            \
+    } while (0)
+    for (; j + 4 * SKM_W <= n; j += 4 * SKM_W) {
+        SKM_ACC(a0, 0);
+        SKM_ACC(a1, SKM_W);
+        SKM_ACC(a2, 2 * SKM_W);
+        SKM_ACC(a3, 3 * SKM_W);
     }
-    for (; j < n; j += SKM_W) {
-        int64_t cnt = MIN(SKM_W, n - j);
-        skv v = skv_sub(cnt == SKM_W ? skv_load(x + j) : ld_part(x + j, cnt, shift), vs);
-        acc0 = squares ? skv_fma(v, v, acc0) : skv_add(acc0, v);
+    for (; j + SKM_W <= n; j += SKM_W) SKM_ACC(a0, 0);
+#undef SKM_ACC
+    if (j < n) {
+        skv v = skv_sub(ld_part(x + j, n - j, shift), vs);
+        a1 = squares ? skv_fma(v, v, a1) : skv_add(a1, v);
     }
-    return skv_reduce_add(skv_add(acc0, acc1));
+    return skv_reduce_add(skv_add(skv_add(a0, a1), skv_add(a2, a3)));
 }
 
 /* y = (x - shift) * mul * w + b, where w and b may be NULL (ones / zeros). */
@@ -585,14 +610,27 @@ static int SKM_FN(l2_normalize)(const float *x, float *out, int64_t rows, int64_
 static void SKM_FN(act_task)(void *vctx, int64_t t, int slot) {
     (void)slot;
     rows_ctx *c = vctx;
-    int64_t lo = t * c->per * SPAN, hi = MIN(c->n, (t + 1) * c->per * SPAN);
-    for (int64_t j = lo; j < hi; j += SKM_W) {
-        int64_t cnt = MIN(SKM_W, hi - j);
-        if (cnt == SKM_W)
-            skv_store(c->out + j, apply_act(skv_load(c->x + j), c->act));
-        else
-            st_part(c->out + j, apply_act(ld_part(c->x + j, cnt, 0.0f), c->act), cnt);
+    int64_t lo = t * c->per * SPAN, hi = MIN(c->n, (t + 1) * c->per * SPAN), j = lo;
+    /* one loop per activation (no switch per vector), two vectors per step: the long
+     * dependency chains of exp/erfc interleave instead of filling the scheduler */
+#define SKM_ACT_LOOP(fn)                                                                  \
+    for (; j + 2 * SKM_W <= hi; j += 2 * SKM_W) {                                         \
+        skv v0 = fn(skv_load(c->x + j)), v1 = fn(skv_load(c->x + j + SKM_W));              \
+        skv_store(c->out + j, v0);                                                        \
+        skv_store(c->out + j + SKM_W, v1);                                                \
+    }                                                                                     \
+    for (; j < hi; j += SKM_W) {                                                          \
+        int64_t cnt = MIN(SKM_W, hi - j);                                                 \
+        st_part(c->out + j, fn(ld_part(c->x + j, cnt, 0.0f)), cnt);                       \
     }
+    switch (c->act) {
+    case SKM_ACT_RELU: SKM_ACT_LOOP(skv_relu) break;
+    case SKM_ACT_GELU_ERF: SKM_ACT_LOOP(skv_gelu_erf) break;
+    case SKM_ACT_GELU_TANH: SKM_ACT_LOOP(skv_gelu_tanh) break;
+    case SKM_ACT_SILU: SKM_ACT_LOOP(skv_silu) break;
+    default: if (c->out != c->x) memmove(c->out + lo, c->x + lo, (size_t)(hi - lo) * sizeof(float));
+    }
+#undef SKM_ACT_LOOP
 }
 
 static int SKM_FN(activation)(const float *x, float *out, int64_t n, int act) {

@@ -34,6 +34,7 @@ static inline int64_t skm_split_rows(int64_t rows, int64_t row_elems, int64_t mi
     int64_t total = rows * (row_elems > 0 ? row_elems : 1);
     int64_t ntasks = threads <= 1 ? 1 : total / (min_elems > 0 ? min_elems : 1);
     if (ntasks > threads * 4) ntasks = threads * 4; /* a few per thread: noisy neighbours */
+    if (ntasks > 1) ntasks = (ntasks + threads - 1) / threads * threads; /* even shares */
     if (ntasks > rows) ntasks = rows;
     if (ntasks < 1) ntasks = 1;
     *rows_per_task = (rows + ntasks - 1) / ntasks;
