@@ -203,7 +203,10 @@ class VisionInputGenerator(InputGenerator):
             return int(size[0]), int(size[1])
         if isinstance(size, dict):
             return int(size.get("height", DEFAULT_IMAGE)), int(size.get("width", DEFAULT_IMAGE))
-        n = _int(size, DEFAULT_IMAGE)
+        default = DEFAULT_IMAGE
+        if _int(getattr(self.ctx.config, "num_feature_levels", None), 0) >= 4:
+            default = 128  # deformable detectors add a stride-64 level: keep it 2 x 2
+        n = _int(size, default)
         return n, n
 
     def channels(self) -> int:
@@ -559,7 +562,8 @@ def _first_layer_layout(model, mel: int):
         if isinstance(m, torch.nn.Conv2d):
             return None  # (batch, frames, mel), unsqueezed to one channel
         if isinstance(m, torch.nn.Linear):
-            return m.in_features
+            # Stacked frames (k * mel, k <= 4); anything wider is a later projection.
+            return m.in_features if m.in_features % mel == 0 and m.in_features <= 4 * mel else None
         if isinstance(m, torch.nn.Embedding):
             continue
     return None

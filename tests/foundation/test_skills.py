@@ -19,7 +19,6 @@ REPRESENTATIVE = ["bert", "gpt2", "llama", "t5", "bart", "vit", "resnet", "convn
 def test_tiny_model_through_skill_equals_transformers(model_type):
     row = check_skill(model_type)
     assert row["status"] == "pass", row
-    assert row["backend"] == "cpu"
 
 
 def test_minilm_embeddings_equal_sentence_transformers(minilm_dir):
@@ -33,7 +32,7 @@ def test_minilm_embeddings_equal_sentence_transformers(minilm_dir):
 
 
 def test_result_carries_backend_device_latency_and_postprocessing():
-    skill = load_skill("BertForSequenceClassification", model="tiny")
+    skill = load_skill("BertForSequenceClassification", model="tiny", device="cpu")
     result = skill.process(["good", "bad movie"])
     assert (result.backend, result.device, result.fallback_reason) == ("cpu", "cpu", None)
     assert result.latency_ms > 0
@@ -41,7 +40,7 @@ def test_result_carries_backend_device_latency_and_postprocessing():
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
     expected = torch.softmax(result["logits"], -1).numpy()
     np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
-    assert "max" in result.skipped and "not present" in result.skipped["max"]
+    assert result.skipped == {}  # device="cpu" asks for nothing else
 
 
 def test_causal_lm_reports_next_token_top_k():
@@ -72,7 +71,7 @@ def test_use_mojo_max_target_falls_back_with_the_reason(monkeypatch):
     skill = load_skill("BertModel", model="tiny")
     assert skill.preferred_order()[:2] == ["max", "mojo"]
     result = skill.process(["hello"])
-    assert result.backend == "cpu"
+    assert result.backend not in ("max", "mojo")
     assert "max:" in result.fallback_reason and "mojo:" in result.fallback_reason
     direct = skill.process_with_mojo_max(["hello"])
     assert direct.backend == "cpu" and "max" in direct.fallback_reason
