@@ -85,7 +85,18 @@ from .linalg import (
     quantize_int8,
     quantize_q4_0,
 )
-from .nn import activation, add, attention, embedding, gelu, layer_norm, relu, rms_norm, silu, softmax
+from .nn import (
+    activation,
+    add,
+    attention,
+    embedding,
+    gelu,
+    layer_norm,
+    relu,
+    rms_norm,
+    silu,
+    softmax,
+)
 from .postprocess import l2_normalize, mean_pool, topk
 
 __all__ = [

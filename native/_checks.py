@@ -132,9 +132,7 @@ def additive_mask(name: str, mask: object) -> np.ndarray:
     if m.dtype == np.bool_:
         return np.where(m, np.float32(0.0), np.float32(-np.inf))
     if m.dtype != np.float32:
-        raise TypeError(
-            f"{name} must be bool (True = attend) or float32 (additive), got {m.dtype}"
-        )
+        raise TypeError(f"{name} must be bool (True = attend) or float32 (additive), got {m.dtype}")
     if not m.flags.c_contiguous or not m.flags.aligned:
         m = np.ascontiguousarray(m)  # masks are converted deliberately (see module doc)
     return m

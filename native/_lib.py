@@ -60,8 +60,11 @@ def require() -> None:
         raise NativeUnavailableError(f"skillmill.native is {reason}")
 
 
-_ERRORS = {-1: (ValueError, "invalid argument"), -2: (MemoryError, "out of memory"),
-           -3: (ValueError, "not supported by this CPU or build")}
+_ERRORS = {
+    -1: (ValueError, "invalid argument"),
+    -2: (MemoryError, "out of memory"),
+    -3: (ValueError, "not supported by this CPU or build"),
+}
 
 
 def check_rc(rc: int, what: str) -> None:

@@ -22,10 +22,15 @@ import numpy as np
 
 from . import control, linalg, nn
 
-GEMM_SIZES = [(128, 384, 1536), (128, 1536, 384), (512, 512, 512), (1024, 1024, 1024),
-              (2048, 2048, 2048)]
-FLOOR_VS_LIBS = 0.8   # native >= 0.8x the better of numpy and torch at 512^3 and above
-FLOOR_VS_PEAK = 0.7   # native >= 70% of the measured peak FMA throughput
+GEMM_SIZES = [
+    (128, 384, 1536),
+    (128, 1536, 384),
+    (512, 512, 512),
+    (1024, 1024, 1024),
+    (2048, 2048, 2048),
+]
+FLOOR_VS_LIBS = 0.8  # native >= 0.8x the better of numpy and torch at 512^3 and above
+FLOOR_VS_PEAK = 0.7  # native >= 70% of the measured peak FMA throughput
 
 
 def _time_calls(fn: Callable[[], object], min_seconds: float) -> float:
@@ -39,8 +44,9 @@ def _time_calls(fn: Callable[[], object], min_seconds: float) -> float:
             return elapsed / calls
 
 
-def _interleaved(fns: dict[str, Callable[[], object]], repeats: int,
-                 min_seconds: float) -> dict[str, dict[str, float]]:
+def _interleaved(
+    fns: dict[str, Callable[[], object]], repeats: int, min_seconds: float
+) -> dict[str, dict[str, float]]:
     for fn in fns.values():  # warm-up: page in buffers, start thread pools
         fn()
     samples: dict[str, list[float]] = {name: [] for name in fns}
@@ -74,8 +80,10 @@ def _gemm_rows(sizes, threads, repeats, torch, peak) -> list[dict]:
         a = rng.standard_normal((m, k), dtype=np.float32)
         b = rng.standard_normal((k, n), dtype=np.float32)
         outs = {name: np.empty((m, n), np.float32) for name in ("native", "numpy", "torch")}
-        fns = {"native": lambda: linalg.matmul(a, b, out=outs["native"]),
-               "numpy": lambda: np.matmul(a, b, out=outs["numpy"])}
+        fns = {
+            "native": lambda: linalg.matmul(a, b, out=outs["native"]),
+            "numpy": lambda: np.matmul(a, b, out=outs["numpy"]),
+        }
         if torch is not None:
             ta, tb, tc = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(outs["torch"])
             fns["torch"] = lambda: torch.matmul(ta, tb, out=tc)
@@ -102,26 +110,37 @@ def _op_rows(repeats, torch) -> list[dict]:
     inter = rng.standard_normal((1, 128, 1536), dtype=np.float32)
     w, bias = np.ones(384, np.float32), np.zeros(384, np.float32)
     cases = {
-        "softmax [1,12,128,128]": (lambda: nn.softmax(scores),
-                                   lambda t: t.nn.functional.softmax(T["scores"], dim=-1)),
-        "layer_norm [1,128,384]": (lambda: nn.layer_norm(hidden, w, bias, 1e-12),
-                                   lambda t: t.nn.functional.layer_norm(
-                                       T["hidden"], (384,), T["w"], T["b"], 1e-12)),
+        "softmax [1,12,128,128]": (
+            lambda: nn.softmax(scores),
+            lambda t: t.nn.functional.softmax(T["scores"], dim=-1),
+        ),
+        "layer_norm [1,128,384]": (
+            lambda: nn.layer_norm(hidden, w, bias, 1e-12),
+            lambda t: t.nn.functional.layer_norm(T["hidden"], (384,), T["w"], T["b"], 1e-12),
+        ),
         "gelu [1,128,1536]": (lambda: nn.gelu(inter), lambda t: t.nn.functional.gelu(T["inter"])),
         "gelu [1,128,384]": (lambda: nn.gelu(hidden), lambda t: t.nn.functional.gelu(T["hidden"])),
     }
     T = {}
     if torch is not None:
-        T = {"scores": torch.from_numpy(scores), "hidden": torch.from_numpy(hidden),
-             "inter": torch.from_numpy(inter), "w": torch.from_numpy(w), "b": torch.from_numpy(bias)}
+        T = {
+            "scores": torch.from_numpy(scores),
+            "hidden": torch.from_numpy(hidden),
+            "inter": torch.from_numpy(inter),
+            "w": torch.from_numpy(w),
+            "b": torch.from_numpy(bias),
+        }
     rows = []
     for name, (native_fn, torch_fn) in cases.items():
         fns = {"native": native_fn}
         if torch is not None:
             fns["torch"] = lambda f=torch_fn: f(torch)
         times = _interleaved(fns, repeats, 0.01)
-        row = {"op": name, "native_us": times["native"]["best_s"] * 1e6,
-               "native_us_median": times["native"]["median_s"] * 1e6}
+        row = {
+            "op": name,
+            "native_us": times["native"]["best_s"] * 1e6,
+            "native_us_median": times["native"]["median_s"] * 1e6,
+        }
         if "torch" in times:
             row["torch_us"] = times["torch"]["best_s"] * 1e6
             row["torch_us_median"] = times["torch"]["median_s"] * 1e6
@@ -152,7 +171,11 @@ def run_kernel_benchmarks(threads: int = 2, repeats: int = 5, quick: bool = Fals
         ops = _op_rows(max(3, repeats), torch)
     finally:
         if limiter is not None:
-            limiter.unregister() if hasattr(limiter, "unregister") else limiter.__exit__(None, None, None)
+            (
+                limiter.unregister()
+                if hasattr(limiter, "unregister")
+                else limiter.__exit__(None, None, None)
+            )
     floor_rows = [r for r in gemm if r["floor_applies"]]
     floors = {
         "gemm_vs_libs": all(r["ratio_vs_best_lib"] >= FLOOR_VS_LIBS for r in floor_rows),
@@ -191,28 +214,43 @@ def format_report(result: dict) -> str:
         f"{'M,K,N':>16} {'native':>14} {'numpy':>14} {'torch':>14} {'vs best lib':>12} {'of peak':>8}",
     ]
     for r in result["gemm"]:
+
         def cell(name):
             if f"{name}_gflops" not in r:
                 return f"{'-':>14}"
             return f"{r[f'{name}_gflops']:7.1f} ({r[f'{name}_gflops_median']:5.1f})"
-        lines.append(f"{r['m']:>5},{r['k']:>4},{r['n']:>5} {cell('native')} {cell('numpy')} "
-                     f"{cell('torch')} {r['ratio_vs_best_lib']:11.2f}x {r['fraction_of_peak']:7.0%}")
-    lines += ["", "Small ops at MiniLM sizes, microseconds per call (best; median in brackets)",
-              f"{'op':<24} {'native':>16} {'torch eager':>16} {'speedup':>8}"]
+
+        lines.append(
+            f"{r['m']:>5},{r['k']:>4},{r['n']:>5} {cell('native')} {cell('numpy')} "
+            f"{cell('torch')} {r['ratio_vs_best_lib']:11.2f}x {r['fraction_of_peak']:7.0%}"
+        )
+    lines += [
+        "",
+        "Small ops at MiniLM sizes, microseconds per call (best; median in brackets)",
+        f"{'op':<24} {'native':>16} {'torch eager':>16} {'speedup':>8}",
+    ]
     for r in result["ops"]:
-        torch_cell = (f"{r['torch_us']:7.1f} ({r['torch_us_median']:6.1f})" if "torch_us" in r
-                      else f"{'-':>16}")
+        torch_cell = (
+            f"{r['torch_us']:7.1f} ({r['torch_us_median']:6.1f})"
+            if "torch_us" in r
+            else f"{'-':>16}"
+        )
         speed = f"{r['speedup_vs_torch']:7.2f}x" if "speedup_vs_torch" in r else f"{'-':>8}"
-        lines.append(f"{r['op']:<24} {r['native_us']:7.1f} ({r['native_us_median']:6.1f}) "
-                     f"{torch_cell} {speed}")
+        lines.append(
+            f"{r['op']:<24} {r['native_us']:7.1f} ({r['native_us_median']:6.1f}) "
+            f"{torch_cell} {speed}"
+        )
     f = result["floors"]
-    lines += ["", "Floors (issue 3):",
-              f"  SGEMM >= {FLOOR_VS_LIBS}x best of numpy/torch at >= 512^3: "
-              f"{'met' if f['gemm_vs_libs'] else 'NOT met'}",
-              f"  SGEMM >= {FLOOR_VS_PEAK:.0%} of measured peak at >= 512^3: "
-              f"{'met' if f['gemm_vs_peak'] else 'NOT met'}",
-              f"  small fused ops faster than torch eager: "
-              f"{'met' if f['small_ops_beat_torch'] else 'NOT met'}"]
+    lines += [
+        "",
+        "Floors (issue 3):",
+        f"  SGEMM >= {FLOOR_VS_LIBS}x best of numpy/torch at >= 512^3: "
+        f"{'met' if f['gemm_vs_libs'] else 'NOT met'}",
+        f"  SGEMM >= {FLOOR_VS_PEAK:.0%} of measured peak at >= 512^3: "
+        f"{'met' if f['gemm_vs_peak'] else 'NOT met'}",
+        f"  small fused ops faster than torch eager: "
+        f"{'met' if f['small_ops_beat_torch'] else 'NOT met'}",
+    ]
     lines += [f"note: {n}" for n in result["notes"]]
     return "\n".join(lines)
 

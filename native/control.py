@@ -93,8 +93,12 @@ def arena_stats() -> dict[str, int]:
     require()
     buf = _lib.ffi.new("int64_t[4]")
     _lib.lib.skm_arena_stats(buf)
-    return {"reserved_bytes": buf[0], "highwater_bytes": buf[1], "system_allocs": buf[2],
-            "blocks": buf[3]}
+    return {
+        "reserved_bytes": buf[0],
+        "highwater_bytes": buf[1],
+        "system_allocs": buf[2],
+        "blocks": buf[3],
+    }
 
 
 def get_gemm_blocking(isa: str | None = None) -> dict[str, int]:

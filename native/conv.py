@@ -11,8 +11,9 @@ from ._lib import check_rc, fptr, lib, require
 def _out_size(name: str, size: int, k: int, stride: int, pad: int, dil: int) -> int:
     o = (size + 2 * pad - dil * (k - 1) - 1) // stride + 1
     if o < 1 and size > 0:
-        raise ValueError(f"{name}: kernel {k} (dilation {dil}) does not fit input {size} "
-                         f"with padding {pad}")
+        raise ValueError(
+            f"{name}: kernel {k} (dilation {dil}) does not fit input {size} " f"with padding {pad}"
+        )
     return max(o, 0)
 
 
@@ -48,8 +49,28 @@ def conv2d(
     res = chk.out(out, (n, c_out, oh, ow), (x, weight, bias))
     if res.size == 0:
         return res
-    rc = lib.skm_conv2d(fptr(x), fptr(weight), fptr(bias), fptr(res, True), n, c, h, w, c_out,
-                        kh, kw, sh, sw, ph, pw, dh, dw, groups, oh, ow)
+    rc = lib.skm_conv2d(
+        fptr(x),
+        fptr(weight),
+        fptr(bias),
+        fptr(res, True),
+        n,
+        c,
+        h,
+        w,
+        c_out,
+        kh,
+        kw,
+        sh,
+        sw,
+        ph,
+        pw,
+        dh,
+        dw,
+        groups,
+        oh,
+        ow,
+    )
     check_rc(rc, "conv2d")
     return res
 
@@ -69,8 +90,9 @@ def _pool(x, kernel_size, stride, padding, mode, out, name):
     if res.size == 0:
         return res
     planes = x.size // (h * w)
-    rc = lib.skm_pool2d(fptr(x), fptr(res, True), planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow,
-                        mode)
+    rc = lib.skm_pool2d(
+        fptr(x), fptr(res, True), planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow, mode
+    )
     check_rc(rc, name)
     return res
 
@@ -96,5 +118,4 @@ def avg_pool2d(
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Average pooling over the last two axes, torch semantics (ceil_mode=False)."""
-    return _pool(x, kernel_size, stride, padding, 1 if count_include_pad else 2, out,
-                 "avg_pool2d")
+    return _pool(x, kernel_size, stride, padding, 1 if count_include_pad else 2, out, "avg_pool2d")

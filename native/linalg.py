@@ -35,8 +35,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         return res
     a_off = _batch_offsets(a.shape[:-2], batch_shape, m * k)
     b_off = _batch_offsets(b.shape[:-2], batch_shape, k * n)
-    rc = lib.skm_matmul(batch, fptr(a), fptr(a_off), fptr(b), fptr(b_off), fptr(res, True),
-                           m, n, k)
+    rc = lib.skm_matmul(batch, fptr(a), fptr(a_off), fptr(b), fptr(b_off), fptr(res, True), m, n, k)
     check_rc(rc, "matmul")
     return res
 
@@ -89,8 +88,10 @@ def quantize_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     q = np.empty(w.shape, np.int8)
     scales = np.empty(w.shape[0], np.float32)
     if w.size:
-        check_rc(lib.skm_quantize_int8(fptr(w), fptr(q, True), fptr(scales, True), *w.shape),
-                 "quantize_int8")
+        check_rc(
+            lib.skm_quantize_int8(fptr(w), fptr(q, True), fptr(scales, True), *w.shape),
+            "quantize_int8",
+        )
     else:
         scales[...] = 0.0
     return q, scales
@@ -130,8 +131,9 @@ def matmul_int8(
     bias, res, rows = _linear_checks(x, n_out, k, bias, out, (x, q, scales))
     if res.size == 0:
         return res
-    rc = lib.skm_linear_int8(fptr(x), fptr(q), fptr(scales), fptr(bias), fptr(res, True),
-                                rows, n_out, k, act)
+    rc = lib.skm_linear_int8(
+        fptr(x), fptr(q), fptr(scales), fptr(bias), fptr(res, True), rows, n_out, k, act
+    )
     check_rc(rc, "matmul_int8")
     return res
 
@@ -147,8 +149,10 @@ def quantize_q4_0(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     q = np.empty((rows, blocks, 16), np.uint8)
     scales = np.empty((rows, blocks), np.float32)
     if q.size:
-        check_rc(lib.skm_quantize_q4_0(fptr(w), fptr(q, True), fptr(scales, True), rows,
-                                          cols), "quantize_q4_0")
+        check_rc(
+            lib.skm_quantize_q4_0(fptr(w), fptr(q, True), fptr(scales, True), rows, cols),
+            "quantize_q4_0",
+        )
     return q, scales
 
 
@@ -193,7 +197,8 @@ def matmul_q4_0(
     bias, res, rows = _linear_checks(x, n_out, k, bias, out, (x, q, scales))
     if res.size == 0:
         return res
-    rc = lib.skm_linear_q4_0(fptr(x), fptr(q), fptr(scales), fptr(bias), fptr(res, True),
-                                rows, n_out, k, act)
+    rc = lib.skm_linear_q4_0(
+        fptr(x), fptr(q), fptr(scales), fptr(bias), fptr(res, True), rows, n_out, k, act
+    )
     check_rc(rc, "matmul_q4_0")
     return res

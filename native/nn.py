@@ -52,8 +52,9 @@ def softmax(
     if mask is not None:
         m_buf, offsets = _mask_row_offsets(chk.additive_mask("mask", mask), x.shape)
     q_len = x.shape[-2] if x.ndim >= 2 else 1
-    rc = lib.skm_softmax(fptr(x), fptr(res, True), rows, n, fptr(m_buf), fptr(offsets),
-                         int(bool(causal)), q_len, 1.0)
+    rc = lib.skm_softmax(
+        fptr(x), fptr(res, True), rows, n, fptr(m_buf), fptr(offsets), int(bool(causal)), q_len, 1.0
+    )
     check_rc(rc, "softmax")
     return res
 
@@ -75,8 +76,7 @@ def layer_norm(
     res = chk.out(out, x.shape, (x, weight, bias), in_place_ok=True)
     if x.size == 0:
         return res
-    rc = lib.skm_layer_norm(fptr(x), fptr(weight), fptr(bias), fptr(res, True), x.size // h, h,
-                            eps)
+    rc = lib.skm_layer_norm(fptr(x), fptr(weight), fptr(bias), fptr(res, True), x.size // h, h, eps)
     check_rc(rc, "layer_norm")
     return res
 
@@ -141,8 +141,23 @@ def attention(
         if sk and view.strides[-1] != 4:
             m_buf = view = np.ascontiguousarray(view)
         strides = np.array([s // 4 for s in view.strides[:3]], np.int64)
-    rc = lib.skm_attention(fptr(q), fptr(k), fptr(v), fptr(res, True), b, hq, hkv, sq, sk, d, dv,
-                           fptr(m_buf), fptr(strides), int(bool(causal)), scale)
+    rc = lib.skm_attention(
+        fptr(q),
+        fptr(k),
+        fptr(v),
+        fptr(res, True),
+        b,
+        hq,
+        hkv,
+        sq,
+        sk,
+        d,
+        dv,
+        fptr(m_buf),
+        fptr(strides),
+        int(bool(causal)),
+        scale,
+    )
     check_rc(rc, "attention")
     return res
 

@@ -12,17 +12,37 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "native" / "src"
-SOURCES = ["dispatch.c", "threadpool.c", "arena.c", "common.c", "isa_scalar.c", "isa_avx2.c",
-           "isa_avx512.c", "isa_neon.c"]
+SOURCES = [
+    "dispatch.c",
+    "threadpool.c",
+    "arena.c",
+    "common.c",
+    "isa_scalar.c",
+    "isa_avx2.c",
+    "isa_avx512.c",
+    "isa_neon.c",
+]
 
 
 def build(cc: str, out: Path) -> None:
-    cmd = [cc, "-O2", "-std=gnu11", "-pthread", f"-I{SRC}", str(Path(__file__).parent / "c" / "selftest.c"),
-           *[str(SRC / s) for s in SOURCES], "-lm", "-o", str(out)]
+    cmd = [
+        cc,
+        "-O2",
+        "-std=gnu11",
+        "-pthread",
+        f"-I{SRC}",
+        str(Path(__file__).parent / "c" / "selftest.c"),
+        *[str(SRC / s) for s in SOURCES],
+        "-lm",
+        "-o",
+        str(out),
+    ]
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler")
+@pytest.mark.skipif(
+    shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler"
+)
 def test_selftest_native(tmp_path):
     exe = tmp_path / "selftest"
     build(shutil.which("cc") or shutil.which("gcc"), exe)
@@ -31,12 +51,18 @@ def test_selftest_native(tmp_path):
     assert "0 failures" in result.stdout
 
 
-@pytest.mark.skipif(not (shutil.which("aarch64-linux-gnu-gcc") and shutil.which("qemu-aarch64")),
-                    reason="no AArch64 cross compiler / qemu-user")
+@pytest.mark.skipif(
+    not (shutil.which("aarch64-linux-gnu-gcc") and shutil.which("qemu-aarch64")),
+    reason="no AArch64 cross compiler / qemu-user",
+)
 def test_selftest_neon_under_qemu(tmp_path):
     exe = tmp_path / "selftest_arm"
     build("aarch64-linux-gnu-gcc", exe)
-    result = subprocess.run(["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu", str(exe)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        ["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu", str(exe)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "best=neon" in result.stdout and "0 failures" in result.stdout

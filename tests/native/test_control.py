@@ -17,8 +17,9 @@ from conftest import native, rand
 
 def run_py(code: str, **env) -> subprocess.CompletedProcess:
     full_env = {**os.environ, **env}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=full_env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=120
+    )
 
 
 def test_info_reports_dispatch():
@@ -26,7 +27,9 @@ def test_info_reports_dispatch():
     assert info["available"] and info["reason"] is None
     assert info["isa"] in info["supported_isas"]
     assert "scalar" in info["supported_isas"]
-    assert info["best_isa"] == info["supported_isas"][-1] or info["best_isa"] in info["supported_isas"]
+    assert (
+        info["best_isa"] == info["supported_isas"][-1] or info["best_isa"] in info["supported_isas"]
+    )
     assert info["threads"] >= 1 and info["gemm"]["mr"] == 6
 
 
@@ -44,9 +47,11 @@ def test_set_isa_rejects_unknown_and_unsupported():
 
 
 def test_env_var_forces_scalar_path():
-    code = ("import json, numpy as np, skillmill.native as n; "
-            "a = np.ones((7, 9), np.float32); "
-            "print(json.dumps([n.get_isa(), n.get_num_threads(), float(n.matmul(a, a.T.copy())[0, 0])]))")
+    code = (
+        "import json, numpy as np, skillmill.native as n; "
+        "a = np.ones((7, 9), np.float32); "
+        "print(json.dumps([n.get_isa(), n.get_num_threads(), float(n.matmul(a, a.T.copy())[0, 0])]))"
+    )
     out = run_py(code, SKILLMILL_NATIVE_ISA="scalar", SKILLMILL_NATIVE_THREADS="1")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == ["scalar", 1, 9.0]
@@ -55,8 +60,9 @@ def test_env_var_forces_scalar_path():
 def test_env_var_with_unusable_isa_falls_back_with_reason():
     missing = [i for i in ("avx512", "neon") if i not in native.supported_isas()]
     name = missing[0] if missing else "bogus"
-    out = run_py("import json, skillmill.native as n; print(json.dumps(n.info()))",
-                 SKILLMILL_NATIVE_ISA=name)
+    out = run_py(
+        "import json, skillmill.native as n; print(json.dumps(n.info()))", SKILLMILL_NATIVE_ISA=name
+    )
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert info["isa"] == info["best_isa"]
@@ -64,10 +70,12 @@ def test_env_var_with_unusable_isa_falls_back_with_reason():
 
 
 def test_disabled_library_reports_reason_and_raises():
-    code = ("import numpy as np, skillmill.native as n\n"
-            "print(n.available(), n.unavailable_reason())\n"
-            "try:\n    n.softmax(np.ones(3, np.float32))\n"
-            "except n.NativeUnavailableError as e:\n    print('raised', e)\n")
+    code = (
+        "import numpy as np, skillmill.native as n\n"
+        "print(n.available(), n.unavailable_reason())\n"
+        "try:\n    n.softmax(np.ones(3, np.float32))\n"
+        "except n.NativeUnavailableError as e:\n    print('raised', e)\n"
+    )
     out = run_py(code, SKILLMILL_NATIVE_DISABLE="1")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("False unavailable:") and "raised" in out.stdout
@@ -87,10 +95,12 @@ def test_set_num_threads_validates():
 def test_arena_steady_state_does_not_allocate(rng):
     x, w = rand(rng, 300, 200), rand(rng, 500, 200)
     q, k = rand(rng, 1, 4, 100, 32), rand(rng, 1, 4, 100, 32)
+
     def inference():
         native.linear(x, w, activation="gelu")
         native.attention(q, k, k, causal=True)
         native.conv2d(rand(rng, 1, 3, 20, 20), rand(rng, 8, 3, 3, 3), padding=1)
+
     inference()
     native.reset_arena()  # consolidates to the high-water mark
     before = native.arena_stats()["system_allocs"]
@@ -106,6 +116,7 @@ def test_kernels_release_the_gil(rng):
     a = rand(rng, 700, 700)
     native.set_num_threads(1)
     try:
+
         def spin(seconds):
             count, end = 0, time.perf_counter() + seconds
             while time.perf_counter() < end:
@@ -114,10 +125,12 @@ def test_kernels_release_the_gil(rng):
 
         baseline = spin(0.2)
         done = threading.Event()
+
         def work():
             for _ in range(10):
                 native.matmul(a, a)
             done.set()
+
         worker = threading.Thread(target=work)
         worker.start()
         time.sleep(0.01)
@@ -136,10 +149,12 @@ def test_concurrent_python_threads_get_correct_results(rng):
     a, b = rand(rng, 150, 170), rand(rng, 170, 130)
     ref = native.matmul(a, b)
     errors = []
+
     def work():
         for _ in range(20):
             if not np.array_equal(native.matmul(a, b), ref):
                 errors.append("mismatch")
+
     threads = [threading.Thread(target=work) for _ in range(4)]
     for t in threads:
         t.start()

@@ -14,16 +14,25 @@ def t64(x):
     return torch.from_numpy(x.astype(np.float64))
 
 
-@pytest.mark.parametrize("n,c,h,w,cout,k,stride,pad,dil,groups", [
-    (1, 3, 8, 8, 4, 3, 1, 1, 1, 1), (2, 4, 9, 7, 6, 3, 2, 0, 1, 2), (1, 6, 11, 13, 6, 3, 1, 2, 2, 6),
-    (1, 5, 6, 6, 7, 1, 1, 0, 1, 1), (3, 2, 5, 5, 4, (2, 3), (2, 1), (1, 0), 1, 1),
-    (1, 3, 17, 17, 8, 7, 2, 3, 1, 1), (1, 1, 1, 1, 1, 1, 1, 0, 1, 1)])
+@pytest.mark.parametrize(
+    "n,c,h,w,cout,k,stride,pad,dil,groups",
+    [
+        (1, 3, 8, 8, 4, 3, 1, 1, 1, 1),
+        (2, 4, 9, 7, 6, 3, 2, 0, 1, 2),
+        (1, 6, 11, 13, 6, 3, 1, 2, 2, 6),
+        (1, 5, 6, 6, 7, 1, 1, 0, 1, 1),
+        (3, 2, 5, 5, 4, (2, 3), (2, 1), (1, 0), 1, 1),
+        (1, 3, 17, 17, 8, 7, 2, 3, 1, 1),
+        (1, 1, 1, 1, 1, 1, 1, 0, 1, 1),
+    ],
+)
 def test_conv2d(isa, rng, n, c, h, w, cout, k, stride, pad, dil, groups):
     kh, kw = (k, k) if isinstance(k, int) else k
     x, wt, b = rand(rng, n, c, h, w), rand(rng, cout, c // groups, kh, kw), rand(rng, cout)
     out = native.conv2d(x, wt, b, stride=stride, padding=pad, dilation=dil, groups=groups)
-    ref = F.conv2d(t64(x), t64(wt), t64(b), stride=stride, padding=pad, dilation=dil,
-                   groups=groups).numpy()
+    ref = F.conv2d(
+        t64(x), t64(wt), t64(b), stride=stride, padding=pad, dilation=dil, groups=groups
+    ).numpy()
     assert nerr(out, ref) < 5e-6
 
 
@@ -34,7 +43,9 @@ def test_conv2d_no_bias_and_empty_batch(rng):
     assert native.conv2d(np.zeros((0, 2, 5, 5), np.float32), wt).shape == (0, 3, 3, 3)
 
 
-@pytest.mark.parametrize("k,stride,pad", [(2, None, 0), (3, 2, 1), ((3, 2), (1, 2), (1, 1)), (1, 1, 0)])
+@pytest.mark.parametrize(
+    "k,stride,pad", [(2, None, 0), (3, 2, 1), ((3, 2), (1, 2), (1, 1)), (1, 1, 0)]
+)
 def test_pools(isa, rng, k, stride, pad):
     x = rand(rng, 2, 3, 9, 10)
     ref = F.max_pool2d(t64(x), k, stride, pad).numpy()

@@ -9,8 +9,20 @@ import pytest
 from conftest import gemm_err, native, nerr, rand
 
 # odd, prime, 1-sized, empty and tile-straddling sizes (MR=6, NR=8/16/32 on the vector paths)
-SHAPES = [(1, 1, 1), (0, 5, 3), (4, 0, 3), (3, 5, 0), (7, 13, 17), (6, 16, 16), (13, 97, 31),
-          (29, 37, 61), (64, 64, 64), (101, 127, 89), (128, 384, 96), (257, 33, 19)]
+SHAPES = [
+    (1, 1, 1),
+    (0, 5, 3),
+    (4, 0, 3),
+    (3, 5, 0),
+    (7, 13, 17),
+    (6, 16, 16),
+    (13, 97, 31),
+    (29, 37, 61),
+    (64, 64, 64),
+    (101, 127, 89),
+    (128, 384, 96),
+    (257, 33, 19),
+]
 
 
 @pytest.mark.parametrize("m,k,n", SHAPES)
@@ -47,9 +59,18 @@ def test_matmul_many_cache_blocks(isa, rng):
         native.set_gemm_blocking(before["mc"], before["kc"], before["nc"])
 
 
-@pytest.mark.parametrize("a_batch,b_batch", [((3,), (3,)), ((2, 3), (3,)), ((1,), (4,)),
-                                               ((), (2,)), ((5,), ()), ((2, 1), (1, 3)),
-                                               ((0,), (0,))])
+@pytest.mark.parametrize(
+    "a_batch,b_batch",
+    [
+        ((3,), (3,)),
+        ((2, 3), (3,)),
+        ((1,), (4,)),
+        ((), (2,)),
+        ((5,), ()),
+        ((2, 1), (1, 3)),
+        ((0,), (0,)),
+    ],
+)
 def test_batched_matmul_broadcasts(isa, rng, a_batch, b_batch):
     a, b = rand(rng, *a_batch, 9, 11), rand(rng, *b_batch, 11, 7)
     c = native.matmul(a, b)
@@ -89,7 +110,11 @@ def test_linear_fused_epilogue(isa, rng, activation, with_bias):
 
 
 def test_linear_k_zero_gives_bias(isa):
-    x, w, bias = np.zeros((3, 0), np.float32), np.zeros((4, 0), np.float32), np.arange(4, dtype=np.float32)
+    x, w, bias = (
+        np.zeros((3, 0), np.float32),
+        np.zeros((4, 0), np.float32),
+        np.arange(4, dtype=np.float32),
+    )
     out = native.linear(x, w, bias, activation="relu")
     assert np.array_equal(out, np.tile(bias, (3, 1)))
 
@@ -112,7 +137,9 @@ def test_matmul_int8_matches_dequantized(isa, rng, activation):
     ref = _act_ref(x.astype(np.float64) @ deq.T + bias, activation)
     assert nerr(out, ref) < 2e-6
     # and close to the unquantized layer (int8 ~ 1% of the output scale)
-    assert nerr(out, _act_ref(x.astype(np.float64) @ w.T.astype(np.float64) + bias, activation)) < 0.03
+    assert (
+        nerr(out, _act_ref(x.astype(np.float64) @ w.T.astype(np.float64) + bias, activation)) < 0.03
+    )
 
 
 @pytest.mark.parametrize("k", [32, 64, 45, 1, 100])
@@ -129,7 +156,7 @@ def test_q4_0_quantize_and_matmul(isa, rng, k):
     err = np.abs(deq - w)
     assert np.all(err[inside] <= step[inside] * 0.5 + 1e-6)
     assert np.all(err <= step + 1e-6)
-    extreme = np.argmax(np.abs(w[:, :min(k, 32)]), axis=1)
+    extreme = np.argmax(np.abs(w[:, : min(k, 32)]), axis=1)
     assert np.allclose(deq[np.arange(20), extreme], w[np.arange(20), extreme], rtol=1e-6)
     out = native.matmul_q4_0(x, q, scales)
     ref = x.astype(np.float64) @ deq.T.astype(np.float64)

@@ -16,7 +16,9 @@ def t64(x):
     return torch.from_numpy(np.asarray(x, np.float64))
 
 
-@pytest.mark.parametrize("shape", [(1,), (7,), (3, 17), (2, 5, 33), (1, 12, 13, 131), (4, 0), (0, 3)])
+@pytest.mark.parametrize(
+    "shape", [(1,), (7,), (3, 17), (2, 5, 33), (1, 12, 13, 131), (4, 0), (0, 3)]
+)
 def test_softmax(isa, rng, shape):
     x = rand(rng, *shape, scale=3.0)
     ref = F.softmax(t64(x), dim=-1).numpy()
@@ -66,8 +68,9 @@ def test_layer_norm(isa, rng, shape, affine):
     x = rand(rng, *shape, scale=2.0) + 3.0  # an offset: the two-pass variance matters
     w = rand(rng, shape[-1]) if affine else None
     b = rand(rng, shape[-1]) if affine else None
-    ref = F.layer_norm(t64(x), shape[-1:], None if w is None else t64(w),
-                       None if b is None else t64(b), eps=1e-5).numpy()
+    ref = F.layer_norm(
+        t64(x), shape[-1:], None if w is None else t64(w), None if b is None else t64(b), eps=1e-5
+    ).numpy()
     assert nerr(native.layer_norm(x, w, b, eps=1e-5), ref) < 2e-6
 
 
@@ -94,9 +97,17 @@ def _sdpa_ref(q, k, v, mask=None, causal=False, scale=None):
     return (p @ v64).numpy()
 
 
-@pytest.mark.parametrize("b,hq,hkv,sq,sk,d,dv", [(1, 2, 2, 5, 5, 8, 8), (2, 4, 2, 7, 11, 16, 12),
-                                                 (1, 6, 1, 3, 9, 13, 5), (1, 12, 12, 128, 128, 32, 32),
-                                                 (1, 2, 2, 70, 70, 8, 8), (2, 1, 1, 1, 1, 1, 1)])
+@pytest.mark.parametrize(
+    "b,hq,hkv,sq,sk,d,dv",
+    [
+        (1, 2, 2, 5, 5, 8, 8),
+        (2, 4, 2, 7, 11, 16, 12),
+        (1, 6, 1, 3, 9, 13, 5),
+        (1, 12, 12, 128, 128, 32, 32),
+        (1, 2, 2, 70, 70, 8, 8),
+        (2, 1, 1, 1, 1, 1, 1),
+    ],
+)
 @pytest.mark.parametrize("causal", [False, True])
 def test_attention(isa, rng, b, hq, hkv, sq, sk, d, dv, causal):
     q, k, v = rand(rng, b, hq, sq, d), rand(rng, b, hkv, sk, d), rand(rng, b, hkv, sk, dv)
@@ -125,10 +136,17 @@ def test_attention_matches_torch_sdpa(rng):
 
 @pytest.mark.parametrize("kind", ["relu", "gelu", "gelu_tanh", "silu", "none"])
 def test_activations(isa, rng, kind):
-    x = np.concatenate([rand(rng, 1001, scale=4.0), np.array([0, -0.0, 1e-8, -30, 30, 85, -85], np.float32)])
+    x = np.concatenate(
+        [rand(rng, 1001, scale=4.0), np.array([0, -0.0, 1e-8, -30, 30, 85, -85], np.float32)]
+    )
     x64 = t64(x)
-    ref = {"relu": F.relu(x64), "gelu": F.gelu(x64), "gelu_tanh": F.gelu(x64, approximate="tanh"),
-           "silu": F.silu(x64), "none": x64}[kind].numpy()
+    ref = {
+        "relu": F.relu(x64),
+        "gelu": F.gelu(x64),
+        "gelu_tanh": F.gelu(x64, approximate="tanh"),
+        "silu": F.silu(x64),
+        "none": x64,
+    }[kind].numpy()
     out = native.activation(x, kind)
     # fp32-level: absolute error relative to the input's magnitude (deep tails are ~0)
     assert np.all(np.abs(out - ref) <= 1e-6 * (1 + np.abs(x)))
@@ -137,7 +155,9 @@ def test_activations(isa, rng, kind):
 
 def test_activation_large_parallel(rng):
     x = rand(rng, 3, 128, 1536)
-    assert nerr(native.gelu(x, approximate="tanh"), F.gelu(t64(x), approximate="tanh").numpy()) < 2e-6
+    assert (
+        nerr(native.gelu(x, approximate="tanh"), F.gelu(t64(x), approximate="tanh").numpy()) < 2e-6
+    )
 
 
 @pytest.mark.parametrize("row", [False, True])
@@ -146,7 +166,9 @@ def test_add(isa, rng, row):
     b = rand(rng, 130) if row else rand(rng, 3, 130)
     assert np.array_equal(native.add(a, b), a + b)
     native.add(a, b, out=a)
-    assert np.array_equal(native.add(np.zeros((0, 4), np.float32), np.zeros(4, np.float32)).shape, (0, 4))
+    assert np.array_equal(
+        native.add(np.zeros((0, 4), np.float32), np.zeros(4, np.float32)).shape, (0, 4)
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8])

@@ -23,7 +23,10 @@ def test_mean_pool(isa, rng, b, s, h, mask_dtype):
 
 def test_mean_pool_matches_sentence_transformers_formula(rng):
     hidden, mask = rand(rng, 2, 9, 16), np.array([[1] * 9, [1] * 4 + [0] * 5])
-    th, tm = torch.from_numpy(hidden.astype(np.float64)), torch.from_numpy(mask).unsqueeze(-1).double()
+    th, tm = (
+        torch.from_numpy(hidden.astype(np.float64)),
+        torch.from_numpy(mask).unsqueeze(-1).double(),
+    )
     ref = (th * tm).sum(1) / torch.clamp(tm.sum(1), min=1e-9)
     assert nerr(native.mean_pool(hidden, mask), ref.numpy()) < 2e-6
 
@@ -37,7 +40,9 @@ def test_l2_normalize(isa, rng, shape):
     assert np.array_equal(native.l2_normalize(z), z)  # eps guards the zero vector
 
 
-@pytest.mark.parametrize("shape,k", [((10,), 3), ((4, 1000), 5), ((2, 3, 17), 17), ((3, 8), 0), ((0, 5), 2), ((5, 1), 1)])
+@pytest.mark.parametrize(
+    "shape,k", [((10,), 3), ((4, 1000), 5), ((2, 3, 17), 17), ((3, 8), 0), ((0, 5), 2), ((5, 1), 1)]
+)
 def test_topk(rng, shape, k):
     x = rand(rng, *shape)
     values, indices = native.topk(x, k)

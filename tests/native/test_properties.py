@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import ISAS, gemm_err, native, nerr
+from conftest import ISAS, native, nerr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -60,8 +60,14 @@ def test_matmul_any_shape(isa, m, k, n, seed):
 
 
 @FAST
-@given(isa=isas, batch=st.lists(st.integers(0, 3), max_size=2), m=st.integers(0, 9),
-       k=st.integers(0, 9), n=st.integers(0, 9), seed=seeds)
+@given(
+    isa=isas,
+    batch=st.lists(st.integers(0, 3), max_size=2),
+    m=st.integers(0, 9),
+    k=st.integers(0, 9),
+    n=st.integers(0, 9),
+    seed=seeds,
+)
 def test_batched_matmul_any_shape(isa, batch, m, k, n, seed):
     check_matmul(isa, m, k, n, tuple(batch), seed)
 
@@ -73,9 +79,17 @@ def test_row_ops_any_shape(isa, shape, seed):
 
 
 @FAST
-@given(isa=isas, b=st.integers(1, 2), hkv=st.integers(1, 3), group=st.integers(1, 3),
-       sq=st.integers(1, 20), sk=st.integers(1, 20), d=st.integers(1, 20),
-       causal=st.booleans(), seed=seeds)
+@given(
+    isa=isas,
+    b=st.integers(1, 2),
+    hkv=st.integers(1, 3),
+    group=st.integers(1, 3),
+    sq=st.integers(1, 20),
+    sk=st.integers(1, 20),
+    d=st.integers(1, 20),
+    causal=st.booleans(),
+    seed=seeds,
+)
 def test_attention_any_shape(isa, b, hkv, group, sq, sk, d, causal, seed):
     hq = hkv * group
     q, k, v = arr(seed, b, hq, sq, d), arr(seed + 1, b, hkv, sk, d), arr(seed + 2, b, hkv, sk, d)
@@ -103,7 +117,11 @@ def test_quantized_linears_any_shape(isa, m, k, n, seed):
         o8, o4 = native.matmul_int8(x, q8, s8), native.matmul_q4_0(x, q4, s4)
     for out, deq in ((o8, native.dequantize_int8(q8, s8)), (o4, native.dequantize_q4_0(q4, s4, k))):
         ref = x.astype(np.float64) @ deq.astype(np.float64).T
-        scale = (np.abs(x).astype(np.float64) @ np.abs(deq).astype(np.float64).T).max() if out.size else 1
+        scale = (
+            (np.abs(x).astype(np.float64) @ np.abs(deq).astype(np.float64).T).max()
+            if out.size
+            else 1
+        )
         assert nerr(out, ref, scale or 1.0) < 2e-6 * math.sqrt(k)
 
 

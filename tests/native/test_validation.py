@@ -55,10 +55,18 @@ BAD_CALLS = [
     (ValueError, lambda: native.matmul_q4_0(z(2, 40), *native.quantize_q4_0(z(3, 32)))),
     # NaN scales / weights, bad numbers
     (ValueError, lambda: native.matmul_int8(X, np.zeros((6, 8), np.int8), np.full(6, np.nan, f32))),
-    (ValueError, lambda: native.matmul_q4_0(z(2, 32), np.zeros((3, 1, 16), np.uint8), np.full((3, 1), np.inf, f32))),
+    (
+        ValueError,
+        lambda: native.matmul_q4_0(
+            z(2, 32), np.zeros((3, 1, 16), np.uint8), np.full((3, 1), np.inf, f32)
+        ),
+    ),
     (ValueError, lambda: native.quantize_int8(np.full((2, 2), np.nan, f32))),
     (ValueError, lambda: native.layer_norm(X, eps=float("nan"))),
-    (ValueError, lambda: native.attention(z(1, 1, 2, 4), z(1, 1, 2, 4), z(1, 1, 2, 4), scale=float("inf"))),
+    (
+        ValueError,
+        lambda: native.attention(z(1, 1, 2, 4), z(1, 1, 2, 4), z(1, 1, 2, 4), scale=float("inf")),
+    ),
     (ValueError, lambda: native.l2_normalize(X, eps=0.0)),
     (ValueError, lambda: native.linear(X, W, activation="tanh")),
     (ValueError, lambda: native.gelu(X, approximate="fast")),
@@ -113,27 +121,34 @@ def test_in_place_elementwise_is_allowed():
     assert native.gelu(x, out=x) is x and np.array_equal(x, ref)
 
 
-@pytest.mark.parametrize("call", [
-    lambda: native.matmul(z(0, 4), z(4, 5)),
-    lambda: native.matmul(z(3, 0), z(0, 5)),
-    lambda: native.linear(z(0, 8), W),
-    lambda: native.softmax(z(0, 8)),
-    lambda: native.softmax(z(3, 0)),
-    lambda: native.layer_norm(z(2, 0)),
-    lambda: native.rms_norm(z(0,)),
-    lambda: native.attention(z(1, 2, 0, 4), z(1, 2, 3, 4), z(1, 2, 3, 4)),
-    lambda: native.attention(z(1, 2, 3, 4), z(1, 2, 0, 4), z(1, 2, 0, 4)),
-    lambda: native.gelu(z(0)),
-    lambda: native.add(z(0, 3), z(0, 3)),
-    lambda: native.embedding(np.zeros(0, np.int64), z(0, 4)),
-    lambda: native.mean_pool(z(2, 0, 4), z(2, 0)),
-    lambda: native.l2_normalize(z(0, 4)),
-    lambda: native.topk(z(0, 4), 2),
-    lambda: native.quantize_int8(z(0, 4)),
-    lambda: native.quantize_q4_0(z(3, 0)),
-    lambda: native.conv2d(z(0, 3, 5, 5), z(4, 3, 3, 3)),
-    lambda: native.max_pool2d(z(0, 3, 4, 4), 2),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: native.matmul(z(0, 4), z(4, 5)),
+        lambda: native.matmul(z(3, 0), z(0, 5)),
+        lambda: native.linear(z(0, 8), W),
+        lambda: native.softmax(z(0, 8)),
+        lambda: native.softmax(z(3, 0)),
+        lambda: native.layer_norm(z(2, 0)),
+        lambda: native.rms_norm(
+            z(
+                0,
+            )
+        ),
+        lambda: native.attention(z(1, 2, 0, 4), z(1, 2, 3, 4), z(1, 2, 3, 4)),
+        lambda: native.attention(z(1, 2, 3, 4), z(1, 2, 0, 4), z(1, 2, 0, 4)),
+        lambda: native.gelu(z(0)),
+        lambda: native.add(z(0, 3), z(0, 3)),
+        lambda: native.embedding(np.zeros(0, np.int64), z(0, 4)),
+        lambda: native.mean_pool(z(2, 0, 4), z(2, 0)),
+        lambda: native.l2_normalize(z(0, 4)),
+        lambda: native.topk(z(0, 4), 2),
+        lambda: native.quantize_int8(z(0, 4)),
+        lambda: native.quantize_q4_0(z(3, 0)),
+        lambda: native.conv2d(z(0, 3, 5, 5), z(4, 3, 3, 3)),
+        lambda: native.max_pool2d(z(0, 3, 4, 4), 2),
+    ],
+)
 def test_zero_size_inputs_return_results(call):
     result = call()
     arrays = result if isinstance(result, tuple) else (result,)
@@ -142,5 +157,7 @@ def test_zero_size_inputs_return_results(call):
 
 def test_zero_size_reductions_are_well_defined():
     assert np.array_equal(native.matmul(z(3, 0), z(0, 2)), z(3, 2))
-    assert np.array_equal(native.attention(z(1, 1, 2, 4), z(1, 1, 0, 4), z(1, 1, 0, 3)), z(1, 1, 2, 3))
+    assert np.array_equal(
+        native.attention(z(1, 1, 2, 4), z(1, 1, 0, 4), z(1, 1, 0, 3)), z(1, 1, 2, 3)
+    )
     assert np.array_equal(native.mean_pool(z(2, 0, 4)), z(2, 4))
