@@ -171,11 +171,7 @@ def run_kernel_benchmarks(threads: int = 2, repeats: int = 5, quick: bool = Fals
         ops = _op_rows(max(3, repeats), torch)
     finally:
         if limiter is not None:
-            (
-                limiter.unregister()
-                if hasattr(limiter, "unregister")
-                else limiter.__exit__(None, None, None)
-            )
+            limiter.restore_original_limits()
     floor_rows = [r for r in gemm if r["floor_applies"]]
     floors = {
         "gemm_vs_libs": all(r["ratio_vs_best_lib"] >= FLOOR_VS_LIBS for r in floor_rows),
