@@ -13,7 +13,8 @@ from skillmill.registry.tiny_sweep import check_model_type
 
 REPRESENTATIVE = [
     "bert", "gpt2", "llama", "t5", "bart", "vit", "convnext", "resnet", "whisper", "wav2vec2",
-    "clip", "llava", "qwen2_vl", "patchtst", "layoutlm", "detr",
+    "clip", "llava", "qwen2_vl", "patchtst", "time_series_transformer", "layoutlm", "detr", "sam",
+    "idefics3", "blip-2", "rt_detr",
     "mamba", "jamba", "mixtral", "deepseek_v3", "swin", "videomae", "speech_to_text",
 ]
 
