@@ -25,16 +25,20 @@ def array(name: str, x: object) -> np.ndarray:
 
 
 def layout(name: str, x: np.ndarray) -> np.ndarray:
-    if not x.flags.c_contiguous:
+    flags = x.flags
+    if not flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous; pass np.ascontiguousarray({name})")
-    if not x.flags.aligned:
+    if not flags.aligned:
         raise ValueError(f"{name} is not aligned to its dtype; pass a copy")
     return x
 
 
+_F32 = np.dtype(np.float32)
+
+
 def f32(name: str, x: object, ndim: int | None = None, min_ndim: int = 0) -> np.ndarray:
     x = array(name, x)
-    if x.dtype != np.float32:
+    if x.dtype is not _F32 and x.dtype != _F32:
         raise TypeError(f"{name} must have dtype float32, got {x.dtype}")
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {x.shape}")
@@ -118,6 +122,8 @@ def pair(name: str, v: object, check=positive_int) -> tuple[int, int]:
 
 
 def finite_float(name: str, v: object, positive: bool = False) -> float:
+    if type(v) is float and math.isfinite(v) and (v > 0 or not positive):
+        return v  # the common case, without the slower ABC checks below
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
         raise ValueError(f"{name} must be a finite number, got {v!r}")
     if positive and v <= 0:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["NativeUnavailableError", "ffi", "lib", "reason", "require", "check_rc", "fptr"]
+__all__ = ["NativeUnavailableError", "ffi", "lib", "reason", "require", "check_rc", "fptr", "ptr"]
 
 STATUS_FILE = Path(__file__).with_name("_build_status.txt")
 
@@ -74,16 +74,29 @@ def check_rc(rc: int, what: str) -> None:
         raise exc(f"{what}: {text}")
 
 
-_CTYPES = {
-    np.dtype(np.float32): "float[]",
-    np.dtype(np.int64): "int64_t[]",
-    np.dtype(np.int8): "int8_t[]",
-    np.dtype(np.uint8): "uint8_t[]",
-}
+# Pointers are the hot path of every small op: the cffi types are looked up once, and the
+# buffer is taken without require_writable because _checks.out() has already checked it.
+if ffi is not None:
+    _from_buffer = ffi.from_buffer
+    _NULL = ffi.NULL
+    _CTYPES = {
+        np.dtype(np.float32): ffi.typeof("float[]"),
+        np.dtype(np.int64): ffi.typeof("int64_t[]"),
+        np.dtype(np.int8): ffi.typeof("int8_t[]"),
+        np.dtype(np.uint8): ffi.typeof("uint8_t[]"),
+    }
+    _FLOATS = _CTYPES[np.dtype(np.float32)]
 
 
-def fptr(arr: np.ndarray | None, writable: bool = False):
-    """A C pointer into a checked (contiguous, aligned) array; NULL for None."""
+def fptr(arr: np.ndarray | None):
+    """A C pointer into a checked (contiguous, aligned) float32 array; NULL for None."""
     if arr is None:
-        return ffi.NULL
-    return ffi.from_buffer(_CTYPES[arr.dtype], arr, require_writable=writable)
+        return _NULL
+    return _from_buffer(_FLOATS, arr)
+
+
+def ptr(arr: np.ndarray | None):
+    """Like fptr for the other element types the API takes (int64, int8, uint8)."""
+    if arr is None:
+        return _NULL
+    return _from_buffer(_CTYPES[arr.dtype], arr)

@@ -5,7 +5,8 @@ FMA peak, and per-call times of the small fused ops vs torch eager, all in one r
 
 Candidates are timed interleaved (native, numpy, torch, native, ...) and the best time of
 each is kept, so a burst of load from another process hits all of them alike instead of
-whichever happened to run at that moment.  Medians are reported alongside.
+whichever happened to run at that moment; between samples each library's spinning worker
+threads are given time to go idle.  Medians are reported alongside.
 """
 
 from __future__ import annotations
@@ -45,13 +46,16 @@ def _time_calls(fn: Callable[[], object], min_seconds: float) -> float:
 
 
 def _interleaved(
-    fns: dict[str, Callable[[], object]], repeats: int, min_seconds: float
+    fns: dict[str, Callable[[], object]], repeats: int, min_seconds: float, settle: float = 0.12
 ) -> dict[str, dict[str, float]]:
-    for fn in fns.values():  # warm-up: page in buffers, start thread pools
-        fn()
+    """Round-robin over the candidates.  Before each sample the previous library's worker
+    threads are given `settle` seconds to go idle: OpenBLAS and OpenMP spin for up to ~0.1 s
+    after a call, and on two cores a spinning neighbour halves whoever runs next."""
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            time.sleep(settle)
+            fn()  # wake this library's threads; page in its buffers
             samples[name].append(_time_calls(fn, min_seconds))
     return {n: {"best_s": min(s), "median_s": statistics.median(s)} for n, s in samples.items()}
 

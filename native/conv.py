@@ -53,7 +53,7 @@ def conv2d(
         fptr(x),
         fptr(weight),
         fptr(bias),
-        fptr(res, True),
+        fptr(res),
         n,
         c,
         h,
@@ -90,9 +90,7 @@ def _pool(x, kernel_size, stride, padding, mode, out, name):
     if res.size == 0:
         return res
     planes = x.size // (h * w)
-    rc = lib.skm_pool2d(
-        fptr(x), fptr(res, True), planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow, mode
-    )
+    rc = lib.skm_pool2d(fptr(x), fptr(res), planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow, mode)
     check_rc(rc, name)
     return res
 

@@ -6,10 +6,12 @@ load without transposing; the GEMM packs ``w`` as B = w.T on the fly."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _checks as chk
-from ._lib import check_rc, fptr, lib, require
+from ._lib import check_rc, fptr, lib, ptr, require
 
 Q4_BLOCK = 32
 
@@ -22,12 +24,13 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     m, k = a.shape[-2:]
     k2, n = b.shape[-2:]
     chk.same("a.shape[-1]", k, "b.shape[-2]", k2)
-    try:
-        batch_shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    try:  # the plain 2-D product skips the (slow) broadcasting machinery
+        same = a.shape[:-2] == b.shape[:-2]
+        batch_shape = a.shape[:-2] if same else np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:
         raise ValueError(f"batch dims of a {a.shape} and b {b.shape} do not broadcast") from None
     res = chk.out(out, batch_shape + (m, n), (a, b))
-    batch = int(np.prod(batch_shape, dtype=np.int64))
+    batch = math.prod(batch_shape)
     if res.size == 0:
         return res
     if k == 0:
@@ -35,17 +38,23 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         return res
     a_off = _batch_offsets(a.shape[:-2], batch_shape, m * k)
     b_off = _batch_offsets(b.shape[:-2], batch_shape, k * n)
-    rc = lib.skm_matmul(batch, fptr(a), fptr(a_off), fptr(b), fptr(b_off), fptr(res, True), m, n, k)
+    rc = lib.skm_matmul(batch, fptr(a), ptr(a_off), fptr(b), ptr(b_off), fptr(res), m, n, k)
     check_rc(rc, "matmul")
     return res
 
 
+_NO_OFFSET = np.zeros(1, np.int64)
+_NO_OFFSET.setflags(write=False)
+
+
 def _batch_offsets(own: tuple[int, ...], full: tuple[int, ...], stride: int) -> np.ndarray:
     """Element offset of each broadcast batch matrix inside the operand's buffer."""
-    count = int(np.prod(full, dtype=np.int64))
+    count = math.prod(full)
+    if count == 1:
+        return _NO_OFFSET
     if own == full:
         return np.arange(count, dtype=np.int64) * stride
-    idx = np.arange(int(np.prod(own, dtype=np.int64)), dtype=np.int64).reshape(own)
+    idx = np.arange(math.prod(own), dtype=np.int64).reshape(own)
     return np.ascontiguousarray(np.broadcast_to(idx, full)).reshape(-1) * stride
 
 
@@ -53,7 +62,7 @@ def _linear_checks(x, n_out, k, bias, out, inputs):
     lead = x.shape[:-1]
     bias = chk.optional_f32("bias", bias, (n_out,))
     res = chk.out(out, lead + (n_out,), inputs + (bias,))
-    rows = int(np.prod(lead, dtype=np.int64))
+    rows = math.prod(lead)
     return bias, res, rows
 
 
@@ -75,7 +84,7 @@ def linear(
     bias, res, rows = _linear_checks(x, n_out, k, bias, out, (x, w))
     if res.size == 0:
         return res
-    rc = lib.skm_linear(fptr(x), fptr(w), fptr(bias), fptr(res, True), rows, n_out, k, act)
+    rc = lib.skm_linear(fptr(x), fptr(w), fptr(bias), fptr(res), rows, n_out, k, act)
     check_rc(rc, "linear")
     return res
 
@@ -89,7 +98,7 @@ def quantize_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scales = np.empty(w.shape[0], np.float32)
     if w.size:
         check_rc(
-            lib.skm_quantize_int8(fptr(w), fptr(q, True), fptr(scales, True), *w.shape),
+            lib.skm_quantize_int8(fptr(w), ptr(q), fptr(scales), *w.shape),
             "quantize_int8",
         )
     else:
@@ -132,7 +141,7 @@ def matmul_int8(
     if res.size == 0:
         return res
     rc = lib.skm_linear_int8(
-        fptr(x), fptr(q), fptr(scales), fptr(bias), fptr(res, True), rows, n_out, k, act
+        fptr(x), ptr(q), fptr(scales), fptr(bias), fptr(res), rows, n_out, k, act
     )
     check_rc(rc, "matmul_int8")
     return res
@@ -150,7 +159,7 @@ def quantize_q4_0(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scales = np.empty((rows, blocks), np.float32)
     if q.size:
         check_rc(
-            lib.skm_quantize_q4_0(fptr(w), fptr(q, True), fptr(scales, True), rows, cols),
+            lib.skm_quantize_q4_0(fptr(w), ptr(q), fptr(scales), rows, cols),
             "quantize_q4_0",
         )
     return q, scales
@@ -198,7 +207,7 @@ def matmul_q4_0(
     if res.size == 0:
         return res
     rc = lib.skm_linear_q4_0(
-        fptr(x), fptr(q), fptr(scales), fptr(bias), fptr(res, True), rows, n_out, k, act
+        fptr(x), ptr(q), fptr(scales), fptr(bias), fptr(res), rows, n_out, k, act
     )
     check_rc(rc, "matmul_q4_0")
     return res

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from . import _checks as chk
-from ._lib import check_rc, fptr, lib, require
+from ._lib import check_rc, fptr, lib, ptr, require
 
 
 def _mask_row_offsets(mask: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +53,7 @@ def softmax(
         m_buf, offsets = _mask_row_offsets(chk.additive_mask("mask", mask), x.shape)
     q_len = x.shape[-2] if x.ndim >= 2 else 1
     rc = lib.skm_softmax(
-        fptr(x), fptr(res, True), rows, n, fptr(m_buf), fptr(offsets), int(bool(causal)), q_len, 1.0
+        fptr(x), fptr(res), rows, n, fptr(m_buf), ptr(offsets), int(bool(causal)), q_len, 1.0
     )
     check_rc(rc, "softmax")
     return res
@@ -76,7 +76,7 @@ def layer_norm(
     res = chk.out(out, x.shape, (x, weight, bias), in_place_ok=True)
     if x.size == 0:
         return res
-    rc = lib.skm_layer_norm(fptr(x), fptr(weight), fptr(bias), fptr(res, True), x.size // h, h, eps)
+    rc = lib.skm_layer_norm(fptr(x), fptr(weight), fptr(bias), fptr(res), x.size // h, h, eps)
     check_rc(rc, "layer_norm")
     return res
 
@@ -96,7 +96,7 @@ def rms_norm(
     res = chk.out(out, x.shape, (x, weight), in_place_ok=True)
     if x.size == 0:
         return res
-    rc = lib.skm_rms_norm(fptr(x), fptr(weight), fptr(res, True), x.size // h, h, eps)
+    rc = lib.skm_rms_norm(fptr(x), fptr(weight), fptr(res), x.size // h, h, eps)
     check_rc(rc, "rms_norm")
     return res
 
@@ -145,7 +145,7 @@ def attention(
         fptr(q),
         fptr(k),
         fptr(v),
-        fptr(res, True),
+        fptr(res),
         b,
         hq,
         hkv,
@@ -154,7 +154,7 @@ def attention(
         d,
         dv,
         fptr(m_buf),
-        fptr(strides),
+        ptr(strides),
         int(bool(causal)),
         scale,
     )
@@ -169,7 +169,7 @@ def activation(x: np.ndarray, kind: str, out: np.ndarray | None = None) -> np.nd
     x = chk.f32("x", x)
     res = chk.out(out, x.shape, (x,), in_place_ok=True)
     if x.size:
-        check_rc(lib.skm_activation(fptr(x), fptr(res, True), x.size, act), kind)
+        check_rc(lib.skm_activation(fptr(x), fptr(res), x.size, act), kind)
     return res
 
 
@@ -200,7 +200,7 @@ def add(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarr
     if a.size == 0:
         return res
     n = a.shape[-1] if a.ndim else 1
-    rc = lib.skm_add(fptr(a), fptr(b), fptr(res, True), a.size // n, n, int(row))
+    rc = lib.skm_add(fptr(a), fptr(b), fptr(res), a.size // n, n, int(row))
     check_rc(rc, "add")
     return res
 
@@ -221,6 +221,6 @@ def embedding(ids: np.ndarray, table: np.ndarray, out: np.ndarray | None = None)
     if lo < 0 or hi >= vocab:
         raise IndexError(f"ids must be in [0, {vocab}), got values in [{lo}, {hi}]")
     ids64 = np.ascontiguousarray(ids, dtype=np.int64)
-    rc = lib.skm_embedding(fptr(ids64), ids64.size, fptr(table), vocab, dim, fptr(res, True))
+    rc = lib.skm_embedding(ptr(ids64), ids64.size, fptr(table), vocab, dim, fptr(res))
     check_rc(rc, "embedding")
     return res

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks as chk
-from ._lib import check_rc, fptr, lib, require
+from ._lib import check_rc, fptr, lib, ptr, require
 
 
 def mean_pool(
@@ -30,7 +30,7 @@ def mean_pool(
     res = chk.out(out, (b, h), (hidden,))
     if res.size == 0:
         return res
-    rc = lib.skm_mean_pool(fptr(hidden), fptr(m), fptr(res, True), b, s, h)
+    rc = lib.skm_mean_pool(fptr(hidden), fptr(m), fptr(res), b, s, h)
     check_rc(rc, "mean_pool")
     return res
 
@@ -44,7 +44,7 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12, out: np.ndarray | None = Non
     if x.size == 0:
         return res
     n = x.shape[-1]
-    check_rc(lib.skm_l2_normalize(fptr(x), fptr(res, True), x.size // n, n, eps), "l2_normalize")
+    check_rc(lib.skm_l2_normalize(fptr(x), fptr(res), x.size // n, n, eps), "l2_normalize")
     return res
 
 
@@ -62,6 +62,6 @@ def topk(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if values.size == 0:
         return values, indices
     rows = x.size // n
-    rc = lib.skm_topk(fptr(x), fptr(values, True), fptr(indices, True), rows, n, k)
+    rc = lib.skm_topk(fptr(x), fptr(values), ptr(indices), rows, n, k)
     check_rc(rc, "topk")
     return values, indices
