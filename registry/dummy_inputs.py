@@ -199,6 +199,8 @@ class VisionInputGenerator(InputGenerator):
     def image_hw(self) -> tuple[int, int]:
         v = self.vision()
         size = v.image_size or self.ctx.nc.image_size
+        if _int(getattr(self.ctx.config, "num_feature_levels", None), 0) >= 4 and _int(size, 0) < 128:
+            size = 128  # deformable detectors add a stride-64 level: keep it 2 x 2
         if isinstance(size, (list, tuple)) and len(size) >= 2:
             return int(size[0]), int(size[1])
         if isinstance(size, dict):
@@ -291,25 +293,27 @@ class AudioInputGenerator(InputGenerator):
         ctx = self.ctx
         b = ctx.batch_size
         a = self.audio()
+        samples = input_option(ctx, "audio_samples", AUDIO_SAMPLES)
+        frames = input_option(ctx, "mel_frames", MEL_FRAMES)
         if name in ("input_values", "audio_values"):
             if self.is_codec(a.config):
                 channels = _int(getattr(a.config, "audio_channels", None), 1)
-                return ctx.randn((b, channels, AUDIO_SAMPLES))
-            return ctx.randn((b, AUDIO_SAMPLES))
+                return ctx.randn((b, channels, samples))
+            return ctx.randn((b, samples))
         if name == "input_features":
             mel = _int(a.num_mel_bins, 80)
             width = _int(getattr(a.config, "feature_projection_input_dim", None), 0)
             if width:
-                return ctx.randn((b, MEL_FRAMES, width))  # stacked frames (w2v-BERT)
+                return ctx.randn((b, frames, width))  # stacked frames (w2v-BERT)
             if self.is_whisper_like(a.config):
                 src = _int(getattr(a.config, "max_source_positions", None), MEL_FRAMES // 2)
-                return ctx.randn((b, mel, 2 * src))
+                return ctx.randn((b, mel, input_option(ctx, "mel_frames", 2 * src)))
             layout = input_option(ctx, "features_layout") or _first_layer_layout(ctx.model, mel)
             if layout == "channels_first":
-                return ctx.randn((b, mel, MEL_FRAMES))
+                return ctx.randn((b, mel, frames))
             if isinstance(layout, int):
-                return ctx.randn((b, MEL_FRAMES, layout))
-            return ctx.randn((b, MEL_FRAMES, mel))
+                return ctx.randn((b, frames, layout))
+            return ctx.randn((b, frames, mel))
         if name in ("feature_attention_mask", "input_features_mask", "audio_attention_mask"):
             feats = ctx.made.get("input_features")
             length = feats.shape[-1] if feats is not None else MEL_FRAMES

@@ -538,6 +538,11 @@ def _fill_missing_head_dim(config) -> None:
             missing = "head_dim" in vars(c) and c.head_dim is None
         except Exception:  # per-layer attributes (Gemma 4) refuse global access
             continue
+        try:
+            if "num_key_value_heads" in vars(c) and c.num_key_value_heads is None:
+                c.num_key_value_heads = c.num_attention_heads  # None means plain multi-head
+        except Exception:
+            pass
         if missing:
             hidden = getattr(c, "hidden_size", None)
             heads = getattr(c, "num_attention_heads", None)
