@@ -333,6 +333,11 @@ static int SKM_FN(gemm_run)(const gemm_desc *d) {
     gemm_par_ctx c = {.d = d, .bl = SKM_FN(blocking)};
     c.n_ic = (d->m + c.bl.mc - 1) / c.bl.mc;
     int shared_a = c.n_ic < 2 * threads;
+    if (!shared_a) { /* at least ~4 A blocks per thread, so a stalled thread holds back less */
+        int64_t want = ROUND_UP((d->m + 4 * threads - 1) / (4 * threads), MR);
+        c.bl.mc = MAX(4 * MR, MIN(c.bl.mc, want));
+        c.n_ic = (d->m + c.bl.mc - 1) / c.bl.mc;
+    }
     int64_t ncmax = MIN(c.bl.nc, ROUND_UP(d->n, NR)), kcmax = MIN(c.bl.kc, d->k);
     skm_arena_mark_t mark = skm_arena_mark(slot);
     c.bp = skm_arena_alloc(slot, (size_t)(kcmax * ncmax) * sizeof(float));
