@@ -55,7 +55,7 @@ def _interleaved(
     for _ in range(repeats):
         for name, fn in fns.items():
             time.sleep(settle)
-            fn()  # wake this library's threads; page in its buffers
+            _time_calls(fn, 0.02)  # wake and ramp up this library's threads, page in buffers
             samples[name].append(_time_calls(fn, min_seconds))
     return {n: {"best_s": min(s), "median_s": statistics.median(s)} for n, s in samples.items()}
 

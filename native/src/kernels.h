@@ -611,7 +611,7 @@ static int SKM_FN(l2_normalize)(const float *x, float *out, int64_t rows, int64_
 }
 
 /* Elementwise work is split into contiguous ranges; rows = n / span. */
-#define SPAN 8192
+#define SPAN 4096
 static void SKM_FN(act_task)(void *vctx, int64_t t, int slot) {
     (void)slot;
     rows_ctx *c = vctx;
@@ -641,7 +641,9 @@ static void SKM_FN(act_task)(void *vctx, int64_t t, int slot) {
 static int SKM_FN(activation)(const float *x, float *out, int64_t n, int act) {
     rows_ctx c = {.x = x, .out = out, .n = n, .act = act};
     int64_t spans = (n + SPAN - 1) / SPAN;
-    skm_parallel_for(skm_split_rows(spans, SPAN, 2 * PAR_MIN_ELEMS, &c.per), SKM_FN(act_task), &c);
+    /* exp-based activations cost ~25 cycles a vector: worth a thread from one span up */
+    int64_t min_elems = act == SKM_ACT_RELU || act == SKM_ACT_NONE ? 4 * SPAN : SPAN;
+    skm_parallel_for(skm_split_rows(spans, SPAN, min_elems, &c.per), SKM_FN(act_task), &c);
     return SKM_OK;
 }
 
