@@ -21,6 +21,7 @@
 #define SKM_ISA_AVX2 1
 #define SKM_ISA_AVX512 2
 #define SKM_ISA_NEON 3
+#define SKM_ISA_EMU16 99 /* test-only, see below */
 
 #ifndef SKM_ISA
 #error "define SKM_ISA before including simd.h"
@@ -125,6 +126,42 @@ SKM_INLINE skv skv_pow2n(skv n) {
 }
 SKM_INLINE float skv_reduce_add(skv v) { return vaddvq_f32(v); }
 SKM_INLINE float skv_reduce_max(skv v) { return vmaxvq_f32(v); }
+
+#elif SKM_ISA == SKM_ISA_EMU16
+/* Test-only: 16 lanes through GCC vector extensions, portable C.  It gives the AVX-512 code
+ * shape (W = 16, 6x32 tiles, 16-lane tails) a run on CPUs without AVX-512; the selftest
+ * builds it, the library does not. */
+#define SKM_W 16
+#define SKM_SUFFIX emu16
+typedef float skv __attribute__((vector_size(64), aligned(4)));
+typedef int32_t skm_vi __attribute__((vector_size(64), aligned(4)));
+SKM_INLINE skv skv_load(const float *p) { skv v; memcpy(&v, p, sizeof v); return v; }
+SKM_INLINE void skv_store(float *p, skv v) { memcpy(p, &v, sizeof v); }
+SKM_INLINE skv skv_set1(float x) { skv v = {0}; return v + x; }
+SKM_INLINE skv skv_bcast(const float *p) { return skv_set1(*p); }
+SKM_INLINE skv skv_zero(void) { return skv_set1(0.0f); }
+SKM_INLINE skv skv_add(skv a, skv b) { return a + b; }
+SKM_INLINE skv skv_sub(skv a, skv b) { return a - b; }
+SKM_INLINE skv skv_mul(skv a, skv b) { return a * b; }
+SKM_INLINE skv skv_div(skv a, skv b) { return a / b; }
+SKM_INLINE skv skv_fma(skv a, skv b, skv c) { return a * b + c; }
+SKM_INLINE skv skv_select(skm_vi m, skv a, skv b) { return (skv)((m & (skm_vi)a) | (~m & (skm_vi)b)); }
+SKM_INLINE skv skv_max(skv a, skv b) { return skv_select(a > b, a, b); }
+SKM_INLINE skv skv_min(skv a, skv b) { return skv_select(a < b, a, b); }
+SKM_INLINE skv skv_abs(skv a) { return (skv)((skm_vi)a & 0x7fffffff); }
+#define SKM_EMU_MAP(expr) for (int i = 0; i < 16; i++) a[i] = (expr); return a
+SKM_INLINE skv skv_sqrt(skv a) { SKM_EMU_MAP(sqrtf(a[i])); }
+SKM_INLINE skv skv_round(skv a) { SKM_EMU_MAP(nearbyintf(a[i])); }
+SKM_INLINE skv skv_pow2n(skv a) {
+    for (int i = 0; i < 16; i++) {
+        if (a[i] != a[i]) continue;
+        uint32_t bits = (uint32_t)((int32_t)a[i] + 127) << 23;
+        memcpy(&a[i], &bits, sizeof bits);
+    }
+    return a;
+}
+SKM_INLINE float skv_reduce_add(skv v) { float s = 0; for (int i = 0; i < 16; i++) s += v[i]; return s; }
+SKM_INLINE float skv_reduce_max(skv v) { float m = v[0]; for (int i = 1; i < 16; i++) m = v[i] > m ? v[i] : m; return m; }
 
 #else /* SKM_ISA_SCALAR: one lane; this build is the reference the tests compare against. */
 #define SKM_W 1

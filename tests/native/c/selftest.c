@@ -10,6 +10,10 @@
 #include <string.h>
 
 #include "skm.h"
+#ifdef SKM_SELFTEST_EMU16
+#include "kernel_table.h"
+extern const skm_kernel_table skm_table_emu16;
+#endif
 
 static unsigned long long rng_state = 88172645463325252ull;
 static float frand(void) { /* xorshift: reproducible everywhere, no libc rand() */
@@ -128,6 +132,61 @@ static void test_isa(int isa) {
     }
 }
 
+#ifdef SKM_SELFTEST_EMU16
+/* The 16-lane emulation against the scalar table, kernel by kernel (tables called directly:
+ * dispatch only knows the real ISAs). */
+static void test_emu16(void) {
+    const skm_kernel_table *E = &skm_table_emu16, *S = &skm_table_scalar;
+    static const int64_t shapes[][3] = {{1, 1, 1}, {7, 13, 17}, {6, 33, 32}, {29, 37, 61}, {130, 70, 150}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int64_t m = shapes[s][0], k = shapes[s][1], n = shapes[s][2], zero = 0;
+        float *a = rnd(m * k), *b = rnd(k * n), *w = rnd(n * k), *bias = rnd(n), *x = rnd(m * n);
+        float *out = malloc(m * n * sizeof(float)), *ref = malloc(m * n * sizeof(float));
+        E->matmul(1, a, &zero, b, &zero, out, m, n, k);
+        S->matmul(1, a, &zero, b, &zero, ref, m, n, k);
+        expect_close("emu16 matmul", 0, out, ref, m * n, 1e-5);
+        for (int act = 0; act <= SKM_ACT_SILU; act++) {
+            E->linear(a, w, 0, NULL, bias, out, m, n, k, act);
+            S->linear(a, w, 0, NULL, bias, ref, m, n, k, act);
+            expect_close("emu16 linear", 0, out, ref, m * n, 1e-5);
+            E->activation(x, out, m * n, act);
+            S->activation(x, ref, m * n, act);
+            expect_close("emu16 activation", 0, out, ref, m * n, 1e-6);
+        }
+        int64_t blocks = (k + 31) / 32;
+        uint8_t *q4 = malloc(n * blocks * 16);
+        float *s4 = malloc(n * blocks * sizeof(float));
+        skm_quantize_q4_0(w, q4, s4, n, k);
+        E->linear(a, q4, 2, s4, NULL, out, m, n, k, 0);
+        S->linear(a, q4, 2, s4, NULL, ref, m, n, k, 0);
+        expect_close("emu16 linear_q4_0", 0, out, ref, m * n, 1e-5);
+        E->softmax(x, out, m, n, NULL, NULL, 1, m, 0.7f);
+        S->softmax(x, ref, m, n, NULL, NULL, 1, m, 0.7f);
+        expect_close("emu16 softmax", 0, out, ref, m * n, 1e-5);
+        E->layer_norm(x, bias, bias, out, m, n, 1e-5f);
+        S->layer_norm(x, bias, bias, ref, m, n, 1e-5f);
+        expect_close("emu16 layer_norm", 0, out, ref, m * n, 1e-5);
+        E->rms_norm(x, bias, out, m, n, 1e-5f);
+        S->rms_norm(x, bias, ref, m, n, 1e-5f);
+        expect_close("emu16 rms_norm", 0, out, ref, m * n, 1e-5);
+        E->l2_normalize(x, out, m, n, 1e-12f);
+        S->l2_normalize(x, ref, m, n, 1e-12f);
+        expect_close("emu16 l2_normalize", 0, out, ref, m * n, 1e-5);
+        free(a), free(b), free(w), free(bias), free(x), free(out), free(ref), free(q4), free(s4);
+    }
+    int64_t B = 1, hq = 4, hkv = 2, sq = 67, sk = 70, d = 40, dv = 33, ms[3] = {0, 0, 0};
+    float *q = rnd(B * hq * sq * d), *kk = rnd(B * hkv * sk * d), *v = rnd(B * hkv * sk * dv);
+    float *mask = rnd(sk);
+    size_t n = B * hq * sq * dv;
+    float *out = malloc(n * sizeof(float)), *ref = malloc(n * sizeof(float));
+    E->attention(q, kk, v, out, B, hq, hkv, sq, sk, d, dv, mask, ms, 1, 0.15f);
+    S->attention(q, kk, v, ref, B, hq, hkv, sq, sk, d, dv, mask, ms, 1, 0.15f);
+    expect_close("emu16 attention", 0, out, ref, n, 1e-5);
+    free(q), free(kk), free(v), free(mask), free(out), free(ref);
+    printf("selftest: emu16 (AVX-512 shape) checked\n");
+}
+#endif
+
 int main(void) {
     int tested = 0;
     for (int threads = 1; threads <= 3; threads += 2) {
@@ -138,6 +197,9 @@ int main(void) {
             tested++;
         }
     }
+#ifdef SKM_SELFTEST_EMU16
+    test_emu16();
+#endif
     skm_arena_reset();
     printf("selftest: best=%s, %d path/thread combinations, %d failures\n",
            isa_names[skm_best_isa()], tested, failures);
