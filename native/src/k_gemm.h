@@ -1,0 +1,360 @@
+/* Part of kernels.h: included once per ISA after simd.h; see kernels.h. */
+/* ======================================================================================
+ * SGEMM, the BLIS way: C[m,n] = A[m,k] B[k,n] (+ bias, activation).
+ * Loops jc (NC columns of B, packed once per K block) > pc (KC) > ic (MC rows of A, packed)
+ * > jr (one NR-wide B micro-panel, stays in L1) > ir (one MR-tall A micro-panel) > kernel.
+ * ====================================================================================== */
+
+typedef struct {
+    int64_t m, n, k;
+    const float *a;
+    int64_t rsa, csa;
+    int b_kind;      /* SKM_W_F32: B[p,j] = b[p*rsb + j*csb]; quantized: weight rows [n, k] */
+    const void *b;
+    int64_t rsb, csb;
+    const float *scales;
+    int64_t q_blocks; /* Q4_0 blocks per weight row */
+    float *c;
+    int64_t rsc;
+    const float *bias;
+    int bias_per_row; /* 0: bias[j] per column (linear); 1: bias[i] per row (conv) */
+    int act;
+} gemm_desc;
+
+static skm_blocking SKM_FN(blocking) =
+#if SKM_ISA == SKM_ISA_AVX512
+    {144, 256, 4096};
+#elif SKM_ISA == SKM_ISA_AVX2
+    {144, 256, 3072};
+#elif SKM_ISA == SKM_ISA_NEON
+    {120, 256, 2048};
+#else
+    {60, 128, 512};
+#endif
+
+/* The register-blocked microkernel: an MR x NR tile in 2*MR vector accumulators (12 on every
+ * ISA: enough independent FMA chains to cover two FMA ports times ~4-5 cycles of latency).
+ * ap: kc steps of MR broadcast values; bp: kc steps of NR contiguous values. */
+static void SKM_FN(ukernel)(int64_t kc, const float *restrict ap, const float *restrict bp,
+                            float *restrict c, int64_t rsc, int accumulate) {
+    skv c00 = skv_zero(), c01 = skv_zero(), c10 = skv_zero(), c11 = skv_zero();
+    skv c20 = skv_zero(), c21 = skv_zero(), c30 = skv_zero(), c31 = skv_zero();
+    skv c40 = skv_zero(), c41 = skv_zero(), c50 = skv_zero(), c51 = skv_zero();
+    for (int r = 0; r < MR; r++) __builtin_prefetch(c + r * rsc, 1, 3);
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < kc; p++) {
+        skv b0 = skv_load(bp), b1 = skv_load(bp + SKM_W), a;
+        a = skv_bcast(ap + 0), c00 = skv_fma(a, b0, c00), c01 = skv_fma(a, b1, c01);
+        a = skv_bcast(ap + 1), c10 = skv_fma(a, b0, c10), c11 = skv_fma(a, b1, c11);
+        a = skv_bcast(ap + 2), c20 = skv_fma(a, b0, c20), c21 = skv_fma(a, b1, c21);
+        a = skv_bcast(ap + 3), c30 = skv_fma(a, b0, c30), c31 = skv_fma(a, b1, c31);
+        a = skv_bcast(ap + 4), c40 = skv_fma(a, b0, c40), c41 = skv_fma(a, b1, c41);
+        a = skv_bcast(ap + 5), c50 = skv_fma(a, b0, c50), c51 = skv_fma(a, b1, c51);
+        ap += MR;
+        bp += NR;
+    }
+#define SKM_STORE_ROW(r, lo, hi)                                                         \
+    do {                                                                                 \
+        float *cr = c + (r)*rsc;                                                         \
+        if (accumulate) {                                                                \
+            lo = skv_add(skv_load(cr), lo);                                              \
+            hi = skv_add(skv_load(cr + SKM_W), hi);                                      \
+        }                                                                                \
+        skv_store(cr, lo);                                                               \
+        skv_store(cr + SKM_W, hi);                                                       \
+    } while (0)
+    SKM_STORE_ROW(0, c00, c01);
+    SKM_STORE_ROW(1, c10, c11);
+    SKM_STORE_ROW(2, c20, c21);
+    SKM_STORE_ROW(3, c30, c31);
+    SKM_STORE_ROW(4, c40, c41);
+    SKM_STORE_ROW(5, c50, c51);
+#undef SKM_STORE_ROW
+}
+
+/* Packs B[p0:p0+kc, j0:j0+nc] into NR-wide micro-panels, zero-padding the last one, and
+ * dequantizes weight-only int8/Q4_0 on the way: the microkernel only ever sees fp32. */
+static void SKM_FN(pack_b)(const gemm_desc *d, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
+                           float *restrict dst) {
+    for (int64_t jr = 0; jr < nc; jr += NR) {
+        int64_t nr = MIN(NR, nc - jr), j = j0 + jr;
+        float *panel = dst + jr * kc;
+        if (d->b_kind == SKM_W_F32 && d->csb == 1 && nr == NR) {
+            const float *src = (const float *)d->b + p0 * d->rsb + j;
+            for (int64_t p = 0; p < kc; p++) {
+                skv_store(panel + p * NR, skv_load(src + p * d->rsb));
+                skv_store(panel + p * NR + SKM_W, skv_load(src + p * d->rsb + SKM_W));
+            }
+            continue;
+        }
+        for (int64_t jj = 0; jj < NR; jj++) {
+            float *col = panel + jj;
+            if (jj >= nr) {
+                for (int64_t p = 0; p < kc; p++) col[p * NR] = 0.0f;
+            } else if (d->b_kind == SKM_W_F32) {
+                const float *src = (const float *)d->b + p0 * d->rsb + (j + jj) * d->csb;
+                for (int64_t p = 0; p < kc; p++) col[p * NR] = src[p * d->rsb];
+            } else if (d->b_kind == SKM_W_INT8) {
+                const int8_t *src = (const int8_t *)d->b + (j + jj) * d->k + p0;
+                float s = d->scales[j + jj];
+                for (int64_t p = 0; p < kc; p++) col[p * NR] = (float)src[p] * s;
+            } else { /* Q4_0: value v of a block sits in byte v/2, low nibble first */
+                const uint8_t *row = (const uint8_t *)d->b + (j + jj) * d->q_blocks * 16;
+                const float *sc = d->scales + (j + jj) * d->q_blocks;
+                for (int64_t p = 0; p < kc; p++) {
+                    int64_t kk = p0 + p, blk = kk >> 5, v = kk & 31;
+                    uint8_t byte = row[blk * 16 + (v >> 1)];
+                    int nib = (v & 1) ? (byte >> 4) : (byte & 15);
+                    col[p * NR] = (float)(nib - 8) * sc[blk];
+                }
+            }
+        }
+    }
+}
+
+/* Packs A[i0:i0+mc, p0:p0+kc] into MR-tall micro-panels (kc steps of MR values). */
+static void SKM_FN(pack_a)(const gemm_desc *d, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
+                           float *restrict dst) {
+    for (int64_t ir = 0; ir < mc; ir += MR) {
+        int64_t mr = MIN(MR, mc - ir);
+        float *panel = dst + ir * kc;
+        for (int64_t r = 0; r < MR; r++) {
+            if (r >= mr) {
+                for (int64_t p = 0; p < kc; p++) panel[p * MR + r] = 0.0f;
+                continue;
+            }
+            const float *src = d->a + (i0 + ir + r) * d->rsa + p0 * d->csa;
+            if (d->csa == 1)
+                for (int64_t p = 0; p < kc; p++) panel[p * MR + r] = src[p];
+            else
+                for (int64_t p = 0; p < kc; p++) panel[p * MR + r] = src[p * d->csa];
+        }
+    }
+}
+
+/* Bias and activation on a finished tile while it is still in L1. */
+static void SKM_FN(epilogue)(const gemm_desc *d, float *c, int64_t i, int64_t j, int64_t mr,
+                             int64_t nr) {
+    if (d->bias == NULL && d->act == SKM_ACT_NONE) return;
+    for (int64_t r = 0; r < mr; r++) {
+        float *row = c + r * d->rsc;
+        skv rb = skv_set1(d->bias != NULL && d->bias_per_row ? d->bias[i + r] : 0.0f);
+        const float *cb = d->bias != NULL && !d->bias_per_row ? d->bias + j : NULL;
+        for (int64_t x = 0; x < nr; x += SKM_W) {
+            int64_t cnt = MIN(SKM_W, nr - x);
+            skv v = cnt == SKM_W ? skv_load(row + x) : ld_part(row + x, cnt, 0.0f);
+            v = skv_add(v, rb);
+            if (cb != NULL) v = skv_add(v, cnt == SKM_W ? skv_load(cb + x) : ld_part(cb + x, cnt, 0.0f));
+            v = apply_act(v, d->act);
+            if (cnt == SKM_W)
+                skv_store(row + x, v);
+            else
+                st_part(row + x, v, cnt);
+        }
+    }
+}
+
+/* The two inner loops over one packed A block (rows ic..ic+mc) and the packed B panel's
+ * micro-panels [jr0, jr1) (in units of columns).  Edge tiles are computed in full into a
+ * scratch tile and only the existing part is copied back. */
+static void SKM_FN(macro_kernel)(const gemm_desc *d, const float *ap, const float *bp,
+                                 int64_t ic, int64_t mc, int64_t jc, int64_t jr0, int64_t jr1,
+                                 int64_t kc, int first, int last) {
+    float edge[MR * NR] __attribute__((aligned(64)));
+    for (int64_t jr = jr0; jr < jr1; jr += NR) {
+        int64_t nr = MIN(NR, jr1 - jr);
+        for (int64_t ir = 0; ir < mc; ir += MR) {
+            int64_t mr = MIN(MR, mc - ir);
+            float *c = d->c + (ic + ir) * d->rsc + jc + jr;
+            if (mr == MR && nr == NR) {
+                SKM_FN(ukernel)(kc, ap + ir * kc, bp + jr * kc, c, d->rsc, !first);
+            } else {
+                SKM_FN(ukernel)(kc, ap + ir * kc, bp + jr * kc, edge, NR, 0);
+                for (int64_t r = 0; r < mr; r++)
+                    for (int64_t x = 0; x < nr; x++)
+                        c[r * d->rsc + x] = first ? edge[r * NR + x] : c[r * d->rsc + x] + edge[r * NR + x];
+            }
+            if (last) SKM_FN(epilogue)(d, c, ic + ir, jc + jr, mr, nr);
+        }
+    }
+}
+
+static int SKM_FN(gemm_k0)(const gemm_desc *d) { /* empty sum: zeros, then the epilogue */
+    for (int64_t i = 0; i < d->m; i++) memset(d->c + i * d->rsc, 0, (size_t)d->n * sizeof(float));
+    SKM_FN(epilogue)(d, d->c, 0, 0, d->m, d->n);
+    return SKM_OK;
+}
+
+static int SKM_FN(gemm_seq)(const gemm_desc *d, int slot) {
+    int64_t m = d->m, n = d->n, k = d->k;
+    if (m <= 0 || n <= 0) return SKM_OK;
+    if (k <= 0) return SKM_FN(gemm_k0)(d);
+    skm_blocking bl = SKM_FN(blocking);
+    int64_t ncmax = MIN(bl.nc, ROUND_UP(n, NR)), kcmax = MIN(bl.kc, k);
+    int64_t mcmax = MIN(bl.mc, ROUND_UP(m, MR));
+    skm_arena_mark_t mark = skm_arena_mark(slot);
+    float *bp = skm_arena_alloc(slot, (size_t)(kcmax * ncmax) * sizeof(float));
+    float *ap = skm_arena_alloc(slot, (size_t)(kcmax * mcmax) * sizeof(float));
+    if (bp == NULL || ap == NULL) {
+        skm_arena_release(slot, mark);
+        return SKM_ENOMEM;
+    }
+    for (int64_t jc = 0; jc < n; jc += bl.nc) {
+        int64_t nc = MIN(bl.nc, n - jc);
+        for (int64_t pc = 0; pc < k; pc += bl.kc) {
+            int64_t kc = MIN(bl.kc, k - pc);
+            SKM_FN(pack_b)(d, pc, kc, jc, nc, bp);
+            for (int64_t ic = 0; ic < m; ic += bl.mc) {
+                int64_t mc = MIN(bl.mc, m - ic);
+                SKM_FN(pack_a)(d, ic, mc, pc, kc, ap);
+                SKM_FN(macro_kernel)(d, ap, bp, ic, mc, jc, 0, nc, kc, pc == 0, pc + kc >= k);
+            }
+        }
+    }
+    skm_arena_release(slot, mark);
+    return SKM_OK;
+}
+
+/* Multithreaded GEMM as BLIS does it: per (jc, pc) block, the threads first pack the B panel
+ * together (one shared copy, read by all from L3), then share out the MC blocks of A, each
+ * packing its own A block into its arena (L2).  When A has too few MC blocks to go round
+ * (the common M = 128 of a short sequence), A is packed once, shared, and the threads split
+ * the B micro-panels instead.  Tasks are claimed dynamically, so a core stolen by another
+ * process only slows its own share. */
+typedef struct {
+    const gemm_desc *d;
+    skm_blocking bl;
+    int64_t jc, nc, pc, kc;
+    float *bp, *ap;           /* ap: shared packed A (whole m) in shared-A mode, else NULL */
+    int64_t bgroups, agroups; /* packing tasks */
+    int64_t n_ic, jgroups;    /* compute tasks = n_ic * jgroups */
+    atomic_int err;
+} gemm_par_ctx;
+
+static void SKM_FN(gemm_pack_task)(void *vctx, int64_t t, int slot) {
+    (void)slot;
+    gemm_par_ctx *c = vctx;
+    if (t < c->bgroups) {
+        int64_t panels = (c->nc + NR - 1) / NR;
+        int64_t lo = panels * t / c->bgroups * NR, hi = MIN(panels * (t + 1) / c->bgroups * NR, c->nc);
+        if (hi > lo) SKM_FN(pack_b)(c->d, c->pc, c->kc, c->jc + lo, hi - lo, c->bp + lo * c->kc);
+    } else {
+        int64_t g = t - c->bgroups, panels = (c->d->m + MR - 1) / MR;
+        int64_t lo = panels * g / c->agroups * MR, hi = MIN(panels * (g + 1) / c->agroups * MR, c->d->m);
+        if (hi > lo) SKM_FN(pack_a)(c->d, lo, hi - lo, c->pc, c->kc, c->ap + lo * c->kc);
+    }
+}
+
+static void SKM_FN(gemm_compute_task)(void *vctx, int64_t t, int slot) {
+    gemm_par_ctx *c = vctx;
+    int64_t icb = t / c->jgroups, g = t % c->jgroups;
+    int64_t ic = icb * c->bl.mc, mc = MIN(c->bl.mc, c->d->m - ic);
+    int first = c->pc == 0, last = c->pc + c->kc >= c->d->k;
+    if (c->ap != NULL) {
+        int64_t panels = (c->nc + NR - 1) / NR;
+        int64_t lo = panels * g / c->jgroups * NR, hi = MIN(panels * (g + 1) / c->jgroups * NR, c->nc);
+        if (hi > lo) SKM_FN(macro_kernel)(c->d, c->ap + ic * c->kc, c->bp, ic, mc, c->jc, lo, hi, c->kc, first, last);
+        return;
+    }
+    skm_arena_mark_t mark = skm_arena_mark(slot);
+    float *ap = skm_arena_alloc(slot, (size_t)(ROUND_UP(mc, MR) * c->kc) * sizeof(float));
+    if (ap == NULL) {
+        atomic_store(&c->err, SKM_ENOMEM);
+        return;
+    }
+    SKM_FN(pack_a)(c->d, ic, mc, c->pc, c->kc, ap);
+    SKM_FN(macro_kernel)(c->d, ap, c->bp, ic, mc, c->jc, 0, c->nc, c->kc, first, last);
+    skm_arena_release(slot, mark);
+}
+
+static int SKM_FN(gemm_run)(const gemm_desc *d) {
+    int64_t threads = skm_threads();
+    double work = (double)d->m * (double)d->n * (double)d->k;
+    if (threads <= 1 || work < 96.0 * 96.0 * 96.0 || d->m <= 0 || d->n <= 0 || d->k <= 0)
+        return SKM_FN(gemm_seq)(d, skm_current_slot());
+    int slot = skm_current_slot();
+    gemm_par_ctx c = {.d = d, .bl = SKM_FN(blocking)};
+    c.n_ic = (d->m + c.bl.mc - 1) / c.bl.mc;
+    int shared_a = c.n_ic < 2 * threads;
+    if (!shared_a) { /* at least ~4 A blocks per thread, so a stalled thread holds back less */
+        int64_t want = ROUND_UP((d->m + 4 * threads - 1) / (4 * threads), MR);
+        c.bl.mc = MAX(4 * MR, MIN(c.bl.mc, want));
+        c.n_ic = (d->m + c.bl.mc - 1) / c.bl.mc;
+    }
+    int64_t ncmax = MIN(c.bl.nc, ROUND_UP(d->n, NR)), kcmax = MIN(c.bl.kc, d->k);
+    skm_arena_mark_t mark = skm_arena_mark(slot);
+    c.bp = skm_arena_alloc(slot, (size_t)(kcmax * ncmax) * sizeof(float));
+    c.ap = shared_a ? skm_arena_alloc(slot, (size_t)(kcmax * ROUND_UP(d->m, MR)) * sizeof(float)) : NULL;
+    if (c.bp == NULL || (shared_a && c.ap == NULL)) {
+        skm_arena_release(slot, mark);
+        return SKM_ENOMEM;
+    }
+    for (c.jc = 0; c.jc < d->n && atomic_load(&c.err) == SKM_OK; c.jc += c.bl.nc) {
+        c.nc = MIN(c.bl.nc, d->n - c.jc);
+        int64_t panels = (c.nc + NR - 1) / NR;
+        c.bgroups = MIN(panels, 2 * threads);
+        c.agroups = shared_a ? MIN((d->m + MR - 1) / MR, 2 * threads) : 0;
+        c.jgroups = shared_a ? MIN(panels, MAX(1, 4 * threads / c.n_ic)) : 1;
+        for (c.pc = 0; c.pc < d->k; c.pc += c.bl.kc) {
+            c.kc = MIN(c.bl.kc, d->k - c.pc);
+            skm_parallel_for(c.bgroups + c.agroups, SKM_FN(gemm_pack_task), &c);
+            skm_parallel_for(c.n_ic * c.jgroups, SKM_FN(gemm_compute_task), &c);
+        }
+    }
+    skm_arena_release(slot, mark);
+    return atomic_load(&c.err);
+}
+
+typedef struct {
+    const float *a, *b;
+    const int64_t *a_off, *b_off;
+    float *c;
+    int64_t m, n, k;
+    atomic_int err;
+} matmul_ctx;
+
+static gemm_desc SKM_FN(matmul_desc)(matmul_ctx *ctx, int64_t i) {
+    gemm_desc d = {0};
+    d.m = ctx->m, d.n = ctx->n, d.k = ctx->k;
+    d.a = ctx->a + ctx->a_off[i], d.rsa = ctx->k, d.csa = 1;
+    d.b_kind = SKM_W_F32, d.b = ctx->b + ctx->b_off[i], d.rsb = ctx->n, d.csb = 1;
+    d.c = ctx->c + i * ctx->m * ctx->n, d.rsc = ctx->n;
+    return d;
+}
+
+static void SKM_FN(matmul_task)(void *vctx, int64_t i, int slot) {
+    matmul_ctx *ctx = vctx;
+    gemm_desc d = SKM_FN(matmul_desc)(ctx, i);
+    int rc = SKM_FN(gemm_seq)(&d, slot);
+    if (rc != SKM_OK) atomic_store(&ctx->err, rc);
+}
+
+static int SKM_FN(matmul)(int64_t batch, const float *a, const int64_t *a_off, const float *b,
+                          const int64_t *b_off, float *c, int64_t m, int64_t n, int64_t k) {
+    matmul_ctx ctx = {a, b, a_off, b_off, c, m, n, k, 0};
+    if (batch >= skm_threads() && batch > 1) { /* whole matrices per thread */
+        skm_parallel_for(batch, SKM_FN(matmul_task), &ctx);
+        return atomic_load(&ctx.err);
+    }
+    for (int64_t i = 0; i < batch; i++) {
+        gemm_desc d = SKM_FN(matmul_desc)(&ctx, i);
+        int rc = SKM_FN(gemm_run)(&d);
+        if (rc != SKM_OK) return rc;
+    }
+    return SKM_OK;
+}
+
+/* out[m,n] = act(x[m,k] W^T + bias) with W [n,k] as torch stores it (fp32, int8 or Q4_0). */
+static int SKM_FN(linear)(const float *x, const void *w, int w_kind, const float *scales,
+                          const float *bias, float *out, int64_t m, int64_t n, int64_t k,
+                          int act) {
+    gemm_desc d = {0};
+    d.m = m, d.n = n, d.k = k;
+    d.a = x, d.rsa = k, d.csa = 1;
+    d.b_kind = w_kind, d.b = w, d.rsb = 1, d.csb = k;
+    d.scales = scales, d.q_blocks = (k + 31) / 32;
+    d.c = out, d.rsc = n;
+    d.bias = bias, d.bias_per_row = 0, d.act = act;
+    return SKM_FN(gemm_run)(&d);
+}
+
