@@ -72,6 +72,14 @@ static void SKM_FN(ukernel)(int64_t kc, const float *restrict ap, const float *r
 #undef SKM_STORE_ROW
 }
 
+/* One Q4_0 block: 16 bytes, value v in byte v/2 (low nibble first), value = (q - 8) * scale. */
+static inline void SKM_FN(q4_block)(const uint8_t *blk, float scale, float *out) {
+    for (int i = 0; i < 16; i++) {
+        out[2 * i] = (float)((blk[i] & 15) - 8) * scale;
+        out[2 * i + 1] = (float)((blk[i] >> 4) - 8) * scale;
+    }
+}
+
 /* Packs B[p0:p0+kc, j0:j0+nc] into NR-wide micro-panels, zero-padding the last one, and
  * dequantizes weight-only int8/Q4_0 on the way: the microkernel only ever sees fp32. */
 static void SKM_FN(pack_b)(const gemm_desc *d, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
@@ -98,14 +106,16 @@ static void SKM_FN(pack_b)(const gemm_desc *d, int64_t p0, int64_t kc, int64_t j
                 const int8_t *src = (const int8_t *)d->b + (j + jj) * d->k + p0;
                 float s = d->scales[j + jj];
                 for (int64_t p = 0; p < kc; p++) col[p * NR] = (float)src[p] * s;
-            } else { /* Q4_0: value v of a block sits in byte v/2, low nibble first */
+            } else { /* Q4_0: decode whole blocks, keep the values this K slice needs */
                 const uint8_t *row = (const uint8_t *)d->b + (j + jj) * d->q_blocks * 16;
                 const float *sc = d->scales + (j + jj) * d->q_blocks;
-                for (int64_t p = 0; p < kc; p++) {
-                    int64_t kk = p0 + p, blk = kk >> 5, v = kk & 31;
-                    uint8_t byte = row[blk * 16 + (v >> 1)];
-                    int nib = (v & 1) ? (byte >> 4) : (byte & 15);
-                    col[p * NR] = (float)(nib - 8) * sc[blk];
+                float vals[32];
+                for (int64_t p = 0; p < kc;) {
+                    int64_t kk = p0 + p, blk = kk >> 5, v0 = kk & 31;
+                    int64_t take = MIN(32 - v0, kc - p);
+                    SKM_FN(q4_block)(row + blk * 16, sc[blk], vals);
+                    for (int64_t v = 0; v < take; v++) col[(p + v) * NR] = vals[v0 + v];
+                    p += take;
                 }
             }
         }
@@ -185,10 +195,14 @@ static int SKM_FN(gemm_k0)(const gemm_desc *d) { /* empty sum: zeros, then the e
     return SKM_OK;
 }
 
+static int SKM_FN(gemv_run)(const gemm_desc *d, int parallel);
+static int SKM_FN(gemv_ok)(const gemm_desc *d);
+
 static int SKM_FN(gemm_seq)(const gemm_desc *d, int slot) {
     int64_t m = d->m, n = d->n, k = d->k;
     if (m <= 0 || n <= 0) return SKM_OK;
     if (k <= 0) return SKM_FN(gemm_k0)(d);
+    if (SKM_FN(gemv_ok)(d)) return SKM_FN(gemv_run)(d, 0);
     skm_blocking bl = SKM_FN(blocking);
     int64_t ncmax = MIN(bl.nc, ROUND_UP(n, NR)), kcmax = MIN(bl.kc, k);
     int64_t mcmax = MIN(bl.mc, ROUND_UP(m, MR));
@@ -267,7 +281,106 @@ static void SKM_FN(gemm_compute_task)(void *vctx, int64_t t, int slot) {
     skm_arena_release(slot, mark);
 }
 
+/* ---- few rows (m < MR: one token, a pooled vector, a classifier head) ----
+ * Packing would copy the whole B to use it once, so B is streamed as it lies: row-major B by
+ * axpy over its rows, transposed or quantized weights by dot products along their rows
+ * (quantized rows are decoded a chunk at a time into a small buffer). */
+#define GEMV_CHUNK 256 /* multiple of 32 so Q4_0 blocks never straddle two chunks */
+
+typedef struct {
+    const gemm_desc *d;
+    int64_t per;
+} gemv_ctx;
+
+/* Row j of the weight (B's column j), elements [p0, p0+cnt), as floats. */
+static const float *SKM_FN(weight_row)(const gemm_desc *d, int64_t j, int64_t p0, int64_t cnt,
+                                       float *tmp) {
+    if (d->b_kind == SKM_W_F32) return (const float *)d->b + j * d->csb + p0;
+    if (d->b_kind == SKM_W_INT8) {
+        const int8_t *src = (const int8_t *)d->b + j * d->k + p0;
+        float s = d->scales[j];
+        for (int64_t q = 0; q < cnt; q++) tmp[q] = (float)src[q] * s;
+        return tmp;
+    }
+    /* p0 is a multiple of GEMV_CHUNK, hence of 32; a short last block is zero-padded */
+    const uint8_t *row = (const uint8_t *)d->b + j * d->q_blocks * 16;
+    const float *sc = d->scales + j * d->q_blocks;
+    for (int64_t q = 0; q < cnt; q += 32) SKM_FN(q4_block)(row + ((p0 + q) >> 5) * 16, sc[(p0 + q) >> 5], tmp + q);
+    return tmp;
+}
+
+static float SKM_FN(dot)(const float *a, const float *b, int64_t n) {
+    skv acc0 = skv_zero(), acc1 = skv_zero();
+    int64_t q = 0;
+    for (; q + 2 * SKM_W <= n; q += 2 * SKM_W) {
+        acc0 = skv_fma(skv_load(a + q), skv_load(b + q), acc0);
+        acc1 = skv_fma(skv_load(a + q + SKM_W), skv_load(b + q + SKM_W), acc1);
+    }
+    for (; q < n; q += SKM_W) {
+        int64_t cnt = MIN(SKM_W, n - q);
+        acc0 = skv_fma(ld_part(a + q, cnt, 0.0f), ld_part(b + q, cnt, 0.0f), acc0);
+    }
+    return skv_reduce_add(skv_add(acc0, acc1));
+}
+
+static void SKM_FN(gemv_task)(void *vctx, int64_t t, int slot) {
+    (void)slot;
+    gemv_ctx *c = vctx;
+    const gemm_desc *d = c->d;
+    int64_t j0 = t * c->per, j1 = MIN(d->n, j0 + c->per), w = j1 - j0;
+    if (w <= 0) return;
+    if (d->b_kind == SKM_W_F32 && d->csb == 1) { /* row-major B: C[i, :] += A[i, p] B[p, :] */
+        const float *b = d->b;
+        for (int64_t i = 0; i < d->m; i++) {
+            float *cr = d->c + i * d->rsc + j0;
+            memset(cr, 0, (size_t)w * sizeof(float));
+            for (int64_t p = 0; p < d->k; p++) {
+                skv a = skv_set1(d->a[i * d->rsa + p * d->csa]);
+                const float *br = b + p * d->rsb + j0;
+                for (int64_t x = 0; x < w; x += SKM_W) {
+                    int64_t cnt = MIN(SKM_W, w - x);
+                    if (cnt == SKM_W)
+                        skv_store(cr + x, skv_fma(a, skv_load(br + x), skv_load(cr + x)));
+                    else
+                        st_part(cr + x, skv_fma(a, ld_part(br + x, cnt, 0.0f), ld_part(cr + x, cnt, 0.0f)), cnt);
+                }
+            }
+        }
+    } else { /* weight rows: one dot product per output, a chunk of k at a time */
+        float tmp[GEMV_CHUNK];
+        for (int64_t j = j0; j < j1; j++) {
+            for (int64_t i = 0; i < d->m; i++) d->c[i * d->rsc + j] = 0.0f;
+            for (int64_t p0 = 0; p0 < d->k; p0 += GEMV_CHUNK) {
+                int64_t cnt = MIN(GEMV_CHUNK, d->k - p0);
+                const float *wr = SKM_FN(weight_row)(d, j, p0, cnt, tmp);
+                for (int64_t i = 0; i < d->m; i++)
+                    d->c[i * d->rsc + j] += SKM_FN(dot)(d->a + i * d->rsa + p0, wr, cnt);
+            }
+        }
+    }
+    SKM_FN(epilogue)(d, d->c + j0, 0, j0, d->m, w);
+}
+
+/* Only for unit-stride A rows and B either row-major or given as weight rows. */
+static int SKM_FN(gemv_ok)(const gemm_desc *d) {
+    if (d->m >= MR || d->m <= 0 || d->n <= 0 || d->k <= 0) return 0;
+    if (d->b_kind != SKM_W_F32) return d->csa == 1;
+    return d->csb == 1 || (d->rsb == 1 && d->csa == 1);
+}
+
+static int SKM_FN(gemv_run)(const gemm_desc *d, int parallel) {
+    gemv_ctx c = {d, d->n};
+    int64_t threads = parallel ? skm_threads() : 1;
+    if (threads > 1 && d->n * d->k * d->m >= 64 * 1024) {
+        int64_t tasks = MIN(4 * threads, (d->n + 15) / 16);
+        c.per = ROUND_UP((d->n + tasks - 1) / tasks, SKM_W);
+    }
+    skm_parallel_for((d->n + c.per - 1) / c.per, SKM_FN(gemv_task), &c);
+    return SKM_OK;
+}
+
 static int SKM_FN(gemm_run)(const gemm_desc *d) {
+    if (SKM_FN(gemv_ok)(d)) return SKM_FN(gemv_run)(d, 1);
     int64_t threads = skm_threads();
     double work = (double)d->m * (double)d->n * (double)d->k;
     if (threads <= 1 || work < 96.0 * 96.0 * 96.0 || d->m <= 0 || d->n <= 0 || d->k <= 0)
