@@ -9,7 +9,9 @@ imports: ``available()`` is False, ``unavailable_reason()`` says why, and every 
 Stable API (numpy in, numpy out; see each docstring for details)
 -----------------------------------------------------------------
 Linear algebra
-    matmul(a, b, out=None)                       a[..., M, K] @ b[..., K, N], batch broadcast
+    matmul(a, b, out=None)                       a[..., M, K] @ b[..., K, N], batch broadcast;
+                                                 transposed views (w.T, k.swapaxes(-1, -2)) are
+                                                 read in place
     linear(x, w, bias=None, activation="none", out=None)
                                                  act(x @ w.T + bias); w [out, in] like torch
     quantize_int8(w) -> (q, scales)               per-output-channel symmetric int8
@@ -42,8 +44,8 @@ Control
     get_gemm_blocking(), set_gemm_blocking(mc, kc, nc), peak_gflops(threads)
 
 Argument policy: float arrays must be float32, C-contiguous and aligned, else TypeError /
-ValueError before any C call (nothing is silently copied); masks and integer ids are
-converted deliberately.  ``out`` must match shape/dtype exactly and may not overlap inputs,
+ValueError before any C call (nothing is silently copied; matmul also takes transposed views
+of C-contiguous arrays, read in place); masks and integer ids are converted deliberately.  ``out`` must match shape/dtype exactly and may not overlap inputs,
 except that elementwise/row-wise ops may run in place (``out is x``).  Zero-size inputs
 return empty (or zero-filled, for reductions over an empty axis) results.  The GIL is
 released inside every kernel.

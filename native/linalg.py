@@ -17,10 +17,13 @@ Q4_BLOCK = 32
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``a @ b`` for float32 a[..., M, K], b[..., K, N]; batch dims broadcast like numpy."""
+    """``a @ b`` for float32 a[..., M, K], b[..., K, N]; batch dims broadcast like numpy.
+
+    Each operand may be C-contiguous or a transposed view of a C-contiguous array (its last
+    two axes swapped, e.g. ``w.T`` or ``k.swapaxes(-1, -2)``): both are read in place."""
     require()
-    a = chk.f32("a", a, min_ndim=2)
-    b = chk.f32("b", b, min_ndim=2)
+    a, a_trans = _matmul_operand("a", a)
+    b, b_trans = _matmul_operand("b", b)
     m, k = a.shape[-2:]
     k2, n = b.shape[-2:]
     chk.same("a.shape[-1]", k, "b.shape[-2]", k2)
@@ -38,9 +41,41 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         return res
     a_off = _batch_offsets(a.shape[:-2], batch_shape, m * k)
     b_off = _batch_offsets(b.shape[:-2], batch_shape, k * n)
-    rc = lib.skm_matmul(batch, fptr(a), ptr(a_off), fptr(b), ptr(b_off), fptr(res), m, n, k)
+    # the C-contiguous buffer behind a transposed view is the view with its last axes swapped
+    a_buf = np.swapaxes(a, -1, -2) if a_trans else a
+    b_buf = np.swapaxes(b, -1, -2) if b_trans else b
+    rc = lib.skm_matmul(
+        batch,
+        fptr(a_buf),
+        ptr(a_off),
+        a_trans,
+        fptr(b_buf),
+        ptr(b_off),
+        b_trans,
+        fptr(res),
+        m,
+        n,
+        k,
+    )
     check_rc(rc, "matmul")
     return res
+
+
+def _matmul_operand(name: str, x: object) -> tuple[np.ndarray, int]:
+    """(x, transposed?) for a C-contiguous x or a last-two-axes transpose of one."""
+    x = chk.array(name, x)
+    if x.dtype != np.float32:
+        raise TypeError(f"{name} must have dtype float32, got {x.dtype}")
+    if x.ndim < 2:
+        raise ValueError(f"{name} must have at least 2 dims, got shape {x.shape}")
+    if x.flags.c_contiguous:
+        return chk.layout(name, x), 0
+    if np.swapaxes(x, -1, -2).flags.c_contiguous:
+        return chk.layout(name, np.swapaxes(x, -1, -2)).swapaxes(-1, -2), 1
+    raise ValueError(
+        f"{name} must be C-contiguous or a transposed view of a C-contiguous array; "
+        f"pass np.ascontiguousarray({name})"
+    )
 
 
 _NO_OFFSET = np.zeros(1, np.int64)

@@ -234,10 +234,11 @@ double skm_fma_peak_gflops(int64_t iters, int nthreads) {
         return rc_;                                                                      \
     } while (0)
 
-int skm_matmul(int64_t batch, const float *a, const int64_t *a_off, const float *b,
-               const int64_t *b_off, float *c, int64_t m, int64_t n, int64_t k) {
+int skm_matmul(int64_t batch, const float *a, const int64_t *a_off, int a_trans,
+               const float *b, const int64_t *b_off, int b_trans, float *c, int64_t m,
+               int64_t n, int64_t k) {
     if (!NONNEG(batch) || !NONNEG(m) || !NONNEG(n) || !NONNEG(k)) return SKM_EINVAL;
-    CALL(t->matmul(batch, a, a_off, b, b_off, c, m, n, k));
+    CALL(t->matmul(batch, a, a_off, a_trans != 0, b, b_off, b_trans != 0, c, m, n, k));
 }
 
 static int act_ok(int act) { return act >= SKM_ACT_NONE && act <= SKM_ACT_SILU; }

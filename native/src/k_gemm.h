@@ -423,14 +423,17 @@ typedef struct {
     const int64_t *a_off, *b_off;
     float *c;
     int64_t m, n, k;
+    int a_trans, b_trans; /* operand stored transposed: a as [k, m], b as [n, k] */
     atomic_int err;
 } matmul_ctx;
 
 static gemm_desc SKM_FN(matmul_desc)(matmul_ctx *ctx, int64_t i) {
     gemm_desc d = {0};
     d.m = ctx->m, d.n = ctx->n, d.k = ctx->k;
-    d.a = ctx->a + ctx->a_off[i], d.rsa = ctx->k, d.csa = 1;
-    d.b_kind = SKM_W_F32, d.b = ctx->b + ctx->b_off[i], d.rsb = ctx->n, d.csb = 1;
+    d.a = ctx->a + ctx->a_off[i];
+    d.rsa = ctx->a_trans ? 1 : ctx->k, d.csa = ctx->a_trans ? ctx->m : 1;
+    d.b_kind = SKM_W_F32, d.b = ctx->b + ctx->b_off[i];
+    d.rsb = ctx->b_trans ? 1 : ctx->n, d.csb = ctx->b_trans ? ctx->k : 1;
     d.c = ctx->c + i * ctx->m * ctx->n, d.rsc = ctx->n;
     return d;
 }
@@ -442,9 +445,10 @@ static void SKM_FN(matmul_task)(void *vctx, int64_t i, int slot) {
     if (rc != SKM_OK) atomic_store(&ctx->err, rc);
 }
 
-static int SKM_FN(matmul)(int64_t batch, const float *a, const int64_t *a_off, const float *b,
-                          const int64_t *b_off, float *c, int64_t m, int64_t n, int64_t k) {
-    matmul_ctx ctx = {a, b, a_off, b_off, c, m, n, k, 0};
+static int SKM_FN(matmul)(int64_t batch, const float *a, const int64_t *a_off, int a_trans,
+                          const float *b, const int64_t *b_off, int b_trans, float *c, int64_t m,
+                          int64_t n, int64_t k) {
+    matmul_ctx ctx = {a, b, a_off, b_off, c, m, n, k, a_trans, b_trans, 0};
     if (batch >= skm_threads() && batch > 1) { /* whole matrices per thread */
         skm_parallel_for(batch, SKM_FN(matmul_task), &ctx);
         return atomic_load(&ctx.err);

@@ -13,8 +13,9 @@ typedef struct {
     const char *name;
     int64_t mr, nr;
     skm_blocking *blocking;
-    int (*matmul)(int64_t batch, const float *a, const int64_t *a_off, const float *b,
-                  const int64_t *b_off, float *c, int64_t m, int64_t n, int64_t k);
+    int (*matmul)(int64_t batch, const float *a, const int64_t *a_off, int a_trans,
+                  const float *b, const int64_t *b_off, int b_trans, float *c, int64_t m,
+                  int64_t n, int64_t k);
     int (*linear)(const float *x, const void *w, int w_kind, const float *scales,
                   const float *bias, float *out, int64_t m, int64_t n, int64_t k, int act);
     int (*activation)(const float *x, float *out, int64_t n, int act);

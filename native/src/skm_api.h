@@ -57,8 +57,11 @@ void skm_arena_stats(int64_t *reserved_highwater_mallocs_blocks);
 double skm_fma_peak_gflops(int64_t iterations_per_thread, int nthreads);
 
 /* ---- kernels ---- */
-int skm_matmul(int64_t batch, const float *a, const int64_t *a_offsets, const float *b,
-               const int64_t *b_offsets, float *c, int64_t m, int64_t n, int64_t k);
+/* c[i] = a[i] @ b[i] for i < batch, a[i] at a + a_offsets[i] stored [m, k] (or [k, m] when
+ * a_trans), b[i] at b + b_offsets[i] stored [k, n] (or [n, k] when b_trans); c dense. */
+int skm_matmul(int64_t batch, const float *a, const int64_t *a_offsets, int a_trans,
+               const float *b, const int64_t *b_offsets, int b_trans, float *c, int64_t m,
+               int64_t n, int64_t k);
 int skm_linear(const float *x, const float *w, const float *bias, float *out, int64_t m,
                int64_t n, int64_t k, int act);
 int skm_linear_int8(const float *x, const int8_t *q, const float *scales, const float *bias,

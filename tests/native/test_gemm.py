@@ -79,6 +79,21 @@ def test_batched_matmul_broadcasts(isa, rng, a_batch, b_batch):
     assert nerr(c, ref, 11.0) < 1e-6
 
 
+@pytest.mark.parametrize("m,k,n", [(1, 7, 5), (13, 29, 31), (64, 100, 70), (3, 0, 4)])
+def test_matmul_reads_transposed_views_in_place(isa, rng, m, k, n):
+    a_t, b_t = rand(rng, k, m), rand(rng, n, k)  # stored transposed
+    ref = a_t.T.astype(np.float64) @ b_t.T.astype(np.float64)
+    for a, b in (
+        (a_t.T, b_t.T),
+        (np.ascontiguousarray(a_t.T), b_t.T),
+        (a_t.T, np.ascontiguousarray(b_t.T)),
+    ):
+        assert nerr(native.matmul(a, b), ref, max(k, 1)) < 1e-6
+    q, kk = rand(rng, 2, 3, 9, 8), rand(rng, 2, 3, 11, 8)  # attention-style q @ k^T
+    ref = q.astype(np.float64) @ kk.astype(np.float64).swapaxes(-1, -2)
+    assert nerr(native.matmul(q, kk.swapaxes(-1, -2)), ref, 8.0) < 1e-6
+
+
 def test_matmul_out_parameter(rng):
     a, b = rand(rng, 8, 9), rand(rng, 9, 10)
     out = np.full((8, 10), np.nan, np.float32)

@@ -26,7 +26,8 @@ BAD_CALLS = [
     (TypeError, lambda: native.softmax(X, mask=z(4, 8, dtype=np.int64))),
     (TypeError, lambda: native.mean_pool(z(1, 2, 3), np.array([["a", "b"]]))),
     # non-contiguous / unaligned
-    (ValueError, lambda: native.matmul(z(4, 3).T, z(4, 5))),
+    (ValueError, lambda: native.matmul(z(3, 8)[:, ::2], z(4, 5))),
+    (ValueError, lambda: native.matmul(z(2, 3, 4).transpose(1, 0, 2), z(4, 5))),
     (ValueError, lambda: native.layer_norm(z(4, 16)[:, ::2])),
     (ValueError, lambda: native.gelu(np.frombuffer(b"\0" * 17, np.uint8)[1:].view(f32))),
     # mismatched shapes

@@ -66,8 +66,18 @@ static void test_isa(int isa) {
         float *a = rnd(m * k), *b = rnd(k * n), *w = rnd(n * k), *bias = rnd(n);
         float *out = malloc(m * n * sizeof(float)), *ref = malloc(m * n * sizeof(float));
         int64_t zero = 0;
-        BOTH(isa, out, ref, m * n, skm_matmul(1, a, &zero, b, &zero, dst, m, n, k));
+        BOTH(isa, out, ref, m * n, skm_matmul(1, a, &zero, 0, b, &zero, 0, dst, m, n, k));
         expect_close("matmul", isa, out, ref, m * n, 1e-5);
+        /* the same products from transposed storage: a as [k, m], b as [n, k] */
+        float *at = malloc(m * k * sizeof(float)), *bt = malloc(k * n * sizeof(float));
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t p = 0; p < k; p++) at[p * m + i] = a[i * k + p];
+        for (int64_t p = 0; p < k; p++)
+            for (int64_t j = 0; j < n; j++) bt[j * k + p] = b[p * n + j];
+        skm_set_isa(isa);
+        skm_matmul(1, at, &zero, 1, bt, &zero, 1, out, m, n, k);
+        expect_close("matmul transposed", isa, out, ref, m * n, 1e-5);
+        free(at), free(bt);
         for (int act = 0; act <= SKM_ACT_SILU; act++) {
             BOTH(isa, out, ref, m * n, skm_linear(a, w, bias, dst, m, n, k, act));
             expect_close("linear+act", isa, out, ref, m * n, 1e-5);
@@ -142,8 +152,8 @@ static void test_emu16(void) {
         int64_t m = shapes[s][0], k = shapes[s][1], n = shapes[s][2], zero = 0;
         float *a = rnd(m * k), *b = rnd(k * n), *w = rnd(n * k), *bias = rnd(n), *x = rnd(m * n);
         float *out = malloc(m * n * sizeof(float)), *ref = malloc(m * n * sizeof(float));
-        E->matmul(1, a, &zero, b, &zero, out, m, n, k);
-        S->matmul(1, a, &zero, b, &zero, ref, m, n, k);
+        E->matmul(1, a, &zero, 0, b, &zero, 0, out, m, n, k);
+        S->matmul(1, a, &zero, 0, b, &zero, 0, ref, m, n, k);
         expect_close("emu16 matmul", 0, out, ref, m * n, 1e-5);
         for (int act = 0; act <= SKM_ACT_SILU; act++) {
             E->linear(a, w, 0, NULL, bias, out, m, n, k, act);
