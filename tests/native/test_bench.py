@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import native  # noqa: F401  (skips the module when the kernels are missing)
+from native_helpers import native  # noqa: F401  (skips the module when the kernels are missing)
 
 from skillmill.native import bench
 

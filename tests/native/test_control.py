@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import native, rand
+from native_helpers import native, rand
 
 
 def run_py(code: str, **env) -> subprocess.CompletedProcess:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import native, nerr, rand
+from native_helpers import native, nerr, rand
 
 F = torch.nn.functional
 

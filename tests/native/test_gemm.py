@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import gemm_err, native, nerr, rand
+from native_helpers import gemm_err, native, nerr, rand
 
 # odd, prime, 1-sized, empty and tile-straddling sizes (MR=6, NR=8/16/32 on the vector paths)
 SHAPES = [

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import native, nerr, rand
+from native_helpers import native, nerr, rand
 
 F = torch.nn.functional
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import native, nerr, rand
+from native_helpers import native, nerr, rand
 
 
 @pytest.mark.parametrize("b,s,h", [(1, 1, 1), (2, 7, 384), (3, 128, 33), (0, 4, 8), (2, 0, 5)])

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import ISAS, native, nerr
+from native_helpers import ISAS, native, nerr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

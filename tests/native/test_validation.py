@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import native
+from native_helpers import native
 
 f32 = np.float32
 
