@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import os
-import resource
 import sys
 import time
 import traceback
@@ -23,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 FAILURES_PATH = Path(__file__).with_name("tiny_failures.yaml")
-MEMORY_LIMIT_BYTES = 6 * 1024**3
 
 
 def base_model_types() -> dict[str, str]:
@@ -92,85 +88,32 @@ def check_model_type(model_type: str, seed: int = 0) -> dict[str, Any]:
     return result
 
 
-def _child(model_type: str, conn) -> None:
-    try:
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
-    except (ValueError, OSError):
-        pass
-    import torch
-
-    torch.set_num_threads(1)
-    try:
-        result = check_model_type(model_type)
-    except BaseException as exc:  # noqa: BLE001
-        result = {"model_type": model_type, "status": "fail", "stage": "worker", "reason": _reason(exc)}
-    try:
-        conn.send(result)
-    finally:
-        conn.close()
-        os._exit(0)
-
-
 def run_sweep(types: list[str], jobs: int = 2, timeout: float = 120.0, progress=True) -> list[dict]:
     # Import once in the parent so every forked child starts warm.
     import torch  # noqa: F401
     import transformers  # noqa: F401
 
     from . import dummy_inputs, tiny  # noqa: F401
+    from .sweep import run_parallel
 
     # Warm up in the parent: the first model pulls in modeling_utils, generation, integrations...
     # (~15 s); every forked child then starts with them loaded and pays only its own module.
     torch.set_num_threads(1)
     check_model_type("bert")
-
-    ctx = mp.get_context("fork")
-    pending = list(types)
-    running: dict[str, tuple[Any, Any, float]] = {}
-    results: dict[str, dict] = {}
     done = 0
-    while pending or running:
-        while pending and len(running) < jobs:
-            t = pending.pop(0)
-            parent, child = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=_child, args=(t, child), daemon=True)
-            p.start()
-            child.close()
-            running[t] = (p, parent, time.perf_counter())
-        time.sleep(0.02)
-        for t, (p, conn, started) in list(running.items()):
-            elapsed = time.perf_counter() - started
-            result = None
-            if conn.poll():
-                try:
-                    result = conn.recv()
-                except EOFError:
-                    result = None
-                p.join(5)
-            elif not p.is_alive():
-                code = p.exitcode
-                why = "killed (out of memory?)" if code and code < 0 else f"worker exited with {code}"
-                result = {"model_type": t, "status": "fail", "stage": "worker",
-                          "reason": f"WorkerDied: {why}", "seconds": round(elapsed, 3)}
-            elif elapsed > timeout:
-                p.kill()
-                p.join(5)
-                result = {"model_type": t, "status": "fail", "stage": "timeout",
-                          "reason": f"Timeout: no result after {timeout:.0f} s", "seconds": round(elapsed, 3)}
-            if result is None:
-                continue
-            if p.is_alive():
-                p.kill()
-                p.join(5)
-            conn.close()
-            del running[t]
-            results[t] = result
-            done += 1
-            if progress:
-                mark = "ok  " if result["status"] == "ok" else "FAIL"
-                line = f"[{done}/{len(types)}] {mark} {t} ({result.get('seconds', 0):.1f}s)"
-                if result["status"] != "ok":
-                    line += f"  {result.get('stage')}: {result.get('reason', '')[:160]}"
-                print(line, flush=True)
+
+    def report(model_type: str, result: dict) -> None:
+        nonlocal done
+        done += 1
+        result.setdefault("model_type", model_type)
+        if progress:
+            mark = "ok  " if result["status"] == "ok" else "FAIL"
+            line = f"[{done}/{len(types)}] {mark} {model_type} ({result.get('seconds', 0):.1f}s)"
+            if result["status"] != "ok":
+                line += f"  {result.get('stage')}: {result.get('reason', '')[:160]}"
+            print(line, flush=True)
+
+    results = run_parallel(types, check_model_type, jobs=jobs, timeout=timeout, on_result=report)
     return [results[t] for t in types]
 
 
