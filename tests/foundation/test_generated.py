@@ -29,6 +29,17 @@ def test_every_registered_class_has_a_skill(registry):
     assert not missing
 
 
+def test_every_base_type_has_a_coverage_row(registry):
+    from skillmill.generator.coverage import load_report
+
+    rows = load_report()["model_types"]
+    assert set(rows) == set(registry.base_classes), "run `generate-skills coverage`"
+    for model_type, row in rows.items():
+        assert row["status"] in ("pass", "fail"), model_type
+        if row["status"] == "fail":
+            assert row.get("reason"), f"{model_type} fails without a reason"
+
+
 @pytest.mark.parametrize("model_type", ["bert", "llava", "whisper", "vision-text-dual-encoder"])
 def test_render_is_deterministic_black_clean_and_stamped(registry, model_type):
     ctx = RenderContext.create(registry, load_declarations())
