@@ -18,6 +18,7 @@ FOLDERS = {
     "skillmill.runtime": "runtime",
     "skillmill.native": "native",
     "skillmill.ir": "ir",
+    "skillmill.serving": "serving",
 }
 
 packages, package_dir = [], {}

@@ -1,0 +1,1 @@
+"""Serving generated skills: an OpenAI-compatible HTTP server and an MCP server (issue 6)."""
