@@ -13,7 +13,9 @@ class SkillResult(Mapping):
     ``"vision_model_output.pooler_output"``, ...) plus post-processed values (numpy arrays:
     ``embeddings``, ``probabilities``, ``top_k``) and how the run went.
 
-    ``result["logits"]`` reads an output; ``result.backend`` says which target ran."""
+    ``result["logits"]`` reads an output; ``result.backend`` says which target ran and
+    ``result.engine`` what ran the model there; ``fallback_reason`` says why anything preferred
+    (a target, or the cpu target's native executor) was not used."""
 
     outputs: dict[str, Any]
     backend: str
@@ -23,6 +25,9 @@ class SkillResult(Mapping):
     skipped: dict[str, str] = field(default_factory=dict)  # target -> why it was not used
     postprocessed: dict[str, Any] = field(default_factory=dict)
     postprocess_backend: str = ""
+    # What computed the outputs on that target: "native" (skillmill's executor on the cpu
+    # target), "torch" (PyTorch eager), "openvino", ...
+    engine: str = ""
 
     @property
     def embeddings(self):
@@ -47,6 +52,7 @@ class SkillResult(Mapping):
         return {
             "backend": self.backend,
             "device": self.device,
+            "engine": self.engine,
             "latency_ms": round(self.latency_ms, 3),
             "fallback_reason": self.fallback_reason,
             "skipped": self.skipped,

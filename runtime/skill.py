@@ -40,7 +40,11 @@ class Skill(MojoMaxTargetMixin):
     main_input_names: tuple[str, ...] = ()
     targets: dict[str, Any] = {}
 
-    def __init__(self, model: Any = None, device: str = "auto", dtype: Any = None):
+    def __init__(self, model: Any = None, device: str = "auto", dtype: Any = None,
+                 native: bool | str | None = None):  # fmt: skip
+        # native: the cpu target's native executor; None follows SKILLMILL_NATIVE, False turns
+        # it off, "all" tries it even for model types the native coverage sweep did not pass.
+        self.native = native
         self.device_request = self._check_device(device)
         self.model_class = resolve_model_class(self.model_class_name, self.model_type)
         self.model_source = model
@@ -168,10 +172,13 @@ class Skill(MojoMaxTargetMixin):
                 continue
             latency_ms = (time.perf_counter() - start) * 1000.0
             extra = self.postprocess(ran.outputs, batch, raw_text=is_text(inputs))
+            if ran.engine_fallback:  # e.g. the cpu target's native executor fell back to torch
+                failures.append(ran.engine_fallback)
             return SkillResult(
                 outputs=ran.outputs, backend=name, device=ran.device, latency_ms=latency_ms,
                 fallback_reason="; ".join(failures) or None, skipped=skipped,
                 postprocessed=extra, postprocess_backend=postprocess.backend_name(),
+                engine=ran.engine or name,
             )
         raise SkillError(
             f"no hardware target could run {self.model_class_name}: "

@@ -75,7 +75,7 @@ def export_model(model: Any, inputs: dict[str, Any], dims: dict[str, dict[int, s
     if "use_cache" in inspect.signature(model.forward).parameters:
         widened["use_cache"], shapes["use_cache"] = False, None
     try:
-        with _no_cache(model), torch.no_grad():
+        with _no_cache(model), _eager_attention(model), torch.no_grad():
             exported = export(model, (), widened, dynamic_shapes=shapes, strict=False)
             return exported.run_decompositions()
     except Exception as exc:
@@ -103,6 +103,30 @@ def _no_cache(model: Any) -> Iterator[None]:
     finally:
         if config is not None and saved is not None:
             config.use_cache = saved
+
+
+@contextmanager
+def _eager_attention(model: Any) -> Iterator[None]:
+    """Trace the eager attention path: with SDPA, ``run_decompositions()`` fails on a view for
+    GPT-2 and T5 (a known PyTorch issue), and the attention fusion pass matches the eager
+    pattern.  Every config in the module tree is switched and restored afterwards."""
+    configs: dict[int, Any] = {}
+    pending = [getattr(m, "config", None) for m in getattr(model, "modules", lambda: [])()]
+    while pending:
+        config = pending.pop()
+        if config is None or id(config) in configs or not hasattr(config, "_attn_implementation_internal"):
+            continue
+        configs[id(config)] = config
+        pending += [getattr(config, key, None) for key in getattr(config, "sub_configs", {}) or {}]
+    saved = {key: config._attn_implementation_internal for key, config in configs.items()}
+    for key, config in configs.items():
+        if isinstance(saved[key], str) and saved[key] != "eager":
+            config._attn_implementation_internal = "eager"
+    try:
+        yield
+    finally:
+        for key, config in configs.items():
+            config._attn_implementation_internal = saved[key]
 
 
 def _model_name(model: Any) -> str:

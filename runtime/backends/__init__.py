@@ -9,3 +9,9 @@ from typing import Any
 class BackendOutput:
     outputs: dict[str, Any]  # flattened: {"last_hidden_state": tensor, ...}
     device: str
+    # What computed the outputs inside the target: "torch", "native" (skillmill's executor),
+    # "openvino", ...; empty means the target's own name.
+    engine: str = ""
+    # Why a preferred engine inside the target was not used (the cpu target's native executor
+    # falling back to torch eager); it joins the result's ``fallback_reason``.
+    engine_fallback: str | None = None

@@ -44,4 +44,4 @@ def run(skill: Any, batch: dict[str, Any]) -> BackendOutput:
         raise BackendUnavailable(
             "openvino", f"converted model has {len(values)} outputs, PyTorch has {len(names)}"
         )
-    return BackendOutput(dict(zip(names, values)), "openvino:CPU")
+    return BackendOutput(dict(zip(names, values)), "openvino:CPU", engine="openvino")

@@ -30,4 +30,4 @@ def run(skill: Any, batch: dict[str, Any], device: str) -> BackendOutput:
         raise SkillInputError(
             f"{skill.model_class_name} rejected the inputs {shapes}: {type(exc).__name__}: {exc}"
         ) from exc
-    return BackendOutput(flatten_outputs(outputs), str(target))
+    return BackendOutput(flatten_outputs(outputs), str(target), engine="torch")
