@@ -1,0 +1,501 @@
+"""The OpenAI-compatible FastAPI app around one ``ServedModel``.
+
+Endpoints: /v1/models, /v1/embeddings (encoder skills), /v1/completions and
+/v1/chat/completions (causal-LM skills; greedy or sampled, optionally streamed as server-sent
+events), /health and /metrics.  Every refusal is a 4xx in the OpenAI error format; an
+unexpected failure is a 500 whose id is logged beside the traceback, and the server goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .batching import DynamicBatcher
+from .engine import GenerationJob, RowOutcome, ServedModel
+from .errors import APIError, context_too_long, error_body, invalid, model_not_found
+from .metrics import Metrics
+from .middleware import ServingMiddleware
+from .sampling import SamplingParams
+from .schemas import (
+    MAX_STOP_STRINGS,
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    SamplingFields,
+    unsupported_options,
+)
+
+log = logging.getLogger("skillmill.serving")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    batch_size: int = 32  # rows per model call; 1 turns dynamic batching off
+    max_wait_ms: float = 5.0  # how long the oldest request waits for company
+    max_inputs: int = 256  # embedding inputs or completion prompts per request
+    max_rows_per_request: int = 32  # prompts x n for completions
+    max_completion_tokens: int = 1024
+    default_completion_max_tokens: int = 16  # OpenAI's default for /v1/completions
+    max_body_bytes: int = 2 * 1024 * 1024
+
+    @property
+    def batching(self) -> bool:
+        return self.batch_size > 1
+
+
+def create_app(served: ServedModel, settings: ServeSettings | None = None) -> FastAPI:
+    settings = settings or ServeSettings()
+    metrics = Metrics()
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skillmill-model")
+    run = served.embed_batch if served.kind == "embedding" else served.generate_batch
+    batcher = DynamicBatcher(
+        run,
+        executor=executor,
+        max_batch_size=settings.batch_size,
+        max_wait_s=settings.max_wait_ms / 1000.0,
+        on_batch=lambda rows: metrics.batch(served.kind, rows),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        batcher.start()
+        yield
+        await batcher.stop()
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="skillmill OpenAI-compatible server",
+        version="1",
+        description=f"Serves {served.id} ({served.class_name}) through its skill.",
+        lifespan=lifespan,
+    )
+    app.state.served = served
+    app.state.settings = settings
+    app.state.metrics = metrics
+    _install_error_handlers(app)
+    app.add_middleware(ServingMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    served_headers = {"x-skillmill-backend": served.backend}
+
+    def info() -> dict[str, Any]:
+        return {
+            "model": served.id,
+            "kind": served.kind,
+            "backend": served.backend,
+            "device": served.device,
+            "requested_device": served.requested_device,
+            "fallback_reason": served.fallback_reason or "",
+            "decoder": getattr(served.stepper, "name", "") or "",
+            "batch_size": settings.batch_size,
+        }
+
+    def check_model(name: str, kind: str) -> None:
+        if name != served.id:
+            raise model_not_found(name, served.id)
+        if served.kind != kind:
+            what = {"embedding": "embeddings", "generation": "completions"}[kind]
+            raise APIError(
+                400,
+                f"The model '{served.id}' ({served.class_name}) does not support "
+                f"{what}: it serves {served.kind}s.",
+                param="model",
+                code="unsupported_model_task",
+            )
+
+    # ---- introspection ---------------------------------------------------------------------
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            **served.describe(),
+            "batching": {
+                "max_batch_size": settings.batch_size,
+                "max_wait_ms": settings.max_wait_ms,
+                "enabled": settings.batching,
+            },
+        }
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics_text() -> PlainTextResponse:
+        return PlainTextResponse(
+            metrics.render(info()), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    def model_card() -> dict[str, Any]:
+        return {
+            "id": served.id,
+            "object": "model",
+            "created": served.created,
+            "owned_by": "skillmill",
+            "skill": served.class_name,
+            "kind": served.kind,
+            "backend": served.backend,
+        }
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": [model_card()]}
+
+    @app.get("/v1/models/{model:path}")
+    async def get_model(model: str) -> dict[str, Any]:
+        if model != served.id:
+            raise model_not_found(model, served.id)
+        return model_card()
+
+    # ---- embeddings ------------------------------------------------------------------------
+    @app.post("/v1/embeddings")
+    async def embeddings(body: EmbeddingRequest) -> JSONResponse:
+        check_model(body.model, "embedding")
+        if body.dimensions is not None and body.dimensions != served.dimensions:
+            raise invalid(
+                f"dimensions={body.dimensions} is not available: {served.id} gives "
+                f"{served.dimensions}-dimensional embeddings and does not shorten them.",
+                param="dimensions",
+            )
+        inputs = prompt_ids(body.input, "input")
+        vectors = await batcher.submit(inputs, size=len(inputs))
+        tokens = sum(len(ids) for ids in inputs)
+        metrics.count_tokens("prompt", tokens)
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": _encode_vector(v, body.encoding_format),
+            }
+            for i, v in enumerate(vectors)
+        ]
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": served.id,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+            headers=served_headers,
+        )
+
+    def prompt_ids(value: Any, param: str) -> list[list[int]]:
+        """Token ids for each input of a string / list of strings / ids / list of ids."""
+        if isinstance(value, str):
+            rows = [served.codec.encode(value)]
+        elif value and all(isinstance(v, str) for v in value):
+            rows = [served.codec.encode(v) for v in value]
+        elif value and all(isinstance(v, int) for v in value):
+            rows = [list(value)]
+        elif value and all(isinstance(v, list) for v in value):
+            rows = [list(v) for v in value]
+        else:
+            raise invalid(f"'{param}' must not be empty.", param=param)
+        if len(rows) > settings.max_inputs:
+            raise invalid(
+                f"'{param}' has {len(rows)} entries; this server accepts at most "
+                f"{settings.max_inputs} per request.",
+                param=param,
+                code="too_many_inputs",
+            )
+        for i, ids in enumerate(rows):
+            if not ids:
+                raise invalid(f"'{param}[{i}]' is an empty list of token ids.", param=param)
+            if served.vocab_size and any(t < 0 or t >= served.vocab_size for t in ids):
+                raise invalid(
+                    f"'{param}[{i}]' holds token ids outside [0, {served.vocab_size}).",
+                    param=param,
+                    code="invalid_token_id",
+                )
+            if served.kind == "embedding" and len(ids) > served.context_length:
+                raise invalid(
+                    f"'{param}[{i}]' is {len(ids)} tokens long; {served.id} reads at most "
+                    f"{served.context_length} tokens per input.",
+                    param=param,
+                    code="context_length_exceeded",
+                )
+        return rows
+
+    # ---- completions -------------------------------------------------------------------------
+    def sampling(
+        body: SamplingFields, prompts: list[list[int]], default_max: int | None, param: str
+    ) -> SamplingParams:
+        for name, why in unsupported_options(body):
+            raise invalid(why + ".", param=name, code="unsupported_parameter")
+        stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+        if len(stop) > MAX_STOP_STRINGS:
+            raise invalid(
+                f"'stop' may hold at most {MAX_STOP_STRINGS} strings, got {len(stop)}.",
+                param="stop",
+            )
+        longest = max(len(p) for p in prompts)
+        room = served.context_length - longest
+        max_tokens = getattr(body, "max_completion_tokens", None) or body.max_tokens
+        if max_tokens is None:
+            max_tokens = min(default_max or room, settings.max_completion_tokens)
+            if room < 1:
+                raise context_too_long(longest, 1, served.context_length, param)
+            max_tokens = max(1, min(max_tokens, room))
+        if max_tokens > settings.max_completion_tokens:
+            raise invalid(
+                f"max_tokens={max_tokens} is more than this server allows "
+                f"({settings.max_completion_tokens}).",
+                param="max_tokens",
+            )
+        if longest + max_tokens > served.context_length:
+            raise context_too_long(longest, max_tokens, served.context_length, param)
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=1.0 if body.temperature is None else body.temperature,
+            top_p=1.0 if body.top_p is None else body.top_p,
+            stop=tuple(s for s in stop if s),
+            seed=body.seed,
+            presence_penalty=body.presence_penalty or 0.0,
+            frequency_penalty=body.frequency_penalty or 0.0,
+        )
+
+    def rows_for(prompts: list[list[int]], n: int) -> list[list[int]]:
+        if len(prompts) * n > settings.max_rows_per_request:
+            raise invalid(
+                f"{len(prompts)} prompt(s) x n={n} is {len(prompts) * n} sequences; this "
+                f"server generates at most {settings.max_rows_per_request} per request.",
+                param="n",
+            )
+        return [p for p in prompts for _ in range(n)]  # choice index = prompt * n + j
+
+    @app.post("/v1/completions", response_model=None)
+    async def completions(body: CompletionRequest) -> Any:
+        check_model(body.model, "generation")
+        prompts = prompt_ids(body.prompt, "prompt")
+        params = sampling(body, prompts, settings.default_completion_max_tokens, "prompt")
+        rows = rows_for(prompts, body.n or 1)
+        prefixes = [served.codec.decode(p) if body.echo else "" for p in rows]
+        prompt_tokens = sum(len(p) for p in prompts)
+        return await respond(body, rows, params, prompt_tokens, chat=False, prefixes=prefixes)
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(body: ChatCompletionRequest) -> Any:
+        check_model(body.model, "generation")
+        ids, _ = served.codec.chat_prompt([(m.role, m.text()) for m in body.messages])
+        if served.vocab_size and any(t >= served.vocab_size for t in ids):
+            raise invalid(
+                "the chat prompt tokenizes to ids outside the model's vocabulary.", param="messages"
+            )
+        params = sampling(body, [ids], None, "messages")
+        rows = rows_for([ids], body.n or 1)
+        return await respond(body, rows, params, len(ids), chat=True, prefixes=[""] * len(rows))
+
+    async def respond(
+        body: SamplingFields,
+        rows: list[list[int]],
+        params: SamplingParams,
+        prompt_tokens: int,
+        chat: bool,
+        prefixes: list[str],
+    ) -> Any:
+        ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+        if body.stream:
+            return StreamingResponse(
+                stream(ident, body, rows, params, prompt_tokens, chat, prefixes),
+                media_type="text/event-stream",
+                headers={**served_headers, "cache-control": "no-cache"},
+            )
+        outcomes: list[RowOutcome] = await batcher.submit(
+            GenerationJob(rows, params), size=len(rows)
+        )
+        completion_tokens = sum(o.completion_tokens for o in outcomes)
+        metrics.count_tokens("prompt", prompt_tokens)
+        metrics.count_tokens("completion", completion_tokens)
+        if chat:
+            choices = [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": o.text},
+                    "finish_reason": o.finish_reason,
+                    "logprobs": None,
+                }
+                for i, o in enumerate(outcomes)
+            ]
+        else:
+            choices = [
+                {
+                    "index": i,
+                    "text": prefixes[i] + o.text,
+                    "finish_reason": o.finish_reason,
+                    "logprobs": None,
+                }
+                for i, o in enumerate(outcomes)
+            ]
+        return JSONResponse(
+            {
+                "id": ident,
+                "object": "chat.completion" if chat else "text_completion",
+                "created": int(time.time()),
+                "model": served.id,
+                "system_fingerprint": f"skillmill-{served.backend}",
+                "choices": choices,
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            },
+            headers=served_headers,
+        )
+
+    async def stream(
+        ident: str,
+        body: SamplingFields,
+        rows: list[list[int]],
+        params: SamplingParams,
+        prompt_tokens: int,
+        chat: bool,
+        prefixes: list[str],
+    ) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+
+        def on_text(row: int, delta: str) -> None:  # called on the model thread
+            loop.call_soon_threadsafe(events.put_nowait, (row, delta))
+
+        job = GenerationJob(rows, params, on_text=on_text)
+        task = asyncio.ensure_future(batcher.submit(job, size=len(rows)))
+        task.add_done_callback(lambda _: events.put_nowait(None))
+        created = int(time.time())
+        kind = "chat.completion.chunk" if chat else "text_completion"
+
+        def chunk(choices: list[dict], **extra: Any) -> str:
+            return (
+                "data: "
+                + json.dumps(
+                    {
+                        "id": ident,
+                        "object": kind,
+                        "created": created,
+                        "model": served.id,
+                        "system_fingerprint": f"skillmill-{served.backend}",
+                        "choices": choices,
+                        **extra,
+                    }
+                )
+                + "\n\n"
+            )
+
+        def choice(i: int, text: str | None, finish: str | None = None, role: bool = False) -> dict:
+            if not chat:
+                return {"index": i, "text": text or "", "finish_reason": finish, "logprobs": None}
+            delta: dict[str, Any] = {"role": "assistant"} if role else {}
+            if text is not None:
+                delta["content"] = text
+            return {"index": i, "delta": delta, "finish_reason": finish, "logprobs": None}
+
+        try:
+            if chat:
+                yield chunk([choice(i, "", role=True) for i in range(len(rows))])
+            elif any(prefixes):
+                yield chunk([choice(i, p) for i, p in enumerate(prefixes)])
+            while (event := await events.get()) is not None:
+                yield chunk([choice(event[0], event[1])])
+            outcomes: list[RowOutcome] = task.result()
+            yield chunk(
+                [choice(i, None if chat else "", o.finish_reason) for i, o in enumerate(outcomes)]
+            )
+            completion_tokens = sum(o.completion_tokens for o in outcomes)
+            metrics.count_tokens("prompt", prompt_tokens)
+            metrics.count_tokens("completion", completion_tokens)
+            if body.stream_options is not None and body.stream_options.include_usage:
+                yield chunk(
+                    [],
+                    usage={
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": completion_tokens,
+                        "total_tokens": prompt_tokens + completion_tokens,
+                    },
+                )
+            yield "data: [DONE]\n\n"
+        except Exception as exc:  # the headers are gone: report in-band, as OpenAI does
+            error_id = uuid.uuid4().hex
+            log.error("stream %s failed (error id %s)", ident, error_id, exc_info=exc)
+            yield "data: " + json.dumps(
+                error_body(
+                    f"The server had an error while generating (error id {error_id}).",
+                    "server_error",
+                    None,
+                    "internal_error",
+                    id=error_id,
+                )
+            ) + "\n\n"
+        finally:
+            job.cancelled.set()  # a client that left stops its rows; a finished job ignores it
+            task.cancel()
+
+    return app
+
+
+def _encode_vector(vector: Any, encoding: str) -> Any:
+    if encoding == "base64":  # float32 little-endian, as the OpenAI client decodes it
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return vector.astype(float).tolist()
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def api_error(_: Request, exc: APIError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        param = loc[0] if loc else None
+        where = ".".join(loc) if loc else "body"
+        message = f"Invalid request: {where}: {first.get('msg', 'invalid')}"
+        if first.get("type") == "json_invalid":
+            message, param = "Invalid request: the body is not valid JSON.", None
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+        return JSONResponse(
+            error_body(message, "invalid_request_error", param, "invalid_value"), status_code=400
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        messages = {
+            404: f"Unknown endpoint: {request.method} {request.url.path}",
+            405: f"Method {request.method} is not allowed on {request.url.path}",
+        }
+        message = messages.get(exc.status_code, str(exc.detail))
+        kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        code = {413: "request_too_large", 404: "unknown_url", 405: "method_not_allowed"}.get(
+            exc.status_code
+        )
+        return JSONResponse(
+            error_body(message, kind, None, code),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        error_id = uuid.uuid4().hex
+        log.error(
+            "%s %s failed (error id %s)", request.method, request.url.path, error_id, exc_info=exc
+        )
+        return JSONResponse(
+            error_body(
+                f"The server had an error while processing your request (error id {error_id}).",
+                "server_error",
+                None,
+                "internal_error",
+                id=error_id,
+            ),
+            status_code=500,
+        )

@@ -1,0 +1,210 @@
+"""The model behind the server: a skill loaded once, probed once, then run in batches.
+
+The probe is a real ``skill.process`` call at start-up: it says which backend the skill landed
+on (and why any preferred one was skipped), which the server reports in /health, /metrics and
+every response header.  Later calls are pinned to that backend so a target that cannot run the
+model is not retried on every request."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from skillmill.runtime.postprocess import l2_normalize
+
+from .decoding import Row, generate
+from .sampling import SamplingParams
+from .steppers import KVCacheStepper, RecomputeStepper
+from .textcodec import TextCodec
+
+TORCH_TARGETS = ("cpu", "cuda", "rocm", "mps")
+GENERIC_FOLDER_NAMES = {"model", "checkpoint", "weights", "snapshot"}
+
+
+class ServeError(ValueError):
+    """The model cannot be served (wrong kind of model, bad arguments)."""
+
+
+@dataclass
+class GenerationJob:
+    """One request's rows: ``prompts[i]`` is row i (a request with n=2 repeats its prompt)."""
+
+    prompts: list[list[int]]
+    params: SamplingParams
+    on_text: Callable[[int, str], None] | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class RowOutcome:
+    text: str
+    finish_reason: str
+    completion_tokens: int
+
+
+def default_model_id(class_name: str, model: Any) -> str:
+    if isinstance(model, (str, os.PathLike)) and model != "tiny":
+        path = Path(model).expanduser().resolve()
+        name = path.name
+        if name.lower() in GENERIC_FOLDER_NAMES and path.parent.name:
+            name = path.parent.name
+        return name
+    return f"{class_name}-tiny" if model == "tiny" else class_name
+
+
+class ServedModel:
+    def __init__(
+        self,
+        class_name: str,
+        model: Any,
+        device: str = "auto",
+        model_id: str | None = None,
+        max_rows: int = 32,
+        order: list[str] | None = None,
+    ):
+        """``order``: target names to try, best first (default: what ``device`` implies)."""
+        from skillmill import load_skill
+
+        started = time.perf_counter()
+        self.class_name = class_name
+        self.id = model_id or default_model_id(class_name, model)
+        self.requested_device = device
+        self.max_rows = max_rows
+        self.skill = load_skill(class_name, model=model, device=device)
+        self.kind = self._kind()
+        self.codec = TextCodec(
+            self.skill.tokenizer, getattr(self.skill.model.config, "eos_token_id", None)
+        )
+        self.context_length = self.skill.max_positions() or 512
+        self.vocab_size = self.skill.vocab_size()
+        probe = self.skill.process(["warm up"], order=order)
+        self.backend, self.device = probe.backend, probe.device
+        self.fallback_reason = probe.fallback_reason
+        self.skipped = dict(probe.skipped)
+        self.order = [probe.backend]
+        self.stepper = None
+        if self.kind == "embedding":
+            if probe.embeddings is None:
+                raise ServeError(
+                    f"{class_name} gave no embeddings for text; it cannot serve " "/v1/embeddings"
+                )
+            self.dimensions = int(probe.embeddings.shape[-1])
+        else:
+            self.dimensions = None
+            if probe.backend in TORCH_TARGETS:
+                self.stepper = KVCacheStepper(
+                    self.skill.model_on(torch.device(probe.device)), torch.device(probe.device)
+                )
+            else:
+                self.stepper = RecomputeStepper(self.skill, order=self.order)
+        self.load_seconds = time.perf_counter() - started
+        self.created = int(time.time())
+
+    def _kind(self) -> str:
+        skill = self.skill
+        if skill.family == "decoder" and "text-generation" in skill.tasks:
+            return "generation"
+        if skill.modality == "text" and skill.family == "encoder":
+            return "embedding"
+        raise ServeError(
+            f"{self.class_name} is a {skill.modality}/{skill.family} model with tasks "
+            f"{', '.join(skill.tasks) or 'none'}; the server serves text encoders (embeddings, e.g. "
+            "BertModel) and causal language models (completions, e.g. GPT2LMHeadModel, "
+            "LlamaForCausalLM)"
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": self.id,
+            "class": self.class_name,
+            "kind": self.kind,
+            "requested_device": self.requested_device,
+            "backend": self.backend,
+            "device": self.device,
+            "fallback_reason": self.fallback_reason,
+            "skipped": self.skipped,
+            "decoder": getattr(self.stepper, "name", None),
+            "tokenizer": self.codec.kind,
+            "context_length": self.context_length,
+            "embedding_dimensions": self.dimensions,
+            "load_seconds": round(self.load_seconds, 3),
+        }
+
+    # ---- embeddings ------------------------------------------------------------------------
+    def _encoder_batch(self, rows: list[list[int]]) -> dict[str, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.codec.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[i, : len(row)] = 1
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.skill.input_names:
+            batch["token_type_ids"] = torch.zeros_like(ids)
+        return batch
+
+    def embed_batch(self, jobs: list[list[list[int]]]) -> list[np.ndarray]:
+        """L2-normalised sentence embeddings, one array [inputs, dims] per job."""
+        flat = [ids for job in jobs for ids in job]
+        pieces = []
+        for start in range(0, len(flat), self.max_rows):
+            result = self.skill.process(
+                self._encoder_batch(flat[start : start + self.max_rows]), order=self.order
+            )
+            pieces.append(l2_normalize(result.embeddings))
+        vectors = np.concatenate(pieces)
+        out, at = [], 0
+        for job in jobs:
+            out.append(vectors[at : at + len(job)])
+            at += len(job)
+        return out
+
+    # ---- generation ------------------------------------------------------------------------
+    def generate_batch(self, jobs: list[GenerationJob]) -> list[list[RowOutcome]]:
+        rows_per_job: list[list[Row]] = []
+        for job in jobs:
+            rows_per_job.append(
+                [
+                    Row.make(
+                        prompt,
+                        job.params,
+                        self.codec,
+                        seed_offset=i,
+                        on_text=partial(job.on_text, i) if job.on_text else None,
+                        cancelled=job.cancelled,
+                    )
+                    for i, prompt in enumerate(job.prompts)
+                ]
+            )
+        for group in self._groups([row for rows in rows_per_job for row in rows]):
+            generate(self.stepper, group, self.codec.pad_id)
+        return [
+            [RowOutcome(r.text, r.finish_reason or "cancelled", len(r.tokens)) for r in rows]
+            for rows in rows_per_job
+        ]
+
+    def _groups(self, rows: list[Row]) -> list[list[Row]]:
+        """Split rows so that no group's padded prompt plus its longest budget exceeds the
+        context (left padding makes every row as long as the longest prompt)."""
+        groups: list[list[Row]] = []
+        current: list[Row] = []
+        for row in rows:
+            trial = current + [row]
+            longest = max(len(r.prompt_ids) for r in trial) + max(
+                r.params.max_tokens for r in trial
+            )
+            if current and (len(trial) > self.max_rows or longest > self.context_length):
+                groups.append(current)
+                trial = [row]
+            current = trial
+        if current:
+            groups.append(current)
+        return groups

@@ -1,0 +1,115 @@
+"""Prometheus text exposition (format 0.0.4) for the server: requests by endpoint and status,
+a request latency histogram, a batch size histogram, token counters and the backend in use.
+
+Written here rather than pulled in from prometheus_client: a few counters and two histograms,
+with labels limited to route templates so a fuzzer's random paths cannot grow the series."""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left
+from collections import defaultdict
+from typing import Any, Iterable
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class Histogram:
+    def __init__(self, buckets: Iterable[float]):
+        self.buckets = tuple(buckets)
+        self.counts = [0] * (len(self.buckets) + 1)  # the last slot is +Inf
+        self.total = 0.0
+        self.n = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.buckets, value)] += 1
+        self.total += value
+        self.n += 1
+
+    def lines(self, name: str, labels: dict[str, str]) -> list[str]:
+        out, running = [], 0
+        for bound, count in zip([*map(_number, self.buckets), "+Inf"], self.counts):
+            running += count
+            out.append(f"{name}_bucket{_labels({**labels, 'le': bound})} {running}")
+        out.append(f"{name}_sum{_labels(labels)} {self.total:.6f}")
+        out.append(f"{name}_count{_labels(labels)} {self.n}")
+        return out
+
+
+class Metrics:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
+        self.latency: dict[str, Histogram] = {}
+        self.batches: dict[str, Histogram] = {}
+        self.tokens: dict[str, int] = defaultdict(int)
+        self.in_flight = 0
+
+    def started(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+
+    def finished(self, method: str, route: str, status: int, seconds: float) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            self.requests[(method, route, status)] += 1
+            self.latency.setdefault(route, Histogram(LATENCY_BUCKETS)).observe(seconds)
+
+    def batch(self, kind: str, size: int) -> None:
+        with self._lock:
+            self.batches.setdefault(kind, Histogram(BATCH_BUCKETS)).observe(size)
+
+    def count_tokens(self, kind: str, n: int) -> None:
+        with self._lock:
+            self.tokens[kind] += n
+
+    def render(self, info: dict[str, Any]) -> str:
+        """The exposition text; ``info`` labels the skillmill_backend_info series."""
+        with self._lock:
+            lines = [
+                "# HELP skillmill_requests_total HTTP requests by method, route and status.",
+                "# TYPE skillmill_requests_total counter",
+            ]
+            for (method, route, status), n in sorted(self.requests.items()):
+                labels = {"method": method, "route": route, "status": str(status)}
+                lines.append(f"skillmill_requests_total{_labels(labels)} {n}")
+            lines += [
+                "# HELP skillmill_request_latency_seconds Request latency by route.",
+                "# TYPE skillmill_request_latency_seconds histogram",
+            ]
+            for route, hist in sorted(self.latency.items()):
+                lines += hist.lines("skillmill_request_latency_seconds", {"route": route})
+            lines += [
+                "# HELP skillmill_batch_size Rows per model call, by kind.",
+                "# TYPE skillmill_batch_size histogram",
+            ]
+            for kind, hist in sorted(self.batches.items()):
+                lines += hist.lines("skillmill_batch_size", {"kind": kind})
+            lines += [
+                "# HELP skillmill_tokens_total Tokens processed, by kind.",
+                "# TYPE skillmill_tokens_total counter",
+            ]
+            for kind, n in sorted(self.tokens.items()):
+                lines.append(f"skillmill_tokens_total{_labels({'kind': kind})} {n}")
+            lines += [
+                "# HELP skillmill_requests_in_flight Requests being served now.",
+                "# TYPE skillmill_requests_in_flight gauge",
+                f"skillmill_requests_in_flight {self.in_flight}",
+                "# HELP skillmill_backend_info The model served and where it runs (value 1).",
+                "# TYPE skillmill_backend_info gauge",
+                f"skillmill_backend_info{_labels({k: str(v) for k, v in info.items()})} 1",
+            ]
+        return "\n".join(lines) + "\n"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(labels: dict[str, str]) -> str:
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"

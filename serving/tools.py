@@ -1,0 +1,337 @@
+"""The work behind the MCP tools, as plain functions returning JSON-friendly dicts.
+
+Each goes through the same code the CLI uses (the registry, ``skillmill.detect_hardware``, the
+generator's render and write, ``load_skill``); a problem the caller can act on raises
+``ToolFailure`` with a message saying what to change.  Loaded skills are kept (a model loads in
+seconds) and model work is serialised, since tools run on worker threads."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+SKILL_CACHE_SIZE = 4
+MAX_INFERENCE_INPUTS = 64
+
+
+class ToolFailure(Exception):
+    """A tool call that cannot be done as asked; the message tells the caller why."""
+
+
+_skills: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+_model_lock = threading.Lock()
+
+
+def _skill(class_name: str, model: str, device: str) -> Any:
+    """A loaded skill, reused across calls (least recently used ones are dropped)."""
+    from skillmill import load_skill
+    from skillmill.runtime.errors import SkillError
+
+    key = (class_name, model, device)
+    if key in _skills:
+        _skills.move_to_end(key)
+        return _skills[key]
+    try:
+        skill = load_skill(class_name, model=model, device=device)
+    except KeyError as exc:
+        raise ToolFailure(str(exc.args[0] if exc.args else exc)) from None
+    except (SkillError, ImportError) as exc:
+        raise ToolFailure(f"cannot load {class_name} from {model!r}: {exc}") from None
+    _skills[key] = skill
+    while len(_skills) > SKILL_CACHE_SIZE:
+        _skills.popitem(last=False)
+    return skill
+
+
+def list_models(
+    modality: str | None = None,
+    task: str | None = None,
+    family: str | None = None,
+    model_type: str | None = None,
+    limit: int = 100,
+) -> dict[str, Any]:
+    from skillmill.registry import load_registry
+
+    registry = load_registry()
+    rows = [
+        r
+        for _, r in sorted(registry.classes.items())
+        if (not modality or r.modality == modality)
+        and (not task or task in r.tasks)
+        and (not family or r.family == family)
+        and (not model_type or r.model_type == model_type)
+    ]
+    return {
+        "transformers_version": registry.transformers_version,
+        "matched": len(rows),
+        "returned": min(len(rows), limit),
+        "classes": [
+            {
+                "class_name": r.class_name,
+                "model_type": r.model_type,
+                "modality": r.modality,
+                "family": r.family,
+                "tasks": list(r.tasks),
+            }
+            for r in rows[:limit]
+        ],
+    }
+
+
+def detect_hardware() -> dict[str, Any]:
+    import skillmill
+
+    report = skillmill.detect_hardware()
+    try:
+        from skillmill import native
+
+        report["native"] = (
+            native.info()
+            if native.available()
+            else {"available": False, "reason": native.unavailable_reason()}
+        )
+    except (ImportError, AttributeError) as exc:
+        report["native"] = {"available": False, "reason": str(exc)}
+    return report
+
+
+def generate_skill(model_type: str, output_dir: str, hardware: list[str] | None = None) -> dict:
+    """Render the skill module of one model type into ``output_dir`` (never the package's own
+    generated/ tree, which only ``generate-skills`` rewrites)."""
+    from skillmill.generator.cli import DEFAULT_OUTPUT
+    from skillmill.generator.render import TemplateError
+    from skillmill.generator.targets import TargetDeclarationError, load_declarations
+    from skillmill.generator.write import INDEX, render_tree, write_files
+    from skillmill.registry import load_registry
+
+    output = Path(output_dir).expanduser().resolve()
+    if output == DEFAULT_OUTPUT.resolve():
+        raise ToolFailure(
+            f"{output} is the package's committed generated/ tree; give another "
+            "output_dir (run `generate-skills` to rewrite the package itself)"
+        )
+    registry = load_registry()
+    if model_type not in registry.model_types:
+        import difflib
+
+        close = difflib.get_close_matches(model_type, registry.model_types, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ToolFailure(f"unknown model type '{model_type}'{hint}")
+    try:
+        declarations = load_declarations()
+    except TargetDeclarationError as exc:
+        raise ToolFailure(str(exc)) from None
+    if hardware:
+        known = {d["name"] for d in declarations}
+        unknown = sorted(set(hardware) - known)
+        if unknown:
+            raise ToolFailure(
+                f"unknown hardware {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        declarations = [d for d in declarations if d["name"] in hardware or d["name"] == "cpu"]
+    start = time.perf_counter()
+    try:
+        files = render_tree(registry, declarations, [model_type], jobs=1)
+    except TemplateError as exc:
+        raise ToolFailure(f"rendering {model_type} failed: {exc}") from None
+    files.pop(INDEX)  # the index lists every module; only this type's module is asked for
+    write_files(files, output)
+    return {
+        "output_dir": str(output),
+        "files": sorted(str(output / name) for name in files),
+        "classes": [r.class_name for r in registry.model_types[model_type]],
+        "hardware": [d["name"] for d in declarations],
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+def run_inference(
+    class_name: str, inputs: list[str], model: str = "tiny", device: str = "auto"
+) -> dict[str, Any]:
+    from skillmill.runtime.errors import SkillError
+
+    if not inputs:
+        raise ToolFailure("inputs must hold at least one string")
+    if len(inputs) > MAX_INFERENCE_INPUTS:
+        raise ToolFailure(f"at most {MAX_INFERENCE_INPUTS} inputs per call, got {len(inputs)}")
+    with _model_lock:
+        skill = _skill(class_name, model, device)
+        try:
+            result = skill.process(list(inputs))
+        except SkillError as exc:
+            raise ToolFailure(f"{class_name} could not run these inputs: {exc}") from None
+    answer = result.summary()
+    if result.embeddings is not None:
+        answer["embeddings"] = [[round(float(x), 6) for x in row] for row in result.embeddings]
+    top = result.postprocessed.get("next_token_top_k")
+    if top is not None:
+        answer["next_token_top_k"] = {
+            "token_ids": top["token_ids"].tolist(),
+            "probabilities": top["probabilities"].round(6).tolist(),
+        }
+    probabilities = result.postprocessed.get("probabilities")
+    if probabilities is not None:
+        answer["probabilities"] = probabilities.round(6).tolist()
+    return answer
+
+
+def _compiler(name: str):
+    import skillmill
+
+    compiler = getattr(skillmill, name, None)
+    if compiler is None:
+        raise ToolFailure(
+            f"skillmill.{name} is not available in this build yet (the Modular "
+            "backend work, issue 5, has not landed it); nothing was compiled"
+        )
+    return compiler
+
+
+def _compile_result(result: Any) -> dict[str, Any]:
+    fields = (
+        "success",
+        "compiled_path",
+        "compilation_time",
+        "optimizations_applied",
+        "error_message",
+        "metadata",
+    )
+    answer = {f: getattr(result, f, None) for f in fields}
+    answer["compiled_path"] = (
+        None if answer["compiled_path"] is None else str(answer["compiled_path"])
+    )
+    return _jsonable(answer)
+
+
+def compile_to_max(class_name: str, model: str = "tiny", target_device: str = "auto") -> dict:
+    compiler = _compiler("compile_to_max")
+    with _model_lock:
+        skill = _skill(class_name, model, "cpu")
+        return _compile_result(compiler(skill.model, target_device=target_device))
+
+
+def compile_to_mojo(class_name: str, model: str = "tiny", optimization_level: int = 3) -> dict:
+    compiler = _compiler("compile_to_mojo")
+    with _model_lock:
+        skill = _skill(class_name, model, "cpu")
+        return _compile_result(compiler(skill.model, optimization_level=optimization_level))
+
+
+def benchmark_hardware_targets(
+    class_name: str,
+    model: str = "tiny",
+    batch_size: int = 1,
+    seq_len: int = 16,
+    repeats: int = 5,
+    targets: list[str] | None = None,
+) -> dict[str, Any]:
+    """Median latency of the skill on each target that can run it, the same inputs for all;
+    the reason for each target that cannot."""
+    from skillmill.runtime.errors import SkillError
+
+    with _model_lock:
+        skill = _skill(class_name, model, "auto")
+        names = list(targets) if targets else list(skill.targets)
+        unknown = [t for t in names if t not in skill.targets]
+        if unknown:
+            raise ToolFailure(
+                f"{class_name} has no target(s) {', '.join(unknown)}; its targets: "
+                f"{', '.join(skill.targets)}"
+            )
+        inputs = skill.example_inputs(batch_size=batch_size, seq_len=seq_len)
+        rows = []
+        for name in names:
+            status = skill.targets[name].status()
+            if not status.available:
+                rows.append(
+                    {"target": name, "ran": False, "reason": f"not present: {status.reason}"}
+                )
+                continue
+            try:
+                first = skill.process(inputs, order=[name])  # warm-up: one-off costs
+                times = []
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    skill.process(inputs, order=[name])
+                    times.append((time.perf_counter() - start) * 1000.0)
+            except SkillError as exc:
+                rows.append({"target": name, "ran": False, "reason": str(exc)})
+                continue
+            rows.append(
+                {
+                    "target": name,
+                    "ran": True,
+                    "device": first.device,
+                    "median_ms": round(statistics.median(times), 3),
+                    "min_ms": round(min(times), 3),
+                    "repeats": repeats,
+                    "fallback_reason": first.fallback_reason,
+                }
+            )
+    ran = [r for r in rows if r["ran"]]
+    fastest = min(ran, key=lambda r: r["median_ms"])["target"] if ran else None
+    return {
+        "class_name": class_name,
+        "model": model,
+        "batch_size": batch_size,
+        "seq_len": seq_len,
+        "results": rows,
+        "fastest": fastest,
+    }
+
+
+def get_hardware_recommendations(class_name: str) -> dict[str, Any]:
+    """Which targets the registry lets this model use, which are present here, and the one
+    ``device="auto"`` would pick — from the skill's own target table and the live probes."""
+    from skillmill import skill_class
+    from skillmill.runtime.mixin import use_mojo_max_target
+
+    try:
+        cls = skill_class(class_name)
+    except KeyError as exc:
+        raise ToolFailure(str(exc.args[0] if exc.args else exc)) from None
+    report = detect_hardware()
+    declared = {t["name"]: t for t in report["targets"]}
+    rows = []
+    for name, target in cls.targets.items():
+        status = target.status()
+        rows.append(
+            {
+                "target": name,
+                "priority": target.priority,
+                "present": status.available,
+                "detail": status.reason,
+            }
+        )
+    present = [r["target"] for r in rows if r["present"]]
+    unsupported = sorted(set(declared) - set(cls.targets))
+    return {
+        "class_name": class_name,
+        "modality": cls.modality,
+        "family": cls.family,
+        "auto_order": [r["target"] for r in rows],
+        "recommended": present[0] if present else "cpu",
+        "present_and_supported": present,
+        "not_supported_by_registry": unsupported,
+        "targets": rows,
+        "use_mojo_max_target": use_mojo_max_target(),
+        "best_simd": report.get("best_simd"),
+        "note": "the recommended target is the first present one in priority order; a run "
+        "still falls back (with its reason) if that target cannot execute this model",
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    return repr(value)
