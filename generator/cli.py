@@ -210,3 +210,7 @@ def hardware(obj, as_json):
 from .commands import register_commands  # noqa: E402  (bench, coverage, demo live beside)
 
 register_commands(main)
+
+from skillmill.serving.commands import register_serving_commands  # noqa: E402  (serve, mcp)
+
+register_serving_commands(main)
