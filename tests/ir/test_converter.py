@@ -38,19 +38,3 @@ def test_tensorflow_missing_is_a_clear_error():
             MojoMaxIRConverter().convert_from_tensorflow(object(), {"x": [1, 2]})
     else:
         pytest.skip("TensorFlow is installed")
-
-
-def test_coverage_check_native_on_ci_subset_member():
-    from skillmill.ir.coverage import check_native
-
-    row = check_native("distilbert")
-    assert row["status"] == "pass", row
-    assert row["max_rel_err"] <= 1e-4
-
-
-@pytest.mark.slow
-def test_coverage_floor_types():
-    from skillmill.ir.coverage import FLOOR_TYPES, run_coverage
-
-    summary = run_coverage(list(FLOOR_TYPES), timeout=300, jobs=2)
-    assert summary["floor_types_failing"] == [], summary["floor_types_failing"]
