@@ -56,3 +56,10 @@ class MojoMaxIRConverter:
 
     def compile_to_mojomodel(self, optimized_ir: Graph, output_path: str | os.PathLike) -> str:
         return _compile(optimized_ir, output_path)
+
+
+def optimize_max_ir(max_ir: Graph, passes: list[str] | None = None,
+                    memory_bindings: dict[str, int] | None = None) -> Graph:  # fmt: skip
+    """Module-level form of ``MojoMaxIRConverter().optimize_max_ir`` (``from skillmill import
+    optimize_max_ir``): an optimised copy, the passes run in ``.metadata["optimizations_applied"]``."""
+    return MojoMaxIRConverter(passes).optimize_max_ir(max_ir, memory_bindings=memory_bindings)

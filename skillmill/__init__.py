@@ -8,6 +8,10 @@
 Folders map onto this namespace: registry/ -> skillmill.registry, generator/ ->
 skillmill.generator, templates/ -> skillmill.templates, generated/ -> skillmill.generated,
 runtime/ -> skillmill.runtime, native/ -> skillmill.native, ir/ -> skillmill.ir.
+
+The model IR's API is here too, imported on first use so ``import skillmill`` stays light::
+
+    from skillmill import MojoMaxIRConverter, optimize_max_ir, compile_to_mojomodel, load_mojomodel
 """
 
 from __future__ import annotations
@@ -15,7 +19,24 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["load_skill", "skill_class", "detect_hardware"]
+# name -> module that defines it; resolved by __getattr__ on first use (PEP 562).
+_LAZY = {
+    "MojoMaxIRConverter": "skillmill.ir.converter",
+    "optimize_max_ir": "skillmill.ir.converter",
+    "compile_to_mojomodel": "skillmill.ir.mojomodel",
+    "load_mojomodel": "skillmill.ir.mojomodel",
+}
+
+__all__ = ["load_skill", "skill_class", "detect_hardware", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'skillmill' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
 
 
 def skill_class(class_name: str) -> type:
