@@ -143,6 +143,32 @@ def bench_kernels(threads, repeats, quick):
     click.echo(native_bench.format_report(result))
 
 
+@bench.command("models")
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--repeats", type=int, default=20, show_default=True, help="Timed runs per shape (at most ~60 s each).")
+@click.option("--backends", default="native,torch,onnxruntime,openvino", show_default=True,
+              help="Comma-separated; each (backend, shape) runs in its own process.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the raw results here.")
+def bench_models(threads, repeats, backends, json_path):
+    """Real all-MiniLM-L6-v2 at (batch, seq) = (1, 16), (1, 128), (32, 128): the native
+    executor beside PyTorch eager, ONNX Runtime and OpenVINO (medians, ratios, peak memory)."""
+    import json
+
+    from skillmill.ir import bench as ir_bench
+
+    minilm_folder()  # a clear error when the weights package is missing
+    wanted = tuple(b.strip() for b in backends.split(",") if b.strip())
+    unknown = [b for b in wanted if b not in ir_bench.BACKENDS]
+    if unknown:
+        raise click.UsageError(f"unknown backends {', '.join(unknown)}; known: {', '.join(ir_bench.BACKENDS)}")
+    results = ir_bench.run_ir_benchmarks(backends=wanted, repeats=repeats, threads=threads)
+    click.echo(ir_bench.format_report(results))
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=1)
+
+
 def register_commands(main: click.Group) -> None:
     main.add_command(coverage)
     main.add_command(demo)
