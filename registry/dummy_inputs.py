@@ -40,6 +40,8 @@ class InputContext:
     seq_len: int
     generator: torch.Generator
     made: dict[str, torch.Tensor] = field(default_factory=dict)
+    # Facts one generator leaves for another (e.g. how many frames the audio features have).
+    notes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def nc(self) -> NormalizedConfig:
@@ -198,7 +200,8 @@ class VisionInputGenerator(InputGenerator):
 
     def image_hw(self) -> tuple[int, int]:
         v = self.vision()
-        size = v.image_size or self.ctx.nc.image_size
+        # Per-family size where the config does not say it (timm towers keep it in model_args).
+        size = input_option(self.ctx, "image_size") or v.image_size or self.ctx.nc.image_size
         if _int(getattr(self.ctx.config, "num_feature_levels", None), 0) >= 4 and _int(size, 0) < 128:
             size = 128  # deformable detectors add a stride-64 level: keep it 2 x 2
         if isinstance(size, (list, tuple)) and len(size) >= 2:
@@ -283,7 +286,7 @@ class VisionInputGenerator(InputGenerator):
 class AudioInputGenerator(InputGenerator):
     SUPPORTED_INPUT_NAMES = (
         "input_values", "input_features", "feature_attention_mask", "audio_values",
-        "input_features_mask", "padding_mask", "audio_attention_mask",
+        "input_features_mask", "padding_mask", "audio_attention_mask", "audio_mel", "audio_mel_mask",
     )
 
     def audio(self) -> NormalizedConfig:
@@ -301,29 +304,42 @@ class AudioInputGenerator(InputGenerator):
                 return ctx.randn((b, channels, samples))
             return ctx.randn((b, samples))
         if name == "input_features":
-            mel = _int(a.num_mel_bins, 80)
-            width = _int(getattr(a.config, "feature_projection_input_dim", None), 0)
-            if width:
-                return ctx.randn((b, frames, width))  # stacked frames (w2v-BERT)
-            if self.is_whisper_like(a.config):
-                src = _int(getattr(a.config, "max_source_positions", None), MEL_FRAMES // 2)
-                return ctx.randn((b, mel, input_option(ctx, "mel_frames", 2 * src)))
-            layout = input_option(ctx, "features_layout") or _first_layer_layout(ctx.model, mel)
-            if layout == "channels_first":
-                return ctx.randn((b, mel, frames))
-            if isinstance(layout, int):
-                return ctx.randn((b, frames, layout))
-            return ctx.randn((b, frames, mel))
+            features, frames_axis = self.features(a, b, frames)
+            # Masks over the features count frames, wherever the layout puts them.
+            ctx.notes["feature_frames"] = features.shape[frames_axis]
+            return features
+        if name == "audio_mel":
+            # Gemma 3n's audio encoder: (batch, frames, mel bins).
+            return ctx.randn((b, frames, _int(a.num_mel_bins, 128)))
+        if name == "audio_mel_mask":
+            # A padding mask (True = padded frame): nothing is padded.
+            mel = ctx.made.get("audio_mel")
+            return torch.zeros(b, mel.shape[1] if mel is not None else frames, dtype=torch.bool)
         if name in ("feature_attention_mask", "input_features_mask", "audio_attention_mask"):
-            feats = ctx.made.get("input_features")
-            length = feats.shape[-1] if feats is not None else MEL_FRAMES
-            return torch.ones(b, length, dtype=torch.long)
+            return torch.ones(b, ctx.notes.get("feature_frames", frames), dtype=torch.long)
         if name == "padding_mask":
             values = ctx.made.get("input_values")
             length = values.shape[-1] if values is not None else AUDIO_SAMPLES
             return torch.ones(b, length, dtype=torch.long)
         raise UnknownInputError(name)
 
+
+    def features(self, a: NormalizedConfig, b: int, frames: int) -> tuple[torch.Tensor, int]:
+        """Spectrogram features in the layout the encoder reads, and which axis holds frames."""
+        ctx = self.ctx
+        mel = _int(a.num_mel_bins, 80)
+        width = _int(getattr(a.config, "feature_projection_input_dim", None), 0)
+        if width:
+            return ctx.randn((b, frames, width)), 1  # stacked frames (w2v-BERT)
+        if self.is_whisper_like(a.config):
+            src = _int(getattr(a.config, "max_source_positions", None), MEL_FRAMES // 2)
+            return ctx.randn((b, mel, input_option(ctx, "mel_frames", 2 * src))), 2
+        layout = input_option(ctx, "features_layout") or _first_layer_layout(ctx.model, mel)
+        if layout == "channels_first":
+            return ctx.randn((b, mel, frames)), 2
+        if isinstance(layout, int):
+            return ctx.randn((b, frames, layout)), 1
+        return ctx.randn((b, frames, mel)), 1
 
     @staticmethod
     def is_whisper_like(config) -> bool:
@@ -333,9 +349,12 @@ class AudioInputGenerator(InputGenerator):
 
     @staticmethod
     def is_codec(config) -> bool:
-        """Neural codecs take raw audio as (batch, channels, samples); CTC encoders take (batch, samples)."""
+        """Neural codecs take raw audio as (batch, channels, samples); CTC encoders take (batch, samples).
+        An encoder that embeds audio through a codec's encoder (PE audio's DAC) reads it as one."""
         if any(hasattr(config, k) for k in ("conv_dim", "feat_extract_norm", "num_feat_extract_layers")):
             return False
+        if any(_find_sub_config(config, k) is not None for k in ("dac_config", "codec_config")):
+            return True
         return any(
             getattr(config, k, None) is not None
             for k in ("audio_channels", "upsampling_ratios", "downsampling_ratios", "hop_length",
@@ -464,6 +483,19 @@ GENERATORS: list[type[InputGenerator]] = [
     TimeSeriesInputGenerator,
     FamilyInputGenerator,
 ]
+
+
+def _find_sub_config(config: Any, name: str, depth: int = 3) -> Any:
+    """The sub-config called `name` at any depth (composite configs nest encoders in encoders)."""
+    found = getattr(config, name, None)
+    if found is not None or depth == 0:
+        return found
+    for value in list(getattr(config, "__dict__", {}).values()):
+        if hasattr(value, "to_dict") and hasattr(value, "model_type") and value is not config:
+            found = _find_sub_config(value, name, depth - 1)
+            if found is not None:
+                return found
+    return None
 
 
 def _forward_params(model) -> dict[str, inspect.Parameter]:
@@ -632,6 +664,10 @@ def dummy_inputs(model, batch_size: int = 1, seq_len: int = 16, input_names=None
                 f"generator supports (known: {sorted(supported_input_names())})"
             )
         ctx.made[name] = gen.generate(name)
+    for name in input_option(ctx, "bool_inputs", []):
+        # Masks the family negates with `~` (a long mask would turn 1 into -2).
+        if name in ctx.made:
+            ctx.made[name] = ctx.made[name].bool()
     if input_names is None:
         _add_multimodal_placeholders(model, ctx)
     return dict(ctx.made)

@@ -49,7 +49,10 @@ SPELLINGS: dict[str, tuple[str, ...]] = {
     "num_frames": ("num_frames", "frames_per_clip"),
     "num_channels": ("num_channels", "in_channels", "in_chans", "input_channels", "channels"),
     "sampling_rate": ("sampling_rate", "sample_rate", "audio_sampling_rate"),
-    "num_mel_bins": ("num_mel_bins", "n_mels", "feature_size", "num_mel_filters", "input_feat_per_channel"),
+    "num_mel_bins": (
+        "num_mel_bins", "n_mels", "feature_size", "num_mel_filters", "input_feat_per_channel",
+        "input_feat_size",
+    ),
     "context_length": ("context_length", "context_len", "input_size_ts"),
     "prediction_length": ("prediction_length", "horizon_length", "prediction_len"),
     "num_input_channels": ("num_input_channels", "num_time_series", "input_size"),
