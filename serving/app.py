@@ -60,9 +60,10 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> Fa
     settings = settings or ServeSettings()
     metrics = Metrics()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skillmill-model")
-    run = served.embed_batch if served.kind == "embedding" else served.generate_batch
+    # Looked up per call, so a test (or an operator's hook) can wrap the model method.
+    method = "embed_batch" if served.kind == "embedding" else "generate_batch"
     batcher = DynamicBatcher(
-        run,
+        lambda items: getattr(served, method)(items),
         executor=executor,
         max_batch_size=settings.batch_size,
         max_wait_s=settings.max_wait_ms / 1000.0,
@@ -481,21 +482,4 @@ def _install_error_handlers(app: FastAPI) -> None:
             error_body(message, kind, None, code),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
-        )
-
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        error_id = uuid.uuid4().hex
-        log.error(
-            "%s %s failed (error id %s)", request.method, request.url.path, error_id, exc_info=exc
-        )
-        return JSONResponse(
-            error_body(
-                f"The server had an error while processing your request (error id {error_id}).",
-                "server_error",
-                None,
-                "internal_error",
-                id=error_id,
-            ),
-            status_code=500,
         )

@@ -1,4 +1,5 @@
-"""The outermost ASGI layer: request metrics and the request body size limit.
+"""The ASGI layer around the app: request metrics, the request body size limit, and the last
+word on unexpected failures (a 500 with an error id, logged with its traceback).
 
 The limit is enforced twice: a declared ``Content-Length`` over it is refused before the body is
 read, and a chunked body is counted as it arrives, so neither kind can make the server buffer
@@ -7,13 +8,17 @@ more than the limit.  Both answer 413 in the OpenAI error format."""
 from __future__ import annotations
 
 import json
+import logging
 import time
+import uuid
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import error_body
 from .metrics import Metrics
+
+log = logging.getLogger("skillmill.serving")
 
 
 def too_large_message(limit: int) -> str:
@@ -63,18 +68,28 @@ class ServingMiddleware:
                 )
                 return
             await self.app(scope, receive_limited, send_tracked)
-        except Exception:
-            # The app's 500 handler has already answered and logged this with an id; Starlette
-            # re-raises afterwards so servers can log it.  Stop it here: the server keeps serving.
+        except Exception as exc:
+            # An unexpected failure: logged with an id the client also gets, and contained here
+            # so the server goes on serving the next request.
+            error_id = uuid.uuid4().hex
+            log.error(
+                "%s %s failed (error id %s)",
+                scope.get("method"),
+                scope.get("path"),
+                error_id,
+                exc_info=exc,
+            )
             if not status["started"]:
                 await _send_json(
                     send_tracked,
                     500,
                     error_body(
-                        "The server had an error while processing your request.",
+                        f"The server had an error while processing your request (error id "
+                        f"{error_id}).",
                         "server_error",
                         None,
                         "internal_error",
+                        id=error_id,
                     ),
                 )
         finally:

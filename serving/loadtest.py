@@ -1,0 +1,275 @@
+"""`generate-skills bench serve`: a bounded load test on loopback, batching on vs off.
+
+Each configuration gets its own server process (so the load generator does not share a
+Python interpreter with the model), the same request mix, the same number of concurrent
+clients and requests, and a time limit.  Reported per run: requests, errors, throughput,
+p50/p95/p99 latency and the mean batch size the server's /metrics recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+import httpx
+
+SENTENCES = (
+    "A man is eating food.",
+    "A man is eating a piece of bread.",
+    "The girl is carrying a baby.",
+    "A man is riding a horse.",
+    "A woman is playing violin.",
+    "Two men pushed carts through the woods.",
+    "A man is riding a white horse on an enclosed ground.",
+    "A monkey is playing drums.",
+    "Someone in a gorilla costume is playing a set of drums.",
+    "The cat sits on the warm windowsill.",
+    "Stock markets fell sharply after the announcement.",
+    "The recipe needs two cups of flour.",
+)
+WARMUP_REQUESTS = 16
+START_TIMEOUT_S = 180.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _default_model(workload: str) -> tuple[str, str]:
+    if workload == "embeddings":
+        from skillmill.generator.commands import minilm_folder
+
+        return "BertModel", minilm_folder()
+    return "GPT2LMHeadModel", "tiny"
+
+
+def _request(workload: str, model_id: str, i: int) -> tuple[str, dict[str, Any]]:
+    sentence = SENTENCES[i % len(SENTENCES)]
+    if workload == "embeddings":
+        return "/v1/embeddings", {"model": model_id, "input": sentence}
+    return "/v1/chat/completions", {
+        "model": model_id,
+        "max_tokens": 16,
+        "temperature": 0.0,
+        "messages": [{"role": "user", "content": sentence}],
+    }
+
+
+def start_server_process(
+    skill: str, model: str, batch_size: int, max_wait_ms: float, device: str = "cpu"
+) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    command = [
+        sys.executable,
+        "-c",
+        "from skillmill.generator.cli import main; main()",
+        "serve",
+        "--skill",
+        skill,
+        "--model",
+        model,
+        "--device",
+        device,
+        "--port",
+        str(port),
+        "--batch-size",
+        str(batch_size),
+        "--max-wait-ms",
+        str(max_wait_ms),
+        "--log-level",
+        "warning",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"server exited with {process.returncode}: {process.stderr.read()[-2000:]}"
+            )
+        try:
+            if httpx.get(url + "/health", timeout=2.0).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    process.kill()
+    raise RuntimeError(f"server did not answer /health within {START_TIMEOUT_S:.0f} s")
+
+
+def stop_server_process(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+async def _drive(
+    url: str, workload: str, model_id: str, clients: int, total: int, time_limit: float
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors: list[str] = []
+    issued = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120.0) as client:
+        for i in range(WARMUP_REQUESTS):  # one-off costs (first batch shapes, allocator) first
+            path, body = _request(workload, model_id, i)
+            (await client.post(path, json=body)).raise_for_status()
+        deadline = time.monotonic() + time_limit
+
+        async def worker() -> None:
+            nonlocal issued
+            while issued < total and time.monotonic() < deadline:
+                i = issued
+                issued += 1
+                path, body = _request(workload, model_id, i)
+                start = time.perf_counter()
+                try:
+                    response = await client.post(path, json=body)
+                    if response.status_code != 200:
+                        errors.append(f"{response.status_code}: {response.text[:200]}")
+                        continue
+                except httpx.HTTPError as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                    continue
+                latencies.append((time.perf_counter() - start) * 1000.0)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed = time.perf_counter() - start
+        metrics = (await client.get("/metrics")).text
+    return {
+        "latencies": latencies,
+        "errors": errors,
+        "seconds": elapsed,
+        "stopped_by_time_limit": issued < total,
+        "metrics": metrics,
+    }
+
+
+def _mean_batch(metrics: str) -> float | None:
+    total = re.search(r"^skillmill_batch_size_sum\{[^}]*\} ([0-9.e+]+)$", metrics, re.M)
+    count = re.search(r"^skillmill_batch_size_count\{[^}]*\} ([0-9.e+]+)$", metrics, re.M)
+    if not total or not count or float(count.group(1)) == 0:
+        return None
+    return float(total.group(1)) / float(count.group(1))
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def run_one(
+    label: str,
+    skill: str,
+    model: str,
+    workload: str,
+    clients: int,
+    total: int,
+    batch_size: int,
+    max_wait_ms: float,
+    time_limit: float,
+) -> dict[str, Any]:
+    process, url = start_server_process(skill, model, batch_size, max_wait_ms)
+    try:
+        health = httpx.get(url + "/health").json()
+        load_before = os.getloadavg()
+        raw = asyncio.run(_drive(url, workload, health["model"], clients, total, time_limit))
+        load_after = os.getloadavg()
+    finally:
+        stop_server_process(process)
+    lat = raw["latencies"]
+    return {
+        "label": label,
+        "batch_size": batch_size,
+        "max_wait_ms": max_wait_ms,
+        "backend": health["backend"],
+        "device": health["device"],
+        "requests": len(lat) + len(raw["errors"]),
+        "ok": len(lat),
+        "errors": len(raw["errors"]),
+        "error_samples": raw["errors"][:5],
+        "seconds": round(raw["seconds"], 3),
+        "throughput_rps": round(len(lat) / raw["seconds"], 2) if raw["seconds"] else None,
+        "p50_ms": round(_percentile(lat, 50), 2) if lat else None,
+        "p95_ms": round(_percentile(lat, 95), 2) if lat else None,
+        "p99_ms": round(_percentile(lat, 99), 2) if lat else None,
+        "mean_ms": round(statistics.fmean(lat), 2) if lat else None,
+        "mean_batch_rows": round(b, 2) if (b := _mean_batch(raw["metrics"])) else None,
+        "stopped_by_time_limit": raw["stopped_by_time_limit"],
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in load_after],
+    }
+
+
+def run_comparison(
+    workload: str = "embeddings",
+    model: str | None = None,
+    clients: int = 64,
+    total: int = 2000,
+    batch_size: int = 32,
+    max_wait_ms: float = 5.0,
+    time_limit: float = 300.0,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    skill, default = _default_model(workload)
+    model = model or default
+    runs = []
+    for label, size in (("batching on", batch_size), ("batching off", 1)):
+        progress(f"{label}: {total} {workload} requests from {clients} clients ...")
+        runs.append(
+            run_one(label, skill, model, workload, clients, total, size, max_wait_ms, time_limit)
+        )
+    on, off = runs
+    speedup = (
+        on["throughput_rps"] / off["throughput_rps"]
+        if on["throughput_rps"] and off["throughput_rps"]
+        else None
+    )
+    return {
+        "workload": workload,
+        "skill": skill,
+        "model": model,
+        "clients": clients,
+        "requests_per_run": total,
+        "cpu_count": os.cpu_count(),
+        "runs": runs,
+        "throughput_speedup": round(speedup, 2) if speedup else None,
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [
+        f"{report['workload']} load test: {report['skill']} ({report['model']}), "
+        f"{report['clients']} concurrent clients, {report['requests_per_run']} requests per "
+        f"run, loopback, {report['cpu_count']} CPUs",
+        f"{'run':<14} {'batch':>5} {'ok':>6} {'errors':>6} {'req/s':>8} {'p50 ms':>8} "
+        f"{'p95 ms':>8} {'p99 ms':>8} {'rows/call':>9}  load avg (1 min) before/after",
+    ]
+    for run in report["runs"]:
+        lines.append(
+            f"{run['label']:<14} {run['batch_size']:>5} {run['ok']:>6} {run['errors']:>6} "
+            f"{run['throughput_rps']:>8} {run['p50_ms']:>8} {run['p95_ms']:>8} {run['p99_ms']:>8} "
+            f"{run['mean_batch_rows'] or '-':>9}  {run['loadavg_before'][0]} / "
+            f"{run['loadavg_after'][0]}"
+            + ("  (stopped by time limit)" if run["stopped_by_time_limit"] else "")
+        )
+        for sample in run["error_samples"]:
+            lines.append(f"    error: {sample}")
+    if report["throughput_speedup"]:
+        lines.append(f"throughput with batching / without: {report['throughput_speedup']}x")
+    return "\n".join(lines)
