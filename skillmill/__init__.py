@@ -25,6 +25,7 @@ _LAZY = {
     "optimize_max_ir": "skillmill.ir.converter",
     "compile_to_mojomodel": "skillmill.ir.mojomodel",
     "load_mojomodel": "skillmill.ir.mojomodel",
+    "deploy_max": "skillmill.serving",
 }
 
 __all__ = ["load_skill", "skill_class", "detect_hardware", *_LAZY]
