@@ -14,6 +14,9 @@ Linear algebra
                                                  read in place
     linear(x, w, bias=None, activation="none", out=None)
                                                  act(x @ w.T + bias); w [out, in] like torch
+    pack_linear_weight(w) -> PackedLinearWeight   w packed once for the active ISA's GEMM
+    linear_packed(x, packed, bias=None, activation="none", residual=None, out=None)
+                                                 act(x @ w.T + bias) + residual, no packing
     quantize_int8(w) -> (q, scales)               per-output-channel symmetric int8
     matmul_int8(x, q, scales, bias=None, activation="none", out=None)
     quantize_q4_0(w) -> (q, scales)               32-value blocks, one fp32 scale each
@@ -25,6 +28,9 @@ Transformer blocks
     rms_norm(x, weight=None, eps=1e-6, out=None)
     attention(q, k, v, mask=None, causal=False, scale=None, out=None)
                                                  q [B,Hq,S,D], k/v [B,Hkv,S,D]; GQA when Hkv<Hq
+    qkv_attention(qkv, heads, mask=None, causal=False, scale=None, out=None)
+                                                 fused projection [B,S,3E] -> [B,S,E], heads
+                                                 read in place (no transposed copies)
     gelu(x, approximate="none"|"tanh"), silu(x), relu(x), activation(x, kind)
     add(a, b, out=None)                          residual add (b same shape or one row)
     embedding(ids, table, out=None)              table[ids]
@@ -78,12 +84,15 @@ from .control import (
 )
 from .conv import avg_pool2d, conv2d, max_pool2d
 from .linalg import (
+    PackedLinearWeight,
     dequantize_int8,
     dequantize_q4_0,
     linear,
+    linear_packed,
     matmul,
     matmul_int8,
     matmul_q4_0,
+    pack_linear_weight,
     quantize_int8,
     quantize_q4_0,
 )
@@ -94,6 +103,7 @@ from .nn import (
     embedding,
     gelu,
     layer_norm,
+    qkv_attention,
     relu,
     rms_norm,
     silu,
@@ -103,6 +113,7 @@ from .postprocess import l2_normalize, mean_pool, topk
 
 __all__ = [
     "NativeUnavailableError",
+    "PackedLinearWeight",
     "activation",
     "add",
     "arena_stats",
@@ -122,12 +133,15 @@ __all__ = [
     "l2_normalize",
     "layer_norm",
     "linear",
+    "linear_packed",
     "matmul",
     "matmul_int8",
     "matmul_q4_0",
     "max_pool2d",
     "mean_pool",
+    "pack_linear_weight",
     "peak_gflops",
+    "qkv_attention",
     "quantize_int8",
     "quantize_q4_0",
     "relu",

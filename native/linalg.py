@@ -124,6 +124,88 @@ def linear(
     return res
 
 
+class PackedLinearWeight:
+    """A linear weight ``w[out, in]`` packed once into the GEMM micro-panels of one ISA
+    (``pack_linear_weight``); ``linear_packed`` then skips the per-call packing.  Read-only."""
+
+    __slots__ = ("data", "out_features", "in_features", "isa", "isa_id")
+
+    def __init__(
+        self, data: np.ndarray, out_features: int, in_features: int, isa: str, isa_id: int
+    ):
+        self.data = data
+        self.out_features = out_features
+        self.in_features = in_features
+        self.isa = isa
+        self.isa_id = isa_id
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.out_features, self.in_features)
+
+    def __repr__(self) -> str:
+        return f"PackedLinearWeight({self.out_features}x{self.in_features}, isa={self.isa})"
+
+
+def pack_linear_weight(w: np.ndarray) -> PackedLinearWeight:
+    """Packs ``w[out, in]`` (float32, torch layout) for the active ISA; pack again after
+    ``set_isa`` (``linear_packed`` refuses a weight packed for another ISA)."""
+    require()
+    from .control import ISAS, get_isa
+
+    w = chk.f32("w", w, ndim=2)
+    isa = get_isa()
+    n, k = w.shape
+    floats = lib.skm_packed_weight_floats(ISAS[isa], n, k)
+    check_rc(min(int(floats), 0), "pack_linear_weight")
+    data = np.empty(max(int(floats), 1), np.float32)
+    check_rc(lib.skm_pack_linear_weight(ISAS[isa], fptr(w), n, k, fptr(data)), "pack_linear_weight")
+    data.setflags(write=False)
+    return PackedLinearWeight(data, n, k, isa, ISAS[isa])
+
+
+def packed_weight(name: str, w: object) -> PackedLinearWeight:
+    """Checks that ``w`` came from pack_linear_weight for the ISA active now."""
+    from .control import get_isa
+
+    if not isinstance(w, PackedLinearWeight):
+        raise TypeError(f"{name} must come from pack_linear_weight, got {type(w).__name__}")
+    isa = get_isa()
+    if w.isa != isa:
+        raise ValueError(
+            f"{name} was packed for {w.isa} but the active ISA is {isa}; pack it again"
+        )
+    return w
+
+
+def linear_packed(
+    x: np.ndarray,
+    w: PackedLinearWeight,
+    bias: np.ndarray | None = None,
+    activation: str = "none",
+    residual: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """``act(x @ W.T + bias) + residual`` with W pre-packed by ``pack_linear_weight``.
+    residual has the output's shape; it must not be ``out`` (the GEMM writes partial sums)."""
+    require()
+    act = chk.activation_id(activation)
+    w = packed_weight("w", w)
+    x = chk.f32("x", x, min_ndim=1)
+    n_out, k = w.shape
+    chk.same("x.shape[-1]", x.shape[-1], "w in_features", k)
+    shape = x.shape[:-1] + (n_out,)
+    residual = chk.optional_f32("residual", residual, shape)
+    bias, res, rows = _linear_checks(x, n_out, k, bias, out, (x, residual))
+    if res.size == 0:
+        return res
+    rc = lib.skm_linear_packed(
+        w.isa_id, fptr(x), fptr(w.data), fptr(bias), fptr(residual), fptr(res), rows, n_out, k, act
+    )
+    check_rc(rc, "linear_packed")
+    return res
+
+
 def quantize_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric per-output-channel int8: returns (q int8[out, in], scales float32[out]) with
     w ~= q * scales[:, None]."""

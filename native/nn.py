@@ -162,6 +162,57 @@ def attention(
     return res
 
 
+def qkv_attention(
+    qkv: np.ndarray,
+    heads: int,
+    mask: np.ndarray | None = None,
+    causal: bool = False,
+    scale: float | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Multi-head self-attention over a fused projection: qkv [B, S, 3*E] holds q | k | v
+    along the last axis, each E = heads * D split head-major.  Returns [B, S, E], heads side
+    by side (what the output projection reads).  The heads are read in place through
+    strides: no transposed copies of q, k, v or the result.  mask and causal as in
+    :func:`attention` (mask broadcastable to [B, heads, S, S])."""
+    require()
+    qkv = chk.f32("qkv", qkv, ndim=3)
+    heads = chk.positive_int("heads", heads)
+    b, s, e3 = qkv.shape
+    if e3 % (3 * heads):
+        raise ValueError(f"qkv last dim ({e3}) must be 3 * heads * head_dim with heads={heads}")
+    e = e3 // 3
+    d = e // heads
+    scale = 1.0 / math.sqrt(d) if scale is None and d > 0 else (1.0 if scale is None else scale)
+    scale = chk.finite_float("scale", scale)
+    res = chk.out(out, (b, s, e), (qkv,))
+    if res.size == 0:
+        return res
+    m_buf, m_strides = mask_strides(mask, (b, heads, s, s))
+    strides = np.array([s * e3, d, e3] * 3 + [s * e, d, e], np.int64)
+    base = fptr(qkv)  # k and v start e and 2e floats into each row
+    rc = lib.skm_attention_strided(
+        base, base + e, base + 2 * e, fptr(res), ptr(strides),
+        b, heads, heads, s, s, d, d, fptr(m_buf), ptr(m_strides), int(bool(causal)), scale,
+    )  # fmt: skip
+    check_rc(rc, "qkv_attention")
+    return res
+
+
+def mask_strides(
+    mask: object, shape: tuple[int, ...]
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """An attention mask as (buffer, element strides over [batch, head, query row]) for a
+    broadcast to ``shape`` [B, H, Sq, Sk]; the key axis is made contiguous."""
+    if mask is None:
+        return None, None
+    m_buf = chk.additive_mask("mask", mask)
+    view = chk.broadcast("mask", m_buf, shape)
+    if shape[-1] and view.strides[-1] != 4:
+        m_buf = view = np.ascontiguousarray(view)
+    return m_buf, np.array([st // 4 for st in view.strides[:3]], np.int64)
+
+
 def activation(x: np.ndarray, kind: str, out: np.ndarray | None = None) -> np.ndarray:
     """Elementwise activation: none | relu | gelu (erf) | gelu_erf | gelu_tanh | silu."""
     require()

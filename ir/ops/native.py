@@ -153,6 +153,20 @@ def _attention(lib, attrs):
     return fast
 
 
+def _qkv_attention(lib, attrs):
+    def fast(inputs, attrs):
+        qkv = inputs[0]
+        mask = inputs[1] if len(inputs) > 1 else None
+        if not _f32(qkv) or qkv.ndim != 3:
+            return None
+        if mask is not None and not (isinstance(mask, np.ndarray) and mask.dtype in (_F32, np.bool_)):
+            return None
+        return lib.qkv_attention(_c(qkv), int(attrs["heads"]), mask, causal=bool(attrs.get("causal", False)),
+                                 scale=attrs.get("scale"))  # fmt: skip
+
+    return fast
+
+
 def _activation(kind: str):
     def binder(lib, attrs):
         if attrs.get("dtype") not in (None, "float32"):
@@ -232,6 +246,7 @@ _BINDERS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
     "LayerNorm": _layer_norm,
     "RMSNorm": _rms_norm,
     "Attention": _attention,
+    "QKVAttention": _qkv_attention,
     "Gelu": _activation("gelu"),
     "Silu": _activation("silu"),
     "Relu": _activation("relu"),

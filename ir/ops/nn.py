@@ -200,6 +200,28 @@ def _attention_infer(specs, scale=None, causal=False):
     return [TensorSpec(q.dtype, list(q.shape[:-1]) + [v.shape[-1]])]
 
 
+def _qkv_attention(inputs, heads=1, scale=None, causal=False):
+    """Self-attention over a fused projection: qkv [B, S, 3E] is q | k | v along the last axis,
+    each E = heads * D split head-major; the result is [B, S, E] (heads side by side)."""
+    qkv = np.asarray(inputs[0])
+    mask = inputs[1] if len(inputs) > 1 else None
+    b, s, e3 = qkv.shape
+    e = e3 // 3
+    q, k, v = (qkv[..., i * e : (i + 1) * e].reshape(b, s, heads, e // heads).transpose(0, 2, 1, 3)
+               for i in range(3))  # fmt: skip
+    return attention(q, k, v, mask, scale, causal).transpose(0, 2, 1, 3).reshape(b, s, e)
+
+
+def _qkv_attention_infer(specs, heads=1, scale=None, causal=False):
+    qkv = specs[0]
+    if qkv is None or qkv.shape is None or len(qkv.shape) != 3:
+        return [None]
+    e3 = qkv.shape[2]
+    if isinstance(e3, int) and e3 % (3 * heads):
+        raise ValueError(f"QKVAttention: last dim {e3} is not 3 * heads({heads}) * head_dim")
+    return [TensorSpec(qkv.dtype, list(qkv.shape[:2]) + [e3 // 3 if isinstance(e3, int) else "?"])]
+
+
 # -- convolution and pooling ------------------------------------------------------------------
 def _pad_spatial(x: np.ndarray, pads: list[tuple[int, int]], value: float = 0.0) -> np.ndarray:
     if not any(a or b for a, b in pads):
@@ -472,6 +494,8 @@ def build() -> dict[str, OpDef]:
         OpDef("BatchNorm", _batch_norm, lambda specs, **a: [specs[0]]),
         OpDef("Attention", _attention, _attention_infer,
               doc="softmax(q k^T * scale + mask) v; GQA when k/v have fewer heads; causal flag"),
+        OpDef("QKVAttention", _qkv_attention, _qkv_attention_infer,
+              doc="self-attention over qkv [B, S, 3*heads*D] (q|k|v on the last axis) -> [B, S, heads*D]"),
         OpDef("Conv", _conv),
         OpDef("ConvTranspose", _conv_transpose),
         OpDef("MaxPool", _max_pool),

@@ -294,7 +294,46 @@ int skm_attention(const float *q, const float *k, const float *v, float *out, in
     if (!NONNEG(batch) || !NONNEG(hq) || hkv <= 0 || !NONNEG(sq) || !NONNEG(sk) ||
         !NONNEG(d) || !NONNEG(dv) || (mask != NULL && ms == NULL))
         return SKM_EINVAL;
-    CALL(t->attention(q, k, v, out, batch, hq, hkv, sq, sk, d, dv, mask, ms, causal, scale));
+    CALL(t->attention(q, k, v, out, batch, hq, hkv, sq, sk, d, dv, mask, ms, causal, scale, NULL));
+}
+
+int skm_attention_strided(const float *q, const float *k, const float *v, float *out,
+                          const int64_t *strides, int64_t batch, int64_t hq, int64_t hkv,
+                          int64_t sq, int64_t sk, int64_t d, int64_t dv, const float *mask,
+                          const int64_t *ms, int causal, float scale) {
+    if (!NONNEG(batch) || !NONNEG(hq) || hkv <= 0 || !NONNEG(sq) || !NONNEG(sk) ||
+        !NONNEG(d) || !NONNEG(dv) || strides == NULL || (mask != NULL && ms == NULL))
+        return SKM_EINVAL;
+    for (int i = 0; i < 12; i++)
+        if (strides[i] < 0) return SKM_EINVAL;
+    CALL(t->attention(q, k, v, out, batch, hq, hkv, sq, sk, d, dv, mask, ms, causal, scale,
+                      strides));
+}
+
+int64_t skm_packed_weight_floats(int isa, int64_t n, int64_t k) {
+    const skm_kernel_table *t = table_for(isa);
+    if (t == NULL || !NONNEG(n) || !NONNEG(k)) return SKM_EINVAL;
+    return (n + t->nr - 1) / t->nr * t->nr * k;
+}
+
+/* The packed layout belongs to one ISA (its NR); the caller says which it packed for, and
+ * linear_packed refuses a weight packed for another ISA than the active one. */
+int skm_pack_linear_weight(int isa, const float *w, int64_t n, int64_t k, float *packed) {
+    const skm_kernel_table *t = table_for(isa);
+    if (t == NULL || !skm_isa_supported(isa)) return SKM_EUNSUPPORTED;
+    if (!NONNEG(n) || !NONNEG(k)) return SKM_EINVAL;
+    return t->pack_weight(w, n, k, packed);
+}
+
+int skm_linear_packed(int isa, const float *x, const float *packed, const float *bias,
+                      const float *residual, float *out, int64_t m, int64_t n, int64_t k,
+                      int act) {
+    if (!NONNEG(m) || !NONNEG(n) || !NONNEG(k) || !act_ok(act)) return SKM_EINVAL;
+    const skm_kernel_table *t = enter();
+    int rc = isa == active_isa ? t->linear_packed(x, packed, bias, residual, out, m, n, k, act)
+                               : SKM_EINVAL;
+    leave();
+    return rc;
 }
 
 int skm_conv2d(const float *x, const float *w, const float *bias, float *out, int64_t batch,

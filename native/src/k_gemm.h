@@ -19,6 +19,8 @@ typedef struct {
     const float *bias;
     int bias_per_row; /* 0: bias[j] per column (linear); 1: bias[i] per row (conv) */
     int act;
+    const float *res; /* added after the activation (a residual), row stride rsr; or NULL */
+    int64_t rsr;
 } gemm_desc;
 
 static skm_blocking SKM_FN(blocking) =
@@ -142,12 +144,13 @@ static void SKM_FN(pack_a)(const gemm_desc *d, int64_t i0, int64_t mc, int64_t p
     }
 }
 
-/* Bias and activation on a finished tile while it is still in L1. */
+/* Bias, activation and residual on a finished tile while it is still in L1. */
 static void SKM_FN(epilogue)(const gemm_desc *d, float *c, int64_t i, int64_t j, int64_t mr,
                              int64_t nr) {
-    if (d->bias == NULL && d->act == SKM_ACT_NONE) return;
+    if (d->bias == NULL && d->act == SKM_ACT_NONE && d->res == NULL) return;
     for (int64_t r = 0; r < mr; r++) {
         float *row = c + r * d->rsc;
+        const float *rr = d->res != NULL ? d->res + (i + r) * d->rsr + j : NULL;
         skv rb = skv_set1(d->bias != NULL && d->bias_per_row ? d->bias[i + r] : 0.0f);
         const float *cb = d->bias != NULL && !d->bias_per_row ? d->bias + j : NULL;
         for (int64_t x = 0; x < nr; x += SKM_W) {
@@ -156,6 +159,7 @@ static void SKM_FN(epilogue)(const gemm_desc *d, float *c, int64_t i, int64_t j,
             v = skv_add(v, rb);
             if (cb != NULL) v = skv_add(v, cnt == SKM_W ? skv_load(cb + x) : ld_part(cb + x, cnt, 0.0f));
             v = apply_act(v, d->act);
+            if (rr != NULL) v = skv_add(v, cnt == SKM_W ? skv_load(rr + x) : ld_part(rr + x, cnt, 0.0f));
             if (cnt == SKM_W)
                 skv_store(row + x, v);
             else
@@ -165,11 +169,12 @@ static void SKM_FN(epilogue)(const gemm_desc *d, float *c, int64_t i, int64_t j,
 }
 
 /* The two inner loops over one packed A block (rows ic..ic+mc) and the packed B panel's
- * micro-panels [jr0, jr1) (in units of columns).  Edge tiles are computed in full into a
- * scratch tile and only the existing part is copied back. */
+ * micro-panels [jr0, jr1) (in units of columns); the panel of column jr starts at
+ * bp + jr * bstride (kc for a panel packed per K block, k for a pre-packed weight).  Edge
+ * tiles are computed in full into a scratch tile and only the existing part is copied back. */
 static void SKM_FN(macro_kernel)(const gemm_desc *d, const float *ap, const float *bp,
-                                 int64_t ic, int64_t mc, int64_t jc, int64_t jr0, int64_t jr1,
-                                 int64_t kc, int first, int last) {
+                                 int64_t bstride, int64_t ic, int64_t mc, int64_t jc,
+                                 int64_t jr0, int64_t jr1, int64_t kc, int first, int last) {
     float edge[MR * NR] __attribute__((aligned(64)));
     for (int64_t jr = jr0; jr < jr1; jr += NR) {
         int64_t nr = MIN(NR, jr1 - jr);
@@ -177,9 +182,9 @@ static void SKM_FN(macro_kernel)(const gemm_desc *d, const float *ap, const floa
             int64_t mr = MIN(MR, mc - ir);
             float *c = d->c + (ic + ir) * d->rsc + jc + jr;
             if (mr == MR && nr == NR) {
-                SKM_FN(ukernel)(kc, ap + ir * kc, bp + jr * kc, c, d->rsc, !first);
+                SKM_FN(ukernel)(kc, ap + ir * kc, bp + jr * bstride, c, d->rsc, !first);
             } else {
-                SKM_FN(ukernel)(kc, ap + ir * kc, bp + jr * kc, edge, NR, 0);
+                SKM_FN(ukernel)(kc, ap + ir * kc, bp + jr * bstride, edge, NR, 0);
                 for (int64_t r = 0; r < mr; r++)
                     for (int64_t x = 0; x < nr; x++)
                         c[r * d->rsc + x] = first ? edge[r * NR + x] : c[r * d->rsc + x] + edge[r * NR + x];
@@ -221,7 +226,7 @@ static int SKM_FN(gemm_seq)(const gemm_desc *d, int slot) {
             for (int64_t ic = 0; ic < m; ic += bl.mc) {
                 int64_t mc = MIN(bl.mc, m - ic);
                 SKM_FN(pack_a)(d, ic, mc, pc, kc, ap);
-                SKM_FN(macro_kernel)(d, ap, bp, ic, mc, jc, 0, nc, kc, pc == 0, pc + kc >= k);
+                SKM_FN(macro_kernel)(d, ap, bp, kc, ic, mc, jc, 0, nc, kc, pc == 0, pc + kc >= k);
             }
         }
     }
@@ -267,7 +272,7 @@ static void SKM_FN(gemm_compute_task)(void *vctx, int64_t t, int slot) {
     if (c->ap != NULL) {
         int64_t panels = (c->nc + NR - 1) / NR;
         int64_t lo = panels * g / c->jgroups * NR, hi = MIN(panels * (g + 1) / c->jgroups * NR, c->nc);
-        if (hi > lo) SKM_FN(macro_kernel)(c->d, c->ap + ic * c->kc, c->bp, ic, mc, c->jc, lo, hi, c->kc, first, last);
+        if (hi > lo) SKM_FN(macro_kernel)(c->d, c->ap + ic * c->kc, c->bp, c->kc, ic, mc, c->jc, lo, hi, c->kc, first, last);
         return;
     }
     skm_arena_mark_t mark = skm_arena_mark(slot);
@@ -277,7 +282,7 @@ static void SKM_FN(gemm_compute_task)(void *vctx, int64_t t, int slot) {
         return;
     }
     SKM_FN(pack_a)(c->d, ic, mc, c->pc, c->kc, ap);
-    SKM_FN(macro_kernel)(c->d, ap, c->bp, ic, mc, c->jc, 0, c->nc, c->kc, first, last);
+    SKM_FN(macro_kernel)(c->d, ap, c->bp, c->kc, ic, mc, c->jc, 0, c->nc, c->kc, first, last);
     skm_arena_release(slot, mark);
 }
 
@@ -475,3 +480,78 @@ static int SKM_FN(linear)(const float *x, const void *w, int w_kind, const float
     return SKM_FN(gemm_run)(&d);
 }
 
+
+/* ---- pre-packed weights ----
+ * A model's linear weights never change, so W [n, k] is packed once, at load, into the
+ * NR-wide B micro-panels the microkernel reads (B = W^T): the panel of columns [j, j + NR)
+ * holds k rows of NR values at packed + j * k, the last panel zero-padded.  A call then skips
+ * pack_b entirely, and a K slice of a panel is contiguous, so cache blocking over K is kept.
+ * The layout depends on NR, so a packed weight belongs to the ISA that packed it. */
+static int SKM_FN(pack_weight)(const float *w, int64_t n, int64_t k, float *packed) {
+    gemm_desc d = {0};
+    d.n = n, d.k = k;
+    d.b_kind = SKM_W_F32, d.b = w, d.rsb = 1, d.csb = k;
+    if (n > 0 && k > 0) SKM_FN(pack_b)(&d, 0, k, 0, n, packed);
+    return SKM_OK;
+}
+
+/* One parallel_for per call: a task is (block of MC rows) x (group of B panels), and packs
+ * its own A block per K slice into its arena.  Few rows (a short sequence) give one row
+ * block and several panel groups; many rows give row blocks only.  Each task re-packs the
+ * A rows it needs, which costs O(mc * k) against O(mc * k * panels * NR) of FMAs. */
+typedef struct {
+    gemm_desc d;
+    const float *bp;
+    int64_t mc, kc, n_ic, jgroups, panels;
+    atomic_int err;
+} packed_ctx;
+
+static void SKM_FN(linear_packed_task)(void *vctx, int64_t t, int slot) {
+    packed_ctx *c = vctx;
+    const gemm_desc *d = &c->d;
+    int64_t icb = t / c->jgroups, g = t % c->jgroups;
+    int64_t ic = icb * c->mc, mc = MIN(c->mc, d->m - ic);
+    int64_t lo = c->panels * g / c->jgroups * NR, hi = MIN(c->panels * (g + 1) / c->jgroups * NR, d->n);
+    if (hi <= lo || mc <= 0) return;
+    skm_arena_mark_t mark = skm_arena_mark(slot);
+    float *ap = skm_arena_alloc(slot, (size_t)(ROUND_UP(mc, MR) * MIN(c->kc, d->k)) * sizeof(float));
+    if (ap == NULL) {
+        atomic_store(&c->err, SKM_ENOMEM);
+        return;
+    }
+    for (int64_t pc = 0; pc < d->k; pc += c->kc) {
+        int64_t kc = MIN(c->kc, d->k - pc);
+        SKM_FN(pack_a)(d, ic, mc, pc, kc, ap);
+        SKM_FN(macro_kernel)(d, ap, c->bp + pc * NR, d->k, ic, mc, 0, lo, hi, kc, pc == 0, pc + kc >= d->k);
+    }
+    skm_arena_release(slot, mark);
+}
+
+/* out[m,n] = act(x[m,k] W^T + bias) + residual, W given pre-packed (pack_weight). */
+static int SKM_FN(linear_packed)(const float *x, const float *packed, const float *bias,
+                                 const float *residual, float *out, int64_t m, int64_t n,
+                                 int64_t k, int act) {
+    packed_ctx c = {.bp = packed};
+    gemm_desc *d = &c.d;
+    d->m = m, d->n = n, d->k = k;
+    d->a = x, d->rsa = k, d->csa = 1;
+    d->b_kind = SKM_W_F32, d->rsb = 1, d->csb = k; /* described for pack_a's sake only */
+    d->c = out, d->rsc = n;
+    d->bias = bias, d->act = act, d->res = residual, d->rsr = n;
+    if (m <= 0 || n <= 0) return SKM_OK;
+    if (k <= 0) return SKM_FN(gemm_k0)(d);
+    skm_blocking bl = SKM_FN(blocking);
+    int64_t threads = skm_threads();
+    double work = (double)m * (double)n * (double)k;
+    c.kc = bl.kc;
+    c.panels = (n + NR - 1) / NR;
+    c.mc = MIN(bl.mc, ROUND_UP(m, MR));
+    if (threads > 1 && m > bl.mc) /* at least ~4 row blocks per thread: a stalled one holds back less */
+        c.mc = MAX(4 * MR, MIN(bl.mc, ROUND_UP((m + 4 * threads - 1) / (4 * threads), MR)));
+    c.n_ic = (m + c.mc - 1) / c.mc;
+    c.jgroups = 1;
+    if (threads > 1 && work >= 32.0 * 32.0 * 32.0 && c.n_ic < 4 * threads)
+        c.jgroups = MIN(c.panels, (4 * threads + c.n_ic - 1) / c.n_ic);
+    skm_parallel_for(c.n_ic * c.jgroups, SKM_FN(linear_packed_task), &c);
+    return atomic_load(&c.err);
+}

@@ -30,7 +30,11 @@ typedef struct {
     int (*attention)(const float *q, const float *k, const float *v, float *out,
                      int64_t batch, int64_t hq, int64_t hkv, int64_t sq, int64_t sk,
                      int64_t d, int64_t dv, const float *mask, const int64_t *mask_strides,
-                     int causal, float scale);
+                     int causal, float scale, const int64_t *strides /* NULL: dense */);
+    int (*pack_weight)(const float *w, int64_t n, int64_t k, float *packed);
+    int (*linear_packed)(const float *x, const float *packed, const float *bias,
+                         const float *residual, float *out, int64_t m, int64_t n, int64_t k,
+                         int act);
     int (*conv2d)(const float *x, const float *w, const float *bias, float *out,
                   int64_t batch, int64_t c_in, int64_t h, int64_t w_in, int64_t c_out,
                   int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,

@@ -83,6 +83,21 @@ int skm_attention(const float *q, const float *k, const float *v, float *out, in
                   int64_t heads_q, int64_t heads_kv, int64_t len_q, int64_t len_k,
                   int64_t dim, int64_t dim_v, const float *mask, const int64_t *mask_strides,
                   int causal, float scale);
+/* The same over strided heads: strides holds 12 element strides, (batch, head, row) for q,
+ * k, v and out in that order; the last dim of each is contiguous. */
+int skm_attention_strided(const float *q, const float *k, const float *v, float *out,
+                          const int64_t *strides, int64_t batch, int64_t heads_q,
+                          int64_t heads_kv, int64_t len_q, int64_t len_k, int64_t dim,
+                          int64_t dim_v, const float *mask, const int64_t *mask_strides,
+                          int causal, float scale);
+/* Pre-packed linear weights: W [n, k] packed once for one ISA's GEMM micro-panels, then
+ * out = act(x W^T + bias) + residual (residual may be NULL; it must not alias out).
+ * skm_linear_packed refuses (SKM_EINVAL) a weight packed for another ISA than the active. */
+int64_t skm_packed_weight_floats(int isa, int64_t n, int64_t k);
+int skm_pack_linear_weight(int isa, const float *w, int64_t n, int64_t k, float *packed);
+int skm_linear_packed(int isa, const float *x, const float *packed, const float *bias,
+                      const float *residual, float *out, int64_t m, int64_t n, int64_t k,
+                      int act);
 int skm_embedding(const int64_t *ids, int64_t n_ids, const float *table, int64_t vocab,
                   int64_t dim, float *out);
 int skm_conv2d(const float *x, const float *w, const float *bias, float *out, int64_t batch,

@@ -37,8 +37,8 @@ def run_both(kind: str, graph: Graph) -> None:
         assert np.abs(value - ref).max() <= 1e-4 * np.abs(ref).max(), name
 
 
-@pytest.mark.parametrize("kind, op, count", [("bert", "Attention", 2), ("bert", "Linear", 13),
-                                             ("gpt2", "Attention", 2), ("vit", "Attention", 2),
+@pytest.mark.parametrize("kind, op, count", [("bert", "QKVAttention", 2), ("bert", "Linear", 9),
+                                             ("gpt2", "Attention", 2), ("vit", "QKVAttention", 2),
                                              ("llama", "RMSNorm", 5)])  # fmt: skip
 def test_fusions_fire_and_preserve_outputs(kind, op, count):
     _, graph = converted(kind)

@@ -111,6 +111,16 @@ static void test_isa(int isa) {
         }
         BOTH(isa, out, ref, n, skm_mean_pool(x, g, dst, 1, m > n ? n : m, n));
         expect_close("mean_pool", isa, out, ref, n, 1e-5);
+        for (int act = 0; act <= SKM_ACT_GELU_ERF; act += SKM_ACT_GELU_ERF) { /* x as residual */
+            BOTH(isa, out, ref, m * n, {
+                int cur = skm_active_isa();
+                float *packed = malloc((size_t)skm_packed_weight_floats(cur, n, k) * sizeof(float) + 4);
+                skm_pack_linear_weight(cur, w, n, k, packed);
+                skm_linear_packed(cur, a, packed, bias, x, dst, m, n, k, act);
+                free(packed);
+            });
+            expect_close("linear_packed", isa, out, ref, m * n, 1e-5);
+        }
         free(a), free(b), free(w), free(bias), free(out), free(ref), free(q8), free(s8);
         free(q4), free(s4), free(x), free(g);
     }
@@ -124,6 +134,17 @@ static void test_isa(int isa) {
         BOTH(isa, out, ref, n, skm_attention(q, kk, v, dst, B, hq, hkv, sq, sk, d, dv, mask, ms, 1, 0.2f));
         expect_close("attention", isa, out, ref, n, 1e-5);
         free(q), free(kk), free(v), free(mask), free(out), free(ref);
+    }
+    { /* heads read in place from a fused [B, S, 3*H*D] projection, written as [B, S, H*D] */
+        int64_t B = 2, H = 3, S = 67, D = 20, E = H * D;
+        float *qkv = rnd(B * S * 3 * E), *mask = rnd(B * S);
+        int64_t st[12] = {S * 3 * E, D, 3 * E, S * 3 * E, D, 3 * E, S * 3 * E, D, 3 * E, S * E, D, E};
+        int64_t ms[3] = {S, 0, 0};
+        size_t n = B * S * E;
+        float *out = malloc(n * sizeof(float)), *ref = malloc(n * sizeof(float));
+        BOTH(isa, out, ref, n, skm_attention_strided(qkv, qkv + E, qkv + 2 * E, dst, st, B, H, H, S, S, D, D, mask, ms, 0, 0.3f));
+        expect_close("attention strided", isa, out, ref, n, 1e-5);
+        free(qkv), free(mask), free(out), free(ref);
     }
     { /* conv2d with groups/stride/padding/dilation, then pooling */
         int64_t N = 2, C = 4, H = 11, W = 9, CO = 6, KH = 3, KW = 2, G = 2;
@@ -182,6 +203,14 @@ static void test_emu16(void) {
         E->l2_normalize(x, out, m, n, 1e-12f);
         S->l2_normalize(x, ref, m, n, 1e-12f);
         expect_close("emu16 l2_normalize", 0, out, ref, m * n, 1e-5);
+        float *pe = malloc((size_t)((n + E->nr - 1) / E->nr * E->nr * k + 1) * sizeof(float));
+        float *ps = malloc((size_t)((n + S->nr - 1) / S->nr * S->nr * k + 1) * sizeof(float));
+        E->pack_weight(w, n, k, pe);
+        S->pack_weight(w, n, k, ps);
+        E->linear_packed(a, pe, bias, x, out, m, n, k, SKM_ACT_GELU_ERF);
+        S->linear_packed(a, ps, bias, x, ref, m, n, k, SKM_ACT_GELU_ERF);
+        expect_close("emu16 linear_packed", 0, out, ref, m * n, 1e-5);
+        free(pe), free(ps);
         free(a), free(b), free(w), free(bias), free(x), free(out), free(ref), free(q4), free(s4);
     }
     int64_t B = 1, hq = 4, hkv = 2, sq = 67, sk = 70, d = 40, dv = 33, ms[3] = {0, 0, 0};
@@ -189,8 +218,8 @@ static void test_emu16(void) {
     float *mask = rnd(sk);
     size_t n = B * hq * sq * dv;
     float *out = malloc(n * sizeof(float)), *ref = malloc(n * sizeof(float));
-    E->attention(q, kk, v, out, B, hq, hkv, sq, sk, d, dv, mask, ms, 1, 0.15f);
-    S->attention(q, kk, v, ref, B, hq, hkv, sq, sk, d, dv, mask, ms, 1, 0.15f);
+    E->attention(q, kk, v, out, B, hq, hkv, sq, sk, d, dv, mask, ms, 1, 0.15f, NULL);
+    S->attention(q, kk, v, ref, B, hq, hkv, sq, sk, d, dv, mask, ms, 1, 0.15f, NULL);
     expect_close("emu16 attention", 0, out, ref, n, 1e-5);
     free(q), free(kk), free(v), free(mask), free(out), free(ref);
     printf("selftest: emu16 (AVX-512 shape) checked\n");
