@@ -1,0 +1,181 @@
+"""The MCP server through a real MCP client session over stdio (a `generate-skills mcp`
+subprocess), calling every tool, plus failures that come back as tool errors while the session
+goes on."""
+
+import asyncio
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+TOOLS = {
+    "list_models",
+    "detect_hardware",
+    "generate_skill",
+    "run_inference",
+    "compile_to_max",
+    "compile_to_mojo",
+    "benchmark_hardware_targets",
+    "get_hardware_recommendations",
+}
+
+
+def _tree_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+async def _session_calls(calls):
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-c", "from skillmill.generator.cli import main; main()", "mcp"],
+        env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+    )
+    results = {}
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            listed = await session.list_tools()
+            results["__tools__"] = {tool.name: tool.input_schema for tool in listed.tools}
+            for key, name, arguments in calls:
+                result = await session.call_tool(name, arguments)
+                text = result.content[0].text if result.content else ""
+                results[key] = (result.is_error, text)
+    return results
+
+
+@pytest.fixture(scope="module")
+def mcp_results(tmp_path_factory):
+    import skillmill
+    from skillmill.generator.cli import DEFAULT_OUTPUT
+
+    out = tmp_path_factory.mktemp("skills")
+    before = _tree_digest(DEFAULT_OUTPUT)
+    calls = [
+        ("list", "list_models", {"model_type": "bert", "limit": 3}),
+        ("hardware", "detect_hardware", {}),
+        (
+            "generate",
+            "generate_skill",
+            {"model_type": "bert", "output_dir": str(out), "hardware": ["cpu", "cuda"]},
+        ),
+        (
+            "generate_committed",
+            "generate_skill",
+            {"model_type": "bert", "output_dir": str(DEFAULT_OUTPUT)},
+        ),
+        (
+            "infer",
+            "run_inference",
+            {"class_name": "BertModel", "inputs": ["hello", "world"], "device": "cpu"},
+        ),
+        (
+            "infer_lm",
+            "run_inference",
+            {"class_name": "GPT2LMHeadModel", "inputs": ["hi"], "device": "cpu"},
+        ),
+        ("max", "compile_to_max", {"class_name": "BertModel"}),
+        ("mojo", "compile_to_mojo", {"class_name": "BertModel", "optimization_level": 2}),
+        (
+            "bench",
+            "benchmark_hardware_targets",
+            {"class_name": "BertModel", "targets": ["cpu", "cuda"], "repeats": 3},
+        ),
+        ("recommend", "get_hardware_recommendations", {"class_name": "GPT2LMHeadModel"}),
+        ("unknown_class", "run_inference", {"class_name": "NoSuchModel", "inputs": ["x"]}),
+        ("bad_type", "run_inference", {"class_name": "BertModel", "inputs": "not a list"}),
+        ("bad_range", "compile_to_mojo", {"class_name": "BertModel", "optimization_level": 9}),
+        ("unknown_type", "generate_skill", {"model_type": "bertt", "output_dir": str(out)}),
+        ("after_errors", "list_models", {"task": "text-generation", "limit": 1}),
+    ]
+    results = asyncio.run(asyncio.wait_for(_session_calls(calls), timeout=900))
+    results["__committed_untouched__"] = before == _tree_digest(DEFAULT_OUTPUT)
+    results["__out__"] = out
+    results["__has_compilers__"] = {
+        name: getattr(skillmill, name, None) is not None
+        for name in ("compile_to_max", "compile_to_mojo")
+    }
+    return results
+
+
+def ok(results, key):
+    is_error, text = results[key]
+    assert not is_error, text
+    return json.loads(text)
+
+
+def failed(results, key):
+    is_error, text = results[key]
+    assert is_error, text
+    return text
+
+
+def test_every_tool_is_listed_with_typed_arguments(mcp_results):
+    tools = mcp_results["__tools__"]
+    assert set(tools) == TOOLS
+    run = tools["run_inference"]
+    assert run["properties"]["inputs"]["type"] == "array"
+    assert set(run["required"]) == {"class_name", "inputs"}
+    level = tools["compile_to_mojo"]["properties"]["optimization_level"]
+    assert (level["minimum"], level["maximum"]) == (0, 3)
+
+
+def test_registry_and_hardware_tools(mcp_results):
+    listed = ok(mcp_results, "list")
+    assert listed["matched"] >= 3 and listed["returned"] == 3
+    assert all(c["model_type"] == "bert" for c in listed["classes"])
+    hardware = ok(mcp_results, "hardware")
+    cpu = [t for t in hardware["targets"] if t["name"] == "cpu"]
+    assert cpu and cpu[0]["available"] and "cpu_features" in hardware
+    recommend = ok(mcp_results, "recommend")
+    assert "cpu" in recommend["present_and_supported"]
+    assert recommend["recommended"] == recommend["present_and_supported"][0]
+
+
+def test_generate_skill_writes_only_where_asked(mcp_results):
+    generated = ok(mcp_results, "generate")
+    module = mcp_results["__out__"] / "bert.py"
+    assert generated["files"] == [str(module)] and module.exists()
+    assert "class BertModelSkill" in module.read_text()
+    assert set(generated["hardware"]) == {"cpu", "cuda"}
+    assert "committed generated/" in failed(mcp_results, "generate_committed")
+    assert mcp_results["__committed_untouched__"]
+    assert "did you mean" in failed(mcp_results, "unknown_type")
+
+
+def test_run_inference_and_benchmark_run_for_real(mcp_results):
+    infer = ok(mcp_results, "infer")
+    assert infer["backend"] == "cpu" and len(infer["embeddings"]) == 2
+    lm = ok(mcp_results, "infer_lm")
+    assert len(lm["next_token_top_k"]["token_ids"][0]) == 5
+    bench = ok(mcp_results, "bench")
+    rows = {r["target"]: r for r in bench["results"]}
+    assert rows["cpu"]["ran"] and rows["cpu"]["median_ms"] > 0
+    assert not rows["cuda"]["ran"] and rows["cuda"]["reason"]
+    assert bench["fastest"] == "cpu"
+
+
+def test_compile_tools_report_real_results_or_say_why_not(mcp_results):
+    for key, name in (("max", "compile_to_max"), ("mojo", "compile_to_mojo")):
+        if mcp_results["__has_compilers__"][name]:
+            is_error, text = mcp_results[key]
+            if not is_error:
+                result = json.loads(text)
+                assert isinstance(result["success"], bool)
+                assert result["success"] or result["error_message"]
+        else:
+            assert "not available in this build" in failed(mcp_results, key)
+
+
+def test_bad_calls_are_tool_errors_and_the_session_goes_on(mcp_results):
+    assert "NoSuchModel" in failed(mcp_results, "unknown_class")
+    assert "inputs" in failed(mcp_results, "bad_type")
+    assert "optimization_level" in failed(mcp_results, "bad_range")
+    assert ok(mcp_results, "after_errors")["returned"] == 1
