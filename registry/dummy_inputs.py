@@ -299,6 +299,10 @@ class AudioInputGenerator(InputGenerator):
         samples = input_option(ctx, "audio_samples", AUDIO_SAMPLES)
         frames = input_option(ctx, "mel_frames", MEL_FRAMES)
         if name in ("input_values", "audio_values"):
+            if input_option(ctx, "values_layout") == "spectrogram":
+                # AST-style: a spectrogram (batch, frames, mel bins) under the name input_values.
+                length = _int(getattr(a.config, "max_length", None), frames)
+                return ctx.randn((b, length, _int(a.num_mel_bins, 128)))
             if self.is_codec(a.config):
                 channels = _int(getattr(a.config, "audio_channels", None), 1)
                 return ctx.randn((b, channels, samples))
@@ -335,6 +339,8 @@ class AudioInputGenerator(InputGenerator):
             src = _int(getattr(a.config, "max_source_positions", None), MEL_FRAMES // 2)
             return ctx.randn((b, mel, input_option(ctx, "mel_frames", 2 * src))), 2
         layout = input_option(ctx, "features_layout") or _first_layer_layout(ctx.model, mel)
+        if layout == "image":
+            return ctx.randn((b, 1, frames, mel)), 2  # a one-channel spectrogram image
         if layout == "channels_first":
             return ctx.randn((b, mel, frames)), 2
         if isinstance(layout, int):
@@ -416,7 +422,7 @@ class FamilyInputGenerator(InputGenerator):
         "qformer_input_ids", "qformer_attention_mask", "pixel_values_videos", "states", "actions",
         "rewards", "returns_to_go", "timesteps", "visual_feats", "visual_pos", "query_embeds",
         "latents", "inputs", "high_res_pixel_values", "merge_sizes", "image_merge_sizes", "freq",
-        "past_values_padding", "image_embeds_position_mask",
+        "past_values_padding", "image_embeds_position_mask", "encoder_hidden_states",
     )
 
     def generate(self, name: str) -> torch.Tensor:
@@ -463,6 +469,10 @@ class FamilyInputGenerator(InputGenerator):
         if name == "past_values_padding":
             past = ctx.made.get("past_values")
             return torch.zeros(b, past.shape[1] if past is not None else 32)
+        if name == "encoder_hidden_states":
+            # What a stand-alone decoder / Q-Former cross-attends to (e.g. image features).
+            width = _int(getattr(c, "encoder_hidden_size", None), _int(nc.hidden_size, 32))
+            return ctx.randn((b, s, width))
         if name == "image_embeds_position_mask":
             # Kosmos-2: latent_query_num image slots right after the first token.
             n = _int(getattr(c, "latent_query_num", None), 64)
@@ -556,8 +566,9 @@ def needed_input_names(model) -> list[str]:
                 want.add(extra)
         if "image_sizes" in params and getattr(config, "image_grid_pinpoints", None):
             want.add("image_sizes")
-    if "input_features" in want and "feature_attention_mask" in params:
-        want.add("feature_attention_mask")
+    if "input_features" in want:
+        # Audio encoders that count valid frames from a mask read it even though it is optional.
+        want.update(n for n in ("feature_attention_mask", "input_features_mask") if n in params)
     # Whatever the model's own feature getters require, when forward takes it too.
     for kind in ("image", "audio", "video"):
         fn = getattr(model, f"get_{kind}_features", None)

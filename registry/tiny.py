@@ -11,11 +11,12 @@ overrides, which are data in `tiny_overrides.yaml`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
-import importlib
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ SHRINK_RULES: dict[str, int] = {
             "pooler_output_size", "classifier_proj_size", "xvector_output_dim", "codevector_dim",
             "projection_size", "pooler_hidden_size", "attention_hidden_size", "vision_output_dim",
             "proj_codevector_dim", "output_dim", "hidden_size_per_layer_input",
+            "hidden_size_global",
         ),
         HIDDEN,
     ),
@@ -106,7 +108,7 @@ SHRINK_RULES: dict[str, int] = {
         2,
     ),
     **dict.fromkeys(("n_shared_experts", "num_shared_experts", "moe_num_shared_experts"), 1),
-    **dict.fromkeys(("n_group", "topk_group", "n_groups", "mamba_n_groups"), 1),
+    **dict.fromkeys(("n_group", "topk_group", "n_groups", "mamba_n_groups", "num_expert_group"), 1),
     **dict.fromkeys(("state_size", "mamba_d_state", "d_state", "ssm_state_size"), 16),
     **dict.fromkeys(("time_step_rank",), 8),
     **dict.fromkeys(("rotary_dim",), 8),
@@ -138,6 +140,8 @@ LAYER_INDEX_VALUED_KEYS = ("kv_source_layers",)
 DEPTH_LIST_KEYS = ("depths", "blocks_per_stage", "stage_num_blocks", "num_encoder_blocks")
 
 TOKEN_ID_SUFFIXES = ("_token_id", "_token_index", "_token_ids")
+# Attributes whose default is filled in from the hidden size (`codebook_dim = hidden_size`).
+DEFAULTS_TO_HIDDEN = ("codebook_dim",)
 
 
 def _is_config_dict(value: Any) -> bool:
@@ -216,6 +220,7 @@ def _remap_stage_names(d: dict[str, Any], n_layers: int) -> None:
 
 def _shrink_level(d: dict[str, Any]) -> None:
     original_layers = next((d[k] for k in LAYER_COUNT_KEYS if isinstance(d.get(k), int)), None)
+    original_hidden = _hidden(d)
     pyramid = isinstance(d.get("depths"), (list, tuple))
     for key, value in list(d.items()):
         cap = rule_for(key)
@@ -284,6 +289,11 @@ def _shrink_level(d: dict[str, Any]) -> None:
             if heads % d["num_key_value_heads"]:
                 d["num_key_value_heads"] = 1
     _fix_derived_dims(d)
+    hidden = _hidden(d)
+    for key in DEFAULTS_TO_HIDDEN:
+        # Stored when the default config was built, as a copy of the hidden size: follow it.
+        if original_hidden and d.get(key) == original_hidden:
+            d[key] = hidden
     _fix_rope_sections(d)
     # Backbones are built from their own config, never timm or pretrained weights.
     if "use_timm_backbone" in d:
@@ -444,12 +454,18 @@ def _remap_token_ids(d: Any, mapping: dict[int, int]) -> None:
                     d[key] = mapping.get(value, value)
 
 
+VOCAB_KEYS = (
+    "vocab_size", "n_vocab", "text_vocab_size", "input_vocab_size", "output_vocab_size",
+    "encoder_hash_byte_group_vocab",
+)
+
+
 def _shrink_vocab(d: Any, vocab: int) -> None:
     if isinstance(d, dict):
         for key, value in d.items():
             if isinstance(value, dict):
                 _shrink_vocab(value, vocab)
-            elif key in ("vocab_size", "n_vocab", "text_vocab_size", "input_vocab_size", "output_vocab_size"):
+            elif key in VOCAB_KEYS:
                 if isinstance(value, int) and value > vocab:
                     d[key] = vocab
 
@@ -498,15 +514,28 @@ def config_class(model_type: str):
         raise KeyError(f"unknown model type {model_type!r}: not in transformers' CONFIG_MAPPING") from None
 
 
-def _quiet():
-    """Silence transformers' config warnings about the very values we shrink."""
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
+@contextlib.contextmanager
+def quiet_config_warnings() -> Iterator[None]:
+    """Silence transformers' warnings about the very values we shrink, for this block only: the
+    warning filters and the transformers log level are restored on the way out."""
+    logger = logging.getLogger("transformers")
+    level = logger.level
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
 
 
 def tiny_config(model_type: str):
     """A small random-weights config for `model_type`, from the config class's defaults."""
-    _quiet()
+    with quiet_config_warnings():
+        return _tiny_config(model_type)
+
+
+def _tiny_config(model_type: str):
     cls = config_class(model_type)
     d = shrink_config_dict(cls().to_dict())
     overrides = dict(load_overrides().get(model_type) or {})
@@ -587,36 +616,30 @@ def _fix_encoder_in_channels(level: dict[str, Any]) -> None:
         level["encoder_in_channels"] = channels
 
 
-def resolve_model_class(model_class):
-    if isinstance(model_class, str):
-        transformers = importlib.import_module("transformers")
-        try:
-            return getattr(transformers, model_class)
-        except AttributeError:
-            raise ValueError(f"unknown model class {model_class!r}: not exported by transformers") from None
-    return model_class
-
-
 def tiny_model(model_class, config=None, seed: int = 0) -> torch.nn.Module:
     """The seeded, float32, eval-mode model of `model_class` (class or name) on a tiny config."""
-    _quiet()
-    cls = resolve_model_class(model_class)
-    if config is None:
-        model_type = getattr(cls.config_class, "model_type", None)
-        if not model_type:
-            raise ValueError(f"{cls.__name__} has no config_class.model_type to build a tiny config from")
-        config = tiny_config(model_type)
-    wanted = getattr(cls, "config_class", None)
-    if wanted is not None and not isinstance(config, wanted):
-        # e.g. MusicgenModel is the decoder of the composite "musicgen" config.
-        sub = next((c for c in _sub_configs(config) if isinstance(c, wanted)), None)
-        if sub is not None:
-            config = sub
-    torch.manual_seed(seed)
-    try:
-        model = cls(config)
-    except TypeError:
-        model = cls._from_config(config)
+    from skillmill.runtime.loading import resolve_model_class
+
+    cls = resolve_model_class(model_class) if isinstance(model_class, str) else model_class
+    with quiet_config_warnings():
+        if config is None:
+            model_type = getattr(cls.config_class, "model_type", None)
+            if not model_type:
+                raise ValueError(
+                    f"{cls.__name__} has no config_class.model_type to build a tiny config from"
+                )
+            config = _tiny_config(model_type)
+        wanted = getattr(cls, "config_class", None)
+        if wanted is not None and not isinstance(config, wanted):
+            # e.g. MusicgenModel is the decoder of the composite "musicgen" config.
+            sub = next((c for c in _sub_configs(config) if isinstance(c, wanted)), None)
+            if sub is not None:
+                config = sub
+        torch.manual_seed(seed)
+        try:
+            model = cls(config)
+        except TypeError:
+            model = cls._from_config(config)
     return model.float().eval()
 
 

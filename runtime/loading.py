@@ -17,13 +17,17 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
                 "pytorch_model.bin.index.json")
 
 
-def resolve_model_class(class_name: str, model_type: str) -> type:
+def resolve_model_class(class_name: str, model_type: str | None = None) -> type:
+    """The transformers class called `class_name`; a base class the top-level namespace does not
+    export is found through `model_type`'s entry in MODEL_MAPPING."""
     import transformers
 
     model_class = getattr(transformers, class_name, None)
     if model_class is None:  # a base class the top-level namespace does not export
         from transformers import CONFIG_MAPPING, MODEL_MAPPING
 
+        if model_type is None or model_type not in CONFIG_MAPPING:
+            raise SkillLoadError(f"unknown model class {class_name!r}: not exported by transformers")
         model_class = MODEL_MAPPING[CONFIG_MAPPING[model_type]]
     from transformers import PreTrainedModel
 
