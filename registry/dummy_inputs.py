@@ -111,7 +111,8 @@ class TextInputGenerator(InputGenerator):
     def vocab_size(self, decoder: bool = False) -> int:
         ctx = self.ctx
         nc = ctx.nc
-        sub = nc.decoder if decoder and nc.decoder is not None else None
+        # The encoder's own vocabulary for input_ids where it has one (Dia: bytes in, codes out).
+        sub = nc.decoder if decoder else nc.encoder
         for source in (sub, nc, nc.text):
             if source is not None and isinstance(source.vocab_size, int) and source.vocab_size > 1:
                 return source.vocab_size
@@ -141,7 +142,13 @@ class TextInputGenerator(InputGenerator):
                 ids = ids.repeat(_int(getattr(ctx.config, "num_codebooks", 1), 1), 1)
             return ids
         if name in ("decoder_input_ids", "labels"):
-            return self.ids(s, decoder=True)
+            ids = self.ids(s, decoder=True)
+            codebooks = input_option(ctx, "decoder_codebooks")
+            if codebooks:
+                # Audio-code decoders (Dia): one code per codebook and step, (batch, seq, codebooks).
+                n = _int(getattr(ctx.nc.decoder.config, codebooks, 1), 1)
+                ids = ids.unsqueeze(-1).repeat(1, 1, n).contiguous()
+            return ids
         length = ctx.made["input_ids"].shape[1] if "input_ids" in ctx.made else s
         if name == "attention_mask":
             return torch.ones(b, length, dtype=torch.long)

@@ -67,7 +67,7 @@ SHRINK_RULES: dict[str, int] = {
         (
             "head_dim", "d_kv", "attention_head_dim", "kv_channels", "swa_head_dim", "v_head_dim",
             "linear_key_head_dim", "linear_value_head_dim", "linear_head_dim", "index_head_dim",
-            "mamba_d_head", "dim_head",
+            "mamba_d_head", "dim_head", "cross_head_dim",
         ),
         HEAD_DIM,
     ),
@@ -136,6 +136,8 @@ PER_LAYER_KEYS = (
 LAYER_COUNT_KEYS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")
 # Per-layer lists whose values are themselves layer indices (remapped after the shrink).
 LAYER_INDEX_VALUED_KEYS = ("kv_source_layers",)
+# Lists of layer indices (which blocks attend globally...): clipped to the shrunk layer count.
+LAYER_INDEX_LIST_KEYS = ("global_attn_indexes",)
 # Per-stage lists (vision pyramids): each stage gets one block.
 DEPTH_LIST_KEYS = ("depths", "blocks_per_stage", "stage_num_blocks", "num_encoder_blocks")
 
@@ -152,7 +154,7 @@ def _is_config_dict(value: Any) -> bool:
 SUFFIX_RULES: tuple[tuple[tuple[str, ...], int], ...] = (
     (("_hidden_size", "_hidden_dim", "_embed_dim", "_projection_dim", "_output_dim"), HIDDEN),
     (("_intermediate_size", "_ffn_dim", "_feed_forward_hidden_size"), FFN),
-    (("_num_attention_heads", "_attention_heads"), HEADS),
+    (("_num_attention_heads", "_attention_heads", "_num_key_value_heads"), HEADS),
     (("_num_hidden_layers",), LAYERS),
 )
 
@@ -272,6 +274,7 @@ def _shrink_level(d: dict[str, Any]) -> None:
                     new_plc[str(keep.index(int(k))).zfill(width)] = v
             d["per_layer_config"] = new_plc
         _remap_stage_names(d, len(keep))
+    _clip_layer_indices(d)
     for key in DEPTH_LIST_KEYS:
         value = d.get(key)
         if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) for v in value):
@@ -306,6 +309,18 @@ def _shrink_level(d: dict[str, Any]) -> None:
         elif isinstance(value, list) and value and all(_is_config_dict(v) for v in value):
             for v in value:
                 _shrink_level(v)
+
+
+def _clip_layer_indices(d: dict[str, Any]) -> None:
+    """Lists naming layers by index (SAM's global-attention blocks) keep the ones that survive
+    the shrink, else the last layer, so the layer kind is still there."""
+    layers = next((d[k] for k in LAYER_COUNT_KEYS if isinstance(d.get(k), int)), None)
+    if not layers:
+        return
+    for key in LAYER_INDEX_LIST_KEYS:
+        value = d.get(key)
+        if _int_list(value) and max(value) >= layers:
+            d[key] = [i for i in value if i < layers] or [layers - 1]
 
 
 def _scale_pyramid(d: dict[str, Any]) -> None:
