@@ -248,9 +248,10 @@ class VisionInputGenerator(InputGenerator):
             if getattr(ctx.config, "image_grid_pinpoints", None) and "image_sizes" in _forward_params(ctx.model):
                 # LLaVA-NeXT style any-res: the base view plus one tile for an image of the base size.
                 return ctx.randn((b, 2, self.channels(), h, w))
-            if input_option(ctx, "image_layout") == "images5d":
-                # Idefics-style: (batch, images per sample, C, H, W).
-                return ctx.randn((b, 1, self.channels(), h, w))
+            layout = input_option(ctx, "image_layout")
+            if layout in ("images5d", "pairs"):
+                # Idefics-style (batch, images per sample, C, H, W); keypoint matchers take pairs.
+                return ctx.randn((b, 2 if layout == "pairs" else 1, self.channels(), h, w))
             frames = self.num_frames()
             if frames:
                 return ctx.randn((b, frames, self.channels(), h, w))
@@ -528,11 +529,20 @@ def _forward_params(model) -> dict[str, inspect.Parameter]:
 
 
 def _has_vision(nc: NormalizedConfig) -> bool:
-    return nc.vision is not None or nc.image_token_id is not None
+    return nc.vision is not None or (nc.image_token_id is not None and not _tower_off(nc, "vision"))
 
 
 def _has_audio(nc: NormalizedConfig) -> bool:
-    return nc.audio is not None or nc.audio_token_id is not None
+    return nc.audio is not None or (nc.audio_token_id is not None and not _tower_off(nc, "audio"))
+
+
+def _tower_off(nc: NormalizedConfig, kind: str) -> bool:
+    """The config keeps the placeholder ids but says there is no such tower (`vision_config: None`)."""
+    return any(
+        hasattr(nc.config, name) and getattr(nc.config, name, None) is None
+        for name in NormalizedConfig.SUB_CONFIGS[kind]
+        if name.endswith("_config")
+    )
 
 
 def _required(fn) -> list[str]:

@@ -137,7 +137,7 @@ LAYER_COUNT_KEYS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")
 # Per-layer lists whose values are themselves layer indices (remapped after the shrink).
 LAYER_INDEX_VALUED_KEYS = ("kv_source_layers",)
 # Lists of layer indices (which blocks attend globally...): clipped to the shrunk layer count.
-LAYER_INDEX_LIST_KEYS = ("global_attn_indexes",)
+LAYER_INDEX_LIST_KEYS = ("global_attn_indexes", "fullatt_block_indexes")
 # Per-stage lists (vision pyramids): each stage gets one block.
 DEPTH_LIST_KEYS = ("depths", "blocks_per_stage", "stage_num_blocks", "num_encoder_blocks")
 
@@ -275,6 +275,15 @@ def _shrink_level(d: dict[str, Any]) -> None:
             d["per_layer_config"] = new_plc
         _remap_stage_names(d, len(keep))
     _clip_layer_indices(d)
+    plc = d.get("per_layer_config")
+    if isinstance(plc, dict):
+        # Per-layer overrides of sizes (a wider head on global layers...) shrink like the rest.
+        for layer in plc.values():
+            if isinstance(layer, dict):
+                for key, value in list(layer.items()):
+                    cap = rule_for(key)
+                    if cap is not None:
+                        layer[key] = _cap(key, value, cap)
     for key in DEPTH_LIST_KEYS:
         value = d.get(key)
         if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) for v in value):
@@ -285,8 +294,9 @@ def _shrink_level(d: dict[str, Any]) -> None:
         if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) for v in value):
             low = max(1, min(value))
             d[key] = [max(1, v // low) for v in value]
-    if d.get("num_key_value_heads") and d.get("num_attention_heads"):
-        heads = d["num_attention_heads"]
+    heads_key = next((k for k in ("num_attention_heads", "num_heads") if d.get(k)), None)
+    if d.get("num_key_value_heads") and heads_key:
+        heads = d[heads_key]
         if isinstance(heads, int) and isinstance(d["num_key_value_heads"], int):
             d["num_key_value_heads"] = min(d["num_key_value_heads"], heads)
             if heads % d["num_key_value_heads"]:
@@ -314,7 +324,7 @@ def _shrink_level(d: dict[str, Any]) -> None:
 def _clip_layer_indices(d: dict[str, Any]) -> None:
     """Lists naming layers by index (SAM's global-attention blocks) keep the ones that survive
     the shrink, else the last layer, so the layer kind is still there."""
-    layers = next((d[k] for k in LAYER_COUNT_KEYS if isinstance(d.get(k), int)), None)
+    layers = next((d[k] for k in (*LAYER_COUNT_KEYS, "depth") if isinstance(d.get(k), int)), None)
     if not layers:
         return
     for key in LAYER_INDEX_LIST_KEYS:
@@ -381,6 +391,8 @@ def _fix_derived_dims(d: dict[str, Any]) -> None:
             and ("state_size" in d or "mamba_d_state" in d)
         ):
             d[heads_key] = max(1, int(hidden * d[expand_key]) // d[dim_key])
+    if hidden and isinstance(d.get("mamba_d_ssm"), int) and isinstance(d.get("mamba_expand"), (int, float)):
+        d["mamba_d_ssm"] = int(hidden * d["mamba_expand"])  # the Mamba mixer's inner width
     if isinstance(d.get("image_grid_pinpoints"), list):
         # Any-res tilings as multiples of the (shrunk) tile size.
         d["image_grid_pinpoints"] = [[IMAGE, IMAGE], [IMAGE, 2 * IMAGE], [2 * IMAGE, IMAGE], [2 * IMAGE, 2 * IMAGE]]
