@@ -1,0 +1,90 @@
+"""Where compiled MAX graphs and Mojo modules live, and the keys that name them.
+
+Everything goes under ``MODULAR_CACHE_DIR`` (default ``~/.cache/skillmill/modular``, outside any
+clone, so CI keeps it between runs).  MAX keeps its own kernel cache there too.
+
+A compiled MAX graph is keyed by the IR's structure (nodes, attributes, input and weight specs),
+the values of the weights baked in as constants, the lowering version, the MAX version and the
+device: the same architecture with other weights hits the cache, because big weights are bound
+at load time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MODULAR_CACHE_DIR") or Path.home() / ".cache" / "skillmill" / "modular")
+
+
+def graphs_dir() -> Path:
+    path = cache_root() / "skillmill-max-graphs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def mojo_dir() -> Path:
+    path = cache_root() / "skillmill-mojo-modules"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def graph_key(graph: Any, target: str, extra: dict[str, Any] | None = None) -> str:
+    """sha256 over what determines the compiled artifact (see the module docstring)."""
+    from skillmill.ir.serialize import graph_to_json
+
+    from .lowering import LOWERING_VERSION, constant_weight
+
+    document = graph_to_json(graph)
+    document.pop("metadata", None)  # names and reports do not change the compiled graph
+    document.pop("name", None)
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"lowering": LOWERING_VERSION, "max": _max_version(), "target": target,
+                              "extra": extra or {}}, sort_keys=True).encode())  # fmt: skip
+    digest.update(json.dumps(document, sort_keys=True, default=str).encode())
+    for name in sorted(graph.weights):
+        array = np.asarray(graph.weights[name])
+        if constant_weight(array):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:32]
+
+
+def text_key(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:32]
+
+
+def _max_version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("max")
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write then rename, so a reader never sees half a file (two processes may compile the same
+    graph at once; the last one wins with an identical artifact)."""
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(handle, "w") as out:
+        json.dump(data, out, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

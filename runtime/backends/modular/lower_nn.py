@@ -1,0 +1,489 @@
+"""MAX lowerings of the IR's neural-network ops: matmul and the fused Linear, softmax, the norms,
+attention (also the fused QKV form), convolution, pooling and reductions.
+
+Layouts: the IR is channels-first (torch); MAX's conv and pool kernels are channels-last, so a
+2-D conv runs as permute -> conv2d (NHWC, RSCF filter) -> permute, with the filter re-laid out
+once in numpy as its own external weight."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from skillmill.ir.graph import Node
+
+from . import adapter
+from .adapter import ops
+from .lower_elementwise import activation
+from .lower_shape import _range_of, norm_axis, slice_dim
+from .lowering import FLOAT_TYPES, Lowering, MaxLoweringError
+
+
+def _opt(node: Node, index: int) -> str | None:
+    return node.inputs[index] if len(node.inputs) > index and node.inputs[index] else None
+
+
+# -- matmul family ---------------------------------------------------------------------------
+def _matmul(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    a, b = lw.tensor(node.inputs[0]), lw.tensor(node.inputs[1])
+    if lw.tdtype(a) not in FLOAT_TYPES or lw.tdtype(b) not in FLOAT_TYPES:
+        raise MaxLoweringError(node.op, node.name, "integer matmul has no MAX kernel")
+    b = lw.cast(b, lw.tdtype(a))
+    squeeze_a = squeeze_b = False
+    if len(a.shape) == 1:
+        a, squeeze_a = ops.unsqueeze(a, 0), True
+    if len(b.shape) == 1:
+        b, squeeze_b = ops.unsqueeze(b, 1), True
+    y = ops.matmul(a, b)
+    if squeeze_b:
+        y = ops.squeeze(y, -1)
+    if squeeze_a:
+        y = ops.squeeze(y, -2 if len(y.shape) > 1 else 0)
+    dtype = attrs.get("dtype")
+    return [lw.cast(y, dtype) if dtype else y]
+
+
+def _linear(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    """act(alpha * x @ w.T + beta * b) + residual, w stored [out, in]."""
+    x = lw.tensor(node.inputs[0])
+    w_name = node.inputs[1]
+    custom = lw.custom_kernels.get("Linear")
+    if custom is not None:
+        y = custom(lw, node, attrs)
+        if y is not None:
+            return [y]
+    if lw.is_weight(w_name) and len(lw.graph.weights[w_name].shape) == 2:
+        w_t = lw.derived_weight(w_name, "T", lambda a: a.T)
+    else:
+        w = lw.tensor(w_name)
+        w_t = ops.transpose(w, -1, -2)
+    y = ops.matmul(x, lw.cast(w_t, lw.tdtype(x)))
+    dt = lw.tdtype(y)
+    if attrs.get("alpha", 1.0) != 1.0:
+        y = y * lw.const(attrs["alpha"], dt)
+    bias = _opt(node, 2)
+    if bias:
+        b = lw.tensor(bias)
+        if attrs.get("beta", 1.0) != 1.0:
+            b = b * lw.const(attrs["beta"], dt)
+        y = y + b
+    y = activation(lw, y, attrs.get("activation", "none"))
+    residual = _opt(node, 3)
+    if residual:
+        y = y + lw.tensor(residual)
+    return [y]
+
+
+# -- softmax and normalisation ---------------------------------------------------------------
+def _softmax(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    x = lw.tensor(node.inputs[0])
+    if lw.tdtype(x) not in FLOAT_TYPES:
+        x = lw.cast(x, "float32")
+    axis = norm_axis(attrs.get("axis", -1), len(x.shape))
+    y = _along_last(x, axis, lambda t: ops.softmax(t) if node.op == "Softmax" else ops.logsoftmax(t))
+    dtype = attrs.get("dtype")
+    return [lw.cast(y, dtype) if dtype else y]
+
+
+def _along_last(x: Any, axis: int, fn: Any) -> Any:
+    """Apply a last-axis op along ``axis`` (permuting there and back)."""
+    rank = len(x.shape)
+    if axis == rank - 1:
+        return fn(x)
+    perm = list(range(rank))
+    perm[axis], perm[-1] = perm[-1], perm[axis]
+    return ops.permute(fn(ops.permute(x, perm)), perm)
+
+
+def _layer_norm(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    x = lw.tensor(node.inputs[0])
+    rank = len(x.shape)
+    axis = norm_axis(attrs.get("axis", -1), rank)
+    eps = float(attrs.get("eps", 1e-5))
+    w, b = _opt(node, 1), _opt(node, 2)
+    stats_used = any(node.outputs[1:])
+    dt = lw.tdtype(x)
+    custom = lw.custom_kernels.get("LayerNorm")
+    if axis == rank - 1 and not stats_used:
+        if custom is not None:
+            y = custom(lw, node, attrs)
+            if y is not None:
+                return [y, None, None]
+        size = lw.shape(x)[-1]
+        if isinstance(size, int) and size > 0:
+            gamma = lw.tensor(w) if w else lw.const(np.ones(size), dt)
+            beta = lw.tensor(b) if b else lw.const(np.zeros(size), dt)
+            return [ops.layer_norm(x, gamma, beta, eps), None, None]
+    axes = list(range(axis, rank))
+    mean = x
+    for a in axes:
+        mean = ops.mean(mean, axis=a)
+    centred = x - mean
+    var = centred * centred
+    for a in axes:
+        var = ops.mean(var, axis=a)
+    rstd = ops.rsqrt(var + lw.const(eps, dt))
+    y = centred * rstd
+    if w:
+        y = y * lw.tensor(w)
+    if b:
+        y = y + lw.tensor(b)
+    return [y, mean, rstd]
+
+
+def _rms_norm(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    x = lw.tensor(node.inputs[0])
+    eps = float(attrs.get("eps", 1e-6))
+    offset = float(attrs.get("offset", 0.0))
+    w = _opt(node, 1)
+    dt = lw.tdtype(x)
+    if w and len(lw.tensor(w).shape) == 1:
+        return [ops.rms_norm(x, lw.cast(lw.tensor(w), dt), eps, weight_offset=offset)]
+    rstd = ops.rsqrt(ops.mean(x * x, axis=-1) + lw.const(eps, dt))
+    y = x * rstd
+    if w:
+        weight = lw.tensor(w)
+        y = (weight + lw.const(offset, lw.tdtype(weight)) if offset else weight) * y
+    return [y]
+
+
+def _channel_view(lw: Lowering, t: Any, rank: int, axis: int = 1) -> Any:
+    view = [1] * rank
+    view[axis] = -1
+    return ops.reshape(t, view)
+
+
+def _group_norm(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    x = lw.tensor(node.inputs[0])
+    groups = int(attrs.get("groups", 1))
+    eps = float(attrs.get("eps", 1e-5))
+    shape = lw.shape(x)
+    g = ops.reshape(x, [shape[0], groups, -1])
+    mean = ops.mean(g, axis=-1)
+    centred = g - mean
+    var = ops.mean(centred * centred, axis=-1)
+    y = ops.reshape(centred * ops.rsqrt(var + lw.const(eps, lw.tdtype(x))), shape)
+    if _opt(node, 1):
+        y = y * _channel_view(lw, lw.tensor(node.inputs[1]), len(shape))
+    if _opt(node, 2):
+        y = y + _channel_view(lw, lw.tensor(node.inputs[2]), len(shape))
+    return [y]
+
+
+def _batch_norm(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    """Inference batch norm: (x - running_mean) * rsqrt(running_var + eps) * w + b."""
+    x = lw.tensor(node.inputs[0])
+    rank = len(x.shape)
+    axis = norm_axis(attrs.get("axis", 1), rank)
+    eps = float(attrs.get("eps", 1e-5))
+    dt = lw.tdtype(x)
+    mean = _channel_view(lw, lw.tensor(node.inputs[3]), rank, axis)
+    var = _channel_view(lw, lw.tensor(node.inputs[4]), rank, axis)
+    scale = ops.rsqrt(var + lw.const(eps, dt))
+    if _opt(node, 1):
+        scale = scale * _channel_view(lw, lw.tensor(node.inputs[1]), rank, axis)
+    y = (x - mean) * scale
+    if _opt(node, 2):
+        y = y + _channel_view(lw, lw.tensor(node.inputs[2]), rank, axis)
+    return [y]
+
+
+# -- attention -------------------------------------------------------------------------------
+def attention(lw: Lowering, q: Any, k: Any, v: Any, mask: Any, scale: float | None, causal: bool) -> Any:
+    """softmax(q k^T * scale + mask) v over [B, H, S, D]; GQA by broadcasting k/v heads; a query
+    row with no key to attend to yields zeros (as the IR's reference does)."""
+    heads, kv_heads = lw.shape(q)[-3], lw.shape(k)[-3]
+    if heads != kv_heads:
+        if not (isinstance(heads, int) and isinstance(kv_heads, int)):
+            raise MaxLoweringError("Attention", "?", "grouped-query attention with symbolic heads")
+        k, v = (_repeat_heads(lw, t, heads // kv_heads) for t in (k, v))
+    dt = lw.tdtype(q)
+    scale = 1.0 / math.sqrt(adapter.static_int(lw.shape(q)[-1])) if scale is None else scale
+    scores = ops.matmul(q, ops.transpose(k, -1, -2))
+    if scale != 1.0:
+        scores = scores * lw.const(scale, dt)
+    if mask is not None:
+        if lw.tdtype(mask) == "bool":
+            scores = ops.where(mask, scores, lw.const(-np.inf, dt))
+        else:
+            scores = scores + lw.cast(mask, dt)
+    if causal:
+        s, t = lw.shape(scores)[-2:]
+        rows, cols = _range_of(lw, s), _range_of(lw, t)
+        offset = lw.scalar_tensor(t, "int64") - lw.scalar_tensor(s, "int64")
+        allowed = ops.greater_equal(ops.unsqueeze(rows, 1) + offset, ops.unsqueeze(cols, 0))
+        scores = ops.where(allowed, scores, lw.const(-np.inf, dt))
+    probs = ops.softmax(scores)
+    if mask is not None or causal:
+        dead = ops.equal(ops.max(scores, axis=-1), lw.const(-np.inf, dt))
+        probs = ops.where(dead, lw.const(0.0, dt), probs)
+    return ops.matmul(probs, v)
+
+
+def _repeat_heads(lw: Lowering, t: Any, times: int) -> Any:
+    b, h, s, d = lw.shape(t)
+    t = ops.broadcast_to(ops.unsqueeze(t, 2), [b, h, times, s, d])
+    return ops.reshape(t, [b, h * times, s, d])
+
+
+def _attention(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    custom = lw.custom_kernels.get("Attention")
+    if custom is not None:
+        y = custom(lw, node, attrs)
+        if y is not None:
+            return [y]
+    q, k, v = (lw.tensor(n) for n in node.inputs[:3])
+    mask = lw.tensor(node.inputs[3]) if _opt(node, 3) else None
+    return [attention(lw, q, k, v, mask, attrs.get("scale"), bool(attrs.get("causal")))]
+
+
+def _qkv_attention(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    qkv = lw.tensor(node.inputs[0])
+    mask = lw.tensor(node.inputs[1]) if _opt(node, 1) else None
+    heads = int(attrs.get("heads", 1))
+    b, s, e3 = lw.shape(qkv)
+    if not isinstance(e3, int):
+        raise MaxLoweringError(node.op, node.name, "symbolic hidden size")
+    e = e3 // 3
+    parts = []
+    for i in range(3):
+        part = slice_dim(lw, qkv, 2, i * e, (i + 1) * e)
+        parts.append(ops.permute(ops.reshape(part, [b, s, heads, e // heads]), [0, 2, 1, 3]))
+    out = attention(lw, *parts, mask, attrs.get("scale"), bool(attrs.get("causal")))
+    return [ops.reshape(ops.permute(out, [0, 2, 1, 3]), [b, s, e])]
+
+
+# -- convolution and pooling -----------------------------------------------------------------
+def _per_dim(value: Any, n: int) -> list[int]:
+    value = list(value) if isinstance(value, (list, tuple)) else [value]
+    return [int(v) for v in (value * n if len(value) == 1 else value)]
+
+
+def _conv(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    x = lw.tensor(node.inputs[0])
+    w_name = node.inputs[1]
+    nsp = len(x.shape) - 2
+    if nsp not in (1, 2):
+        raise MaxLoweringError(node.op, node.name, f"{nsp}-d convolution")
+    if not lw.is_weight(w_name):
+        raise MaxLoweringError(node.op, node.name, "convolution filter computed at run time")
+    stride, dilation = _per_dim(attrs.get("stride", 1), nsp), _per_dim(attrs.get("dilation", 1), nsp)
+    pads = attrs.get("pads") or [(p, p) for p in _per_dim(attrs.get("padding", 0), nsp)]
+    pads = [tuple(int(v) for v in p) for p in pads]
+    groups = int(attrs.get("groups", 1))
+    if nsp == 1:  # a 1-d conv is a 2-d conv over a height of one
+        x = ops.unsqueeze(x, 2)
+        stride, dilation, pads = [1] + stride, [1] + dilation, [(0, 0)] + pads
+        filt = lw.derived_weight(w_name, "RSCF1", lambda a: a[:, :, None, :].transpose(2, 3, 1, 0))
+    else:
+        filt = lw.derived_weight(w_name, "RSCF", lambda a: a.transpose(2, 3, 1, 0))
+    nhwc = ops.permute(x, [0, 2, 3, 1])
+    bias = lw.tensor(node.inputs[2]) if _opt(node, 2) else None
+    y = ops.conv2d(nhwc, lw.cast(filt, lw.tdtype(x)), stride=tuple(stride), dilation=tuple(dilation),
+                   padding=(pads[0][0], pads[0][1], pads[1][0], pads[1][1]), groups=groups,
+                   bias=bias)  # fmt: skip
+    y = ops.permute(y, [0, 3, 1, 2])
+    return [ops.squeeze(y, 2) if nsp == 1 else y]
+
+
+def _pool(kind: str) -> Any:
+    def lower(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+        x = lw.tensor(node.inputs[0])
+        nsp = len(x.shape) - 2
+        if nsp not in (1, 2):
+            raise MaxLoweringError(node.op, node.name, f"{nsp}-d pooling")
+        kernel = _per_dim(attrs.get("kernel", 1), nsp)
+        stride = _per_dim(attrs.get("stride") or kernel, nsp)
+        dilation = _per_dim(attrs.get("dilation", 1), nsp)
+        pads = attrs.get("pads") or [(p, p) for p in _per_dim(attrs.get("padding", 0), nsp)]
+        pads = [tuple(int(v) for v in p) for p in pads]
+        if kind == "avg" and attrs.get("divisor_override"):
+            raise MaxLoweringError(node.op, node.name, "avg pool divisor_override")
+        if nsp == 1:
+            x = ops.unsqueeze(x, 2)
+            kernel, stride, dilation, pads = [1] + kernel, [1] + stride, [1] + dilation, [(0, 0)] + pads
+        nhwc = ops.permute(x, [0, 2, 3, 1])
+        symmetric = all(a == b for a, b in pads)
+        if not symmetric:
+            if kind == "avg":
+                raise MaxLoweringError(node.op, node.name, "asymmetric padding in average pooling")
+            fill = lw.const(-np.inf, lw.tdtype(x))
+            flat = [0, 0] + [v for p in pads for v in p] + [0, 0]
+            nhwc = ops.pad(nhwc, flat, mode="constant", value=fill)
+            padding = (0, 0)
+        else:
+            padding = (pads[0][0], pads[1][0])
+        ceil_mode = bool(attrs.get("ceil_mode", False))
+        if kind == "max":
+            y = ops.max_pool2d(nhwc, tuple(kernel), tuple(stride), tuple(dilation), padding, ceil_mode)
+        else:
+            y = ops.avg_pool2d(nhwc, tuple(kernel), tuple(stride), 1, padding, ceil_mode,
+                               count_boundary=bool(attrs.get("count_include_pad", True)))  # fmt: skip
+        y = ops.permute(y, [0, 3, 1, 2])
+        return [ops.squeeze(y, 2) if nsp == 1 else y]
+
+    return lower
+
+
+def _adaptive_avg_pool(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    x = lw.tensor(node.inputs[0])
+    shape = lw.shape(x)
+    nsp = len(shape) - 2
+    out = _per_dim(attrs.get("output_size", 1), nsp)
+    if all(o == 1 for o in out):
+        for axis in range(2, len(shape)):
+            x = ops.mean(x, axis=axis)
+        return [x]
+    sizes = shape[2:]
+    if nsp == 2 and all(isinstance(s, int) and s % o == 0 for s, o in zip(sizes, out)):
+        kernel = tuple(s // o for s, o in zip(sizes, out))
+        y = ops.avg_pool2d(ops.permute(x, [0, 2, 3, 1]), kernel, kernel)
+        return [ops.permute(y, [0, 3, 1, 2])]
+    raise MaxLoweringError(node.op, node.name, f"adaptive pooling {sizes} -> {out} with uneven windows")
+
+
+# -- reductions ------------------------------------------------------------------------------
+def _axes(lw: Lowering, node: Node, x: Any, attrs: dict[str, Any]) -> list[int] | None:
+    rank = len(x.shape)
+    axes = attrs.get("axes")
+    if len(node.inputs) > 1 and node.inputs[1]:
+        from .lower_shape import _const_ints
+
+        axes = _const_ints(lw, node, 1)
+        if not axes and attrs.get("noop_with_empty_axes"):
+            return None
+    if axes is None or (isinstance(axes, (list, tuple)) and len(axes) == 0):
+        return list(range(rank))
+    if axes == "spatial":
+        return list(range(2, rank))
+    if isinstance(axes, int):
+        axes = [axes]
+    return sorted({norm_axis(a, rank) for a in axes})
+
+
+def _reduce_axes(x: Any, axes: list[int], fn: Any, keepdims: bool) -> Any:
+    for axis in axes:
+        x = fn(x, axis)
+    if not keepdims:
+        for axis in sorted(axes, reverse=True):
+            x = ops.squeeze(x, axis)
+    return x
+
+
+def _reduce(kind: str) -> Any:
+    def lower(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+        x = lw.tensor(node.inputs[0])
+        axes = _axes(lw, node, x, attrs)
+        if axes is None:
+            return [x]
+        keep = bool(attrs.get("keepdims", False))
+        dtype = attrs.get("dtype")
+        if kind in ("any", "all"):
+            y = _reduce_axes(lw.cast(x, "int32"), axes,
+                             (lambda t, a: ops.max(t, axis=a)) if kind == "any" else (lambda t, a: ops.min(t, axis=a)),
+                             keep)  # fmt: skip
+            return [lw.cast(y, "bool")]
+        if dtype:
+            x = lw.cast(x, dtype)
+        elif lw.tdtype(x) == "bool" and kind in ("sum", "prod"):
+            x = lw.cast(x, "int64")
+        if kind == "mean" and lw.tdtype(x) not in FLOAT_TYPES:
+            x = lw.cast(x, "float64")
+        dt = lw.tdtype(x)
+        if kind == "logsumexp":
+            m = _reduce_axes(x, axes, lambda t, a: ops.max(t, axis=a), True)
+            m = ops.where(ops.is_inf(m), lw.const(0.0, dt), m)
+            y = ops.log(_reduce_axes(ops.exp(x - m), axes, lambda t, a: ops.sum(t, axis=a), True)) + m
+            return [_reduce_axes(y, axes, lambda t, a: t, keep)]
+        pre = {"l2": lambda t: t * t, "l1": ops.abs, "sumsquare": lambda t: t * t}.get(kind)
+        if pre is not None:
+            x = pre(x)
+        fns = {
+            "sum": lambda t, a: ops.sum(t, axis=a), "mean": lambda t, a: ops.mean(t, axis=a),
+            "max": lambda t, a: ops.max(t, axis=a), "min": lambda t, a: ops.min(t, axis=a),
+            "prod": lambda t, a: ops.prod(t, axis=a),
+        }  # fmt: skip
+        base = {"l2": "sum", "l1": "sum", "sumsquare": "sum", "logsum": "sum"}.get(kind, kind)
+        y = _reduce_axes(x, axes, fns[base], keep)
+        if kind == "l2":
+            y = ops.sqrt(y)
+        elif kind == "logsum":
+            y = ops.log(y)
+        return [y]
+
+    return lower
+
+
+def _var(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    x = lw.tensor(node.inputs[0])
+    axes = _axes(lw, node, x, attrs) or []
+    correction = attrs.get("correction", 1)
+    dt = lw.tdtype(x)
+    mean = _reduce_axes(x, axes, lambda t, a: ops.mean(t, axis=a), True)
+    centred = x - mean
+    total = _reduce_axes(centred * centred, axes, lambda t, a: ops.sum(t, axis=a), bool(attrs.get("keepdims")))
+    count: Any = 1
+    for a in axes:
+        count = count * lw.shape(x)[a]
+    n = lw.cast(lw.scalar_tensor(count, "int64"), dt) - lw.const(correction, dt)
+    return [total / n]
+
+
+def _arg_reduce(largest: bool) -> Any:
+    def lower(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+        x = lw.tensor(node.inputs[0])
+        if attrs.get("select_last_index"):
+            raise MaxLoweringError(node.op, node.name, "select_last_index")
+        axis = attrs.get("axis")
+        if axis is None:
+            x, axis = ops.reshape(x, [-1]), 0
+        axis = norm_axis(axis, len(x.shape))
+        if not largest:
+            x = -x if lw.tdtype(x) != "bool" else ops.logical_not(x)
+        y = lw.cast(ops.argmax(x, axis=axis), "int64")
+        return [y if attrs.get("keepdims") else ops.squeeze(y, axis)]
+
+    return lower
+
+
+def _topk(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    x = lw.tensor(node.inputs[0])
+    k = attrs.get("k", 1)
+    if _opt(node, 1):
+        from .lower_shape import _const_ints
+
+        k = _const_ints(lw, node, 1)[0]
+    axis = norm_axis(attrs.get("axis", -1), len(x.shape))
+    largest = attrs.get("largest", True)
+    values, indices = _along_last_pair(x if largest else -x, axis, lambda t: ops.top_k(t, int(k), -1))
+    return [values if largest else -values, lw.cast(indices, "int64")]
+
+
+def _along_last_pair(x: Any, axis: int, fn: Any) -> tuple[Any, Any]:
+    rank = len(x.shape)
+    if axis == rank - 1:
+        return fn(x)
+    perm = list(range(rank))
+    perm[axis], perm[-1] = perm[-1], perm[axis]
+    a, b = fn(ops.permute(x, perm))
+    return ops.permute(a, perm), ops.permute(b, perm)
+
+
+REDUCTIONS = {
+    "ReduceSum": "sum", "ReduceMean": "mean", "ReduceMax": "max", "ReduceMin": "min",
+    "ReduceProd": "prod", "ReduceAny": "any", "ReduceAll": "all", "ReduceL2": "l2",
+    "ReduceL1": "l1", "ReduceSumSquare": "sumsquare", "ReduceLogSum": "logsum",
+    "ReduceLogSumExp": "logsumexp",
+}  # fmt: skip
+
+TABLE: dict[str, Any] = {
+    "MatMul": _matmul, "Linear": _linear, "Softmax": _softmax, "LogSoftmax": _softmax,
+    "LayerNorm": _layer_norm, "RMSNorm": _rms_norm, "GroupNorm": _group_norm,
+    "BatchNorm": _batch_norm, "Attention": _attention, "QKVAttention": _qkv_attention,
+    "Conv": _conv, "MaxPool": _pool("max"), "AvgPool": _pool("avg"),
+    "AdaptiveAvgPool": _adaptive_avg_pool, "Var": _var, "ArgMax": _arg_reduce(True),
+    "ArgMin": _arg_reduce(False), "TopK": _topk,
+    **{op: _reduce(kind) for op, kind in REDUCTIONS.items()},
+}  # fmt: skip

@@ -1,0 +1,235 @@
+"""Lower a skillmill IR graph (``skillmill.ir.graph.Graph``) to a MAX graph.
+
+Every IR op with a MAX lowering has one function in ``lower_elementwise``, ``lower_shape`` or
+``lower_nn`` (the table ``LOWERINGS``).  An op without one, or an attribute combination a
+lowering cannot express (a data-dependent output shape, say), raises ``MaxLoweringError``
+naming the op and the node, and the skill falls back with that reason.
+
+Values while lowering: tensors are MAX ``TensorValue``s; the IR's runtime scalars (``SymSize``,
+``Scalar``) become ints or MAX ``Dim``s (``batch``, ``seq``, ``batch * seq``), so a reshape to
+``[batch * seq, 384]`` stays symbolic in the compiled graph.
+
+Weights: float tensors above ``CONSTANT_LIMIT`` elements become external MAX weights (their
+values are bound when the compiled graph is loaded, so one compiled artifact serves every
+checkpoint of an architecture); small or integer tensors become constants, and their values are
+part of the cache key (``constant_weight``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from skillmill.ir.graph import Graph, Node, dtype_name, resolve_attr
+
+from . import adapter
+from .adapter import GraphBuilder, ops
+
+CONSTANT_LIMIT = 64  # elements; at most this many (or any non-float weight) -> graph constant
+FLOAT_TYPES = ("float32", "float64", "float16", "bfloat16")
+LOWERING_VERSION = "skillmill-max-lowering/1"  # part of the cache key: bump when lowering changes
+
+
+class MaxLoweringError(Exception):
+    """The IR uses something the MAX lowering cannot express; names the op and node."""
+
+    def __init__(self, op: str, node: str, reason: str):
+        self.op = op
+        self.node = node
+        self.reason = reason
+        super().__init__(f"no MAX lowering for op {op!r} (node {node!r}): {reason}")
+
+
+Lower = Callable[["Lowering", Node, list[Any], dict[str, Any]], list[Any]]
+
+
+def constant_weight(array: np.ndarray) -> bool:
+    """Whether a weight is baked into the compiled graph (its values then key the cache)."""
+    return array.dtype.name not in FLOAT_TYPES or array.size <= CONSTANT_LIMIT
+
+
+def lowerings() -> dict[str, Lower]:
+    from . import lower_elementwise, lower_nn, lower_shape
+
+    return {**lower_elementwise.TABLE, **lower_shape.TABLE, **lower_nn.TABLE}
+
+
+def missing_ops(graph: Graph) -> list[str]:
+    """IR ops in ``graph`` with no MAX lowering at all, sorted."""
+    table = lowerings()
+    return sorted({node.op for node in graph.nodes if node.op not in table})
+
+
+@dataclass
+class Lowered:
+    """A MAX graph built from an IR graph, plus what loading it needs."""
+
+    builder: GraphBuilder
+    input_names: list[str]
+    output_names: list[str]
+    output_dtypes: list[str]
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    custom_ops: list[str] = field(default_factory=list)
+
+
+class Lowering:
+    """One lowering run: the value environment and the helpers the op lowerings share."""
+
+    def __init__(self, graph: Graph, builder: GraphBuilder, custom_kernels: dict[str, Any] | None = None):
+        self.graph = graph
+        self.builder = builder
+        self.env: dict[str, Any] = {}
+        self.custom_kernels = custom_kernels or {}
+        self.custom_ops_used: list[str] = []
+        self._derived: dict[str, Any] = {}
+
+    # -- values -------------------------------------------------------------------------------
+    def value(self, name: str) -> Any:
+        if name in self.env:
+            return self.env[name]
+        if name in self.graph.weights:
+            self.env[name] = self._materialise(name, self.graph.weights[name])
+            return self.env[name]
+        raise MaxLoweringError("?", name, f"value {name!r} is used before it is defined")
+
+    def _materialise(self, name: str, array: np.ndarray) -> Any:
+        if array.dtype.name == "string" or array.dtype == object:
+            raise MaxLoweringError("weight", name, "string tensors have no MAX dtype")
+        if constant_weight(array):
+            return self.builder.constant(array, array.dtype.name)
+        return self.builder.weight(name, array)
+
+    def derived_weight(self, name: str, transform: str, fn: Callable[[np.ndarray], np.ndarray]) -> Any:
+        """A weight stored in another layout (e.g. transposed for matmul), computed once in numpy
+        and bound as its own external weight, so the graph holds no runtime transpose."""
+        key = f"{name}::{transform}"
+        if key not in self._derived:
+            array = np.ascontiguousarray(fn(self.graph.weights[name]))
+            self._derived[key] = (self.builder.constant(array, array.dtype.name)
+                                  if constant_weight(array) else self.builder.weight(key, array))  # fmt: skip
+        return self._derived[key]
+
+    def is_weight(self, name: str) -> bool:
+        return bool(name) and name in self.graph.weights and name not in self.env
+
+    def tensor(self, name: str) -> Any:
+        """The value as a MAX tensor (runtime scalars become 0-d tensors)."""
+        value = self.value(name)
+        if isinstance(value, adapter.TensorValue):
+            return value
+        return self.scalar_tensor(value, self.dtype(name))
+
+    def scalar_tensor(self, value: Any, dtype: str) -> Any:
+        if adapter.is_dim(value) and adapter.static_int(value) is None:
+            t = ops.reshape(ops.shape_to_tensor([value]), [])
+            return t if dtype == "int64" else ops.cast(t, adapter.dtype_of(dtype))
+        if adapter.is_dim(value):
+            value = adapter.static_int(value)
+        return self.builder.constant(value, dtype)
+
+    def dtype(self, name: str) -> str:
+        """IR dtype of a value: the graph's declared spec, else the lowered tensor's own."""
+        value = self.env.get(name)
+        if isinstance(value, adapter.TensorValue):
+            return adapter.numpy_dtype_of(value.dtype)
+        spec = self.graph.spec(name)
+        if spec is not None:
+            return spec.dtype
+        if isinstance(value, bool):
+            return "bool"
+        if isinstance(value, float):
+            return "float64"
+        return "int64"
+
+    def out_dtype(self, node: Node, index: int = 0) -> str | None:
+        spec = self.graph.value_info.get(node.outputs[index]) if node.outputs[index] else None
+        return spec.dtype if spec is not None else None
+
+    # -- tensor helpers ------------------------------------------------------------------------
+    def const(self, value: Any, dtype: str) -> Any:
+        return self.builder.constant(value, dtype)
+
+    @staticmethod
+    def tdtype(t: Any) -> str:
+        return adapter.numpy_dtype_of(t.dtype)
+
+    def cast(self, t: Any, dtype: str) -> Any:
+        if self.tdtype(t) == dtype:
+            return t
+        if dtype == "bool":
+            return ops.not_equal(t, self.const(0, self.tdtype(t)))
+        return ops.cast(t, adapter.dtype_of(dtype))
+
+    def shape(self, t: Any) -> list[Any]:
+        """Dims of a tensor: ints where static, ``Dim``s where symbolic."""
+        dims = []
+        for d in t.shape:
+            n = adapter.static_int(d)
+            dims.append(n if n is not None else d)
+        return dims
+
+    # -- driving ------------------------------------------------------------------------------
+    def run(self) -> list[Any]:
+        table = lowerings()
+        for name, tensor in self.builder.inputs.items():
+            self.env[name] = tensor
+        for node in self.graph.nodes:
+            fn = table.get(node.op)
+            if fn is None:
+                raise MaxLoweringError(node.op, node.name, "the op has no MAX lowering")
+            args = [self.value(n) if n else None for n in node.inputs]
+            attrs = resolve_attr(node.attrs, self.env)
+            try:
+                results = fn(self, node, args, attrs)
+            except MaxLoweringError:
+                raise
+            except Exception as exc:  # MAX's own shape/dtype checks name what it refused
+                message = " ".join(str(exc).split())[:300]
+                raise MaxLoweringError(node.op, node.name, f"{type(exc).__name__}: {message}") from exc
+            for out, result in zip(node.outputs, results):
+                if out:
+                    self.env[out] = result
+        return [self.tensor(name) for name in self.graph.outputs]
+
+
+def lower_graph(graph: Graph, target: str = "cpu", custom_kernels: dict[str, Any] | None = None,
+                custom_extensions: list[Path] | None = None) -> Lowered:  # fmt: skip
+    """Build the MAX graph for ``graph``; raises ``MaxLoweringError`` naming what is missing.
+
+    ``custom_kernels`` maps IR op names to Mojo custom ops to use instead of MAX's built-ins
+    (see ``custom_op.py``); their folder goes in ``custom_extensions``."""
+    missing = missing_ops(graph)
+    if missing:
+        node = next(n for n in graph.nodes if n.op == missing[0])
+        raise MaxLoweringError(missing[0], node.name,
+                               f"the op has no MAX lowering (all missing: {', '.join(missing)})")  # fmt: skip
+    inputs = {}
+    for name, spec in graph.inputs.items():
+        if spec.shape is None:
+            raise MaxLoweringError("input", name, "input of unknown rank")
+        if spec.dtype not in adapter._DTYPES:
+            raise MaxLoweringError("input", name, f"MAX has no dtype {spec.dtype}")
+        inputs[name] = (spec.dtype, ["?" if d == "?" else d for d in spec.shape])
+        if any(d == "?" for d in spec.shape):
+            raise MaxLoweringError("input", name, f"input dims must be ints or named symbols: {spec}")
+    builder = GraphBuilder(_graph_name(graph), inputs, target, custom_extensions or [])
+    with builder:
+        lowering = Lowering(graph, builder, custom_kernels)
+        outputs = lowering.run()
+        builder.output(outputs)
+    return Lowered(builder, list(graph.inputs), list(graph.outputs),
+                   [Lowering.tdtype(t) for t in outputs], dict(builder.weights),
+                   sorted(set(lowering.custom_ops_used)))  # fmt: skip
+
+
+def _graph_name(graph: Graph) -> str:
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in graph.name) or "graph"
+
+
+def numpy_result_type(*dtypes: str) -> str:
+    """numpy's promotion over IR dtype names (bfloat16 treated as float32)."""
+    names = ["float32" if d == "bfloat16" else d for d in dtypes]
+    return dtype_name(np.result_type(*(np.dtype(n) for n in names)))
