@@ -249,6 +249,11 @@ class VisionInputGenerator(InputGenerator):
                 # LLaVA-NeXT style any-res: the base view plus one tile for an image of the base size.
                 return ctx.randn((b, 2, self.channels(), h, w))
             layout = input_option(ctx, "image_layout")
+            if layout == "patches":
+                # Fuyu: the image cut into flat patches, (batch, patches, C * P * P).
+                patch = _int(self.vision().patch_size, 16)
+                n = (h // patch) * (w // patch)
+                return ctx.randn((b, n, self.channels() * patch * patch))
             if layout in ("images5d", "pairs"):
                 # Idefics-style (batch, images per sample, C, H, W); keypoint matchers take pairs.
                 return ctx.randn((b, 2 if layout == "pairs" else 1, self.channels(), h, w))
@@ -341,8 +346,11 @@ class AudioInputGenerator(InputGenerator):
         ctx = self.ctx
         mel = _int(a.num_mel_bins, 80)
         width = _int(getattr(a.config, "feature_projection_input_dim", None), 0)
+        stacked = _int(getattr(a.config, "num_stacked_frames", None), 0)
+        if stacked:
+            width = mel * stacked
         if width:
-            return ctx.randn((b, frames, width)), 1  # stacked frames (w2v-BERT)
+            return ctx.randn((b, frames, width)), 1  # stacked frames (w2v-BERT, Fun-ASR)
         if self.is_whisper_like(a.config):
             src = _int(getattr(a.config, "max_source_positions", None), MEL_FRAMES // 2)
             return ctx.randn((b, mel, input_option(ctx, "mel_frames", 2 * src))), 2

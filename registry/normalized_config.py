@@ -71,7 +71,10 @@ SPELLINGS: dict[str, tuple[str, ...]] = {
 
 # normalized sub-config -> attribute names that hold it.
 SUB_CONFIGS: dict[str, tuple[str, ...]] = {
-    "text": ("text_config", "language_config", "llm_config", "text_encoder", "decoder_config"),
+    "text": (
+        "text_config", "language_config", "llm_config", "text_encoder", "decoder_config",
+        "model_config",
+    ),
     "vision": ("vision_config", "visual", "vision_encoder_config", "image_config", "vit_config"),
     "audio": ("audio_config", "audio_encoder_config", "speech_config", "encoder_config"),
     "encoder": ("encoder", "encoder_config"),

@@ -153,7 +153,8 @@ def _is_config_dict(value: Any) -> bool:
 # Spellings not in SHRINK_RULES are matched by suffix (sub-module widths: mit_hidden_size, ...).
 SUFFIX_RULES: tuple[tuple[tuple[str, ...], int], ...] = (
     (("_hidden_size", "_hidden_dim", "_embed_dim", "_projection_dim", "_output_dim"), HIDDEN),
-    (("_intermediate_size", "_ffn_dim", "_feed_forward_hidden_size"), FFN),
+    (("_intermediate_size", "_ffn_dim", "_feed_forward_hidden_size", "_linear_units"), FFN),
+    (("_predictor_channels", "_postnet_units"), HIDDEN),
     (("_num_attention_heads", "_attention_heads", "_num_key_value_heads"), HEADS),
     (("_num_hidden_layers",), LAYERS),
 )
