@@ -196,6 +196,7 @@ class VisionInputGenerator(InputGenerator):
     SUPPORTED_INPUT_NAMES = (
         "pixel_values", "pixel_mask", "image_sizes", "image_grid_thw", "grid_thw", "pixel_attention_mask",
         "image_attention_mask", "bool_masked_pos", "interpolate_pos_encoding", "spatial_shapes",
+        "pixel_position_ids",
     )
 
     def supports(self, name: str) -> bool:
@@ -261,10 +262,20 @@ class VisionInputGenerator(InputGenerator):
             if frames:
                 return ctx.randn((b, frames, self.channels(), h, w))
             return ctx.randn((b, self.channels(), h, w))
+        if name == "pixel_position_ids":
+            # (x, y) of every flat patch, row by row (Gemma 4's patch layout).
+            h, w = self.image_hw()
+            patch = _int(self.vision().patch_size, 16)
+            cols, rows = w // patch, h // patch
+            xy = torch.stack(torch.meshgrid(torch.arange(cols), torch.arange(rows), indexing="xy"), -1)
+            return xy.reshape(1, rows * cols, 2).expand(b, -1, -1).clone()
         if name == "spatial_shapes":
             return torch.tensor([[4, 4]] * b)
         if name == "pixel_attention_mask" and "spatial_shapes" in _forward_params(ctx.model):
             return torch.ones(b, 16, dtype=torch.long)
+        if name == "pixel_attention_mask" and input_option(ctx, "tile_mask"):
+            # GraniteDocling: which of the (batch, tiles) image tiles are real; all of them.
+            return torch.ones(b, 1, dtype=torch.bool)
         if name in ("pixel_mask", "pixel_attention_mask"):
             h, w = self.image_hw()
             return torch.ones(b, h, w, dtype=torch.long)
@@ -344,7 +355,7 @@ class AudioInputGenerator(InputGenerator):
     def features(self, a: NormalizedConfig, b: int, frames: int) -> tuple[torch.Tensor, int]:
         """Spectrogram features in the layout the encoder reads, and which axis holds frames."""
         ctx = self.ctx
-        mel = _int(a.num_mel_bins, 80)
+        mel = input_option(ctx, "mel_bins") or _int(a.num_mel_bins, 80)
         width = _int(getattr(a.config, "feature_projection_input_dim", None), 0)
         stacked = _int(getattr(a.config, "num_stacked_frames", None), 0)
         if stacked:
@@ -645,6 +656,11 @@ def _feature_rows(out: Any) -> int:
     """Total placeholder rows in a `get_*_features` result (tensor, list of tensors or output)."""
     if hasattr(out, "pooler_output") and out.pooler_output is not None:
         out = out.pooler_output
+    elif getattr(out, "deepstack_features", None):
+        # Granite 4 Vision: (llm_layer, (packed features, lengths)) per injection; every one
+        # fills the same placeholders, so the first says how many there are.
+        _, packed = out.deepstack_features[0]
+        out = packed[0] if isinstance(packed, (list, tuple)) else packed
     elif hasattr(out, "last_hidden_state") and not isinstance(out, torch.Tensor):
         out = out.last_hidden_state
     if isinstance(out, torch.Tensor):
