@@ -242,6 +242,10 @@ class VisionInputGenerator(InputGenerator):
                     grid = self.grid()
                 v = self.vision()
                 patch = _int(v.patch_size, 14)
+                if input_option(ctx, "image_layout") == "merged_tiles":
+                    # Inkling 2: one (P * merge)^2 pixel tile, channels last, per LM image token.
+                    side = patch * _int(getattr(v.config, "spatial_merge_size", None), 1)
+                    return ctx.randn((int(grid.prod(-1).sum()), side, side, self.channels()))
                 temporal = _int(v.temporal_patch_size, 1)
                 rows = int(grid.prod(-1).sum())
                 return ctx.randn((rows, self.channels() * temporal * patch * patch))
@@ -303,6 +307,8 @@ class VisionInputGenerator(InputGenerator):
     def grid(self) -> torch.Tensor:
         v = self.vision()
         merge = _int(getattr(v.config, "spatial_merge_size", None), 2)
+        if input_option(self.ctx, "image_layout") == "merged_tiles":
+            merge = 1  # the grid counts LM image tokens, not patches
         t = 1
         return torch.tensor([[t, 2 * merge, 2 * merge]] * self.ctx.batch_size)
 
