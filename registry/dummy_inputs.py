@@ -140,6 +140,13 @@ class TextInputGenerator(InputGenerator):
             if input_option(ctx, "ids_per_codebook"):
                 # Audio-token decoders (MusicGen): one row per codebook, (batch * codebooks, seq).
                 ids = ids.repeat(_int(getattr(ctx.config, "num_codebooks", 1), 1), 1)
+            if input_option(ctx, "text_and_codes"):
+                # Kyutai STT: a text token plus one audio code per codebook at every step,
+                # (batch, seq, 1 + codebooks); codes index each codebook's own table.
+                c = ctx.config
+                n = _int(getattr(c, "num_codebooks", 1), 1)
+                codes = ctx.randint(0, _int(getattr(c, "codebook_vocab_size", 2), 2) - 1, (b, s, n))
+                ids = torch.cat([ids.unsqueeze(-1), codes], dim=-1)
             return ids
         if name in ("decoder_input_ids", "labels"):
             ids = self.ids(s, decoder=True)
@@ -242,6 +249,10 @@ class VisionInputGenerator(InputGenerator):
                     grid = self.grid()
                 v = self.vision()
                 patch = _int(v.patch_size, 14)
+                if input_option(ctx, "image_layout") == "patch_images":
+                    # Kimi K2.5: every patch as a small image, (patches, C, P, P).
+                    rows = int(grid.prod(-1).sum())
+                    return ctx.randn((rows, self.channels(), patch, patch))
                 if input_option(ctx, "image_layout") == "merged_tiles":
                     # Inkling 2: one (P * merge)^2 pixel tile, channels last, per LM image token.
                     side = patch * _int(getattr(v.config, "spatial_merge_size", None), 1)
@@ -262,7 +273,7 @@ class VisionInputGenerator(InputGenerator):
             if layout in ("images5d", "pairs"):
                 # Idefics-style (batch, images per sample, C, H, W); keypoint matchers take pairs.
                 return ctx.randn((b, 2 if layout == "pairs" else 1, self.channels(), h, w))
-            frames = self.num_frames()
+            frames = self.num_frames() or (4 if layout == "video" else None)
             if frames:
                 return ctx.randn((b, frames, self.channels(), h, w))
             return ctx.randn((b, self.channels(), h, w))
@@ -280,6 +291,12 @@ class VisionInputGenerator(InputGenerator):
         if name == "pixel_attention_mask" and input_option(ctx, "tile_mask"):
             # GraniteDocling: which of the (batch, tiles) image tiles are real; all of them.
             return torch.ones(b, 1, dtype=torch.bool)
+        if name == "image_attention_mask" and input_option(ctx, "image_attention_per_token"):
+            # IDEFICS: which images each text token cross-attends to, (batch, text, images); all.
+            ids = ctx.made.get("input_ids")
+            images = ctx.made["pixel_values"].shape[1] if "pixel_values" in ctx.made else 1
+            return torch.ones(b, ids.shape[1] if ids is not None else ctx.seq_len, images,
+                              dtype=torch.long)
         if name in ("pixel_mask", "pixel_attention_mask"):
             h, w = self.image_hw()
             return torch.ones(b, h, w, dtype=torch.long)

@@ -484,7 +484,7 @@ def _remap_token_ids(d: Any, mapping: dict[int, int]) -> None:
 
 VOCAB_KEYS = (
     "vocab_size", "n_vocab", "text_vocab_size", "input_vocab_size", "output_vocab_size",
-    "encoder_hash_byte_group_vocab",
+    "encoder_hash_byte_group_vocab", "codebook_vocab_size",
 )
 
 

@@ -62,8 +62,11 @@ def check_mapping(skill: Any, inputs: Mapping[str, Any]) -> dict[str, Any]:
     batch = {name: to_tensor(name, value) for name, value in inputs.items()}
     ids = batch.get("input_ids")
     if isinstance(ids, torch.Tensor):
-        if ids.dim() not in (1, 2):
-            raise SkillInputError(f"input_ids must be [batch, sequence], got shape {tuple(ids.shape)}")
+        if ids.dim() not in (1, 2, 3):
+            raise SkillInputError(
+                "input_ids must be [batch, sequence] (or [batch, sequence, codebooks] for audio-code "
+                f"models), got shape {tuple(ids.shape)}"
+            )
         if ids.dim() == 1:
             batch["input_ids"] = ids = ids.unsqueeze(0)
         vocab = skill.vocab_size()
@@ -76,7 +79,11 @@ def check_mapping(skill: Any, inputs: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(mask, torch.Tensor):
             if mask.dim() == 1:
                 batch["attention_mask"] = mask = mask.unsqueeze(0)
-            if mask.dim() == 2 and mask.shape != ids.shape:
+            # Audio-code models (MusicGen) stack one row of ids per codebook: the mask covers
+            # the batch, the ids cover batch x codebooks, over the same sequence.
+            if mask.dim() == 2 and (
+                mask.shape[1] != ids.shape[1] or not mask.shape[0] or ids.shape[0] % mask.shape[0]
+            ):
                 raise SkillInputError(
                     f"attention_mask shape {tuple(mask.shape)} does not match input_ids shape "
                     f"{tuple(ids.shape)}"
