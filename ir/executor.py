@@ -2,12 +2,17 @@
 references for what the kernel library does not cover (counted per op, see ``Executor.report``).
 
 Intermediates are released right after their last use, so peak memory follows the tensors that
-are live at once, not the whole graph.
+are live at once, not the whole graph.  With native kernels, the first run with a new signature of
+input shapes builds an execution plan (``plan.py``) that later runs with that signature use: the
+shape-only values computed once, native kernels bound to fixed pointers into one arena, linear
+weights packed once.  ``Executor(graph, planned=False)`` always runs unplanned.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -16,7 +21,10 @@ import numpy as np
 from .errors import ConversionError, ExecutionError, UnsupportedOp
 from .graph import Graph, numpy_dtype, resolve_attr
 from .ops import OPS
-from .ops.native import bind_native
+from .ops.native import bind_native, native_module
+from .plan import Plan, PlanMismatch, StepFailed, signature
+
+MAX_PLANS = 8  # input signatures kept planned per executor (least recently used dropped)
 
 
 @dataclass
@@ -35,7 +43,7 @@ class _Step:
 class Executor:
     """Compiled plan for one graph: a kernel per node and the values to free after each node."""
 
-    def __init__(self, graph: Graph, use_native: bool = True):
+    def __init__(self, graph: Graph, use_native: bool = True, planned: bool = True):
         unknown = sorted({n.op for n in graph.nodes if n.op not in OPS})
         if unknown:
             raise UnsupportedOp(unknown[0], graph.metadata.get("model_name", graph.name),
@@ -64,6 +72,11 @@ class Executor:
             self.steps.append(_Step(node.name, node.op, list(node.inputs), list(node.outputs),
                                     dict(node.attrs), has_refs, kernel, native,
                                     releases.get(index, [])))  # fmt: skip
+        self.planned = planned and use_native and native_module() is not None
+        self._plans: OrderedDict[tuple, Plan | None] = OrderedDict()
+        self._packed: dict[tuple[str, str], Any] = {}
+        self._arena: np.ndarray | None = None
+        self._lock = threading.Lock()  # a plan's arena serves one run at a time
         self.native_counts: dict[str, int] = {}
         self.numpy_counts: dict[str, int] = {}
         for step in self.steps:
@@ -91,7 +104,41 @@ class Executor:
         }
 
     def run(self, feeds: dict[str, Any], profile: dict[str, float] | None = None) -> dict[str, np.ndarray]:
-        env: dict[str, Any] = dict(self.constants)
+        inputs = self._inputs(feeds)
+        if not self.planned:
+            return self._run_steps(inputs, profile)
+        key = (signature(inputs), native_module().get_isa())
+        with self._lock:
+            if key not in self._plans:
+                plan, outputs = self._build_plan(inputs)
+                self._remember(key, plan)
+                return outputs
+            self._plans.move_to_end(key)
+            plan = self._plans[key]
+            if plan is None:
+                return self._run_steps(inputs, profile)
+            if not plan.is_bound_to(self._arena):
+                self._bind(plan)
+            try:
+                return plan.run(inputs, profile)
+            except PlanMismatch:
+                self._plans[key] = None  # a data-dependent shape: this signature runs unplanned
+            except StepFailed:
+                pass  # rerun unplanned: the checked wrappers raise the precise error
+            return self._run_steps(inputs, profile)
+
+    def run_unplanned(self, feeds: dict[str, Any], observe: Callable[[str, Any], None] | None = None,
+                      profile: dict[str, float] | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+        """Node by node through each node's kernel; ``observe(name, value)`` sees every value
+        produced (the plan builder records shapes and layouts through it)."""
+        return self._run_steps(self._inputs(feeds), profile, observe)
+
+    def plan_report(self) -> dict[str, Any]:
+        """What the plans hold, per ISA and input signature (None: that signature runs unplanned)."""
+        return {f"{isa} {sig}": (plan.report() if plan is not None else None) for (sig, isa), plan in self._plans.items()}
+
+    def _inputs(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+        inputs: dict[str, np.ndarray] = {}
         for name, spec in self.graph.inputs.items():
             if name not in feeds:
                 raise ExecutionError(f"missing input {name!r}; expected {self.input_names}")
@@ -104,7 +151,45 @@ class Executor:
             for dim, size in zip(spec.shape or [], value.shape):
                 if isinstance(dim, int) and dim != size:
                     raise ExecutionError(f"input {name!r} has shape {value.shape}, expected {spec}")
-            env[name] = value
+            inputs[name] = value
+        return inputs
+
+    def _build_plan(self, inputs: dict[str, np.ndarray]) -> tuple[Plan | None, dict[str, np.ndarray]]:
+        try:
+            plan, outputs = Plan.build(self, inputs, self._packed_weight)
+        except (ExecutionError, UnsupportedOp):
+            raise
+        except Exception:  # planning is an optimisation: anything it cannot handle runs unplanned
+            return None, self._run_steps(inputs, None)
+        try:
+            self._bind(plan)
+        except Exception:
+            return None, outputs
+        return plan, outputs
+
+    def _bind(self, plan: Plan) -> None:
+        if self._arena is None or self._arena.nbytes < plan.arena_bytes:
+            self._arena = np.empty(max(plan.arena_bytes, 64) + 64, np.uint8)  # grows to the largest plan
+        start = -self._arena.ctypes.data % 64  # 64-byte aligned, like the C side's scratch
+        plan.bind(self._arena[start:], owner=self._arena)
+
+    def _remember(self, key: tuple, plan: Plan | None) -> None:
+        self._plans[key] = plan
+        while len(self._plans) > MAX_PLANS:
+            self._plans.popitem(last=False)
+
+    def _packed_weight(self, name: str) -> Any:
+        """A constant linear weight packed once for the active ISA and kept for every plan."""
+        lib = native_module()
+        key = (name, lib.get_isa())
+        if key not in self._packed:
+            self._packed[key] = lib.pack_linear_weight(np.ascontiguousarray(self.graph.weights[name]))
+        return self._packed[key]
+
+    def _run_steps(self, inputs: dict[str, np.ndarray], profile: dict[str, float] | None = None,
+                   observe: Callable[[str, Any], None] | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+        env: dict[str, Any] = dict(self.constants)
+        env.update(inputs)
         for step in self.steps:
             args = [env[name] if name else None for name in step.inputs]
             attrs = resolve_attr(step.attrs, env) if step.has_refs else step.attrs
@@ -121,6 +206,10 @@ class Executor:
                 for name, value in zip(step.outputs, result):
                     if name:
                         env[name] = value
+            if observe is not None:
+                for name in step.outputs:
+                    if name:
+                        observe(name, env[name])
             for name in step.release:
                 env.pop(name, None)
         return {name: np.asarray(env[name]) for name in self.graph.outputs}

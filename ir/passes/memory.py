@@ -29,6 +29,24 @@ class Buffer:
     offset: int = 0
 
 
+def assign_offsets(buffers: list[Buffer]) -> int:
+    """Places each buffer (size already a multiple of ALIGN) at the lowest offset that overlaps
+    no buffer whose lifetime [first, last] intersects its own, largest first; returns the arena
+    size.  Lifetimes are inclusive, so a kernel's output never shares bytes with its inputs."""
+    placed: list[Buffer] = []
+    for buf in sorted(buffers, key=lambda b: (-b.size, b.first)):
+        live = sorted((p for p in placed if p.first <= buf.last and buf.first <= p.last),
+                      key=lambda p: p.offset)  # fmt: skip
+        offset = 0
+        for other in live:
+            if offset + buf.size <= other.offset:
+                break
+            offset = max(offset, other.offset + other.size)
+        buf.offset = offset
+        placed.append(buf)
+    return max((b.offset + b.size for b in placed), default=0)
+
+
 def plan_memory(graph: Graph, bindings: dict[str, int]) -> dict[str, Any]:
     specs = infer_concrete(graph, bindings)
     root: dict[str, str] = {}
@@ -54,18 +72,8 @@ def plan_memory(graph: Graph, bindings: dict[str, int]) -> dict[str, Any]:
         base = root.get(name)
         if base in buffers:
             buffers[base].last = end
-    placed: list[Buffer] = []
-    for buf in sorted(buffers.values(), key=lambda b: (-b.size, b.first)):
-        live = sorted((p for p in placed if p.first <= buf.last and buf.first <= p.last),
-                      key=lambda p: p.offset)  # fmt: skip
-        offset = 0
-        for other in live:
-            if offset + buf.size <= other.offset:
-                break
-            offset = max(offset, other.offset + other.size)
-        buf.offset = offset
-        placed.append(buf)
-    arena = max((b.offset + b.size for b in placed), default=0)
+    placed = list(buffers.values())
+    arena = assign_offsets(placed)
     # the lower bound: the most bytes live at any one step
     live_peak = 0
     for index in range(end + 1):

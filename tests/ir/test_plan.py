@@ -1,0 +1,121 @@
+"""Execution plans: a planned run equals the unplanned one, for any data of the planned shapes,
+and falls back when a shape turns out to depend on the data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from skillmill.ir.errors import ExecutionError
+from skillmill.ir.executor import Executor
+from skillmill.ir.frontends.pytorch import convert_from_pytorch
+from skillmill.ir.graph import Graph, TensorSpec
+from skillmill.ir.passes import optimize_graph
+
+import tiny_models
+
+native = pytest.importorskip("skillmill.native")
+if not native.available():  # pragma: no cover - only without a compiler
+    pytest.skip("planned execution needs the native kernels", allow_module_level=True)
+
+
+def planned_kinds(executor: Executor) -> list[dict]:
+    return [plan["nodes_by_kind"] for plan in executor.plan_report().values() if plan is not None]
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2", "llama", "t5", "vit", "resnet"])
+def test_planned_runs_equal_unplanned(kind):
+    model = tiny_models.build(kind)
+    graph, _ = optimize_graph(convert_from_pytorch(model, tiny_models.inputs(kind)))
+    executor = Executor(graph)
+    shapes = [(2, 7), (1, 3)] if kind not in ("vit", "resnet") else [(2, 0), (1, 0)]
+    for batch, seq in shapes:
+        for seed in range(3):  # the first run builds the plan, the next two use it
+            feeds = {
+                k: v.numpy() for k, v in tiny_models.inputs(kind, batch, seq, seed=seed).items()
+            }
+            got = executor.run(feeds)
+            want = executor.run_unplanned(feeds)
+            for name in want:
+                np.testing.assert_allclose(
+                    got[name], want[name], rtol=1e-5, atol=1e-5, err_msg=name
+                )
+    kinds = planned_kinds(executor)
+    assert len(kinds) == len(shapes) and all(k.get("native", 0) > 0 for k in kinds), kinds
+
+
+def test_planned_bert_follows_the_mask_and_keeps_results():
+    """Padding differs run to run at one shape: nothing data-dependent may be planned away, and
+    a returned array must not change when the next run reuses the arena."""
+    model = tiny_models.build("bert")
+    graph, _ = optimize_graph(convert_from_pytorch(model, tiny_models.inputs("bert")))
+    executor = Executor(graph)
+    results = []
+    for pad in (0, 3, 5, 0):
+        feeds = tiny_models.inputs("bert", 2, 8, seed=pad)
+        feeds["attention_mask"][1, 8 - pad :] = 0
+        with torch.no_grad():
+            want = model(**feeds).last_hidden_state.numpy()
+        got = executor.run({k: v.numpy() for k, v in feeds.items()})["last_hidden_state"]
+        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+        results.append((got, got.copy()))
+    assert all(np.array_equal(kept, copy) for kept, copy in results)
+    assert planned_kinds(executor)[0]["native"] > 0
+
+
+def test_planned_bad_token_id_raises_like_unplanned():
+    model = tiny_models.build("bert")
+    graph, _ = optimize_graph(convert_from_pytorch(model, tiny_models.inputs("bert")))
+    executor = Executor(graph)
+    feeds = {k: v.numpy() for k, v in tiny_models.inputs("bert", 1, 5).items()}
+    executor.run(feeds)
+    feeds["input_ids"] = feeds["input_ids"].copy()
+    feeds["input_ids"][0, 2] = 10**6
+    with pytest.raises(ExecutionError, match="Embedding"):
+        executor.run(feeds)
+
+
+def data_dependent_graph() -> Graph:
+    """relu(x[x > 0]) * 2: the length after the boolean index depends on the data."""
+    g = Graph(name="positives")
+    g.inputs["x"] = TensorSpec("float32", [8])
+    g.add_node("Greater", ["x"], attrs={"b": 0.0}, name="gt", outputs=["keep"])
+    g.add_node("Index", ["x", "keep"], attrs={"positions": [0]}, name="pick", outputs=["picked"])
+    g.add_node("Relu", ["picked"], name="relu", outputs=["y"])
+    g.add_node("Add", ["y", "y"], name="double", outputs=["z"])
+    g.outputs = ["z"]
+    return g
+
+
+def test_data_dependent_shape_falls_back():
+    executor = Executor(data_dependent_graph())
+    rng = np.random.default_rng(0)
+    for positives in (3, 3, 5, 1):
+        x = -np.abs(rng.standard_normal(8)).astype(np.float32)
+        x[:positives] *= -1
+        got = executor.run({"x": x})["z"]
+        np.testing.assert_allclose(got, 2 * x[x > 0], rtol=1e-6)
+    assert list(executor.plan_report().values()) == [None]  # dropped once the shape moved
+
+
+@pytest.mark.skipif("scalar" not in native.supported_isas() or len(native.supported_isas()) < 2,
+                    reason="needs a second ISA path")  # fmt: skip
+def test_plans_follow_the_active_isa():
+    model = tiny_models.build("llama")
+    graph, _ = optimize_graph(convert_from_pytorch(model, tiny_models.inputs("llama")))
+    executor = Executor(graph)
+    feeds = {k: v.numpy() for k, v in tiny_models.inputs("llama", 2, 6).items()}
+    want = executor.run_unplanned(feeds)["last_hidden_state"]
+    for isa in ("scalar", native.get_isa(), "scalar"):
+        with native.using_isa(isa):
+            for _ in range(2):
+                got = executor.run(feeds)["last_hidden_state"]
+                assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    assert len(planned_kinds(executor)) == 2
+
+
+def test_unplanned_executor_option():
+    executor = Executor(data_dependent_graph(), planned=False)
+    executor.run({"x": np.ones(8, np.float32)})
+    assert executor.plan_report() == {}
