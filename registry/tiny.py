@@ -137,7 +137,7 @@ LAYER_COUNT_KEYS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")
 # Per-layer lists whose values are themselves layer indices (remapped after the shrink).
 LAYER_INDEX_VALUED_KEYS = ("kv_source_layers",)
 # Lists of layer indices (which blocks attend globally...): clipped to the shrunk layer count.
-LAYER_INDEX_LIST_KEYS = ("global_attn_indexes", "fullatt_block_indexes")
+LAYER_INDEX_LIST_KEYS = ("global_attn_indexes", "fullatt_block_indexes", "window_block_indices")
 # Per-stage lists (vision pyramids): each stage gets one block.
 DEPTH_LIST_KEYS = ("depths", "blocks_per_stage", "stage_num_blocks", "num_encoder_blocks")
 
