@@ -265,6 +265,10 @@ class VisionInputGenerator(InputGenerator):
                 # LLaVA-NeXT style any-res: the base view plus one tile for an image of the base size.
                 return ctx.randn((b, 2, self.channels(), h, w))
             layout = input_option(ctx, "image_layout")
+            if layout == "tiles":
+                # Mllama: (batch, images, max_num_tiles, C, H, W); one image in its first tile.
+                tiles = _int(getattr(self.vision().config, "max_num_tiles", None), 4)
+                return ctx.randn((b, 1, tiles, self.channels(), h, w))
             if layout == "patches":
                 # Fuyu: the image cut into flat patches, (batch, patches, C * P * P).
                 patch = _int(self.vision().patch_size, 16)
@@ -473,6 +477,7 @@ class FamilyInputGenerator(InputGenerator):
         "rewards", "returns_to_go", "timesteps", "visual_feats", "visual_pos", "query_embeds",
         "latents", "inputs", "high_res_pixel_values", "merge_sizes", "image_merge_sizes", "freq",
         "past_values_padding", "image_embeds_position_mask", "encoder_hidden_states",
+        "aspect_ratio_ids", "aspect_ratio_mask", "cross_attention_mask",
     )
 
     def generate(self, name: str) -> torch.Tensor:
@@ -519,6 +524,18 @@ class FamilyInputGenerator(InputGenerator):
         if name == "past_values_padding":
             past = ctx.made.get("past_values")
             return torch.zeros(b, past.shape[1] if past is not None else 32)
+        if name in ("aspect_ratio_ids", "aspect_ratio_mask", "cross_attention_mask"):
+            # Mllama's tiling: one image, aspect ratio id 1 (1 x 1 tiles), so only its first tile
+            # is real, and every text token cross-attends to it.
+            tiles = ctx.made["pixel_values"].shape[2] if "pixel_values" in ctx.made else 4
+            if name == "aspect_ratio_ids":
+                return torch.ones(b, 1, dtype=torch.long)
+            first = torch.zeros(tiles, dtype=torch.long)
+            first[0] = 1
+            if name == "aspect_ratio_mask":
+                return first.expand(b, 1, tiles).clone()
+            length = ctx.made["input_ids"].shape[1] if "input_ids" in ctx.made else s
+            return first.expand(b, length, 1, tiles).clone()
         if name == "encoder_hidden_states":
             # What a stand-alone decoder / Q-Former cross-attends to (e.g. image features).
             width = _int(getattr(c, "encoder_hidden_size", None), _int(nc.hidden_size, 32))
@@ -782,6 +799,11 @@ def _add_multimodal_placeholders(model, ctx: InputContext) -> None:
             if token is not None:
                 types[made["input_ids"] == token] = value
         made["mm_token_type_ids"] = types
+    cross = made.get("cross_attention_mask")
+    if cross is not None and cross.shape[1] < length:
+        # Inserted placeholders attend like the first token does.
+        extra = cross[:, :1].expand(-1, length - cross.shape[1], *cross.shape[2:])
+        made["cross_attention_mask"] = torch.cat([cross[:, :1], extra, cross[:, 1:]], dim=1)
     for name in ("attention_mask", "token_type_ids"):
         if name in made and made[name].shape[-1] != length:
             made[name] = torch.ones(ctx.batch_size, length, dtype=made[name].dtype) if name == "attention_mask" \

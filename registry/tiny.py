@@ -88,7 +88,7 @@ SHRINK_RULES: dict[str, int] = {
             "num_hidden_layers", "num_layers", "n_layer", "n_layers", "encoder_layers", "decoder_layers",
             "num_encoder_layers", "num_decoder_layers", "decoder_num_hidden_layers",
             "memory_attention_num_layers", "memory_fuser_num_layers", "num_lstm_layers",
-            "iou_head_depth", "depth", "resampler_depth", "num_adapter_layers",
+            "iou_head_depth", "depth", "resampler_depth", "num_adapter_layers", "num_global_layers",
         ),
         LAYERS,
     ),
@@ -137,7 +137,10 @@ LAYER_COUNT_KEYS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")
 # Per-layer lists whose values are themselves layer indices (remapped after the shrink).
 LAYER_INDEX_VALUED_KEYS = ("kv_source_layers",)
 # Lists of layer indices (which blocks attend globally...): clipped to the shrunk layer count.
-LAYER_INDEX_LIST_KEYS = ("global_attn_indexes", "fullatt_block_indexes", "window_block_indices")
+LAYER_INDEX_LIST_KEYS = (
+    "global_attn_indexes", "fullatt_block_indexes", "window_block_indices",
+    "intermediate_layers_indices",
+)
 # Per-stage lists (vision pyramids): each stage gets one block.
 DEPTH_LIST_KEYS = ("depths", "blocks_per_stage", "stage_num_blocks", "num_encoder_blocks")
 
