@@ -382,7 +382,8 @@ class AudioInputGenerator(InputGenerator):
     def features(self, a: NormalizedConfig, b: int, frames: int) -> tuple[torch.Tensor, int]:
         """Spectrogram features in the layout the encoder reads, and which axis holds frames."""
         ctx = self.ctx
-        mel = input_option(ctx, "mel_bins") or _int(a.num_mel_bins, 80)
+        mel = input_option(ctx, "mel_bins") or _int(
+            a.num_mel_bins or _find_sub_config(a.config, "num_mel_bins"), 80)
         width = _int(getattr(a.config, "feature_projection_input_dim", None), 0)
         stacked = _int(getattr(a.config, "num_stacked_frames", None), 0)
         if stacked:

@@ -45,7 +45,7 @@ SPELLINGS: dict[str, tuple[str, ...]] = {
     "type_vocab_size": ("type_vocab_size",),
     "image_size": ("image_size", "img_size", "input_size", "vision_image_size"),
     "patch_size": ("patch_size", "patch_sizes", "spatial_patch_size"),
-    "temporal_patch_size": ("temporal_patch_size", "tubelet_size"),
+    "temporal_patch_size": ("temporal_patch_size", "tubelet_size", "patch_temporal"),
     "num_frames": ("num_frames", "frames_per_clip"),
     "num_channels": ("num_channels", "in_channels", "in_chans", "input_channels", "channels"),
     "sampling_rate": ("sampling_rate", "sample_rate", "audio_sampling_rate"),

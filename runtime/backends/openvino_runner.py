@@ -21,6 +21,12 @@ def _compile(skill: Any, batch: dict[str, torch.Tensor]):
         reference = flatten_outputs(model(**batch))
     converted = openvino.convert_model(model, example_input=dict(batch))
     compiled = openvino.Core().compile_model(converted, "CPU")
+    # A conversion that runs but reshapes an output (a dropped batch axis...) is not the model.
+    check = compiled({k: v.numpy() for k, v in batch.items()})
+    got = [tuple(check[out].shape) for out in compiled.outputs]
+    want = [tuple(v.shape) for v in reference.values()]
+    if len(got) == len(want) and got != want:
+        raise ValueError(f"converted outputs have shapes {got}, PyTorch's {want}")
     return compiled, list(reference)
 
 
@@ -38,7 +44,12 @@ def run(skill: Any, batch: dict[str, Any]) -> BackendOutput:
                 "openvino", f"conversion failed: {type(exc).__name__}: {str(exc)[:200]}"
             ) from exc
     compiled, names = cache[key]
-    result = compiled({k: v.numpy() for k, v in tensors.items()})
+    try:
+        result = compiled({k: v.numpy() for k, v in tensors.items()})
+    except RuntimeError as exc:  # the CPU plugin rejects a shape the conversion did not foresee
+        raise BackendUnavailable(
+            "openvino", f"inference failed: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from exc
     values = [torch.from_numpy(result[out].copy()) for out in compiled.outputs]
     if len(values) != len(names):
         raise BackendUnavailable(
