@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import inspect
 import operator
-from contextlib import contextmanager
+import re
+from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -34,20 +35,48 @@ def convert_from_pytorch(
     ``example_inputs``: name -> tensor/array, passed to ``model(**inputs)``.  Or ``input_shapes``:
     name -> shape, from which zero-filled int64 (token inputs) / float32 tensors are built.
     ``dynamic_dims``: name -> {dim: symbol}; by default dim 0 is "batch" and dim 1 of 2-D+ token
-    inputs is "seq".
+    inputs is "seq".  With the default, a model whose code fixes one of those dims (a reshape to
+    a constant patch count, say) is retried with only the batch dynamic, then with static shapes;
+    ``graph.metadata["dynamic_dims"]`` says which held.
     """
     import torch
 
     name = model_name or _model_name(model)
     inputs = _example_inputs(example_inputs, input_shapes)
-    dims = dynamic_dims if dynamic_dims is not None else default_dynamic_dims(inputs)
-    exported = export_model(model, inputs, dims, name)
-    graph = _Lowering(exported, name, dims).run()
+    ladder = [dynamic_dims] if dynamic_dims is not None else dims_ladder(inputs)
+    eager = eager_attention_agrees(model, inputs)
+    for attempt, dims in enumerate(ladder):
+        try:
+            exported = export_model(model, inputs, dims, name, eager_attention=eager)
+            graph = _Lowering(exported, name, dims).run()
+            break
+        except ConversionError as exc:
+            if attempt == len(ladder) - 1 or not _about_dynamic_dims(exc):
+                raise
     graph.metadata.update(
-        {"source": "pytorch", "model_name": name, "torch_version": torch.__version__,
-         "model_type": getattr(getattr(model, "config", None), "model_type", None)}  # fmt: skip
+        {"source": "pytorch", "model_name": name, "torch_version": str(torch.__version__),
+         "model_type": getattr(getattr(model, "config", None), "model_type", None),
+         "dynamic_dims": dims, "eager_attention": eager}  # fmt: skip
     )
     return graph
+
+
+def dims_ladder(inputs: dict[str, Any]) -> list[dict[str, dict[int, str]]]:
+    """The dynamic-dim choices to try in turn: batch and sequence, batch only, none."""
+    full = default_dynamic_dims(inputs)
+    batch_only = {k: {d: n for d, n in v.items() if d == 0} for k, v in full.items()}
+    ladder = [full, batch_only, {}]
+    return [d for i, d in enumerate(ladder) if d not in ladder[:i]]
+
+
+# Messages of export/lowering failures that a less dynamic export can avoid: a symbolic size
+# (s12, 128*s41) in a shape error, a violated constraint, a guard or specialisation.
+_DYNAMIC_HINTS = re.compile(r"\bs\d+\b|onstraint|speciali[sz]|guard|symbolic|Dim\.|dynamic", re.I)
+
+
+def _about_dynamic_dims(exc: Exception) -> bool:
+    text = f"{exc} {exc.__cause__ or ''}"
+    return bool(_DYNAMIC_HINTS.search(text))
 
 
 def default_dynamic_dims(inputs: dict[str, Any]) -> dict[str, dict[int, str]]:
@@ -63,8 +92,10 @@ def default_dynamic_dims(inputs: dict[str, Any]) -> dict[str, dict[int, str]]:
     return dims
 
 
-def export_model(model: Any, inputs: dict[str, Any], dims: dict[str, dict[int, str]], name: str):
-    """torch.export with the requested dims dynamic, then ``run_decompositions()`` to core ATen."""
+def export_model(model: Any, inputs: dict[str, Any], dims: dict[str, dict[int, str]], name: str,
+                 eager_attention: bool = True):  # fmt: skip
+    """torch.export with the requested dims dynamic, then ``run_decompositions()`` to core ATen.
+    ``eager_attention``: trace the eager attention path (see ``eager_attention_agrees``)."""
     import torch
     from torch.export import Dim, export
 
@@ -75,7 +106,8 @@ def export_model(model: Any, inputs: dict[str, Any], dims: dict[str, dict[int, s
     if "use_cache" in inspect.signature(model.forward).parameters:
         widened["use_cache"], shapes["use_cache"] = False, None
     try:
-        with _no_cache(model), _eager_attention(model), torch.no_grad():
+        attention = _eager_attention(model) if eager_attention else nullcontext()
+        with _no_cache(model), attention, torch.no_grad():
             exported = export(model, (), widened, dynamic_shapes=shapes, strict=False)
             return exported.run_decompositions()
     except Exception as exc:
@@ -105,11 +137,51 @@ def _no_cache(model: Any) -> Iterator[None]:
             config.use_cache = saved
 
 
+def eager_attention_agrees(model: Any, inputs: dict[str, Any], tolerance: float = 1e-5) -> bool:
+    """Whether to trace the eager attention path: with SDPA, ``run_decompositions()`` fails on a
+    view for GPT-2 and T5 (a known PyTorch issue), and the fusion passes fold the eager pattern
+    further.  But a few models' eager and SDPA code compute different things (Aimv2's text
+    tower, say), and the graph must equal what the model computes as configured: so eager is
+    traced only when both give the same outputs on the example inputs."""
+    import torch
+
+    with _no_cache(model), torch.no_grad():
+        configured = _flat_tensors(model(**inputs))
+        with _eager_attention(model) as switched:
+            if not switched:
+                return True  # already eager (or no switchable attention): nothing to compare
+            eager = _flat_tensors(model(**inputs))
+    if len(eager) != len(configured):
+        return False
+    for got, want in zip(eager, configured):
+        if got.shape != want.shape or got.dtype != want.dtype:
+            return False
+        if got.is_floating_point():
+            scale = float(want.abs().max()) if want.numel() else 0.0
+            diff = float((got - want).abs().max()) if want.numel() else 0.0
+            if not (diff <= tolerance * max(scale, 1e-30) or diff == 0.0):
+                return False
+        elif not torch.equal(got, want):
+            return False
+    return True
+
+
+def _flat_tensors(value: Any) -> list[Any]:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict) or hasattr(value, "keys") and hasattr(value, "__getitem__"):
+        return [t for key in value.keys() for t in _flat_tensors(value[key])]
+    if isinstance(value, (list, tuple)):
+        return [t for item in value for t in _flat_tensors(item)]
+    return []
+
+
 @contextmanager
-def _eager_attention(model: Any) -> Iterator[None]:
-    """Trace the eager attention path: with SDPA, ``run_decompositions()`` fails on a view for
-    GPT-2 and T5 (a known PyTorch issue), and the attention fusion pass matches the eager
-    pattern.  Every config in the module tree is switched and restored afterwards."""
+def _eager_attention(model: Any) -> Iterator[bool]:
+    """Switch every config in the module tree to eager attention (restored afterwards); yields
+    whether anything was switched."""
     configs: dict[int, Any] = {}
     pending = [getattr(m, "config", None) for m in getattr(model, "modules", lambda: [])()]
     while pending:
@@ -119,11 +191,13 @@ def _eager_attention(model: Any) -> Iterator[None]:
         configs[id(config)] = config
         pending += [getattr(config, key, None) for key in getattr(config, "sub_configs", {}) or {}]
     saved = {key: config._attn_implementation_internal for key, config in configs.items()}
+    switched = False
     for key, config in configs.items():
         if isinstance(saved[key], str) and saved[key] != "eager":
             config._attn_implementation_internal = "eager"
+            switched = True
     try:
-        yield
+        yield switched
     finally:
         for key, config in configs.items():
             config._attn_implementation_internal = saved[key]
