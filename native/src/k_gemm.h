@@ -34,44 +34,70 @@ static skm_blocking SKM_FN(blocking) =
     {60, 128, 512};
 #endif
 
+/* C tile row r: store (or add to) the two accumulators of that row. */
+SKM_INLINE void SKM_FN(store_row)(float *cr, skv lo, skv hi, int accumulate) {
+    if (accumulate) {
+        lo = skv_add(skv_load(cr), lo);
+        hi = skv_add(skv_load(cr + SKM_W), hi);
+    }
+    skv_store(cr, lo);
+    skv_store(cr + SKM_W, hi);
+}
+
+#define SKM_TILE_ZERO                                                                    \
+    skv c00 = skv_zero(), c01 = skv_zero(), c10 = skv_zero(), c11 = skv_zero();          \
+    skv c20 = skv_zero(), c21 = skv_zero(), c30 = skv_zero(), c31 = skv_zero();          \
+    skv c40 = skv_zero(), c41 = skv_zero(), c50 = skv_zero(), c51 = skv_zero();          \
+    for (int r = 0; r < MR; r++) __builtin_prefetch(c + r * rsc, 1, 3)
+
+/* One step of K: the two B vectors times MR broadcast A values (A0..A5 are addresses). */
+#define SKM_TILE_STEP(A0, A1, A2, A3, A4, A5)                                            \
+    do {                                                                                 \
+        skv b0 = skv_load(bp), b1 = skv_load(bp + SKM_W), a;                             \
+        a = skv_bcast(A0), c00 = skv_fma(a, b0, c00), c01 = skv_fma(a, b1, c01);         \
+        a = skv_bcast(A1), c10 = skv_fma(a, b0, c10), c11 = skv_fma(a, b1, c11);         \
+        a = skv_bcast(A2), c20 = skv_fma(a, b0, c20), c21 = skv_fma(a, b1, c21);         \
+        a = skv_bcast(A3), c30 = skv_fma(a, b0, c30), c31 = skv_fma(a, b1, c31);         \
+        a = skv_bcast(A4), c40 = skv_fma(a, b0, c40), c41 = skv_fma(a, b1, c41);         \
+        a = skv_bcast(A5), c50 = skv_fma(a, b0, c50), c51 = skv_fma(a, b1, c51);         \
+        bp += NR;                                                                        \
+    } while (0)
+
+#define SKM_TILE_STORE                                                                   \
+    SKM_FN(store_row)(c, c00, c01, accumulate);                                          \
+    SKM_FN(store_row)(c + rsc, c10, c11, accumulate);                                    \
+    SKM_FN(store_row)(c + 2 * rsc, c20, c21, accumulate);                                \
+    SKM_FN(store_row)(c + 3 * rsc, c30, c31, accumulate);                                \
+    SKM_FN(store_row)(c + 4 * rsc, c40, c41, accumulate);                                \
+    SKM_FN(store_row)(c + 5 * rsc, c50, c51, accumulate)
+
 /* The register-blocked microkernel: an MR x NR tile in 2*MR vector accumulators (12 on every
  * ISA: enough independent FMA chains to cover two FMA ports times ~4-5 cycles of latency).
  * ap: kc steps of MR broadcast values; bp: kc steps of NR contiguous values. */
 static void SKM_FN(ukernel)(int64_t kc, const float *restrict ap, const float *restrict bp,
                             float *restrict c, int64_t rsc, int accumulate) {
-    skv c00 = skv_zero(), c01 = skv_zero(), c10 = skv_zero(), c11 = skv_zero();
-    skv c20 = skv_zero(), c21 = skv_zero(), c30 = skv_zero(), c31 = skv_zero();
-    skv c40 = skv_zero(), c41 = skv_zero(), c50 = skv_zero(), c51 = skv_zero();
-    for (int r = 0; r < MR; r++) __builtin_prefetch(c + r * rsc, 1, 3);
+    SKM_TILE_ZERO;
 #pragma GCC unroll 4
     for (int64_t p = 0; p < kc; p++) {
-        skv b0 = skv_load(bp), b1 = skv_load(bp + SKM_W), a;
-        a = skv_bcast(ap + 0), c00 = skv_fma(a, b0, c00), c01 = skv_fma(a, b1, c01);
-        a = skv_bcast(ap + 1), c10 = skv_fma(a, b0, c10), c11 = skv_fma(a, b1, c11);
-        a = skv_bcast(ap + 2), c20 = skv_fma(a, b0, c20), c21 = skv_fma(a, b1, c21);
-        a = skv_bcast(ap + 3), c30 = skv_fma(a, b0, c30), c31 = skv_fma(a, b1, c31);
-        a = skv_bcast(ap + 4), c40 = skv_fma(a, b0, c40), c41 = skv_fma(a, b1, c41);
-        a = skv_bcast(ap + 5), c50 = skv_fma(a, b0, c50), c51 = skv_fma(a, b1, c51);
+        SKM_TILE_STEP(ap, ap + 1, ap + 2, ap + 3, ap + 4, ap + 5);
         ap += MR;
-        bp += NR;
     }
-#define SKM_STORE_ROW(r, lo, hi)                                                         \
-    do {                                                                                 \
-        float *cr = c + (r)*rsc;                                                         \
-        if (accumulate) {                                                                \
-            lo = skv_add(skv_load(cr), lo);                                              \
-            hi = skv_add(skv_load(cr + SKM_W), hi);                                      \
-        }                                                                                \
-        skv_store(cr, lo);                                                               \
-        skv_store(cr + SKM_W, hi);                                                       \
-    } while (0)
-    SKM_STORE_ROW(0, c00, c01);
-    SKM_STORE_ROW(1, c10, c11);
-    SKM_STORE_ROW(2, c20, c21);
-    SKM_STORE_ROW(3, c30, c31);
-    SKM_STORE_ROW(4, c40, c41);
-    SKM_STORE_ROW(5, c50, c51);
-#undef SKM_STORE_ROW
+    SKM_TILE_STORE;
+}
+
+/* The same tile with A read where it lies, rows of unit stride rsa apart: no packing, for
+ * the few-row products (a short sequence, attention blocks) where packing A would cost as
+ * much as using it.  Rows past mr repeat row 0; the caller drops their results. */
+static void SKM_FN(ukernel_rows)(int64_t kc, const float *restrict a, int64_t rsa, int64_t mr,
+                                 const float *restrict bp, float *restrict c, int64_t rsc,
+                                 int accumulate) {
+    const float *a0 = a, *a1 = a + (mr > 1 ? rsa : 0), *a2 = a + (mr > 2 ? 2 * rsa : 0);
+    const float *a3 = a + (mr > 3 ? 3 * rsa : 0), *a4 = a + (mr > 4 ? 4 * rsa : 0);
+    const float *a5 = a + (mr > 5 ? 5 * rsa : 0);
+    SKM_TILE_ZERO;
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < kc; p++) SKM_TILE_STEP(a0 + p, a1 + p, a2 + p, a3 + p, a4 + p, a5 + p);
+    SKM_TILE_STORE;
 }
 
 /* One Q4_0 block: 16 bytes, value v in byte v/2 (low nibble first), value = (q - 8) * scale. */
@@ -190,6 +216,30 @@ static void SKM_FN(macro_kernel)(const gemm_desc *d, const float *ap, const floa
                         c[r * d->rsc + x] = first ? edge[r * NR + x] : c[r * d->rsc + x] + edge[r * NR + x];
             }
             if (last) SKM_FN(epilogue)(d, c, ic + ir, jc + jr, mr, nr);
+        }
+    }
+}
+
+/* macro_kernel with A read in place (ukernel_rows): a points at row ic, column pc of A. */
+static void SKM_FN(macro_kernel_rows)(const gemm_desc *d, const float *a, const float *bp,
+                                      int64_t bstride, int64_t ic, int64_t mc, int64_t jr0,
+                                      int64_t jr1, int64_t kc, int first, int last) {
+    float edge[MR * NR] __attribute__((aligned(64)));
+    for (int64_t jr = jr0; jr < jr1; jr += NR) {
+        int64_t nr = MIN(NR, jr1 - jr);
+        for (int64_t ir = 0; ir < mc; ir += MR) {
+            int64_t mr = MIN(MR, mc - ir);
+            float *c = d->c + (ic + ir) * d->rsc + jr;
+            const float *at = a + ir * d->rsa;
+            if (mr == MR && nr == NR) {
+                SKM_FN(ukernel_rows)(kc, at, d->rsa, MR, bp + jr * bstride, c, d->rsc, !first);
+            } else {
+                SKM_FN(ukernel_rows)(kc, at, d->rsa, mr, bp + jr * bstride, edge, NR, 0);
+                for (int64_t r = 0; r < mr; r++)
+                    for (int64_t x = 0; x < nr; x++)
+                        c[r * d->rsc + x] = first ? edge[r * NR + x] : c[r * d->rsc + x] + edge[r * NR + x];
+            }
+            if (last) SKM_FN(epilogue)(d, c, ic + ir, jr, mr, nr);
         }
     }
 }
@@ -495,10 +545,8 @@ static int SKM_FN(pack_weight)(const float *w, int64_t n, int64_t k, float *pack
     return SKM_OK;
 }
 
-/* One parallel_for per call: a task is (block of MC rows) x (group of B panels), and packs
- * its own A block per K slice into its arena.  Few rows (a short sequence) give one row
- * block and several panel groups; many rows give row blocks only.  Each task re-packs the
- * A rows it needs, which costs O(mc * k) against O(mc * k * panels * NR) of FMAs. */
+/* One parallel_for per call: a task is (block of rows) x (group of B panels), and packs its
+ * own A block per K slice into its arena (O(mc * k) against O(mc * k * nc) FMAs). */
 typedef struct {
     gemm_desc d;
     const float *bp;
@@ -513,6 +561,14 @@ static void SKM_FN(linear_packed_task)(void *vctx, int64_t t, int slot) {
     int64_t ic = icb * c->mc, mc = MIN(c->mc, d->m - ic);
     int64_t lo = c->panels * g / c->jgroups * NR, hi = MIN(c->panels * (g + 1) / c->jgroups * NR, d->n);
     if (hi <= lo || mc <= 0) return;
+    if (c->jgroups > 1) { /* several tasks share these rows: read A in place, pack nothing */
+        for (int64_t pc = 0; pc < d->k; pc += c->kc) {
+            int64_t kc = MIN(c->kc, d->k - pc);
+            SKM_FN(macro_kernel_rows)(d, d->a + ic * d->rsa + pc, c->bp + pc * NR, d->k, ic, mc, lo, hi, kc,
+                                      pc == 0, pc + kc >= d->k);
+        }
+        return;
+    }
     skm_arena_mark_t mark = skm_arena_mark(slot);
     float *ap = skm_arena_alloc(slot, (size_t)(ROUND_UP(mc, MR) * MIN(c->kc, d->k)) * sizeof(float));
     if (ap == NULL) {
@@ -546,12 +602,18 @@ static int SKM_FN(linear_packed)(const float *x, const float *packed, const floa
     c.kc = bl.kc;
     c.panels = (n + NR - 1) / NR;
     c.mc = MIN(bl.mc, ROUND_UP(m, MR));
-    if (threads > 1 && m > bl.mc) /* at least ~4 row blocks per thread: a stalled one holds back less */
-        c.mc = MAX(4 * MR, MIN(bl.mc, ROUND_UP((m + 4 * threads - 1) / (4 * threads), MR)));
-    c.n_ic = (m + c.mc - 1) / c.mc;
     c.jgroups = 1;
-    if (threads > 1 && work >= 32.0 * 32.0 * 32.0 && c.n_ic < 4 * threads)
-        c.jgroups = MIN(c.panels, (4 * threads + c.n_ic - 1) / c.n_ic);
+    if (threads > 1 && work >= 32.0 * 32.0 * 32.0) {
+        /* ~4 tasks per thread (a stalled thread holds back less), split over rows first:
+         * another row block only streams the packed B once more from cache, while another
+         * group of B panels packs the same rows of A again.  Few rows (a short sequence)
+         * then give several panel groups per row block. */
+        int64_t want = 4 * threads, tiles = (m + MR - 1) / MR;
+        c.mc = MIN(bl.mc, (tiles + MIN(tiles, want) - 1) / MIN(tiles, want) * MR);
+        int64_t n_ic = (m + c.mc - 1) / c.mc;
+        c.jgroups = MIN(c.panels, MAX(1, (want + n_ic - 1) / n_ic));
+    }
+    c.n_ic = (m + c.mc - 1) / c.mc;
     skm_parallel_for(c.n_ic * c.jgroups, SKM_FN(linear_packed_task), &c);
     return atomic_load(&c.err);
 }
