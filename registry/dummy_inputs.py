@@ -478,7 +478,7 @@ class FamilyInputGenerator(InputGenerator):
         "rewards", "returns_to_go", "timesteps", "visual_feats", "visual_pos", "query_embeds",
         "latents", "inputs", "high_res_pixel_values", "merge_sizes", "image_merge_sizes", "freq",
         "past_values_padding", "image_embeds_position_mask", "encoder_hidden_states",
-        "aspect_ratio_ids", "aspect_ratio_mask", "cross_attention_mask",
+        "aspect_ratio_ids", "aspect_ratio_mask", "cross_attention_mask", "noise", "noise_sequence",
     )
 
     def generate(self, name: str) -> torch.Tensor:
@@ -537,6 +537,17 @@ class FamilyInputGenerator(InputGenerator):
                 return first.expand(b, 1, tiles).clone()
             length = ctx.made["input_ids"].shape[1] if "input_ids" in ctx.made else s
             return first.expand(b, length, 1, tiles).clone()
+        if name == "noise":
+            # ViT-MAE's random masking draws one score per patch; given, the masking is fixed.
+            v = VisionInputGenerator(ctx)
+            h, w = v.image_hw()
+            patch = _int(v.vision().patch_size, 16)
+            return ctx.rand((b, (h // patch) * (w // patch)))
+        if name == "noise_sequence":
+            # UnivNet's excitation noise, one row per spectrogram frame.
+            feats = ctx.made.get("input_features")
+            frames = feats.shape[1] if feats is not None else s
+            return ctx.randn((b, frames, _int(getattr(c, "model_in_channels", None), 64)))
         if name == "encoder_hidden_states":
             # What a stand-alone decoder / Q-Former cross-attends to (e.g. image features).
             width = _int(getattr(c, "encoder_hidden_size", None), _int(nc.hidden_size, 32))

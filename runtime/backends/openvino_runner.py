@@ -38,7 +38,10 @@ def run(skill: Any, batch: dict[str, Any]) -> BackendOutput:
     cache = skill.__dict__.setdefault("_openvino_cache", {})
     if key not in cache:
         try:
-            cache[key] = _compile(skill, tensors)
+            # Converting runs the model (reference and trace); models that sample inside forward
+            # must not see a different random stream because a backend was tried first.
+            with torch.random.fork_rng(devices=[]):
+                cache[key] = _compile(skill, tensors)
         except Exception as exc:
             raise BackendUnavailable(
                 "openvino", f"conversion failed: {type(exc).__name__}: {str(exc)[:200]}"
