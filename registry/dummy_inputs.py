@@ -338,6 +338,7 @@ class AudioInputGenerator(InputGenerator):
     SUPPORTED_INPUT_NAMES = (
         "input_values", "input_features", "feature_attention_mask", "audio_values",
         "input_features_mask", "padding_mask", "audio_attention_mask", "audio_mel", "audio_mel_mask",
+        "decoder_input_values",
     )
 
     def audio(self) -> NormalizedConfig:
@@ -349,7 +350,10 @@ class AudioInputGenerator(InputGenerator):
         a = self.audio()
         samples = input_option(ctx, "audio_samples", AUDIO_SAMPLES)
         frames = input_option(ctx, "mel_frames", MEL_FRAMES)
-        if name in ("input_values", "audio_values"):
+        if name in ("input_values", "audio_values", "decoder_input_values"):
+            if input_option(ctx, "values_layout") == "hidden":
+                # SpeechT5's bare encoder-decoder (no pre-net): input_values are embeddings.
+                return ctx.randn((b, ctx.seq_len, _int(ctx.nc.hidden_size, 32)))
             if input_option(ctx, "values_layout") == "spectrogram":
                 # AST-style: a spectrogram (batch, frames, mel bins) under the name input_values.
                 length = _int(getattr(a.config, "max_length", None), frames)
@@ -649,7 +653,10 @@ def needed_input_names(model) -> list[str]:
         elif "input_values" in params and _has_audio(nc):
             want.add("input_values")
     if "pixel_values" in want:
-        for extra in ("image_grid_thw", "grid_thw"):
+        # NaFlex (Siglip2): pre-patchified images need their grid shape and patch mask.
+        for extra in ("image_grid_thw", "grid_thw", "spatial_shapes", "pixel_attention_mask"):
+            if extra == "pixel_attention_mask" and "spatial_shapes" not in params:
+                continue
             if extra in params:
                 want.add(extra)
         if "image_sizes" in params and getattr(config, "image_grid_pinpoints", None):
