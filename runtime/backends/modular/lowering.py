@@ -78,9 +78,11 @@ class Lowered:
 class Lowering:
     """One lowering run: the value environment and the helpers the op lowerings share."""
 
-    def __init__(self, graph: Graph, builder: GraphBuilder, custom_kernels: dict[str, Any] | None = None):
+    def __init__(self, graph: Graph, builder: GraphBuilder, custom_kernels: dict[str, Any] | None = None,
+                 prefix: str = ""):  # fmt: skip
         self.graph = graph
         self.builder = builder
+        self.prefix = prefix  # names this graph's inputs and weights inside a shared MAX graph
         self.env: dict[str, Any] = {}
         self.custom_kernels = custom_kernels or {}
         self.custom_ops_used: list[str] = []
@@ -100,12 +102,12 @@ class Lowering:
             raise MaxLoweringError("weight", name, "string tensors have no MAX dtype")
         if constant_weight(array):
             return self.builder.constant(array, array.dtype.name)
-        return self.builder.weight(name, array)
+        return self.builder.weight(self.prefix + name, array)
 
     def derived_weight(self, name: str, transform: str, fn: Callable[[np.ndarray], np.ndarray]) -> Any:
         """A weight stored in another layout (e.g. transposed for matmul), computed once in numpy
         and bound as its own external weight, so the graph holds no runtime transpose."""
-        key = f"{name}::{transform}"
+        key = f"{self.prefix}{name}::{transform}"
         if key not in self._derived:
             array = np.ascontiguousarray(fn(self.graph.weights[name]))
             self._derived[key] = (self.builder.constant(array, array.dtype.name)
@@ -174,8 +176,8 @@ class Lowering:
     # -- driving ------------------------------------------------------------------------------
     def run(self) -> list[Any]:
         table = lowerings()
-        for name, tensor in self.builder.inputs.items():
-            self.env[name] = tensor
+        for name in self.graph.inputs:
+            self.env[name] = self.builder.inputs[self.prefix + name]
         for node in self.graph.nodes:
             fn = table.get(node.op)
             if fn is None:
@@ -201,28 +203,50 @@ def lower_graph(graph: Graph, target: str = "cpu", custom_kernels: dict[str, Any
 
     ``custom_kernels`` maps IR op names to Mojo custom ops to use instead of MAX's built-ins
     (see ``custom_op.py``); their folder goes in ``custom_extensions``."""
+    builder, parts = lower_graphs({"": graph}, _graph_name(graph), target, custom_kernels,
+                                  custom_extensions)  # fmt: skip
+    outputs, custom_ops = parts[""]
+    return Lowered(builder, list(graph.inputs), list(graph.outputs), outputs, dict(builder.weights),
+                   custom_ops)  # fmt: skip
+
+
+def check_inputs(graph: Graph) -> None:
+    """Raise unless every op has a lowering and every input has a MAX type."""
     missing = missing_ops(graph)
     if missing:
         node = next(n for n in graph.nodes if n.op == missing[0])
         raise MaxLoweringError(missing[0], node.name,
                                f"the op has no MAX lowering (all missing: {', '.join(missing)})")  # fmt: skip
-    inputs = {}
     for name, spec in graph.inputs.items():
-        if spec.shape is None:
-            raise MaxLoweringError("input", name, "input of unknown rank")
+        if spec.shape is None or any(d == "?" for d in spec.shape):
+            raise MaxLoweringError("input", name, f"input dims must be ints or named symbols: {spec}")
         if spec.dtype not in adapter._DTYPES:
             raise MaxLoweringError("input", name, f"MAX has no dtype {spec.dtype}")
-        inputs[name] = (spec.dtype, ["?" if d == "?" else d for d in spec.shape])
-        if any(d == "?" for d in spec.shape):
-            raise MaxLoweringError("input", name, f"input dims must be ints or named symbols: {spec}")
-    builder = GraphBuilder(_graph_name(graph), inputs, target, custom_extensions or [])
+
+
+def lower_graphs(graphs: dict[str, Graph], name: str, target: str = "cpu",
+                 custom_kernels: dict[str, Any] | None = None,
+                 custom_extensions: list[Path] | None = None
+                 ) -> tuple[GraphBuilder, dict[str, tuple[list[str], list[str]]]]:  # fmt: skip
+    """Lower several IR graphs into one MAX graph, each under its prefix (the key): inputs,
+    weights and outputs side by side.  Returns the builder and, per prefix, (output dtypes,
+    custom ops used); the MAX graph's outputs are every graph's outputs in order."""
+    inputs: dict[str, tuple[str, list[Any]]] = {}
+    for prefix, graph in graphs.items():
+        check_inputs(graph)
+        for input_name, spec in graph.inputs.items():
+            inputs[prefix + input_name] = (spec.dtype, list(spec.shape))
+    builder = GraphBuilder(name, inputs, target, custom_extensions or [])
+    parts: dict[str, tuple[list[str], list[str]]] = {}
     with builder:
-        lowering = Lowering(graph, builder, custom_kernels)
-        outputs = lowering.run()
+        outputs: list[Any] = []
+        for prefix, graph in graphs.items():
+            lowering = Lowering(graph, builder, custom_kernels, prefix)
+            values = lowering.run()
+            outputs += values
+            parts[prefix] = ([Lowering.tdtype(t) for t in values], sorted(set(lowering.custom_ops_used)))
         builder.output(outputs)
-    return Lowered(builder, list(graph.inputs), list(graph.outputs),
-                   [Lowering.tdtype(t) for t in outputs], dict(builder.weights),
-                   sorted(set(lowering.custom_ops_used)))  # fmt: skip
+    return builder, parts
 
 
 def _graph_name(graph: Graph) -> str:
