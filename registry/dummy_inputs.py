@@ -196,7 +196,10 @@ class BboxInputGenerator(InputGenerator):
         length = ctx.made["input_ids"].shape[1] if "input_ids" in ctx.made else ctx.seq_len
         a = ctx.randint(0, 500, (ctx.batch_size, length, 2))
         b = a + ctx.randint(1, 500, (ctx.batch_size, length, 2))
-        return torch.stack([a[..., 0], a[..., 1], b[..., 0], b[..., 1]], dim=-1)
+        boxes = torch.stack([a[..., 0], a[..., 1], b[..., 0], b[..., 1]], dim=-1)
+        if input_option(ctx, "normalized_boxes"):
+            return boxes.float() / 1000.0  # UDOP: (x0, y0, x1, y1) as fractions of the page
+        return boxes
 
 
 class VisionInputGenerator(InputGenerator):
@@ -453,7 +456,8 @@ class TimeSeriesInputGenerator(InputGenerator):
         b = ctx.batch_size
         history, horizon = self.lengths()
         ch = self.channels()
-        shape = (b, history) if ch == 1 and hasattr(c, "lags_sequence") else (b, history, ch)
+        flat = ch == 1 and (hasattr(c, "lags_sequence") or input_option(ctx, "univariate_2d"))
+        shape = (b, history) if flat else (b, history, ch)
         if name == "past_values":
             return ctx.randn(shape)
         if name == "past_observed_mask":

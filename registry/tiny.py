@@ -113,7 +113,8 @@ SHRINK_RULES: dict[str, int] = {
     **dict.fromkeys(("time_step_rank",), 8),
     **dict.fromkeys(("rotary_dim",), 8),
     **dict.fromkeys(("num_kv_shared_layers",), 0),
-    **dict.fromkeys(("num_attention_heads_per_layer",), HEADS),
+    **dict.fromkeys(("num_attention_heads_per_layer", "num_key_value_heads_per_layer"), HEADS),
+    **dict.fromkeys(("num_first_full_attention_layers", "num_last_full_attention_layers"), 1),
     **dict.fromkeys(("conv_dim", "tdnn_dim"), HIDDEN),
     **dict.fromkeys(PYRAMID_WIDTH_KEYS := (
         "hidden_sizes", "embed_dims", "embed_dim_per_stage", "stage_out_channels",

@@ -13,7 +13,7 @@ from .errors import SkillInputError
 
 # Inputs that carry integer indices (token ids, positions, segment ids) or masks.
 INTEGER_INPUTS = {"input_ids", "decoder_input_ids", "token_type_ids", "position_ids",
-                  "decoder_position_ids", "bbox", "langs", "lengths", "entity_ids",
+                  "decoder_position_ids", "langs", "lengths", "entity_ids",
                   "image_grid_thw", "video_grid_thw", "grid_thw", "image_sizes", "mm_token_type_ids"}
 MASK_INPUTS = {"attention_mask", "decoder_attention_mask", "pixel_mask", "padding_mask",
                "encoder_attention_mask", "head_mask", "past_observed_mask", "bool_masked_pos"}
@@ -40,6 +40,8 @@ def to_tensor(name: str, value: Any) -> Any:
             f"input '{name}' must be a torch tensor, a numpy array or a list of numbers, "
             f"not {type(value).__name__}"
         )
+    if name == "bbox" and not tensor.is_floating_point():
+        tensor = tensor.long()  # pixel boxes (LayoutLM); UDOP's normalised boxes stay float
     if name in INTEGER_INPUTS and tensor.is_floating_point():
         raise SkillInputError(f"input '{name}' holds indices and must be integers, got {tensor.dtype}")
     if name in INTEGER_INPUTS and tensor.dtype != torch.long and not tensor.is_complex():
