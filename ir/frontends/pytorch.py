@@ -1032,3 +1032,100 @@ for _pyname, _fn in {"sym_float": "float", "sym_int": "int", "sym_max": "max", "
 ATEN["math.ceil"] = _scalar_op("ceil")
 ATEN["math.floor"] = _scalar_op("floor")
 ATEN["aten.sym_float.default"] = _scalar_op("float")
+
+
+# -- lowerings added for registry coverage (sorting, scatters, resizing, norms) ------------------
+@lowers("aten.sort.default", "aten.sort.stable")
+def _sort(cx, node, x, *args, **kwargs):
+    if "aten.sort.stable" in str(node.target):
+        dim, descending = kwargs.get("dim", -1), kwargs.get("descending", False)
+    else:
+        dim = args[0] if args else kwargs.get("dim", -1)
+        descending = args[1] if len(args) > 1 else kwargs.get("descending", False)
+    return cx.emit(node, "Sort", [cx.value(x)], {"axis": dim, "descending": bool(descending)},
+                   num_outputs=2)  # fmt: skip
+
+
+@lowers("aten.slice_scatter.default")
+def _slice_scatter(cx, node, x, src, dim=0, start=None, end=None, step=1):
+    if end is not None and not hasattr(end, "meta") and end >= 2**62:
+        end = None
+    attrs = {"dim": dim, "start": cx.attr(start), "end": cx.attr(end), "step": cx.attr(step)}
+    return cx.emit(node, "SliceScatter", [cx.value(x), cx.value(src)], attrs)
+
+
+@lowers("aten.masked_scatter.default")
+def _masked_scatter(cx, node, x, mask, source):
+    return cx.emit(node, "MaskedScatter", [cx.value(x), cx.value(mask), cx.value(source)])
+
+
+def _resize_lowering(mode: str, has_align: bool, vec: bool) -> Lowering:
+    """aten.upsample_{nearest,linear,bilinear,trilinear}{1,2,3}d in their .vec and .default
+    forms -> Resize (torch's source-index rules, see ir/ops/extended.py)."""
+
+    def lower(cx, node, x, output_size, *rest):
+        rest = list(rest)
+        align = bool(rest.pop(0)) if has_align and rest else False
+        if vec:
+            scales = rest[0] if rest else None
+        else:
+            scales = [s for s in rest if s is not None] or None
+        attrs = {"size": cx.attr(list(output_size)) if output_size is not None else None,
+                 "scales": list(scales) if scales else None, "mode": mode,
+                 "align_corners": align}  # fmt: skip
+        return cx.emit(node, "Resize", [cx.value(x)], attrs)
+
+    return lower
+
+
+for _rank in ("1d", "2d", "3d"):
+    lowers(f"aten.upsample_nearest{_rank}.vec")(_resize_lowering("nearest", False, True))
+    lowers(f"aten.upsample_nearest{_rank}.default")(_resize_lowering("nearest", False, False))
+for _name in ("upsample_linear1d", "upsample_bilinear2d", "upsample_trilinear3d"):
+    lowers(f"aten.{_name}.vec")(_resize_lowering("linear", True, True))
+    lowers(f"aten.{_name}.default")(_resize_lowering("linear", True, False))
+
+
+@lowers("aten.linalg_vector_norm.default")
+def _vector_norm(cx, node, x, ord=2, dim=None, keepdim=False, dtype=None):
+    axes = [dim] if isinstance(dim, int) else (list(dim) if dim else None)
+    attrs = {"axes": axes, "keepdims": bool(keepdim)}
+    if ord == 2:
+        return cx.emit(node, "ReduceL2", [cx.value(x)], attrs)
+    if ord == 1:
+        return cx.emit(node, "ReduceL1", [cx.value(x)], attrs)
+    if ord == float("inf"):
+        return cx.emit(node, "ReduceMax", [cx.temp(node, "Abs", [cx.value(x)])], attrs)
+    raise UnsupportedOp(f"aten.linalg_vector_norm.default(ord={ord})", cx.model_name)
+
+
+@lowers("aten._is_all_true.default", "aten._is_any_true.default")
+def _is_all_true(cx, node, x):
+    op = "ReduceAll" if "all" in str(node.target) else "ReduceAny"
+    return cx.emit(node, op, [cx.value(x)], {"axes": None, "keepdims": False})
+
+
+@lowers("aten._native_batch_norm_legit.no_stats", "aten._native_batch_norm_legit.default",
+        "aten._native_batch_norm_legit_functional.default")  # fmt: skip
+def _batch_norm_batch_stats(cx, node, x, weight, bias, *rest):
+    """Batch norm over the batch's own statistics (training=True, or no running stats)."""
+    if "no_stats" not in str(node.target):
+        running_mean, running_var, training = rest[0], rest[1], rest[2]
+        if not training:  # eval with running statistics: the ordinary op
+            return _batch_norm(cx, node, x, weight, bias, running_mean, running_var, rest[3], rest[4])
+        if "functional" in str(node.target):
+            raise UnsupportedOp(str(node.target), cx.model_name, "updates running statistics")
+    eps = rest[-1]
+    rank = x.meta["val"].dim()
+    axes = [0] + list(range(2, rank))
+    channel_shape = [1, -1] + [1] * (rank - 2)
+    mean = cx.temp(node, "ReduceMean", [cx.value(x)], {"axes": axes, "keepdims": True})
+    var = cx.temp(node, "Var", [cx.value(x)], {"axes": axes, "correction": 0, "keepdims": True})
+    rstd = cx.temp(node, "Rsqrt", [cx.temp(node, "Add", [var], {"b": eps})])
+    y = cx.temp(node, "Mul", [cx.temp(node, "Sub", [cx.value(x), mean]), rstd])
+    if weight is not None:
+        y = cx.temp(node, "Mul", [y, cx.temp(node, "Reshape", [cx.value(weight)], {"shape": channel_shape})])
+    out = cx.emit(node, "Add" if bias is not None else "Identity",
+                  [y] + ([cx.temp(node, "Reshape", [cx.value(bias)], {"shape": channel_shape})]
+                         if bias is not None else []))[0]  # fmt: skip
+    return [out, "", ""]

@@ -1,0 +1,104 @@
+"""Ops added for wider PyTorch coverage: sorting, slice and masked scatter, and resizing
+(nearest / linear over the trailing spatial dims, torch's index rules).  Numpy references only;
+the executor counts them as numpy nodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import OpDef, norm_axis
+
+
+def _sort(inputs, axis=-1, descending=False, stable=False):
+    """(values, int64 indices) along ``axis``; ties keep their order (torch's stable sort)."""
+    x = np.asarray(inputs[0])
+    if x.ndim == 0:
+        return x.copy(), np.zeros((), dtype=np.int64)
+    axis = norm_axis(axis, x.ndim)
+    if descending:
+        # a stable descending sort: stable ascending on the reversed axis, mapped back
+        flipped = np.flip(x, axis)
+        order = np.flip(np.argsort(flipped, axis=axis, kind="stable"), axis)
+        order = x.shape[axis] - 1 - order
+        # nan sorts first in torch's descending order, as in numpy's reversed ascending
+    else:
+        order = np.argsort(x, axis=axis, kind="stable")
+    return np.take_along_axis(x, order, axis=axis), order.astype(np.int64)
+
+
+def _slice_scatter(inputs, dim=0, start=None, end=None, step=1):
+    """A copy of ``inputs[0]`` with ``x[..., start:end:step, ...] = src`` along ``dim``."""
+    x = np.array(inputs[0], copy=True)
+    src = np.asarray(inputs[1])
+    dim = norm_axis(dim, x.ndim)
+    index: list[Any] = [slice(None)] * x.ndim
+    index[dim] = slice(start, end, step)
+    x[tuple(index)] = src.astype(x.dtype, copy=False)
+    return x
+
+
+def _masked_scatter(inputs):
+    """torch.masked_scatter: positions where the (broadcast) mask is true take the source's
+    elements in row-major order."""
+    x = np.array(inputs[0], copy=True)
+    mask = np.broadcast_to(np.asarray(inputs[1], dtype=bool), x.shape)
+    x, mask = np.broadcast_arrays(x, mask)
+    x = np.array(x, copy=True)
+    count = int(mask.sum())
+    source = np.asarray(inputs[2]).reshape(-1)
+    if source.size < count:
+        raise ValueError(f"masked_scatter: mask selects {count} elements, source has {source.size}")
+    x[mask] = source[:count].astype(x.dtype, copy=False)
+    return x
+
+
+def _source_positions(out_size: int, in_size: int, scale: float | None, mode: str,
+                      align_corners: bool) -> np.ndarray:  # fmt: skip
+    """Fractional source coordinate of every output position (torch's upsample rules)."""
+    out = np.arange(out_size, dtype=np.float64)
+    if mode == "nearest":
+        ratio = (1.0 / scale) if scale else in_size / out_size
+        return np.minimum(np.floor(out * ratio), in_size - 1)
+    if align_corners:
+        ratio = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+        return out * ratio
+    ratio = (1.0 / scale) if scale else in_size / out_size
+    return np.maximum((out + 0.5) * ratio - 0.5, 0.0)
+
+
+def _resize(inputs, size=None, scales=None, mode="nearest", align_corners=False):
+    """Resize the trailing len(size) dims of [N, C, *spatial]: ``mode`` nearest or linear
+    (bilinear/trilinear are linear per axis).  ``size`` may be None when ``scales`` is given."""
+    x = np.asarray(inputs[0])
+    spatial = len(size) if size is not None else len(scales)
+    in_sizes = x.shape[x.ndim - spatial:]
+    if size is None:
+        size = [int(np.floor(n * s)) for n, s in zip(in_sizes, scales)]
+    result = x.astype(np.float64) if mode != "nearest" else x
+    for i, (out_size, in_size) in enumerate(zip(size, in_sizes)):
+        axis = x.ndim - spatial + i
+        scale = scales[i] if scales else None
+        src = _source_positions(int(out_size), int(in_size), scale, mode, align_corners)
+        if mode == "nearest":
+            result = np.take(result, src.astype(np.int64), axis=axis)
+            continue
+        low = np.floor(src).astype(np.int64)
+        high = np.minimum(low + 1, in_size - 1)
+        weight = (src - low).reshape([-1 if d == axis else 1 for d in range(x.ndim)])
+        result = np.take(result, low, axis=axis) * (1 - weight) + np.take(result, high, axis=axis) * weight
+    return result.astype(x.dtype, copy=False)
+
+
+def build() -> dict[str, OpDef]:
+    ops = [
+        OpDef("Sort", _sort, num_outputs=2, doc="(values, indices) along axis; stable"),
+        OpDef("SliceScatter", _slice_scatter, doc="copy of x with x[start:end:step] = src on dim"),
+        OpDef("MaskedScatter", _masked_scatter, doc="x where mask is false, source elements in order where true"),
+        OpDef("Resize", _resize, doc="nearest / linear resize of the trailing spatial dims (torch upsample rules)"),
+    ]
+    return {op.name: op for op in ops}
+
+
+__all__ = ["build"]
