@@ -525,6 +525,14 @@ def load_overrides() -> dict[str, dict[str, Any]]:
         return yaml.safe_load(f) or {}
 
 
+def _get_dotted(d: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(d, dict) or part not in d:
+            raise KeyError(f"tiny override names {dotted!r}, which the default config does not have")
+        d = d[part]
+    return d
+
+
 def _set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     for part in parts[:-1]:
@@ -569,8 +577,13 @@ def tiny_config(model_type: str):
 
 def _tiny_config(model_type: str):
     cls = config_class(model_type)
-    d = shrink_config_dict(cls().to_dict())
+    defaults = cls().to_dict()
+    d = shrink_config_dict(defaults)
     overrides = dict(load_overrides().get(model_type) or {})
+    for dotted in overrides.get("_unshrunk", []):
+        # Sub-configs whose widths are tied together in ways the generic rules cannot follow
+        # (hand-tuned CNN stage tables) keep their defaults; they are small already.
+        _set_dotted(d, dotted, copy.deepcopy(_get_dotted(defaults, dotted)))
     for dotted, value in overrides.items():
         if dotted.startswith("_"):
             continue
