@@ -7,6 +7,7 @@ import sys
 
 import click
 
+SWITCH_INTERVAL_S = 0.001
 BATCH_HELP = "Most rows per model call (dynamic batching); 1 turns batching off."
 
 
@@ -19,6 +20,20 @@ def _served_model(skill: str, model: str, device: str, name: str | None, batch_s
         return ServedModel(skill, model, device=device, model_id=name, max_rows=batch_size)
     except (ServeError, SkillError, KeyError) as exc:
         raise click.ClickException(str(exc.args[0] if exc.args else exc)) from None
+
+
+def set_compute_threads(n: int) -> None:
+    """Both compute pools; the model thread shares the cores with the HTTP event loop."""
+    import torch
+
+    torch.set_num_threads(n)
+    try:
+        from skillmill import native
+
+        if native.available():
+            native.set_num_threads(n)
+    except (ImportError, AttributeError):
+        pass
 
 
 @click.command()
@@ -53,13 +68,29 @@ def _served_model(skill: str, model: str, device: str, name: str | None, batch_s
     "--max-body-bytes", default=2 * 1024 * 1024, show_default=True, type=click.IntRange(1024)
 )
 @click.option(
+    "--threads",
+    default=None,
+    type=click.IntRange(1, 256),
+    help="Compute threads for torch and the native kernels (default: theirs).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
 def serve(
-    skill, model, device, host, port, name, batch_size, max_wait_ms, max_body_bytes, log_level
+    skill,
+    model,
+    device,
+    host,
+    port,
+    name,
+    batch_size,
+    max_wait_ms,
+    max_body_bytes,
+    threads,
+    log_level,
 ):
     """Serve a skill over an OpenAI-compatible HTTP API (FastAPI + uvicorn).
 
@@ -73,6 +104,11 @@ def serve(
     from .server import serve_forever
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    if threads:
+        set_compute_threads(threads)
+    # The model thread and the HTTP event loop share the GIL; a shorter switch interval keeps
+    # the loop reading new requests (which then join batches) while a batch computes.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     served = _served_model(skill, model, device, name, batch_size)
     where = served.backend + (
         f" (fallback: {served.fallback_reason})" if served.fallback_reason else ""
@@ -129,9 +165,22 @@ def mcp(http_port, host):
     default=32,
     show_default=True,
     type=click.IntRange(2, 1024),
-    help="Batch size of the 'batching on' run (the 'off' run uses 1).",
+    help="Batch size of the 'batching on' runs (the 'off' runs use 1).",
 )
 @click.option("--max-wait-ms", default=5.0, show_default=True, type=click.FloatRange(0, 1000))
+@click.option(
+    "--rounds",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 10),
+    help="Alternate on/off this many times (a drifting machine load hits both).",
+)
+@click.option(
+    "--threads",
+    default=None,
+    type=click.IntRange(1, 256),
+    help="Compute threads of the server (default: torch's and the native library's).",
+)
 @click.option(
     "--time-limit",
     default=300.0,
@@ -140,22 +189,17 @@ def mcp(http_port, host):
     help="Seconds each run may take at most; the run stops there and says so.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def bench_serve(workload, model, clients, total, batch_size, max_wait_ms, time_limit, as_json):
+def bench_serve(workload, model, clients, total, batch_size, max_wait_ms, rounds, threads,
+                time_limit, as_json):  # fmt: skip
     """Load test on loopback: the same requests with dynamic batching on and off."""
     import json
 
     from .loadtest import format_report, run_comparison
 
-    report = run_comparison(
-        workload=workload,
-        model=model,
-        clients=clients,
-        total=total,
-        batch_size=batch_size,
-        max_wait_ms=max_wait_ms,
-        time_limit=time_limit,
-        progress=lambda m: click.echo(m, err=True),
-    )
+    report = run_comparison(workload=workload, model=model, clients=clients, total=total,
+                            batch_size=batch_size, max_wait_ms=max_wait_ms,
+                            time_limit=time_limit, rounds=rounds, threads=threads,
+                            progress=lambda m: click.echo(m, err=True))  # fmt: skip
     click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
     if any(run["errors"] for run in report["runs"]):
         sys.exit(1)

@@ -8,6 +8,7 @@ p50/p95/p99 latency and the mean batch size the server's /metrics recorded."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import socket
@@ -64,29 +65,20 @@ def _request(workload: str, model_id: str, i: int) -> tuple[str, dict[str, Any]]
 
 
 def start_server_process(
-    skill: str, model: str, batch_size: int, max_wait_ms: float, device: str = "cpu"
+    skill: str,
+    model: str,
+    batch_size: int,
+    max_wait_ms: float,
+    device: str = "cpu",
+    threads: int | None = None,
 ) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    command = [
-        sys.executable,
-        "-c",
-        "from skillmill.generator.cli import main; main()",
-        "serve",
-        "--skill",
-        skill,
-        "--model",
-        model,
-        "--device",
-        device,
-        "--port",
-        str(port),
-        "--batch-size",
-        str(batch_size),
-        "--max-wait-ms",
-        str(max_wait_ms),
-        "--log-level",
-        "warning",
-    ]
+    command = [sys.executable, "-c", "from skillmill.generator.cli import main; main()", "serve",
+               "--skill", skill, "--model", model, "--device", device, "--port", str(port),
+               "--batch-size", str(batch_size), "--max-wait-ms", str(max_wait_ms),
+               "--log-level", "warning"]  # fmt: skip
+    if threads:
+        command += ["--threads", str(threads)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -117,39 +109,78 @@ def stop_server_process(process: subprocess.Popen) -> None:
         process.wait()
 
 
+class _KeepAliveClient:
+    """One HTTP/1.1 keep-alive connection, as lean as a load generator needs (httpx's pool
+    costs more CPU per request than the server's model call on this 2-core machine, so it,
+    not the server, set the pace).  Answers must carry Content-Length, as the server's do."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        payload = json.dumps(body).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json"
+            f"\r\nContent-Length: {len(payload)}\r\n\r\n"
+        ).encode()
+        self.writer.write(head + payload)
+        status = int((await self.reader.readline()).split()[1])
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            await self.writer.wait_closed()
+
+
 async def _drive(
     url: str, workload: str, model_id: str, clients: int, total: int, time_limit: float
 ) -> dict[str, Any]:
     latencies: list[float] = []
     errors: list[str] = []
     issued = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120.0) as client:
-        for i in range(WARMUP_REQUESTS):  # one-off costs (first batch shapes, allocator) first
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    connections = [_KeepAliveClient(host, int(port)) for _ in range(clients)]
+    for i in range(WARMUP_REQUESTS):  # one-off costs (first batch shapes, allocator) first
+        status, answer = await connections[0].post(*_request(workload, model_id, i))
+        if status != 200:
+            raise RuntimeError(f"warm-up request failed: {status}: {answer[:200]!r}")
+    deadline = time.monotonic() + time_limit
+
+    async def worker(connection: _KeepAliveClient) -> None:
+        nonlocal issued
+        while issued < total and time.monotonic() < deadline:
+            i = issued
+            issued += 1
             path, body = _request(workload, model_id, i)
-            (await client.post(path, json=body)).raise_for_status()
-        deadline = time.monotonic() + time_limit
+            start = time.perf_counter()
+            try:
+                status, answer = await connection.post(path, body)
+            except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                await connection.close()
+                connection.writer = None
+                continue
+            if status != 200:
+                errors.append(f"{status}: {answer[:200].decode(errors='replace')}")
+                continue
+            latencies.append((time.perf_counter() - start) * 1000.0)
 
-        async def worker() -> None:
-            nonlocal issued
-            while issued < total and time.monotonic() < deadline:
-                i = issued
-                issued += 1
-                path, body = _request(workload, model_id, i)
-                start = time.perf_counter()
-                try:
-                    response = await client.post(path, json=body)
-                    if response.status_code != 200:
-                        errors.append(f"{response.status_code}: {response.text[:200]}")
-                        continue
-                except httpx.HTTPError as exc:
-                    errors.append(f"{type(exc).__name__}: {exc}")
-                    continue
-                latencies.append((time.perf_counter() - start) * 1000.0)
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        elapsed = time.perf_counter() - start
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in connections))
+    elapsed = time.perf_counter() - start
+    for connection in connections:
+        await connection.close()
+    async with httpx.AsyncClient(base_url=url) as client:
         metrics = (await client.get("/metrics")).text
     return {
         "latencies": latencies,
@@ -183,8 +214,9 @@ def run_one(
     batch_size: int,
     max_wait_ms: float,
     time_limit: float,
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    process, url = start_server_process(skill, model, batch_size, max_wait_ms)
+    process, url = start_server_process(skill, model, batch_size, max_wait_ms, threads=threads)
     try:
         health = httpx.get(url + "/health").json()
         load_before = os.getloadavg()
@@ -197,6 +229,7 @@ def run_one(
         "label": label,
         "batch_size": batch_size,
         "max_wait_ms": max_wait_ms,
+        "threads": threads,
         "backend": health["backend"],
         "device": health["device"],
         "requests": len(lat) + len(raw["errors"]),
@@ -224,31 +257,51 @@ def run_comparison(
     batch_size: int = 32,
     max_wait_ms: float = 5.0,
     time_limit: float = 300.0,
+    rounds: int = 1,
+    threads: int | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
+    """Batching on, then off, ``rounds`` times (alternating, so a change in the machine's load
+    hits both); the speedup compares the summed throughput of each mode."""
     skill, default = _default_model(workload)
     model = model or default
     runs = []
-    for label, size in (("batching on", batch_size), ("batching off", 1)):
-        progress(f"{label}: {total} {workload} requests from {clients} clients ...")
-        runs.append(
-            run_one(label, skill, model, workload, clients, total, size, max_wait_ms, time_limit)
-        )
-    on, off = runs
-    speedup = (
-        on["throughput_rps"] / off["throughput_rps"]
-        if on["throughput_rps"] and off["throughput_rps"]
-        else None
-    )
+    for round_ in range(1, rounds + 1):
+        for label, size in (("batching on", batch_size), ("batching off", 1)):
+            progress(
+                f"round {round_}/{rounds}, {label}: {total} {workload} requests from "
+                f"{clients} clients ..."
+            )
+            runs.append(
+                run_one(
+                    label,
+                    skill,
+                    model,
+                    workload,
+                    clients,
+                    total,
+                    size,
+                    max_wait_ms,
+                    time_limit,
+                    threads,
+                )
+            )
+    rates = {
+        label: [r["throughput_rps"] or 0.0 for r in runs if r["label"] == label]
+        for label in ("batching on", "batching off")
+    }
+    on, off = statistics.fmean(rates["batching on"]), statistics.fmean(rates["batching off"])
     return {
         "workload": workload,
         "skill": skill,
         "model": model,
         "clients": clients,
         "requests_per_run": total,
+        "rounds": rounds,
+        "threads": threads,
         "cpu_count": os.cpu_count(),
         "runs": runs,
-        "throughput_speedup": round(speedup, 2) if speedup else None,
+        "throughput_speedup": round(on / off, 2) if on and off else None,
     }
 
 
@@ -256,7 +309,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"{report['workload']} load test: {report['skill']} ({report['model']}), "
         f"{report['clients']} concurrent clients, {report['requests_per_run']} requests per "
-        f"run, loopback, {report['cpu_count']} CPUs",
+        f"run, {report['rounds']} round(s), loopback, {report['cpu_count']} CPUs, compute "
+        f"threads {report['threads'] or 'default'}",
         f"{'run':<14} {'batch':>5} {'ok':>6} {'errors':>6} {'req/s':>8} {'p50 ms':>8} "
         f"{'p95 ms':>8} {'p99 ms':>8} {'rows/call':>9}  load avg (1 min) before/after",
     ]
@@ -271,5 +325,5 @@ def format_report(report: dict[str, Any]) -> str:
         for sample in run["error_samples"]:
             lines.append(f"    error: {sample}")
     if report["throughput_speedup"]:
-        lines.append(f"throughput with batching / without: {report['throughput_speedup']}x")
+        lines.append(f"mean throughput with batching / without: {report['throughput_speedup']}x")
     return "\n".join(lines)
