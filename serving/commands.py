@@ -7,7 +7,6 @@ import sys
 
 import click
 
-SWITCH_INTERVAL_S = 0.001
 BATCH_HELP = "Most rows per model call (dynamic batching); 1 turns batching off."
 
 
@@ -106,9 +105,6 @@ def serve(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     if threads:
         set_compute_threads(threads)
-    # The model thread and the HTTP event loop share the GIL; a shorter switch interval keeps
-    # the loop reading new requests (which then join batches) while a batch computes.
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     served = _served_model(skill, model, device, name, batch_size)
     where = served.backend + (
         f" (fallback: {served.fallback_reason})" if served.fallback_reason else ""
