@@ -67,7 +67,7 @@ SHRINK_RULES: dict[str, int] = {
         (
             "head_dim", "d_kv", "attention_head_dim", "kv_channels", "swa_head_dim", "v_head_dim",
             "linear_key_head_dim", "linear_value_head_dim", "linear_head_dim", "index_head_dim",
-            "mamba_d_head", "dim_head", "cross_head_dim",
+            "mamba_d_head", "dim_head", "cross_head_dim", "mamba_headdim",
         ),
         HEAD_DIM,
     ),
@@ -140,7 +140,7 @@ LAYER_INDEX_VALUED_KEYS = ("kv_source_layers",)
 # Lists of layer indices (which blocks attend globally...): clipped to the shrunk layer count.
 LAYER_INDEX_LIST_KEYS = (
     "global_attn_indexes", "fullatt_block_indexes", "window_block_indices",
-    "intermediate_layers_indices",
+    "intermediate_layers_indices", "global_attention_blocks", "hybrid_layer_ids",
 )
 # Per-stage lists (vision pyramids): each stage gets one block.
 DEPTH_LIST_KEYS = ("depths", "blocks_per_stage", "stage_num_blocks", "num_encoder_blocks")
@@ -235,7 +235,7 @@ def _shrink_level(d: dict[str, Any]) -> None:
             if pyramid and key in LAYER_COUNT_KEYS:
                 continue  # stage count of a pyramid (Swin's num_layers == len(depths)) stays
             d[key] = _cap(key, value, cap)
-    _scale_pyramid(d)
+    _scale_pyramid(d, original_hidden)
     if pyramid and isinstance(d.get("window_size"), int) and d["window_size"] > 2:
         # Windowed pyramids (Swin...): windows and patches must tile every (tiny) stage.
         d["window_size"] = 2
@@ -330,6 +330,8 @@ def _clip_layer_indices(d: dict[str, Any]) -> None:
     """Lists naming layers by index (SAM's global-attention blocks) keep the ones that survive
     the shrink, else the last layer, so the layer kind is still there."""
     layers = next((d[k] for k in (*LAYER_COUNT_KEYS, "depth") if isinstance(d.get(k), int)), None)
+    if _int_list(d.get("blocks_per_stage")):
+        layers = sum(d["blocks_per_stage"])  # Hiera numbers its blocks across stages
     if not layers:
         return
     for key in LAYER_INDEX_LIST_KEYS:
@@ -338,9 +340,10 @@ def _clip_layer_indices(d: dict[str, Any]) -> None:
             d[key] = [i for i in value if i < layers] or [layers - 1]
 
 
-def _scale_pyramid(d: dict[str, Any]) -> None:
+def _scale_pyramid(d: dict[str, Any], original_hidden: int | None = None) -> None:
     """Stage widths of CNN / hierarchical backbones, all divided by one factor so that stage i's
-    input still equals stage i-1's output; the widest stage ends at <= 64."""
+    input still equals stage i-1's output; the widest stage ends at <= 64.  A hidden size that
+    was the first stage's width (Hiera's embed dim) follows that stage."""
     lists = {k: d[k] for k in PYRAMID_WIDTH_KEYS if _int_list(d.get(k))}
     if not lists:
         return
@@ -354,6 +357,8 @@ def _scale_pyramid(d: dict[str, Any]) -> None:
 
     for k, v in lists.items():
         d[k] = [shrink(x) for x in v]
+        if original_hidden == v[0] and isinstance(d.get("hidden_size"), int):
+            d["hidden_size"] = d[k][0]
     if _int_list(d.get("stem_channels")):
         stem = d["stem_channels"]
         d["stem_channels"] = [stem[0]] + [shrink(x) for x in stem[1:]]
@@ -387,6 +392,7 @@ def _fix_derived_dims(d: dict[str, Any]) -> None:
     for heads_key, dim_key, expand_key in (
         ("num_heads", "head_dim", "expand"),
         ("mamba_n_heads", "mamba_d_head", "mamba_expand"),
+        ("n_mamba_heads", "mamba_headdim", "mamba_expand"),
     ):
         if (
             hidden
@@ -645,6 +651,18 @@ def _post_fix(d: dict[str, Any]) -> None:
     for level in _config_levels(d):
         _fix_rope_sections(level)
         _fix_encoder_in_channels(level)
+        _fix_backbone_channel_list(level)
+
+
+def _fix_backbone_channel_list(level: dict[str, Any]) -> None:
+    """SAM 2 style necks list the backbone's stage widths, widest first."""
+    backbone = level.get("backbone_config")
+    channels = level.get("backbone_channel_list")
+    if not isinstance(backbone, dict) or not _int_list(channels):
+        return
+    widths = backbone.get("embed_dim_per_stage") or backbone.get("hidden_sizes")
+    if _int_list(widths) and len(widths) == len(channels):
+        level["backbone_channel_list"] = list(reversed(widths))
 
 
 def _fix_encoder_in_channels(level: dict[str, Any]) -> None:
