@@ -31,7 +31,7 @@ Transformer blocks
     qkv_attention(qkv, heads, mask=None, causal=False, scale=None, out=None)
                                                  fused projection [B,S,3E] -> [B,S,E], heads
                                                  read in place (no transposed copies)
-    gelu(x, approximate="none"|"tanh"), silu(x), relu(x), activation(x, kind)
+    gelu(x, approximate="none"|"tanh"), silu(x), relu(x), tanh(x), activation(x, kind)
     add(a, b, out=None)                          residual add (b same shape or one row)
     embedding(ids, table, out=None)              table[ids]
 Vision
@@ -108,6 +108,7 @@ from .nn import (
     rms_norm,
     silu,
     softmax,
+    tanh,
 )
 from .postprocess import l2_normalize, mean_pool, topk
 
@@ -153,6 +154,7 @@ __all__ = [
     "silu",
     "softmax",
     "supported_isas",
+    "tanh",
     "topk",
     "unavailable_reason",
     "using_isa",

@@ -152,7 +152,7 @@ def broadcast(name: str, m: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 # Names accepted for fused/elementwise activations -> the C enum (skm_api.h SKM_ACT_*).
-ACTIVATIONS = {"none": 0, "relu": 1, "gelu": 2, "gelu_erf": 2, "gelu_tanh": 3, "silu": 4}
+ACTIVATIONS = {"none": 0, "relu": 1, "gelu": 2, "gelu_erf": 2, "gelu_tanh": 3, "silu": 4, "tanh": 5}
 
 
 def activation_id(name: object) -> int:

@@ -109,7 +109,7 @@ def linear(
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """``act(x @ w.T + bias)`` with x[..., in], w[out, in] (torch layout), bias[out].
-    activation: none | relu | gelu (erf) | gelu_tanh | silu, fused into the GEMM epilogue."""
+    activation: none | relu | gelu (erf) | gelu_tanh | silu | tanh, fused into the GEMM epilogue."""
     require()
     act = chk.activation_id(activation)
     x = chk.f32("x", x, min_ndim=1)

@@ -214,7 +214,7 @@ def mask_strides(
 
 
 def activation(x: np.ndarray, kind: str, out: np.ndarray | None = None) -> np.ndarray:
-    """Elementwise activation: none | relu | gelu (erf) | gelu_erf | gelu_tanh | silu."""
+    """Elementwise activation: none | relu | gelu (erf) | gelu_erf | gelu_tanh | silu | tanh."""
     require()
     act = chk.activation_id(kind)
     x = chk.f32("x", x)
@@ -237,6 +237,10 @@ def silu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return activation(x, "relu", out)
+
+
+def tanh(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return activation(x, "tanh", out)
 
 
 def add(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -67,7 +67,7 @@ def bind_native(op: str, attrs: dict[str, Any], outputs: list[str] | None = None
 def _linear(lib, attrs):
     if attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
         return None
-    if attrs.get("activation", "none") not in ("none", "relu", "gelu", "gelu_tanh", "silu"):
+    if attrs.get("activation", "none") not in ("none", "relu", "gelu", "gelu_tanh", "silu", "tanh"):
         return None
 
     def fast(inputs, attrs):
@@ -249,6 +249,7 @@ _BINDERS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
     "QKVAttention": _qkv_attention,
     "Gelu": _activation("gelu"),
     "Silu": _activation("silu"),
+    "Tanh": _activation("tanh"),
     "Relu": _activation("relu"),
     "Add": _add,
     "Embedding": _embedding,

@@ -21,7 +21,7 @@ from .native import native_module
 
 _F32 = np.dtype(np.float32)
 _I64 = np.dtype(np.int64)
-ACTIVATION_IDS = {"none": 0, "relu": 1, "gelu": 2, "gelu_tanh": 3, "silu": 4}
+ACTIVATION_IDS = {"none": 0, "relu": 1, "gelu": 2, "gelu_tanh": 3, "silu": 4, "tanh": 5}
 
 
 @dataclass(frozen=True)
@@ -312,6 +312,7 @@ _COMPILERS: dict[str, Compiler] = {
     "Embedding": _embedding,
     "Gelu": _activation("gelu"),
     "Silu": _activation("silu"),
+    "Tanh": _activation("tanh"),
     "Relu": _activation("relu"),
     "Softmax": _softmax,
 }

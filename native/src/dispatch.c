@@ -241,7 +241,7 @@ int skm_matmul(int64_t batch, const float *a, const int64_t *a_off, int a_trans,
     CALL(t->matmul(batch, a, a_off, a_trans != 0, b, b_off, b_trans != 0, c, m, n, k));
 }
 
-static int act_ok(int act) { return act >= SKM_ACT_NONE && act <= SKM_ACT_SILU; }
+static int act_ok(int act) { return act >= SKM_ACT_NONE && act <= SKM_ACT_TANH; }
 
 int skm_linear(const float *x, const float *w, const float *bias, float *out, int64_t m,
                int64_t n, int64_t k, int act) {

@@ -217,6 +217,7 @@ static void SKM_FN(act_task)(void *vctx, int64_t t, int slot) {
     case SKM_ACT_GELU_ERF: SKM_ACT_LOOP(skv_gelu_erf) break;
     case SKM_ACT_GELU_TANH: SKM_ACT_LOOP(skv_gelu_tanh) break;
     case SKM_ACT_SILU: SKM_ACT_LOOP(skv_silu) break;
+    case SKM_ACT_TANH: SKM_ACT_LOOP(skv_tanh) break;
     default: if (c->out != c->x) memmove(c->out + lo, c->x + lo, (size_t)(hi - lo) * sizeof(float));
     }
 #undef SKM_ACT_LOOP

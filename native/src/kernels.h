@@ -52,6 +52,7 @@ SKM_INLINE skv apply_act(skv v, int act) {
     case SKM_ACT_GELU_ERF: return skv_gelu_erf(v);
     case SKM_ACT_GELU_TANH: return skv_gelu_tanh(v);
     case SKM_ACT_SILU: return skv_silu(v);
+    case SKM_ACT_TANH: return skv_tanh(v);
     default: return v;
     }
 }

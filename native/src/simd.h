@@ -255,4 +255,11 @@ SKM_INLINE skv skv_silu(skv x) {
 
 SKM_INLINE skv skv_relu(skv x) { return skv_max(skv_zero(), x); }
 
+/* tanh(x) = (1 - e) / (1 + e), e = exp(-2x): exp's clamp keeps e finite, so both tails come
+ * out as +-1; near 0 the absolute error is ~1e-7 (the cancellation in 1 - e). */
+SKM_INLINE skv skv_tanh(skv x) {
+    skv e = skv_exp(skv_mul(skv_set1(-2.0f), x));
+    return skv_div(skv_sub(skv_set1(1.0f), e), skv_add(skv_set1(1.0f), e));
+}
+
 #endif /* SKM_SIMD_H */

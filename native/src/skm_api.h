@@ -23,6 +23,7 @@
 #define SKM_ACT_GELU_ERF 2
 #define SKM_ACT_GELU_TANH 3
 #define SKM_ACT_SILU 4
+#define SKM_ACT_TANH 5
 
 /* Pooling modes. */
 #define SKM_POOL_MAX 0

@@ -33,7 +33,8 @@ def test_conv2d(isa, rng, n, c, h, w, cout, k, stride, pad, dil, groups):
     ref = F.conv2d(
         t64(x), t64(wt), t64(b), stride=stride, padding=pad, dilation=dil, groups=groups
     ).numpy()
-    assert nerr(out, ref) < 5e-6
+    # scale at least 1: a one-element output can cancel to ~0 (the seed varies per process)
+    assert nerr(out, ref, max(float(np.abs(ref).max()), 1.0)) < 5e-6
 
 
 def test_conv2d_no_bias_and_empty_batch(rng):

@@ -110,10 +110,12 @@ def _act_ref(y, activation):
         return 0.5 * y * (1 + np.tanh(math.sqrt(2 / math.pi) * (y + 0.044715 * y**3)))
     if activation == "silu":
         return y / (1 + np.exp(-y))
+    if activation == "tanh":
+        return np.tanh(y)
     return y
 
 
-@pytest.mark.parametrize("activation", ["none", "relu", "gelu", "gelu_tanh", "silu"])
+@pytest.mark.parametrize("activation", ["none", "relu", "gelu", "gelu_tanh", "silu", "tanh"])
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_linear_fused_epilogue(isa, rng, activation, with_bias):
     x, w = rand(rng, 2, 19, 45), rand(rng, 37, 45, scale=0.3)

@@ -134,7 +134,7 @@ def test_attention_matches_torch_sdpa(rng):
     assert nerr(native.attention(q, k, v, causal=True), ref) < 5e-6
 
 
-@pytest.mark.parametrize("kind", ["relu", "gelu", "gelu_tanh", "silu", "none"])
+@pytest.mark.parametrize("kind", ["relu", "gelu", "gelu_tanh", "silu", "tanh", "none"])
 def test_activations(isa, rng, kind):
     x = np.concatenate(
         [rand(rng, 1001, scale=4.0), np.array([0, -0.0, 1e-8, -30, 30, 85, -85], np.float32)]
@@ -145,6 +145,7 @@ def test_activations(isa, rng, kind):
         "gelu": F.gelu(x64),
         "gelu_tanh": F.gelu(x64, approximate="tanh"),
         "silu": F.silu(x64),
+        "tanh": torch.tanh(x64),
         "none": x64,
     }[kind].numpy()
     out = native.activation(x, kind)
