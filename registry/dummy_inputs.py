@@ -645,6 +645,11 @@ def needed_input_names(model) -> list[str]:
     main = getattr(model, "main_input_name", None)
     if main in params and main not in names:
         names.insert(0, main)
+    if not names:
+        # Every input optional and the declared main input not among them (a text tower that
+        # inherits main_input_name "pixel_values"): feed the first primary input forward takes.
+        names = [n for n in ("input_ids", "pixel_values", "input_values", "input_features")
+                 if n in params][:1]
     want = set(names)
     multimodal = _has_vision(nc) or _has_audio(nc)
     if multimodal and "input_ids" in params:
@@ -735,7 +740,9 @@ def _feature_rows(out: Any) -> int:
 
 def _count_placeholders(model, kind: str, inputs: dict[str, torch.Tensor]) -> int | None:
     """How many placeholder tokens the model expects for its `kind` ("image", "audio") inputs."""
-    fn = getattr(model, f"get_{kind}_features", None)
+    # Encoder-decoders (T5Gemma 2) merge images in their encoder, which owns the feature getter.
+    fn = getattr(model, f"get_{kind}_features", None) or getattr(
+        getattr(model, "encoder", None), f"get_{kind}_features", None)
     if fn is None:
         return None
     params = inspect.signature(fn).parameters
