@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from skillmill.ir.executor import Executor
-from skillmill.ir.frontends.pytorch import convert_from_pytorch
 from skillmill.ir.graph import Graph, TensorSpec
 from skillmill.ir.passes import optimize_graph, plan_memory
 from skillmill.ir.passes.dce import eliminate_dead_code
@@ -16,14 +15,8 @@ from skillmill.ir.passes.infer import infer_concrete, infer_types
 
 import tiny_models
 
-_CACHE: dict[str, tuple] = {}
-
-
 def converted(kind: str):
-    if kind not in _CACHE:
-        model = tiny_models.build(kind)
-        _CACHE[kind] = (model, convert_from_pytorch(model, tiny_models.inputs(kind)))
-    return _CACHE[kind]
+    return tiny_models.converted(kind)
 
 
 def run_both(kind: str, graph: Graph) -> None:

@@ -49,3 +49,17 @@ def inputs(kind: str, batch: int = 2, seq: int = 7, seed: int = 1) -> dict[str, 
     if kind == "t5":
         feeds["decoder_input_ids"] = torch.randint(1, 99, (batch, max(seq - 2, 2)), generator=gen)
     return feeds
+
+
+_CONVERTED: dict[str, tuple] = {}
+
+
+def converted(kind: str) -> tuple:
+    """(model, converted graph), exported once per test session: torch.export is the slow part
+    of most tests here.  The graph is shared: copy it (optimize_graph does) before changing it."""
+    if kind not in _CONVERTED:
+        from skillmill.ir.frontends.pytorch import convert_from_pytorch
+
+        model = build(kind)
+        _CONVERTED[kind] = (model, convert_from_pytorch(model, inputs(kind)))
+    return _CONVERTED[kind]
