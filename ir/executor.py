@@ -22,7 +22,7 @@ from .errors import ConversionError, ExecutionError, UnsupportedOp
 from .graph import Graph, numpy_dtype, resolve_attr
 from .ops import OPS
 from .ops.native import bind_native, native_module
-from .plan import Plan, PlanMismatch, StepFailed, signature
+from .plan import Plan, StepFailed, signature
 
 MAX_PLANS = 8  # input signatures kept planned per executor (least recently used dropped)
 
@@ -121,10 +121,10 @@ class Executor:
                 self._bind(plan)
             try:
                 return plan.run(inputs, profile)
-            except PlanMismatch:
-                self._plans[key] = None  # a data-dependent shape: this signature runs unplanned
-            except StepFailed:
-                pass  # rerun unplanned: the checked wrappers raise the precise error
+            except (StepFailed, ExecutionError):
+                pass  # bad data, not a bad plan: the unplanned run raises the precise error
+            except Exception:  # PlanMismatch (a data-dependent shape) or a plan that cannot run
+                self._plans[key] = None  # this signature runs unplanned from now on
             return self._run_steps(inputs, profile)
 
     def run_unplanned(self, feeds: dict[str, Any], observe: Callable[[str, Any], None] | None = None,
