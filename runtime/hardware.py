@@ -148,6 +148,34 @@ def probe_openvino_device(device: str):
     return True, f"OpenVINO {openvino.__version__} device {device}", openvino.__version__
 
 
+def probe_max_engine(device: str):
+    """Modular MAX really starts here: the adapter imports ``max`` (engine, graph, driver); for
+    ``gpu`` MAX must also see an accelerator."""
+    if importlib.util.find_spec("max") is None:
+        return False, "Python package 'max' not installed (pip install 'skillmill[modular]')", None
+    try:
+        from skillmill.runtime.backends.modular import adapter
+    except Exception as exc:  # an import that fails is a MAX that is not usable here
+        return False, f"MAX cannot start: {type(exc).__name__}: {exc}", None
+    accelerators = adapter.accelerator_count()
+    if device == "gpu" and not accelerators:
+        return False, f"MAX {adapter.MAX_VERSION} sees no accelerator", adapter.MAX_VERSION
+    return True, f"MAX {adapter.MAX_VERSION}: cpu + {accelerators} accelerator(s)", adapter.MAX_VERSION
+
+
+def probe_mojo_compiler(_: Any):
+    """The ``mojo`` compiler is installed and answers ``--version``."""
+    from skillmill.runtime.backends.modular.mojo_build import compiler_version, mojo_executable
+
+    exe = mojo_executable()
+    if exe is None:
+        return False, "the Mojo compiler is not installed (pip install 'skillmill[modular]')", None
+    version = compiler_version()
+    if not version.lower().startswith("mojo"):
+        return False, f"{exe} does not answer --version ({version})", None
+    return True, f"{exe} ({version})", version.split()[1] if len(version.split()) > 1 else version
+
+
 def probe_callable(spec: str):
     module_name, _, func_name = spec.partition(":")
     func = getattr(importlib.import_module(module_name), func_name)
@@ -163,6 +191,8 @@ PROBES: dict[str, Probe] = {
     "torch_device": probe_torch_device,
     "onnxruntime_provider": probe_onnxruntime_provider,
     "openvino_device": probe_openvino_device,
+    "max_engine": probe_max_engine,
+    "mojo_compiler": probe_mojo_compiler,
     "callable": probe_callable,
 }
 

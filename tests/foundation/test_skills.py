@@ -67,6 +67,18 @@ def test_raw_image_and_waveform_inputs():
 
 
 def test_use_mojo_max_target_falls_back_with_the_reason(monkeypatch):
+    # MAX/Mojo that cannot run this model (tests/modular runs them for real)
+    from skillmill.runtime.backends.modular import runner
+    from skillmill.runtime.errors import BackendUnavailable
+
+    def unavailable(target):
+        def run(skill, batch):
+            raise BackendUnavailable(target, "simulated: cannot run here")
+
+        return run
+
+    monkeypatch.setattr(runner, "run_max", unavailable("max"))
+    monkeypatch.setattr(runner, "run_mojo", unavailable("mojo"))
     monkeypatch.setenv("USE_MOJO_MAX_TARGET", "1")
     skill = load_skill("BertModel", model="tiny")
     assert skill.preferred_order()[:2] == ["max", "mojo"]
