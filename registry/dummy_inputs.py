@@ -175,10 +175,36 @@ class TextInputGenerator(InputGenerator):
         raise UnknownInputError(name)
 
 
+# The per-family input knowledge a model type's `_inputs` table in tiny_overrides.yaml may
+# hold: option -> what it says (tests check the file against this table).
+INPUT_OPTIONS: dict[str, str] = {
+    "extra": "input names to build although forward marks them optional",
+    "skip": "input names not to build",
+    "image_size": "image side (or [height, width]) where the config does not say it",
+    "image_layout": "how pixel_values are laid out: one of IMAGE_LAYOUTS",
+    "image_attention_per_token": "image_attention_mask is (batch, text, images) (IDEFICS)",
+    "tile_mask": "pixel_attention_mask marks real (batch, tiles) (GraniteDocling)",
+    "audio_samples": "raw audio length in samples (a whole number of codec hops)",
+    "mel_frames": "spectrogram frames",
+    "mel_bins": "spectrogram bins where the config does not say them",
+    "features_layout": "input_features as channels_first / frames_first / image / a width",
+    "values_layout": "input_values as a spectrogram or as embeddings (hidden)",
+    "bool_inputs": "masks to pass as bool (the model negates them with ~)",
+    "ids_per_codebook": "input_ids as (batch * codebooks, seq) (MusicGen)",
+    "decoder_codebooks": "decoder config attribute counting codebooks; ids (batch, seq, n)",
+    "text_and_codes": "input_ids as (batch, seq, 1 + codebooks) (Kyutai)",
+    "normalized_boxes": "bbox as float fractions of the page (UDOP)",
+    "univariate_2d": "a univariate history as (batch, time)",
+}
+IMAGE_LAYOUTS = ("images5d", "pairs", "video", "tiles", "patches", "merged_tiles", "patch_images")
+
+
 def input_option(ctx: InputContext, key: str, default: Any = None) -> Any:
     """Per-family input knowledge: the `_inputs` table of the model type in tiny_overrides.yaml."""
     from .tiny import load_overrides
 
+    if key not in INPUT_OPTIONS:
+        raise KeyError(f"unknown dummy-input option {key!r} (known: {sorted(INPUT_OPTIONS)})")
     family = load_overrides().get(getattr(ctx.config, "model_type", None)) or {}
     return (family.get("_inputs") or {}).get(key, default)
 
