@@ -26,6 +26,8 @@ _LAZY = {
     "compile_to_mojomodel": "skillmill.ir.mojomodel",
     "load_mojomodel": "skillmill.ir.mojomodel",
     "deploy_max": "skillmill.serving",
+    "compile_to_max": "skillmill.runtime.backends.modular.compile_api",
+    "compile_to_mojo": "skillmill.runtime.backends.modular.compile_api",
 }
 
 __all__ = ["load_skill", "skill_class", "detect_hardware", *_LAZY]
