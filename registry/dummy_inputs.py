@@ -196,7 +196,9 @@ INPUT_OPTIONS: dict[str, str] = {
     "normalized_boxes": "bbox as float fractions of the page (UDOP)",
     "univariate_2d": "a univariate history as (batch, time)",
 }
-IMAGE_LAYOUTS = ("images5d", "pairs", "video", "tiles", "patches", "merged_tiles", "patch_images")
+IMAGE_LAYOUTS = (
+    "images5d", "pairs", "video", "tiles", "patches", "patch_rows", "merged_tiles", "patch_images",
+)
 
 
 def input_option(ctx: InputContext, key: str, default: Any = None) -> Any:
@@ -298,6 +300,10 @@ class VisionInputGenerator(InputGenerator):
                 # Mllama: (batch, images, max_num_tiles, C, H, W); one image in its first tile.
                 tiles = _int(getattr(self.vision().config, "max_num_tiles", None), 4)
                 return ctx.randn((b, 1, tiles, self.channels(), h, w))
+            if layout == "patch_rows":
+                # NeoMME: every image patch flattened, no batch axis, (patches, C * P * P).
+                patch = _int(self.vision().patch_size, 16)
+                return ctx.randn(((h // patch) * (w // patch) * b, self.channels() * patch * patch))
             if layout == "patches":
                 # Fuyu: the image cut into flat patches, (batch, patches, C * P * P).
                 patch = _int(self.vision().patch_size, 16)
