@@ -234,7 +234,7 @@ class VisionInputGenerator(InputGenerator):
     SUPPORTED_INPUT_NAMES = (
         "pixel_values", "pixel_mask", "image_sizes", "image_grid_thw", "grid_thw", "pixel_attention_mask",
         "image_attention_mask", "bool_masked_pos", "interpolate_pos_encoding", "spatial_shapes",
-        "pixel_position_ids",
+        "pixel_position_ids", "prompt_pixel_values", "prompt_masks",
     )
 
     def supports(self, name: str) -> bool:
@@ -315,6 +315,10 @@ class VisionInputGenerator(InputGenerator):
             frames = self.num_frames() or (4 if layout == "video" else None)
             if frames:
                 return ctx.randn((b, frames, self.channels(), h, w))
+            return ctx.randn((b, self.channels(), h, w))
+        if name in ("prompt_pixel_values", "prompt_masks"):
+            # SegGPT's in-context example: an image and its mask, shaped like the input image.
+            h, w = self.image_hw()
             return ctx.randn((b, self.channels(), h, w))
         if name == "pixel_position_ids":
             # (x, y) of every flat patch, row by row (Gemma 4's patch layout).
@@ -519,6 +523,7 @@ class FamilyInputGenerator(InputGenerator):
         "latents", "inputs", "high_res_pixel_values", "merge_sizes", "image_merge_sizes", "freq",
         "past_values_padding", "image_embeds_position_mask", "encoder_hidden_states",
         "aspect_ratio_ids", "aspect_ratio_mask", "cross_attention_mask", "noise", "noise_sequence",
+        "inputs_embeds", "noise_embeds", "context_hidden_states",
     )
 
     def generate(self, name: str) -> torch.Tensor:
@@ -588,6 +593,14 @@ class FamilyInputGenerator(InputGenerator):
             feats = ctx.made.get("input_features")
             frames = feats.shape[1] if feats is not None else s
             return ctx.randn((b, frames, _int(getattr(c, "model_in_channels", None), 64)))
+        if name in ("inputs_embeds", "noise_embeds"):
+            # Models whose only input is embeddings (a word-timestamp head over ASR encoder
+            # states, a speculative draft model's noise embeddings).
+            return ctx.randn((b, s, _int(nc.hidden_size, 32)))
+        if name == "context_hidden_states":
+            # A draft model reads the target model's hidden states at target_layer_ids, concatenated.
+            taps = len(getattr(c, "target_layer_ids", None) or [0])
+            return ctx.randn((b, s, _int(nc.hidden_size, 32) * taps))
         if name == "encoder_hidden_states":
             # What a stand-alone decoder / Q-Former cross-attends to (e.g. image features).
             width = _int(getattr(c, "encoder_hidden_size", None), _int(nc.hidden_size, 32))

@@ -50,7 +50,7 @@ SHRINK_RULES: dict[str, int] = {
             "pooler_output_size", "classifier_proj_size", "xvector_output_dim", "codevector_dim",
             "projection_size", "pooler_hidden_size", "attention_hidden_size", "vision_output_dim",
             "proj_codevector_dim", "output_dim", "hidden_size_per_layer_input",
-            "hidden_size_global",
+            "hidden_size_global", "adapter_in_dim", "adapter_out_dim", "adapter_input_size",
         ),
         HIDDEN,
     ),
@@ -289,6 +289,9 @@ def _shrink_level(d: dict[str, Any]) -> None:
                     cap = rule_for(key)
                     if cap is not None:
                         layer[key] = _cap(key, value, cap)
+                heads = layer.get("num_attention_heads")
+                if isinstance(heads, int) and isinstance(layer.get("num_key_value_heads"), int):
+                    layer["num_key_value_heads"] = min(layer["num_key_value_heads"], heads)
     for key in DEPTH_LIST_KEYS:
         value = d.get(key)
         if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) for v in value):
