@@ -136,16 +136,20 @@ def _worker(backend: str, batch: int, seq: int, repeats: int, threads: int, path
         times.append(time.perf_counter() - start)
         if time.perf_counter() > budget and len(times) >= 3:
             break
-    return {"median_ms": float(np.median(times) * 1e3), "runs": len(times),
-            "peak_rss_mib": _rss_kib("VmHWM") / 1024,
-            "peak_above_load_mib": max(_rss_kib("VmHWM") - loaded_kib, 0) / 1024}  # fmt: skip
+    row = {"median_ms": float(np.median(times) * 1e3), "runs": len(times),
+           "peak_rss_mib": _rss_kib("VmHWM") / 1024,
+           "peak_above_load_mib": max(_rss_kib("VmHWM") - loaded_kib, 0) / 1024}  # fmt: skip
+    if backend == "native":  # show that the timed runs went through an execution plan
+        plans = [p for p in model.executor.plan_report().values() if p is not None]
+        row["plan_steps"] = plans[0]["steps"] if plans else None
+    return row
 
 
 def run_ir_benchmarks(shapes=SHAPES, backends=BACKENDS, repeats: int = 20, threads: int = 2,
                       timeout: float = 600.0) -> dict[str, Any]:  # fmt: skip
     """Medians, ratios to PyTorch eager and peak memory for every (backend, shape)."""
     results: dict[str, Any] = {"threads": threads, "repeats": repeats, "shapes": [list(s) for s in shapes],
-                               "backends": {}, "unavailable": {}}  # fmt: skip
+                               "backends": {}, "unavailable": {}, "load_before": os.getloadavg()}  # fmt: skip
     with tempfile.TemporaryDirectory() as workdir:
         paths = prepare(workdir)
         results["native_nodes"] = paths.get("nodes")
@@ -176,6 +180,7 @@ def run_ir_benchmarks(shapes=SHAPES, backends=BACKENDS, repeats: int = 20, threa
                 per_shape[f"{batch}x{seq}"] = json.loads(lines[-1])
             if per_shape:
                 results["backends"][backend] = per_shape
+    results["load_after"] = os.getloadavg()
     torch_times = results["backends"].get("torch", {})
     for backend, per_shape in results["backends"].items():
         for key, row in per_shape.items():
@@ -203,6 +208,12 @@ def format_report(results: dict[str, Any]) -> str:
         lines.append(f"{backend:<12}" + "".join(cells))
     lines.append("")
     lines.append("memory column: peak RSS above the RSS after loading and one warm-up run (VmHWM)")
+    if "load_before" in results:  # other jobs on the machine move every figure above
+        lines.append("load average (1, 5, 15 min) before: " + ", ".join(f"{v:.2f}" for v in results["load_before"])
+                     + "; after: " + ", ".join(f"{v:.2f}" for v in results.get("load_after", ())))  # fmt: skip
+    steps = {k: r.get("plan_steps") for k, r in results["backends"].get("native", {}).items() if "plan_steps" in r}
+    if steps:
+        lines.append("native execution plan steps per shape: " + ", ".join(f"{k}: {v}" for k, v in steps.items()))
     for backend, reason in results.get("unavailable", {}).items():
         lines.append(f"{backend}: unavailable ({reason})")
     plan = results.get("memory_plan_32x128")
