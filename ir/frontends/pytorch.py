@@ -126,15 +126,31 @@ def _widen(tensor: Any, dims: dict[int, str]) -> Any:
 
 @contextmanager
 def _no_cache(model: Any) -> Iterator[None]:
-    config = getattr(model, "config", None)
-    saved = getattr(config, "use_cache", None)
-    if config is not None and saved is not None:
+    """use_cache=False on every config in the module tree (a composite model's text config
+    too): a cache object in the outputs cannot be exported."""
+    configs = [c for c in _configs(model) if getattr(c, "use_cache", None) is not None]
+    saved = [c.use_cache for c in configs]
+    for config in configs:
         config.use_cache = False
     try:
         yield
     finally:
-        if config is not None and saved is not None:
-            config.use_cache = saved
+        for config, value in zip(configs, saved):
+            config.use_cache = value
+
+
+def _configs(model: Any) -> list[Any]:
+    """Every distinct config object in the module tree and their sub-configs."""
+    found: dict[int, Any] = {}
+    pending = [getattr(m, "config", None) for m in getattr(model, "modules", lambda: [])()]
+    pending.append(getattr(model, "config", None))
+    while pending:
+        config = pending.pop()
+        if config is None or id(config) in found or not hasattr(config, "to_dict"):
+            continue
+        found[id(config)] = config
+        pending += [getattr(config, key, None) for key in getattr(config, "sub_configs", {}) or {}]
+    return list(found.values())
 
 
 def eager_attention_agrees(model: Any, inputs: dict[str, Any], tolerance: float = 1e-5) -> bool:
@@ -182,14 +198,7 @@ def _flat_tensors(value: Any) -> list[Any]:
 def _eager_attention(model: Any) -> Iterator[bool]:
     """Switch every config in the module tree to eager attention (restored afterwards); yields
     whether anything was switched."""
-    configs: dict[int, Any] = {}
-    pending = [getattr(m, "config", None) for m in getattr(model, "modules", lambda: [])()]
-    while pending:
-        config = pending.pop()
-        if config is None or id(config) in configs or not hasattr(config, "_attn_implementation_internal"):
-            continue
-        configs[id(config)] = config
-        pending += [getattr(config, key, None) for key in getattr(config, "sub_configs", {}) or {}]
+    configs = {id(c): c for c in _configs(model) if hasattr(c, "_attn_implementation_internal")}
     saved = {key: config._attn_implementation_internal for key, config in configs.items()}
     switched = False
     for key, config in configs.items():
@@ -300,8 +309,14 @@ class _Lowering:
         self.names[node.name] = node.name
 
     def _outputs(self, node: Any) -> None:
+        from torch.export.graph_signature import OutputKind
+
         values = node.args[0]
         flat = list(values) if isinstance(values, (list, tuple)) else [values]
+        kinds = [spec.kind for spec in self.ep.graph_signature.output_specs]
+        if len(kinds) == len(flat):
+            # buffers the forward reassigns (CTRL's positional table) come first: not results
+            flat = [item for item, kind in zip(flat, kinds) if kind == OutputKind.USER_OUTPUT]
         labels = _leaf_names(self.ep.call_spec.out_spec) if self.ep.call_spec.out_spec else []
         if len(labels) != len(flat):
             labels = [f"output_{i}" for i in range(len(flat))]
@@ -329,6 +344,12 @@ class _Lowering:
             n.attrs = rename_in_attr(n.attrs, mapping)
         if old in self.graph.value_info:
             self.graph.value_info[new] = self.graph.value_info.pop(old)
+        # later outputs may name the same fx value (Blip-2's logits twice): keep the map current
+        for key, value in self.names.items():
+            if value == old:
+                self.names[key] = new
+            elif isinstance(value, list):
+                self.names[key] = [mapping.get(v, v) for v in value]
 
     # operands -------------------------------------------------------------------------------
     def value(self, arg: Any) -> str:
