@@ -76,7 +76,8 @@ def coverage(types, backend, jobs, timeout, no_write):
         row.setdefault("class", registry.base_classes[item])
         measured[item] = row
         if row["status"] != "pass":
-            bar.write(f"{row['status'].upper()} {item}: {row.get('stage')}: {row.get('reason', '')[:150]}")
+            stage = f"{row['stage']}: " if row.get("stage") else ""
+            bar.write(f"{row['status'].upper()} {item}: {stage}{row.get('reason', '')[:150]}")
         if not no_write and len(measured) % 25 == 0:
             cov.write_report({**merged, **measured}, transformers.__version__, backend)
 

@@ -92,27 +92,12 @@ def _signature(tensors: dict[str, torch.Tensor]) -> tuple:
     return tuple(sorted((name, str(t.dtype), t.dim()) for name, t in tensors.items()))
 
 
-def _relative_error(got: np.ndarray, want: np.ndarray) -> float:
-    if got.shape != want.shape:
-        return float("inf")
-    if want.dtype.kind not in "fc":
-        return 0.0 if np.array_equal(got, want) else float("inf")
-    want64, got64 = want.astype(np.float64), got.astype(np.float64)
-    if not np.array_equal(np.isnan(want64), np.isnan(got64)):
-        return float("inf")
-    finite = ~np.isnan(want64)
-    if not finite.any():
-        return 0.0
-    scale = float(np.abs(want64[finite]).max())
-    diff = float(np.abs(got64[finite] - want64[finite]).max())
-    return diff / scale if scale else diff
-
-
 def _convert(
     skill: Any, tensors: dict[str, torch.Tensor]
 ) -> tuple[_Converted, dict[str, torch.Tensor]]:
     """Convert, run once, and check against PyTorch eager on the same inputs.  Returns the
     conversion and this batch's (native) outputs; raises with the reason when it can't."""
+    from skillmill.ir.coverage import relative_error
     from skillmill.ir.executor import NativeModel
 
     model = skill.model
@@ -125,7 +110,7 @@ def _convert(
     converted = _Converted(native, list(reference), {k: v.dtype for k, v in reference.items()})
     outputs = _run(converted, tensors)
     for name, want in reference.items():
-        error = _relative_error(outputs[name].numpy(), want.numpy())
+        error = relative_error(outputs[name].numpy(), want.numpy())
         if not error <= PARITY_TOLERANCE:
             raise ValueError(f"output '{name}' differs from PyTorch eager (relative error {error:.2e} "
                              f"> {PARITY_TOLERANCE:g})")  # fmt: skip
