@@ -234,7 +234,7 @@ class VisionInputGenerator(InputGenerator):
     SUPPORTED_INPUT_NAMES = (
         "pixel_values", "pixel_mask", "image_sizes", "image_grid_thw", "grid_thw", "pixel_attention_mask",
         "image_attention_mask", "bool_masked_pos", "interpolate_pos_encoding", "spatial_shapes",
-        "pixel_position_ids", "prompt_pixel_values", "prompt_masks",
+        "pixel_position_ids", "prompt_pixel_values", "prompt_masks", "target_sizes",
     )
 
     def supports(self, name: str) -> bool:
@@ -281,7 +281,7 @@ class VisionInputGenerator(InputGenerator):
                 v = self.vision()
                 patch = _int(v.patch_size, 14)
                 if input_option(ctx, "image_layout") == "patch_images":
-                    # Kimi K2.5: every patch as a small image, (patches, C, P, P).
+                    # Kimi K2.5 / PaddleOCR-VL: every patch as a small image, (patches, C, P, P).
                     rows = int(grid.prod(-1).sum())
                     return ctx.randn((rows, self.channels(), patch, patch))
                 if input_option(ctx, "image_layout") == "merged_tiles":
@@ -316,6 +316,11 @@ class VisionInputGenerator(InputGenerator):
             if frames:
                 return ctx.randn((b, frames, self.channels(), h, w))
             return ctx.randn((b, self.channels(), h, w))
+        if name == "target_sizes":
+            # MiniCPM-V: each image's patch grid (rows, columns).
+            h, w = self.image_hw()
+            patch = _int(self.vision().patch_size, 14)
+            return torch.tensor([[h // patch, w // patch]] * b)
         if name in ("prompt_pixel_values", "prompt_masks"):
             # SegGPT's in-context example: an image and its mask, shaped like the input image.
             h, w = self.image_hw()
