@@ -100,6 +100,46 @@ static void SKM_FN(ukernel_rows)(int64_t kc, const float *restrict a, int64_t rs
     SKM_TILE_STORE;
 }
 
+/* Edge tiles of mr < MR rows at full NR width: only mr rows are computed and stored, so M = 16
+ * (tiles of 6 + 6 + 4 rows) does 16 rows of work, not 18, and no scratch tile is copied back.
+ * A element (r, p) is at a[r * rs + p * ps]: packed panels have (1, MR), rows in place (rsa, 1). */
+#define SKM_DEFINE_FEW(R)                                                                 \
+    static void SKM_FN(ukernel_few##R)(int64_t kc, const float *restrict a, int64_t rs,   \
+                                       int64_t ps, const float *restrict bp,              \
+                                       float *restrict c, int64_t rsc, int accumulate) {  \
+        skv lo[R], hi[R];                                                                 \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) lo[r] = hi[r] = skv_zero();   \
+        for (int64_t p = 0; p < kc; p++) {                                                \
+            skv b0 = skv_load(bp), b1 = skv_load(bp + SKM_W);                             \
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                         \
+                skv av = skv_bcast(a + r * rs);                                           \
+                lo[r] = skv_fma(av, b0, lo[r]);                                           \
+                hi[r] = skv_fma(av, b1, hi[r]);                                           \
+            }                                                                             \
+            a += ps;                                                                      \
+            bp += NR;                                                                     \
+        }                                                                                 \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                               \
+            SKM_FN(store_row)(c + r * rsc, lo[r], hi[r], accumulate);                     \
+    }
+SKM_DEFINE_FEW(1)
+SKM_DEFINE_FEW(2)
+SKM_DEFINE_FEW(3)
+SKM_DEFINE_FEW(4)
+SKM_DEFINE_FEW(5)
+#undef SKM_DEFINE_FEW
+
+static void SKM_FN(ukernel_few)(int64_t mr, int64_t kc, const float *a, int64_t rs, int64_t ps,
+                                const float *bp, float *c, int64_t rsc, int accumulate) {
+    switch (mr) {
+    case 1: SKM_FN(ukernel_few1)(kc, a, rs, ps, bp, c, rsc, accumulate); break;
+    case 2: SKM_FN(ukernel_few2)(kc, a, rs, ps, bp, c, rsc, accumulate); break;
+    case 3: SKM_FN(ukernel_few3)(kc, a, rs, ps, bp, c, rsc, accumulate); break;
+    case 4: SKM_FN(ukernel_few4)(kc, a, rs, ps, bp, c, rsc, accumulate); break;
+    default: SKM_FN(ukernel_few5)(kc, a, rs, ps, bp, c, rsc, accumulate); break;
+    }
+}
+
 /* One Q4_0 block: 16 bytes, value v in byte v/2 (low nibble first), value = (q - 8) * scale. */
 static inline void SKM_FN(q4_block)(const uint8_t *blk, float scale, float *out) {
     for (int i = 0; i < 16; i++) {
@@ -209,6 +249,8 @@ static void SKM_FN(macro_kernel)(const gemm_desc *d, const float *ap, const floa
             float *c = d->c + (ic + ir) * d->rsc + jc + jr;
             if (mr == MR && nr == NR) {
                 SKM_FN(ukernel)(kc, ap + ir * kc, bp + jr * bstride, c, d->rsc, !first);
+            } else if (nr == NR) {
+                SKM_FN(ukernel_few)(mr, kc, ap + ir * kc, 1, MR, bp + jr * bstride, c, d->rsc, !first);
             } else {
                 SKM_FN(ukernel)(kc, ap + ir * kc, bp + jr * bstride, edge, NR, 0);
                 for (int64_t r = 0; r < mr; r++)
@@ -233,6 +275,8 @@ static void SKM_FN(macro_kernel_rows)(const gemm_desc *d, const float *a, const 
             const float *at = a + ir * d->rsa;
             if (mr == MR && nr == NR) {
                 SKM_FN(ukernel_rows)(kc, at, d->rsa, MR, bp + jr * bstride, c, d->rsc, !first);
+            } else if (nr == NR) {
+                SKM_FN(ukernel_few)(mr, kc, at, d->rsa, 1, bp + jr * bstride, c, d->rsc, !first);
             } else {
                 SKM_FN(ukernel_rows)(kc, at, d->rsa, mr, bp + jr * bstride, edge, NR, 0);
                 for (int64_t r = 0; r < mr; r++)
