@@ -528,7 +528,7 @@ class FamilyInputGenerator(InputGenerator):
         "latents", "inputs", "high_res_pixel_values", "merge_sizes", "image_merge_sizes", "freq",
         "past_values_padding", "image_embeds_position_mask", "encoder_hidden_states",
         "aspect_ratio_ids", "aspect_ratio_mask", "cross_attention_mask", "noise", "noise_sequence",
-        "inputs_embeds", "noise_embeds", "context_hidden_states",
+        "inputs_embeds", "noise_embeds", "context_hidden_states", "task_inputs",
     )
 
     def generate(self, name: str) -> torch.Tensor:
@@ -598,6 +598,10 @@ class FamilyInputGenerator(InputGenerator):
             feats = ctx.made.get("input_features")
             frames = feats.shape[1] if feats is not None else s
             return ctx.randn((b, frames, _int(getattr(c, "model_in_channels", None), 64)))
+        if name == "task_inputs":
+            # OneFormer's tokenised task prompt ("the task is semantic"), task_seq_len long.
+            vocab = _int(getattr(c, "text_encoder_vocab_size", None), 99)
+            return ctx.randint(0, vocab, (b, _int(getattr(c, "task_seq_len", None), s)))
         if name in ("inputs_embeds", "noise_embeds"):
             # Models whose only input is embeddings (a word-timestamp head over ASR encoder
             # states, a speculative draft model's noise embeddings).
@@ -693,8 +697,10 @@ def needed_input_names(model) -> list[str]:
     nc = NormalizedConfig(config)
     names: list[str] = [n for n, p in params.items() if p.default is inspect.Parameter.empty]
     main = getattr(model, "main_input_name", None)
-    if main in params and main not in names:
-        names.insert(0, main)
+    for name in reversed(main if isinstance(main, (list, tuple)) else [main]):
+        # OneFormer declares two main inputs (image and task tokens).
+        if name in params and name not in names:
+            names.insert(0, name)
     if not names:
         # Every input optional and the declared main input not among them (a text tower that
         # inherits main_input_name "pixel_values"): feed the first primary input forward takes.
