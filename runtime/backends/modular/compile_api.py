@@ -71,8 +71,11 @@ def _failure(started: float, exc: BaseException, stage: str, **metadata: Any) ->
 
 
 def compile_to_max(model_or_ir: Any, target_device: str = "auto", example_inputs: dict[str, Any] | None = None,
-                   use_cache: bool = True) -> CompilationResult:  # fmt: skip
-    """Lower to a MAX graph and compile it for ``target_device`` ("auto", "cpu" or "gpu")."""
+                   use_cache: bool = True, mojo_custom_ops: bool = False) -> CompilationResult:  # fmt: skip
+    """Lower to a MAX graph and compile it for ``target_device`` ("auto", "cpu" or "gpu").
+
+    ``mojo_custom_ops=True`` lowers LayerNorm to skillmill's Mojo kernel registered as a MAX
+    custom op (``custom_op.py``) instead of MAX's built-in op."""
     started = time.perf_counter()
     try:
         graph = _to_graph(model_or_ir, example_inputs)
@@ -82,7 +85,13 @@ def compile_to_max(model_or_ir: Any, target_device: str = "auto", example_inputs
     try:
         from .max_model import MaxModel
 
-        model = MaxModel.from_graph(graph, target_device, use_cache=use_cache)
+        kernels = extensions = None
+        if mojo_custom_ops:
+            from . import custom_op
+
+            kernels, extensions = custom_op.custom_kernels(), [custom_op.folder()]
+        model = MaxModel.from_graph(graph, target_device, use_cache=use_cache, custom_kernels=kernels,
+                                    custom_extensions=extensions)  # fmt: skip
     except Exception as exc:  # noqa: BLE001
         return _failure(started, exc, "lower+compile", passes=passes, graph=graph.name)
     from . import adapter

@@ -65,7 +65,8 @@ class MaxModel:
         from .lowering import lower_graph
 
         target = resolve_target(target_device)
-        extra = {"custom": sorted(custom_kernels or {})}
+        extra = {"custom": sorted(custom_kernels or {}),
+                 "extensions": sorted(Path(p).name for p in custom_extensions or [])}  # fmt: skip
         key = cache.graph_key(graph, target, extra)
         started = time.perf_counter()
         lowered = lower_graph(graph, target, custom_kernels, custom_extensions)
