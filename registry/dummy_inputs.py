@@ -198,6 +198,7 @@ INPUT_OPTIONS: dict[str, str] = {
 }
 IMAGE_LAYOUTS = (
     "images5d", "pairs", "video", "tiles", "patches", "patch_rows", "merged_tiles", "patch_images",
+    "voxels",
 )
 
 
@@ -300,6 +301,11 @@ class VisionInputGenerator(InputGenerator):
                 # Mllama: (batch, images, max_num_tiles, C, H, W); one image in its first tile.
                 tiles = _int(getattr(self.vision().config, "max_num_tiles", None), 4)
                 return ctx.randn((b, 1, tiles, self.channels(), h, w))
+            if layout == "voxels":
+                # Inkling: (temporal x P x P) pixel blocks, channels last, one per LM image token.
+                v = self.vision()
+                patch, t = _int(v.patch_size, 16), _int(v.temporal_patch_size, 1)
+                return ctx.randn((4 * b, t, patch, patch, self.channels()))
             if layout == "patch_rows":
                 # NeoMME: every image patch flattened, no batch axis, (patches, C * P * P).
                 patch = _int(self.vision().patch_size, 16)
