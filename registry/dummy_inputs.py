@@ -195,6 +195,8 @@ INPUT_OPTIONS: dict[str, str] = {
     "text_and_codes": "input_ids as (batch, seq, 1 + codebooks) (Kyutai)",
     "normalized_boxes": "bbox as float fractions of the page (UDOP)",
     "univariate_2d": "a univariate history as (batch, time)",
+    "image_placeholders": "image placeholder tokens, where the feature getter cannot be asked",
+    "audio_placeholders": "audio placeholder tokens, where the feature getter cannot be asked",
 }
 IMAGE_LAYOUTS = (
     "images5d", "pairs", "video", "tiles", "patches", "patch_rows", "merged_tiles", "patch_images",
@@ -875,7 +877,9 @@ def _add_multimodal_placeholders(model, ctx: InputContext) -> None:
         token = _first_attr(config, token_names)
         if token is None:
             continue
-        count = _count_placeholders(model, kind, made)
+        # A family whose feature getter itself needs the placeholders (Music Flamingo reads
+        # them for timestamps) states the count; everyone else is asked.
+        count = input_option(ctx, f"{kind}_placeholders") or _count_placeholders(model, kind, made)
         # No feature getter: the model expands one placeholder per item itself (legacy merging).
         per_row = max(1, count // ctx.batch_size) if count else 1
         made["input_ids"] = _insert_placeholders(
