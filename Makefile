@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# Compiled MAX/Mojo artifacts are cached here between runs (MAX compiles take tens of seconds cold).
-export MODULAR_CACHE_DIR ?= $(CURDIR)/.cache/modular
+# Compiled MAX graphs, Mojo modules and MAX's kernel cache live here, outside the clone, so a
+# fresh clone (CI's every run) reuses them: a MAX compile costs about a minute of CPU cold.
+export MODULAR_CACHE_DIR ?= $(HOME)/.cache/skillmill/modular
 export HF_HUB_OFFLINE := 1
 
 .PHONY: demo test install generate check clean
@@ -16,8 +17,9 @@ $(STAMP): pyproject.toml setup.py $(wildcard native/src/*) $(wildcard native/inc
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 	# torch 2.13.0 is the CPU build on this machine's disk; any other pin pulls a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	# Editable install: also builds the native SIMD kernels through cffi.
-	$(BIN)/pip install --quiet -e ".[test]"
+	# Editable install: also builds the native SIMD kernels through cffi; [modular] is MAX 26.7.0
+	# with the mojo compiler (the test extra lists it too, so CI runs MAX for real).
+	$(BIN)/pip install --quiet -e ".[test,modular]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,0 +1,78 @@
+"""When MAX or Mojo cannot run a model, the reason is kept and the skill falls back with it."""
+
+import numpy as np
+import pytest
+
+
+def test_mojo_compiler_error_lands_in_error_message_and_the_skill_falls_back(monkeypatch):
+    import skillmill
+    from skillmill import load_skill
+    from skillmill.runtime.backends.modular import mojo_build
+
+    real_render = mojo_build.render
+    monkeypatch.setattr(mojo_build, "render", lambda ctx: real_render(ctx) + "\ndef broken(:\n")
+    from modular_helpers import ln_linear_graph
+
+    result = skillmill.compile_to_mojo(ln_linear_graph(hidden=24, out=8))
+    assert not result.success and result.compiled_path is None
+    assert "mojo build failed" in result.error_message and "error" in result.error_message
+    skill = load_skill("BertModel", model="tiny", device="mojo")
+    ran = skill.process(["hello world"])
+    assert ran.backend == "cpu"
+    assert ran.fallback_reason.startswith("mojo: unavailable") and "mojo build failed" in ran.fallback_reason
+
+
+def test_missing_max_lowering_names_the_op():
+    import skillmill
+    from skillmill.ir.graph import Graph, TensorSpec
+
+    graph = Graph(name="einsum_only")
+    graph.inputs["a"] = TensorSpec("float32", [2, 3])
+    graph.inputs["b"] = TensorSpec("float32", [3, 4])
+    graph.add_node("Einsum", ["a", "b"], outputs=["c"], attrs={"equation": "ij,jk->ik"}, name="mix")
+    graph.outputs = ["c"]
+    result = skillmill.compile_to_max(graph, target_device="cpu")
+    assert not result.success
+    assert "no MAX lowering for op 'Einsum'" in result.error_message
+    assert result.metadata["missing_op"] == "Einsum"
+
+
+def test_skill_on_max_names_the_missing_op_and_falls_back(monkeypatch):
+    from skillmill import load_skill
+    from skillmill.runtime.backends.modular import lowering
+
+    table = lowering.lowerings()
+    monkeypatch.setattr(lowering, "lowerings", lambda: {k: v for k, v in table.items() if k != "LayerNorm"})
+    skill = load_skill("BertModel", model="tiny", device="max")
+    result = skill.process(["hello"])
+    assert result.backend == "cpu"
+    assert "no MAX lowering for op 'LayerNorm'" in result.fallback_reason
+
+
+def test_auto_leaves_modular_targets_alone_unless_asked(monkeypatch):
+    from skillmill import load_skill
+
+    monkeypatch.delenv("USE_MOJO_MAX_TARGET", raising=False)
+    skill = load_skill("BertModel", model="tiny")
+    assert "max" not in skill.preferred_order() and "mojo" not in skill.preferred_order()
+    assert skill.modular_requested() == (False, "not asked for")
+    monkeypatch.setenv("USE_MOJO_MAX_TARGET", "1")
+    assert skill.preferred_order()[:2] == ["max", "mojo"]
+    assert skill.modular_requested()[0]
+
+
+def test_probes_report_max_and_mojo_really_present():
+    from skillmill.runtime.hardware import probe_max_engine, probe_mojo_compiler
+
+    present, found, version = probe_max_engine("cpu")
+    assert present and version == "26.7.0" and "MAX" in found
+    present, found, _ = probe_mojo_compiler(True)
+    assert present and "Mojo" in found
+
+
+@pytest.mark.parametrize("value", [np.float32(1.0)])
+def test_compile_to_max_rejects_what_it_cannot_compile(value):
+    import skillmill
+
+    result = skillmill.compile_to_max(value)
+    assert not result.success and "torch.nn.Module" in result.error_message
