@@ -39,7 +39,8 @@ def _backend_names() -> list[str]:
 @click.option("--types", "types", multiple=True, metavar="TYPE", help="Only these base model types.")
 @click.option("--backend", type=click.Choice(_backend_names()), default="skill", show_default=True,
               help="What to measure: 'skill' runs each tiny model through its generated skill "
-                   "(torch engine); 'native' converts it for skillmill's native executor.")
+                   "(torch engine); 'native' converts it for skillmill's native executor; 'max' "
+                   "lowers it to a compiled MAX graph.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 16), default=2, show_default=True)
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds per model type.")
 @click.option("--no-write", is_flag=True, help="Print the summary only; keep the committed report.")
@@ -85,7 +86,10 @@ def coverage(types, backend, jobs, timeout, no_write):
     # workers then pay only for their own model, seconds instead of tens of seconds per type.
     if spec.warm_up:
         spec.warm_up()
-    run_parallel(chosen, spec.check, jobs=jobs, timeout=timeout, on_result=report)
+    if spec.sweep is not None:
+        spec.sweep(chosen, jobs=jobs, on_result=report)
+    else:
+        run_parallel(chosen, spec.check, jobs=jobs, timeout=timeout, on_result=report)
     bar.close()
     passed = sum(r["status"] == "pass" for r in measured.values())
     click.echo(f"{backend}: {passed}/{len(measured)} base model types pass "

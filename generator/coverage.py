@@ -126,6 +126,9 @@ class CoverageBackend:
     first: tuple[str, ...] = ()  # types listed first in the markdown (the floor families)
     written: Callable[[dict[str, dict[str, Any]]], list[Path]] | None = None  # extra outputs
     extra: Callable[[], dict[str, Any]] = dict  # extra top-level report fields
+    # Runs the whole sweep itself (types, jobs, on_result) instead of one forked check per type:
+    # MAX compiles several types per graph (runtime/backends/modular/coverage.py says why).
+    sweep: Callable[..., Any] | None = None
 
 
 BACKENDS: dict[str, CoverageBackend] = {}
@@ -208,6 +211,42 @@ register_backend(CoverageBackend(
            "whisper", "clip"),
     written=write_native_support,
     extra=_native_extra,
+))  # fmt: skip
+
+
+def _check_max(model_type: str) -> dict[str, Any]:
+    from skillmill.runtime.backends.modular.coverage import check_one
+
+    return check_one(model_type)
+
+
+def _sweep_max(types: list[str], jobs: int, on_result: Callable[[str, dict], None]) -> Any:
+    from skillmill.runtime.backends.modular.coverage import run_coverage
+
+    return run_coverage(types, jobs=jobs, on_result=on_result)
+
+
+def _max_extra() -> dict[str, Any]:
+    from skillmill.runtime.backends.modular.coverage import report_extra
+
+    return report_extra()
+
+
+register_backend(CoverageBackend(
+    name="max",
+    check=_check_max,
+    report=REPORT_DIR / "max.yaml",
+    title="Modular MAX: every base model type's IR lowered to a MAX graph, compiled and run",
+    what="tiny random model of each base model type exported with torch.export (dynamic batch and "
+         "sequence), optimised in skillmill's IR, lowered to a MAX graph, compiled by MAX on the "
+         "CPU and run at (batch, seq) = (2, 8) and (3, 11), every output compared with PyTorch "
+         "eager: relative error max|max - torch| / max|torch| <= 1e-4 (types are compiled up to "
+         "12 per MAX graph, each with its own inputs and outputs; see runtime/backends/modular/coverage.py)",
+    first=("bert", "roberta", "distilbert", "albert", "electra", "gpt2", "gpt_neox", "llama",
+           "mistral", "qwen2", "phi", "gemma", "t5", "bart", "vit", "deit", "convnext", "resnet",
+           "whisper", "clip"),
+    extra=_max_extra,
+    sweep=_sweep_max,
 ))  # fmt: skip
 
 

@@ -197,6 +197,30 @@ def run_group(workdir: Path, types: list[str]) -> dict[str, dict[str, Any]]:
     return rows
 
 
+def trace_type(folder: Path, limit: int = 400) -> list[tuple[str, str, float]]:
+    """Debugging a mismatch: compile the type's graph with every float intermediate as an extra
+    output (one compile), and compare each with the IR's numpy reference.  Returns (node, op,
+    relative error) for every node, in graph order."""
+    from skillmill.ir.coverage import relative_error
+    from skillmill.ir.graph import resolve_attr
+    from skillmill.ir.ops import run_reference
+
+    from .max_model import MaxModel
+
+    graph, feeds, _ = _load(folder)
+    env: dict[str, Any] = dict(graph.weights)
+    env.update({k: np.asarray(v) for k, v in feeds[0].items()})
+    for node in graph.nodes:
+        outs = run_reference(node.op, [env[n] if n else None for n in node.inputs], resolve_attr(node.attrs, env))
+        env.update({name: value for name, value in zip(node.outputs, outs) if name})
+    probes = [n for n in graph.nodes if n.outputs and n.outputs[0]
+              and isinstance(env.get(n.outputs[0]), np.ndarray) and env[n.outputs[0]].dtype.kind in "fb"][:limit]
+    traced = graph.copy()
+    traced.outputs = list(dict.fromkeys(graph.outputs + [n.outputs[0] for n in probes]))
+    got = MaxModel.from_graph(traced, "cpu").run(feeds[0])
+    return [(n.name, n.op, relative_error(got[n.outputs[0]], env[n.outputs[0]])) for n in probes]
+
+
 # -- driving ---------------------------------------------------------------------------------
 def _group_in_subprocess(workdir: Path, types: list[str], timeout: float) -> dict[str, dict[str, Any]]:
     """Run a group in a child process; split it on a compile/run failure until the failing type
@@ -252,6 +276,31 @@ def run_coverage(model_types: list[str] | None = None, jobs: int = 2, group_size
     return {t: rows[t] for t in types if t in rows}
 
 
+def check_one(model_type: str) -> dict[str, Any]:
+    """One type alone (its own MAX graph): prepare, then compile and compare in a subprocess."""
+    with tempfile.TemporaryDirectory(prefix="skillmill-max-one-") as tmp:
+        row = prepare_type(model_type, Path(tmp))
+        if row.get("status") != "ready":
+            return row
+        result = _group_in_subprocess(Path(tmp), [model_type], GROUP_TIMEOUT)[model_type]
+        return {**{k: v for k, v in row.items() if k in ("class", "nodes")}, **result}
+
+
+def report_extra() -> dict[str, Any]:
+    """Top-level fields of docs/coverage/max.yaml: versions, tolerance, floor, the machine."""
+    import importlib.metadata
+    import platform
+
+    import torch
+
+    from skillmill.ir.coverage import FLOOR_TYPES
+
+    return {"tolerance": TOLERANCE, "torch_version": str(torch.__version__),
+            "max_version": importlib.metadata.version("max"), "device": "cpu",
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "group_size": GROUP_SIZE,
+            "floor": list(FLOOR_TYPES)}  # fmt: skip
+
+
 def summarise(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     from skillmill.ir.coverage import FLOOR_TYPES
 
@@ -268,6 +317,10 @@ def summarise(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--trace"]:
+        for name, op, err in trace_type(Path(argv[1])):
+            print(f"{'MISMATCH' if not err <= TOLERANCE else 'ok      '} {err:10.3g} {op:14} {name}")
+        return 0
     if argv[:1] == ["--group"]:
         rows = run_group(Path(argv[1]), argv[2].split(","))
         print(json.dumps(rows))

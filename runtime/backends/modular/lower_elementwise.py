@@ -235,8 +235,12 @@ def _binary(op: str) -> Any:
         if op not in _COMPARE and op not in _LOGICAL and out in FLOAT_TYPES and compute not in FLOAT_TYPES:
             compute = out  # torch: int tensor * float scalar computes in float
         ta = lw.const(a, compute) if a_scalar else lw.cast(a, compute)
-        tb = lw.const(b, compute) if b_scalar else lw.cast(b, compute)
-        result = _apply(lw, op, node, ta, tb, compute)
+        result = None
+        if op == "Pow" and b_scalar and compute in FLOAT_TYPES:
+            result = _power_by_scalar(lw, ta, float(b))
+        if result is None:
+            tb = lw.const(b, compute) if b_scalar else lw.cast(b, compute)
+            result = _apply(lw, op, node, ta, tb, compute)
         return [lw.cast(result, out) if out else result]
 
     return lower
@@ -280,6 +284,22 @@ def _apply(lw: Lowering, op: str, node: Node, a: Any, b: Any, dtype: str) -> Any
         q = ops.div(lw.cast(a, "float64"), lw.cast(b, "float64"))
         return lw.cast(ops.trunc(q), dtype)
     raise MaxLoweringError(op, node.name, "binary op has no MAX lowering")
+
+
+def _power_by_scalar(lw: Lowering, x: Any, exponent: float) -> Any | None:
+    """x ** c for a small integer or half-integer c by multiplication / sqrt: MAX's pow goes
+    through exp(c * log(x)), which is NaN for a negative base (x ** 3 in GPT-2's gelu)."""
+    if exponent != int(exponent) and exponent != 0.5:
+        return None
+    if exponent == 0.5:
+        return ops.sqrt(x)
+    n = int(exponent)
+    if not 0 <= abs(n) <= 8:
+        return None
+    result = lw.const(1.0, lw.tdtype(x)) if n == 0 else None
+    for _ in range(abs(n)):
+        result = x if result is None else result * x
+    return lw.const(1.0, lw.tdtype(x)) / result if n < 0 else result
 
 
 def _where(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:

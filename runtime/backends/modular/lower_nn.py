@@ -267,8 +267,6 @@ def _conv(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> l
     nsp = len(x.shape) - 2
     if nsp not in (1, 2):
         raise MaxLoweringError(node.op, node.name, f"{nsp}-d convolution")
-    if not lw.is_weight(w_name):
-        raise MaxLoweringError(node.op, node.name, "convolution filter computed at run time")
     stride, dilation = _per_dim(attrs.get("stride", 1), nsp), _per_dim(attrs.get("dilation", 1), nsp)
     pads = attrs.get("pads") or [(p, p) for p in _per_dim(attrs.get("padding", 0), nsp)]
     pads = [tuple(int(v) for v in p) for p in pads]
@@ -276,9 +274,16 @@ def _conv(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> l
     if nsp == 1:  # a 1-d conv is a 2-d conv over a height of one
         x = ops.unsqueeze(x, 2)
         stride, dilation, pads = [1] + stride, [1] + dilation, [(0, 0)] + pads
-        filt = lw.derived_weight(w_name, "RSCF1", lambda a: a[:, :, None, :].transpose(2, 3, 1, 0))
-    else:
-        filt = lw.derived_weight(w_name, "RSCF", lambda a: a.transpose(2, 3, 1, 0))
+    if lw.is_weight(w_name):  # re-laid out once in numpy: no transpose in the graph
+        if nsp == 1:
+            filt = lw.derived_weight(w_name, "RSCF1", lambda a: a[:, :, None, :].transpose(2, 3, 1, 0))
+        else:
+            filt = lw.derived_weight(w_name, "RSCF", lambda a: a.transpose(2, 3, 1, 0))
+    else:  # a filter computed in the graph (a folded reshape, say): permute it there
+        filt = lw.tensor(w_name)
+        if nsp == 1:
+            filt = ops.unsqueeze(filt, 2)
+        filt = ops.permute(filt, [2, 3, 1, 0])
     nhwc = ops.permute(x, [0, 2, 3, 1])
     bias = lw.tensor(node.inputs[2]) if _opt(node, 2) else None
     y = ops.conv2d(nhwc, lw.cast(filt, lw.tdtype(x)), stride=tuple(stride), dilation=tuple(dilation),

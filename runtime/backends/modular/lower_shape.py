@@ -331,7 +331,9 @@ def _size(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> l
 
 
 def _sym_size(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
-    value = lw.value(node.inputs[0])
+    value = args[0]
+    if isinstance(value, np.ndarray):
+        return [int(value.shape[attrs.get("dim", 0)])]
     if not isinstance(value, adapter.TensorValue):
         raise MaxLoweringError(node.op, node.name, "SymSize of a runtime scalar")
     shape = lw.shape(value)
@@ -358,6 +360,7 @@ def _scalar(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) ->
         values.insert(0, attrs["a"])
     if attrs.get("b") is not None:
         values.append(attrs["b"])
+    values = [v.item() if isinstance(v, np.ndarray) else v for v in values]
     if any(isinstance(v, adapter.TensorValue) for v in values):
         raise MaxLoweringError(node.op, node.name, "scalar read from a tensor's values")
     values = [adapter.static_int(v) if adapter.is_dim(v) and _is_static(v) else v for v in values]
@@ -373,6 +376,8 @@ def _scalar(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) ->
 def _scalar_to_tensor(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
     value = args[0]
     dtype = attrs.get("dtype", "int64")
+    if isinstance(value, np.ndarray):
+        value = lw.tensor(node.inputs[0])
     if isinstance(value, adapter.TensorValue):
         return [lw.cast(value, dtype)]
     return [lw.scalar_tensor(value, dtype)]

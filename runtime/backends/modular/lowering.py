@@ -115,7 +115,7 @@ class Lowering:
         return self._derived[key]
 
     def is_weight(self, name: str) -> bool:
-        return bool(name) and name in self.graph.weights and name not in self.env
+        return bool(name) and name in self.graph.weights
 
     def tensor(self, name: str) -> Any:
         """The value as a MAX tensor (runtime scalars become 0-d tensors)."""
@@ -182,7 +182,12 @@ class Lowering:
             fn = table.get(node.op)
             if fn is None:
                 raise MaxLoweringError(node.op, node.name, "the op has no MAX lowering")
-            args = [self.value(n) if n else None for n in node.inputs]
+            # weights are handed over as numpy arrays and materialised only when a lowering asks
+            # (lw.tensor): one re-laid out for a kernel is then never bound twice
+            args = [self.env.get(n, self.graph.weights.get(n)) if n else None for n in node.inputs]
+            for n, a in zip(node.inputs, args):
+                if n and a is None:
+                    self.value(n)  # raises: used before it is defined
             attrs = resolve_attr(node.attrs, self.env)
             try:
                 results = fn(self, node, args, attrs)
