@@ -174,6 +174,28 @@ def bench_models(threads, repeats, backends, json_path):
             json.dump(results, handle, indent=1)
 
 
+@bench.command("modular")
+@click.option("--rounds", type=int, default=3, show_default=True, help="Alternating rounds per shape.")
+@click.option("--repeats", type=int, default=20, show_default=True, help="Timed runs per process.")
+@click.option("--backends", default="max,mojo,native,torch", show_default=True)
+@click.option("--no-cold", is_flag=True, help="Skip the cold (empty-cache) compiles.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
+def bench_modular(rounds, repeats, backends, no_cold, json_path):
+    """Real all-MiniLM-L6-v2 on MAX, the Mojo path, the native executor and PyTorch eager, each
+    in its own process, alternated; cold / warm / cached compile times."""
+    import json
+
+    from skillmill.runtime.backends.modular import bench as modular_bench
+
+    minilm_folder()
+    wanted = tuple(b.strip() for b in backends.split(",") if b.strip())
+    results = modular_bench.run_benchmark(wanted, rounds=rounds, repeats=repeats, cold=not no_cold)
+    click.echo(modular_bench.format_report(results))
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=1)
+
+
 def register_commands(main: click.Group) -> None:
     main.add_command(coverage)
     main.add_command(demo)
