@@ -589,12 +589,14 @@ static int SKM_FN(pack_weight)(const float *w, int64_t n, int64_t k, float *pack
     return SKM_OK;
 }
 
-/* One parallel_for per call: a task is (block of rows) x (group of B panels), and packs its
- * own A block per K slice into its arena (O(mc * k) against O(mc * k * nc) FMAs). */
+/* One parallel_for per call: a task is (block of row tiles) x (group of B panels).  Row
+ * blocks split the MR tiles evenly (sizes differ by one tile at most) and each packs its rows
+ * of A per K slice into its arena; when row blocks are fewer than tasks wanted, the B panels
+ * are split into groups too, and those tasks read A in place rather than each packing it. */
 typedef struct {
     gemm_desc d;
     const float *bp;
-    int64_t mc, kc, n_ic, jgroups, panels;
+    int64_t kc, tiles, n_ic, jgroups, panels;
     atomic_int err;
 } packed_ctx;
 
@@ -602,10 +604,10 @@ static void SKM_FN(linear_packed_task)(void *vctx, int64_t t, int slot) {
     packed_ctx *c = vctx;
     const gemm_desc *d = &c->d;
     int64_t icb = t / c->jgroups, g = t % c->jgroups;
-    int64_t ic = icb * c->mc, mc = MIN(c->mc, d->m - ic);
+    int64_t ic = c->tiles * icb / c->n_ic * MR, mc = MIN(c->tiles * (icb + 1) / c->n_ic * MR, d->m) - ic;
     int64_t lo = c->panels * g / c->jgroups * NR, hi = MIN(c->panels * (g + 1) / c->jgroups * NR, d->n);
     if (hi <= lo || mc <= 0) return;
-    if (c->jgroups > 1) { /* several tasks share these rows: read A in place, pack nothing */
+    if (c->jgroups > 1) {
         for (int64_t pc = 0; pc < d->k; pc += c->kc) {
             int64_t kc = MIN(c->kc, d->k - pc);
             SKM_FN(macro_kernel_rows)(d, d->a + ic * d->rsa + pc, c->bp + pc * NR, d->k, ic, mc, lo, hi, kc,
@@ -641,23 +643,19 @@ static int SKM_FN(linear_packed)(const float *x, const float *packed, const floa
     if (m <= 0 || n <= 0) return SKM_OK;
     if (k <= 0) return SKM_FN(gemm_k0)(d);
     skm_blocking bl = SKM_FN(blocking);
-    int64_t threads = skm_threads();
+    int64_t threads = skm_threads(), want = 4 * threads; /* a stalled thread holds back less */
     double work = (double)m * (double)n * (double)k;
     c.kc = bl.kc;
     c.panels = (n + NR - 1) / NR;
-    c.mc = MIN(bl.mc, ROUND_UP(m, MR));
+    c.tiles = (m + MR - 1) / MR;
+    c.n_ic = (c.tiles * MR + bl.mc - 1) / bl.mc; /* blocks of at most MC rows */
     c.jgroups = 1;
     if (threads > 1 && work >= 32.0 * 32.0 * 32.0) {
-        /* ~4 tasks per thread (a stalled thread holds back less), split over rows first:
-         * another row block only streams the packed B once more from cache, while another
-         * group of B panels packs the same rows of A again.  Few rows (a short sequence)
-         * then give several panel groups per row block. */
-        int64_t want = 4 * threads, tiles = (m + MR - 1) / MR;
-        c.mc = MIN(bl.mc, (tiles + MIN(tiles, want) - 1) / MIN(tiles, want) * MR);
-        int64_t n_ic = (m + c.mc - 1) / c.mc;
-        c.jgroups = MIN(c.panels, MAX(1, (want + n_ic - 1) / n_ic));
+        if (c.n_ic >= want) /* many rows: a multiple of the threads, so the shares come out even */
+            c.n_ic = MIN(c.tiles, ROUND_UP(c.n_ic, threads));
+        else /* few rows (a short sequence): every task has all rows and a group of panels */
+            c.jgroups = MIN(c.panels, (want + c.n_ic - 1) / c.n_ic);
     }
-    c.n_ic = (m + c.mc - 1) / c.mc;
     skm_parallel_for(c.n_ic * c.jgroups, SKM_FN(linear_packed_task), &c);
     return atomic_load(&c.err);
 }
