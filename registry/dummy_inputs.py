@@ -537,6 +537,8 @@ class FamilyInputGenerator(InputGenerator):
         "past_values_padding", "image_embeds_position_mask", "encoder_hidden_states",
         "aspect_ratio_ids", "aspect_ratio_mask", "cross_attention_mask", "noise", "noise_sequence",
         "inputs_embeds", "noise_embeds", "context_hidden_states", "task_inputs",
+        "classes_input_ids", "classes_attention_mask", "tasks_input_ids", "tasks_attention_mask",
+        "classes_structure",
     )
 
     def generate(self, name: str) -> torch.Tensor:
@@ -606,6 +608,14 @@ class FamilyInputGenerator(InputGenerator):
             feats = ctx.made.get("input_features")
             frames = feats.shape[1] if feats is not None else s
             return ctx.randn((b, frames, _int(getattr(c, "model_in_channels", None), 64)))
+        if name in ("classes_input_ids", "tasks_input_ids"):
+            # OmDet-Turbo: tokenised class names (two per image) and one task prompt per image.
+            rows = 2 * b if name == "classes_input_ids" else b
+            return TextInputGenerator(ctx).ids(s)[:1].expand(rows, -1).clone()
+        if name in ("classes_attention_mask", "tasks_attention_mask"):
+            return torch.ones(2 * b if name.startswith("classes") else b, s, dtype=torch.long)
+        if name == "classes_structure":
+            return torch.full((b,), 2, dtype=torch.long)  # how many class rows belong to each image
         if name == "task_inputs":
             # OneFormer's tokenised task prompt ("the task is semantic"), task_seq_len long.
             vocab = _int(getattr(c, "text_encoder_vocab_size", None), 99)
