@@ -188,13 +188,15 @@ INPUT_OPTIONS: dict[str, str] = {
     "mel_frames": "spectrogram frames",
     "mel_bins": "spectrogram bins where the config does not say them",
     "features_layout": "input_features as channels_first / frames_first / image / a width",
-    "values_layout": "input_values as a spectrogram or as embeddings (hidden)",
+    "values_layout": "input_values as a spectrogram, embeddings (hidden) or codec audio (codec)",
     "bool_inputs": "masks to pass as bool (the model negates them with ~)",
     "ids_per_codebook": "input_ids as (batch * codebooks, seq) (MusicGen)",
     "decoder_codebooks": "decoder config attribute counting codebooks; ids (batch, seq, n)",
     "text_and_codes": "input_ids as (batch, seq, 1 + codebooks) (Kyutai)",
     "normalized_boxes": "bbox as float fractions of the page (UDOP)",
     "univariate_2d": "a univariate history as (batch, time)",
+    "switches": "forward's non-tensor arguments to set ({name: value}), e.g. sampling off",
+    "hidden_states_as": "a codec half's hidden_states input: raw audio or latents",
     "image_placeholders": "image placeholder tokens, where the feature getter cannot be asked",
     "audio_placeholders": "audio placeholder tokens, where the feature getter cannot be asked",
 }
@@ -396,9 +398,20 @@ class AudioInputGenerator(InputGenerator):
     def audio(self) -> NormalizedConfig:
         return self.ctx.sub("audio", "encoder")
 
+    def supports(self, name: str) -> bool:
+        # Stand-alone codec halves (VibeVoice) name their input hidden_states.
+        return name in self.SUPPORTED_INPUT_NAMES or (
+            name == "hidden_states" and input_option(self.ctx, "hidden_states_as") is not None)
+
     def generate(self, name: str) -> torch.Tensor:
         ctx = self.ctx
         b = ctx.batch_size
+        if name == "hidden_states":
+            c = ctx.config
+            if input_option(ctx, "hidden_states_as") == "latents":  # (batch, latent channels, frames)
+                return ctx.randn((b, _int(getattr(c, "hidden_size", None), 32), ctx.seq_len))
+            channels = _int(getattr(c, "channels", None), 1)  # raw audio, (batch, channels, samples)
+            return ctx.randn((b, channels, input_option(ctx, "audio_samples", AUDIO_SAMPLES)))
         a = self.audio()
         samples = input_option(ctx, "audio_samples", AUDIO_SAMPLES)
         frames = input_option(ctx, "mel_frames", MEL_FRAMES)
@@ -410,7 +423,7 @@ class AudioInputGenerator(InputGenerator):
                 # AST-style: a spectrogram (batch, frames, mel bins) under the name input_values.
                 length = _int(getattr(a.config, "max_length", None), frames)
                 return ctx.randn((b, length, _int(a.num_mel_bins, 128)))
-            if self.is_codec(a.config):
+            if input_option(ctx, "values_layout") == "codec" or self.is_codec(a.config):
                 channels = _int(getattr(a.config, "audio_channels", None), 1)
                 return ctx.randn((b, channels, samples))
             return ctx.randn((b, samples))
@@ -860,6 +873,9 @@ def dummy_inputs(model, batch_size: int = 1, seq_len: int = 16, input_names=None
                 f"generator supports (known: {sorted(supported_input_names())})"
             )
         ctx.made[name] = gen.generate(name)
+    if input_names is None:
+        # Switches that make a forward deterministic (VibeVoice's sample=False: no VAE noise).
+        ctx.made.update(input_option(ctx, "switches", {}))
     for name in input_option(ctx, "bool_inputs", []):
         # Masks the family negates with `~` (a long mask would turn 1 into -2).
         if name in ctx.made:
