@@ -89,6 +89,9 @@ def check_native(model_type: str, shapes: tuple[tuple[int, int], ...] = SHAPES) 
         result["class"] = class_name
         result["stage"] = "tiny_model"
         model = tiny_model(class_name)
+        randomised = randomise_zero_parameters(model)
+        if randomised:
+            result["randomised_zero_parameters"] = randomised
         (batch, seq), worst = shapes[0], 0.0
         result["stage"] = "inputs"
         example = dummy_inputs(model, batch_size=batch, seq_len=seq, seed=0)
@@ -132,6 +135,23 @@ def check_native(model_type: str, shapes: tuple[tuple[int, int], ...] = SHAPES) 
     finally:
         result["seconds"] = round(time.perf_counter() - started, 2)
     return result
+
+
+def randomise_zero_parameters(model: Any, seed: int = 0, std: float = 0.02) -> int:
+    """Give every all-zero float parameter (MoE routers, gates and layer scales that models
+    initialise to zero) seeded random values; returns how many.  Zero weights would leave those
+    paths untested, and a zero router scores every expert alike, so top-k ties (broken
+    differently by torch and numpy) would decide the routing."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    count = 0
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.is_floating_point() and parameter.numel() > 1 and not parameter.any():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
+                count += 1
+    return count
 
 
 def _short(exc: BaseException) -> str:

@@ -1150,3 +1150,29 @@ def _batch_norm_batch_stats(cx, node, x, weight, bias, *rest):
                   [y] + ([cx.temp(node, "Reshape", [cx.value(bias)], {"shape": channel_shape})]
                          if bias is not None else []))[0]  # fmt: skip
     return [out, "", ""]
+
+
+@lowers("aten.histc.default")
+def _histc(cx, node, x, bins=100, min=0, max=0):  # noqa: A002
+    return cx.emit(node, "Histc", [cx.value(x)], {"bins": bins, "min": cx.attr(min), "max": cx.attr(max)})
+
+
+@lowers("transformers.grouped_mm_fallback.default")
+def _grouped_mm_fallback(cx, node, x, weight, offs):
+    return cx.emit(node, "GroupedMatMul", [cx.value(x), cx.value(weight), cx.value(offs)])
+
+
+@lowers("aten._grouped_mm.default")
+def _grouped_mm(cx, node, x, weight, offs=None, bias=None, out_dtype=None):
+    if offs is None or bias is not None or x.meta["val"].dim() != 2 or weight.meta["val"].dim() != 3:
+        raise UnsupportedOp("aten._grouped_mm.default", cx.model_name, "only 2-D x 3-D with offsets")
+    return cx.emit(node, "GroupedMatMul", [cx.value(x), cx.value(weight), cx.value(offs)])
+
+
+@lowers("aten.empty_permuted.default", "aten.empty_strided.default", "aten.new_empty.default",
+        "aten.new_empty_strided.default", "aten.new_zeros.default")  # fmt: skip
+def _empty_like_layout(cx, node, *args, **kwargs):
+    """Uninitialised (or zero) tensors of a given size; the layout/strides do not matter to
+    values, and zeros stand in for uninitialised memory the model overwrites."""
+    size = args[1] if "new_" in str(node.target) else args[0]
+    return cx.emit(node, "Full", [], {"shape": cx.attr(list(size)), "value": 0, "dtype": cx.out_dtype(node)})

@@ -91,11 +91,44 @@ def _resize(inputs, size=None, scales=None, mode="nearest", align_corners=False)
     return result.astype(x.dtype, copy=False)
 
 
+def _histc(inputs, bins=100, min=0.0, max=0.0):  # noqa: A002 — torch's argument names
+    """torch.histc: ``bins`` equal-width bins over [min, max] (the data's range when both are
+    0; widened by 1 each side when that range is empty); values outside are ignored, the
+    maximum falls in the last bin; counts in the input's dtype."""
+    x = np.asarray(inputs[0])
+    values = x.reshape(-1).astype(np.float64)
+    low, high = float(min), float(max)
+    if low == 0.0 and high == 0.0 and values.size:
+        low, high = float(values.min()), float(values.max())
+    if low == high:
+        low, high = low - 1.0, high + 1.0
+    inside = values[(values >= low) & (values <= high)]
+    index = np.minimum(((inside - low) / (high - low) * bins).astype(np.int64), bins - 1)
+    return np.bincount(index, minlength=bins).astype(x.dtype)
+
+
+def _grouped_matmul(inputs):
+    """Mixture-of-experts grouped matmul (``torch._grouped_mm`` / transformers'
+    ``grouped_mm_fallback``): rows ``offs[i-1]:offs[i]`` of x [S, K] times weight[i] [K, N];
+    rows past the last offset stay zero."""
+    x, weight, offs = np.asarray(inputs[0]), np.asarray(inputs[1]), np.asarray(inputs[2])
+    out = np.zeros((x.shape[0], weight.shape[-1]), dtype=np.result_type(x, weight))
+    start = 0
+    for group, end in enumerate(offs.reshape(-1).tolist()):
+        end = int(end)
+        if end > start:
+            out[start:end] = x[start:end] @ weight[group]
+        start = end
+    return out
+
+
 def build() -> dict[str, OpDef]:
     ops = [
         OpDef("Sort", _sort, num_outputs=2, doc="(values, indices) along axis; stable"),
         OpDef("SliceScatter", _slice_scatter, doc="copy of x with x[start:end:step] = src on dim"),
         OpDef("MaskedScatter", _masked_scatter, doc="x where mask is false, source elements in order where true"),
+        OpDef("GroupedMatMul", _grouped_matmul, doc="x[S,K] row groups (cumulative offs) times weight[E,K,N]"),
+        OpDef("Histc", _histc, doc="torch.histc: counts in equal-width bins over [min, max]"),
         OpDef("Resize", _resize, doc="nearest / linear resize of the trailing spatial dims (torch upsample rules)"),
     ]
     return {op.name: op for op in ops}

@@ -76,3 +76,19 @@ def test_vector_norms_and_all_any():
 
 def test_batch_norm_on_batch_statistics():
     check(torch.nn.BatchNorm2d(3, track_running_stats=False), torch.randn(4, 3, 5, 5), tol=1e-4)
+
+
+def test_histc_counts_like_torch():
+    ids = torch.tensor([[0.0, 3.0, 3.0], [1.0, 7.0, 2.5]])
+    check(Lambda(lambda t: torch.histc(t, bins=4, min=0, max=3)), ids)  # 7 is outside; 3 -> last bin
+    check(Lambda(lambda t: torch.histc(t, bins=5)), torch.randn(4, 6))  # the data's own range
+
+
+def test_grouped_matmul_equals_transformers_fallback():
+    import transformers.integrations.moe  # noqa: F401  (registers torch.ops.transformers.*)
+
+    op = torch.ops.transformers.grouped_mm_fallback
+    x, weight = torch.randn(7, 4), torch.randn(3, 4, 5)
+    offs = torch.tensor([2, 2, 6])  # expert 1 gets no rows; row 6 is past the last offset
+    native = check(Lambda(lambda a, w, o: op(a, w, o)), x, weight, offs)
+    assert "GroupedMatMul" in native.graph.op_counts()
