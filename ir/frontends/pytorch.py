@@ -1176,3 +1176,11 @@ def _empty_like_layout(cx, node, *args, **kwargs):
     values, and zeros stand in for uninitialised memory the model overwrites."""
     size = args[1] if "new_" in str(node.target) else args[0]
     return cx.emit(node, "Full", [], {"shape": cx.attr(list(size)), "value": 0, "dtype": cx.out_dtype(node)})
+
+
+@lowers("aten.bucketize.Tensor")
+def _bucketize(cx, node, x, boundaries, out_int32=False, right=False):
+    if boundaries.meta["val"].dim() != 1:
+        raise UnsupportedOp("aten.bucketize.Tensor", cx.model_name, "boundaries must be 1-D")
+    return cx.emit(node, "Bucketize", [cx.value(x), cx.value(boundaries)],
+                   {"right": bool(right), "out_int32": bool(out_int32)})  # fmt: skip

@@ -122,12 +122,20 @@ def _grouped_matmul(inputs):
     return out
 
 
+def _bucketize(inputs, right=False, out_int32=False):
+    """torch.bucketize(x, boundaries): for right=False the first i with x <= boundaries[i]."""
+    x, boundaries = np.asarray(inputs[0]), np.asarray(inputs[1])
+    found = np.searchsorted(boundaries, x, side="right" if right else "left")
+    return found.astype(np.int32 if out_int32 else np.int64)
+
+
 def build() -> dict[str, OpDef]:
     ops = [
         OpDef("Sort", _sort, num_outputs=2, doc="(values, indices) along axis; stable"),
         OpDef("SliceScatter", _slice_scatter, doc="copy of x with x[start:end:step] = src on dim"),
         OpDef("MaskedScatter", _masked_scatter, doc="x where mask is false, source elements in order where true"),
         OpDef("GroupedMatMul", _grouped_matmul, doc="x[S,K] row groups (cumulative offs) times weight[E,K,N]"),
+        OpDef("Bucketize", _bucketize, doc="torch.bucketize over 1-D sorted boundaries"),
         OpDef("Histc", _histc, doc="torch.histc: counts in equal-width bins over [min, max]"),
         OpDef("Resize", _resize, doc="nearest / linear resize of the trailing spatial dims (torch upsample rules)"),
     ]

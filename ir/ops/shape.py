@@ -203,22 +203,31 @@ def _embedding_infer(specs, padding_idx=None):
     return [TensorSpec(weight.dtype, list(ids.shape) + list(weight.shape[1:]))]
 
 
+def _index_tuple(ndim: int, positions, indices) -> tuple:
+    """The numpy index for torch's x[..., idx, ...]: ``positions`` are places in torch's
+    indices list (a boolean index of rank k there covers k dims); the dims after the last one
+    are taken whole."""
+    given = dict(zip(positions, indices))
+    index: list[Any] = []
+    for position in range(max(given, default=-1) + 1):
+        if position not in given:
+            index.append(slice(None))
+            continue
+        idx = np.asarray(given[position])
+        index.append(idx if idx.dtype == bool else idx.astype(np.int64))
+    return tuple(index)
+
+
 def _index(inputs, positions=None):
     """torch advanced indexing x[..., idx, ...]: ``positions`` lists the indexed dims."""
     x = np.asarray(inputs[0])
-    index: list[Any] = [slice(None)] * x.ndim
-    for position, idx in zip(positions, inputs[1:]):
-        idx = np.asarray(idx)
-        index[position] = idx if idx.dtype == bool else idx.astype(np.int64)
-    return x[tuple(index)]
+    return x[_index_tuple(x.ndim, positions, inputs[1:])]
 
 
 def _index_put(inputs, positions=None, accumulate=False):
     x = np.array(inputs[0], copy=True)
     values = np.asarray(inputs[-1])
-    index: list[Any] = [slice(None)] * x.ndim
-    for position, idx in zip(positions, inputs[1:-1]):
-        index[position] = np.asarray(idx)
+    index = list(_index_tuple(x.ndim, positions, inputs[1:-1]))
     if accumulate:
         np.add.at(x, tuple(index), values)
     else:

@@ -92,3 +92,15 @@ def test_grouped_matmul_equals_transformers_fallback():
     offs = torch.tensor([2, 2, 6])  # expert 1 gets no rows; row 6 is past the last offset
     native = check(Lambda(lambda a, w, o: op(a, w, o)), x, weight, offs)
     assert "GroupedMatMul" in native.graph.op_counts()
+
+
+def test_boolean_mask_index_covers_its_rank():
+    x, mask = torch.randn(2, 3, 4), torch.tensor([[True, False, True], [False, True, True]])
+    check(Lambda(lambda t, m: t[m]), x, mask)
+    check(Lambda(lambda t, m, v: t.index_put((m,), v)), x, mask, torch.randn(4, 4))
+
+
+def test_bucketize_left_and_right():
+    x, edges = torch.tensor([[0.0, 1.0, 2.5], [3.0, -1.0, 9.0]]), torch.tensor([1.0, 2.0, 3.0])
+    check(Lambda(lambda t, b: torch.bucketize(t, b).float()), x, edges)
+    check(Lambda(lambda t, b: torch.bucketize(t, b, right=True).float()), x, edges)
