@@ -57,6 +57,13 @@ def compare_outputs(got: dict[str, Any], want: dict[str, Any]) -> tuple[bool, fl
     return True, worst, ""
 
 
+def known_failure(model_type: str) -> str | None:
+    """Why a family is known not to run here (its `_why` in tiny_overrides.yaml), if it is."""
+    from skillmill.registry.tiny import load_overrides
+
+    return (load_overrides().get(model_type) or {}).get("_why")
+
+
 def check_skill(model_type: str) -> dict[str, Any]:
     """Run one base model type's tiny model through its skill and directly; never raises."""
     import torch
@@ -105,6 +112,9 @@ def check_skill(model_type: str) -> dict[str, Any]:
             raise
         row["stage"] = stage
         row["reason"] = _reason(exc)
+        why = known_failure(model_type)
+        if why:  # the family's known cause (registry/tiny_overrides.yaml), then what was seen
+            row["reason"] = f"{why} -- {row['reason']}"
     row["seconds"] = round(time.perf_counter() - start, 2)
     return row
 
