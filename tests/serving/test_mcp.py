@@ -179,3 +179,50 @@ def test_bad_calls_are_tool_errors_and_the_session_goes_on(mcp_results):
     assert "inputs" in failed(mcp_results, "bad_type")
     assert "optimization_level" in failed(mcp_results, "bad_range")
     assert ok(mcp_results, "after_errors")["returned"] == 1
+
+
+def test_streamable_http_transport():
+    import socket
+    import subprocess
+    import time
+
+    from mcp import Client
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from skillmill.generator.cli import main; main()",
+            "mcp",
+            "--http",
+            str(port),
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert (
+                    server.poll() is None and time.monotonic() < deadline
+                ), "mcp --http did not start"
+                time.sleep(0.2)
+
+        async def talk():
+            async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                names = {tool.name for tool in (await client.list_tools()).tools}
+                result = await client.call_tool("list_models", {"model_type": "gpt2", "limit": 2})
+                return names, result
+
+        names, result = asyncio.run(asyncio.wait_for(talk(), timeout=120))
+        assert names == TOOLS
+        assert not result.is_error and json.loads(result.content[0].text)["returned"] == 2
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
