@@ -1035,8 +1035,10 @@ def _scalar_op(fn: str) -> Lowering:
                 inputs.append(cx.value(b))
             else:
                 attrs["b"] = b
-        else:
+        elif all(hasattr(a, "meta") for a in args):
             inputs = [cx.value(a) for a in args]
+        else:  # constants among three or more operands (sym_ite(cond, 1, 0)): all in order
+            attrs["args"] = [cx.attr(a) for a in args]
         return cx.emit(node, "Scalar", inputs, attrs)
 
     return lower

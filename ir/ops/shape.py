@@ -374,19 +374,24 @@ _SCALAR_FNS = {
 }  # fmt: skip
 
 
-def _scalar(inputs, fn="add", a=None, b=None):
-    """Python-scalar arithmetic on runtime scalars (symbolic sizes): fn(a, b)."""
-    args = list(inputs)
-    if a is not None:
-        args.insert(0, a)
-    if b is not None:
-        args.append(b)
+def _scalar(inputs, fn="add", a=None, b=None, args=None):
+    """Python-scalar arithmetic on runtime scalars (symbolic sizes): fn(a, b), or fn(*args) when
+    the attribute ``args`` lists every operand (constants and resolved refs, in order)."""
+    if args is not None:
+        args = list(args)
+    else:
+        args = list(inputs)
+        if a is not None:
+            args.insert(0, a)
+        if b is not None:
+            args.append(b)
     args = [v.item() if isinstance(v, np.ndarray) else v for v in args]
     return _SCALAR_FNS[fn](*args)
 
 
-def _scalar_infer(specs, fn="add", a=None, b=None):
-    is_float = fn in ("truediv", "float", "sqrt") or any(isinstance(v, float) for v in (a, b))
+def _scalar_infer(specs, fn="add", a=None, b=None, args=None):
+    constants = (a, b) if args is None else tuple(args)
+    is_float = fn in ("truediv", "float", "sqrt") or any(isinstance(v, float) for v in constants)
     is_float = is_float or any(s is not None and s.dtype.startswith("float") for s in specs)
     is_bool = fn in ("eq", "ne", "lt", "le", "gt", "ge", "and", "or", "not")
     return [TensorSpec("bool" if is_bool else "float64" if is_float else "int64", [])]
