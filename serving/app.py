@@ -189,23 +189,23 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> Fa
 
     def prompt_ids(value: Any, param: str) -> list[list[int]]:
         """Token ids for each input of a string / list of strings / ids / list of ids."""
-        if isinstance(value, str):
-            rows = [served.codec.encode(value)]
-        elif value and all(isinstance(v, str) for v in value):
-            rows = [served.codec.encode(v) for v in value]
-        elif value and all(isinstance(v, int) for v in value):
-            rows = [list(value)]
-        elif value and all(isinstance(v, list) for v in value):
-            rows = [list(v) for v in value]
-        else:
+        if not value:
             raise invalid(f"'{param}' must not be empty.", param=param)
-        if len(rows) > settings.max_inputs:
+        several = isinstance(value, list) and not isinstance(value[0], int)
+        count = len(value) if several else 1
+        if count > settings.max_inputs:  # before any tokenizing: a huge list costs nothing
             raise invalid(
-                f"'{param}' has {len(rows)} entries; this server accepts at most "
+                f"'{param}' has {count} entries; this server accepts at most "
                 f"{settings.max_inputs} per request.",
                 param=param,
                 code="too_many_inputs",
             )
+        if isinstance(value, str):
+            rows = [served.codec.encode(value)]
+        elif not several:
+            rows = [list(value)]
+        else:
+            rows = [served.codec.encode(v) if isinstance(v, str) else list(v) for v in value]
         for i, ids in enumerate(rows):
             if not ids:
                 raise invalid(f"'{param}[{i}]' is an empty list of token ids.", param=param)
