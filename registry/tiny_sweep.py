@@ -26,7 +26,9 @@ def base_model_types() -> dict[str, str]:
     """model type -> its base model class name (the first, when the mapping lists several)."""
     from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
 
-    return {t: (c[0] if isinstance(c, (tuple, list)) else c) for t, c in MODEL_MAPPING_NAMES.items()}
+    return {
+        t: (c[0] if isinstance(c, (tuple, list)) else c) for t, c in MODEL_MAPPING_NAMES.items()
+    }
 
 
 def _reason(exc: BaseException) -> str:
@@ -40,7 +42,11 @@ def _where(exc: BaseException) -> str:
     """The innermost transformers / skillmill frame, to tell model bugs from input bugs."""
     frames = traceback.extract_tb(exc.__traceback__)
     for frame in reversed(frames):
-        if "transformers" in frame.filename or "skillmill" in frame.filename or "registry" in frame.filename:
+        if (
+            "transformers" in frame.filename
+            or "skillmill" in frame.filename
+            or "registry" in frame.filename
+        ):
             path = frame.filename.split("site-packages/")[-1]
             return f"{path}:{frame.lineno}"
     return ""
@@ -72,7 +78,9 @@ def check_model_type(model_type: str, seed: int = 0) -> dict[str, Any]:
         result["params"] = param_count(model)
         stage = "inputs"
         inputs = dummy_inputs(model, seed=seed)
-        result["inputs"] = {k: list(v.shape) if hasattr(v, "shape") else repr(v) for k, v in inputs.items()}
+        result["inputs"] = {
+            k: list(v.shape) if hasattr(v, "shape") else repr(v) for k, v in inputs.items()
+        }
         stage = "forward"
         with torch.no_grad():
             model(**inputs)
@@ -133,12 +141,21 @@ def write_failures_yaml(results: list[dict], path: Path = FAILURES_PATH) -> None
     import transformers
     import yaml
 
+    from .tiny import load_overrides
+
+    overrides = load_overrides()
     failures = {
         r["model_type"]: {
             "class": r.get("class_name"),
             "stage": r.get("stage"),
             "reason": r.get("reason"),
             **({"where": r["where"]} if r.get("where") else {}),
+            # The family's known cause, where tiny_overrides.yaml records one.
+            **(
+                {"why": overrides[r["model_type"]]["_why"]}
+                if (overrides.get(r["model_type"]) or {}).get("_why")
+                else {}
+            ),
         }
         for r in sorted(results, key=lambda r: r["model_type"])
         if r["status"] != "ok"
@@ -159,13 +176,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--out", type=Path, help="write every result as JSON here")
-    parser.add_argument("--failures-yaml", type=Path, nargs="?", const=FAILURES_PATH,
-                        help=f"write the failures list (default path {FAILURES_PATH.name})")
+    parser.add_argument(
+        "--failures-yaml",
+        type=Path,
+        nargs="?",
+        const=FAILURES_PATH,
+        help=f"write the failures list (default path {FAILURES_PATH.name})",
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     types = args.types or list(base_model_types())
     start = time.perf_counter()
-    results = run_sweep(types, jobs=max(1, args.jobs), timeout=args.timeout, progress=not args.quiet)
+    results = run_sweep(
+        types, jobs=max(1, args.jobs), timeout=args.timeout, progress=not args.quiet
+    )
     elapsed = time.perf_counter() - start
     print(summarize(results))
     print(f"swept {len(types)} types in {elapsed:.0f} s with {args.jobs} jobs")
