@@ -1,29 +1,64 @@
 """Fast checks of the tiny-model registry: normalized configs, tiny configs, dummy inputs and a
-representative forward pass per modality (the full sweep is `python -m skillmill.registry.tiny_sweep`)."""
+representative forward pass per modality (the full sweep is `python -m skillmill.registry.tiny_sweep`).
+"""
 
 from __future__ import annotations
 
 import pytest
 import torch
-
 from skillmill.registry.dummy_inputs import UnknownInputError, dummy_inputs
 from skillmill.registry.normalized_config import NormalizedConfig
 from skillmill.registry.tiny import param_count, tiny_config, tiny_model
 from skillmill.registry.tiny_sweep import check_model_type
 
 REPRESENTATIVE = [
-    "bert", "gpt2", "llama", "t5", "bart", "vit", "convnext", "resnet", "whisper", "wav2vec2",
-    "clip", "llava", "qwen2_vl", "patchtst", "time_series_transformer", "layoutlm", "detr", "sam",
-    "idefics3", "blip-2", "rt_detr",
-    "mamba", "jamba", "mixtral", "deepseek_v3", "swin", "videomae", "speech_to_text",
+    "bert",
+    "gpt2",
+    "llama",
+    "t5",
+    "bart",
+    "vit",
+    "convnext",
+    "resnet",
+    "whisper",
+    "wav2vec2",
+    "clip",
+    "llava",
+    "qwen2_vl",
+    "patchtst",
+    "time_series_transformer",
+    "layoutlm",
+    "detr",
+    "sam",
+    "idefics3",
+    "blip-2",
+    "rt_detr",
+    "mamba",
+    "jamba",
+    "mixtral",
+    "deepseek_v3",
+    "swin",
+    "videomae",
+    "speech_to_text",
 ]
 
 
 @pytest.mark.parametrize(
     "model_type, expected",
     [
-        ("bert", {"hidden_size": 768, "num_layers": 12, "num_attention_heads": 12, "vocab_size": 30522}),
-        ("gpt2", {"hidden_size": 768, "num_layers": 12, "num_attention_heads": 12, "max_positions": 1024}),
+        (
+            "bert",
+            {"hidden_size": 768, "num_layers": 12, "num_attention_heads": 12, "vocab_size": 30522},
+        ),
+        (
+            "gpt2",
+            {
+                "hidden_size": 768,
+                "num_layers": 12,
+                "num_attention_heads": 12,
+                "max_positions": 1024,
+            },
+        ),
         ("t5", {"hidden_size": 512, "intermediate_size": 2048, "head_dim": 64}),
         ("whisper", {"num_mel_bins": 80, "max_positions": 1500, "num_decoder_layers": 4}),
         ("vit", {"image_size": 224, "patch_size": 16, "num_channels": 3}),
