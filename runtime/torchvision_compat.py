@@ -16,7 +16,8 @@ ops"; the pure-Python parts that timm needs (`torchvision.ops.misc`, transforms)
 
 It runs from torch's documented plugin hook (the `torch.backends` entry point in
 pyproject.toml), which torch calls at the end of `import torch` -- before anything can import
-torchvision, whichever package imports it first.
+torchvision, whichever package imports it first.  (`TORCH_DEVICE_BACKEND_AUTOLOAD=0` switches
+torch's plugin hook off, and with it this fix.)
 """
 
 from __future__ import annotations
