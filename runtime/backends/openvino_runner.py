@@ -34,6 +34,14 @@ def run(skill: Any, batch: dict[str, Any]) -> BackendOutput:
     if importlib.util.find_spec("openvino") is None:
         raise BackendUnavailable("openvino", "Python package 'openvino' not installed")
     tensors = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    switches = sorted(
+        k for k, v in batch.items() if not isinstance(v, torch.Tensor) and v is not None
+    )
+    if switches:  # a converted graph takes tensors only; dropping a switch would change the model
+        raise BackendUnavailable(
+            "openvino",
+            f"non-tensor arguments ({', '.join(switches)}) cannot reach a converted model",
+        )
     key = tuple(sorted((k, v.dtype, v.dim()) for k, v in tensors.items()))
     cache = skill.__dict__.setdefault("_openvino_cache", {})
     if key not in cache:
