@@ -65,7 +65,9 @@ PY
 done
 
 echo "== kernel tests under ASan+UBSan (every runnable ISA path)"
-"$PYTHON" -m pytest tests/native -q -p no:cacheprovider -x "$@"
+# tests/ir/test_plan.py: the IR executor's plans hand the kernels raw pointers (arena views,
+# offsets into fused q|k|v rows) with the checks done once at plan time; run them sanitized too
+"$PYTHON" -m pytest tests/native tests/ir/test_plan.py -q -p no:cacheprovider -x "$@"
 status=$?
 [[ -z "${SANITIZER_BUILD_DIR:-}" ]] && rm -rf "$OUT"
 exit $status

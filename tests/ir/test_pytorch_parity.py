@@ -74,12 +74,14 @@ def test_real_minilm_embeddings_match_pytorch():
     example = {"input_ids": torch.randint(0, 30000, (2, 16), generator=gen)}
     example["attention_mask"] = torch.ones_like(example["input_ids"])
     native = NativeModel.from_torch(model, example)
+    assert native.report()["native_ops"].get("QKVAttention") == 6  # one fused attention per layer
     for batch, seq in [(1, 16), (3, 40)]:
         ids = torch.randint(100, 30000, (batch, seq), generator=gen)
         mask = torch.ones_like(ids)
         mask[0, seq // 2 :] = 0
         feeds = {"input_ids": ids, "attention_mask": mask}
         want = torch_outputs(model, feeds)["last_hidden_state"]
+        native.run(feeds)  # builds the plan for this shape; the checked run below uses it
         got = native.run(feeds)["last_hidden_state"]
         assert rel_err(got, want) <= TOL
         # the sentence embedding: masked mean pooling then L2 normalisation
@@ -89,3 +91,4 @@ def test_real_minilm_embeddings_match_pytorch():
         emb_got /= np.linalg.norm(emb_got, axis=1, keepdims=True)
         emb_want /= np.linalg.norm(emb_want, axis=1, keepdims=True)
         assert np.abs(emb_got - emb_want).max() <= TOL
+    assert all(plan is not None for plan in native.executor.plan_report().values())
