@@ -234,6 +234,14 @@ static void SKM_FN(epilogue)(const gemm_desc *d, float *c, int64_t i, int64_t j,
     }
 }
 
+/* The residual of a tile is read once, in the epilogue, usually from memory: ask for it
+ * before the tile's K loop, which takes long enough to hide the miss. */
+SKM_INLINE void SKM_FN(prefetch_residual)(const gemm_desc *d, int64_t i, int64_t j, int64_t mr) {
+    for (int64_t r = 0; r < mr; r++)
+        for (int64_t x = 0; x < NR; x += 64 / (int64_t)sizeof(float))
+            __builtin_prefetch(d->res + (i + r) * d->rsr + j + x, 0, 3);
+}
+
 /* The two inner loops over one packed A block (rows ic..ic+mc) and the packed B panel's
  * micro-panels [jr0, jr1) (in units of columns); the panel of column jr starts at
  * bp + jr * bstride (kc for a panel packed per K block, k for a pre-packed weight).  Edge
@@ -247,6 +255,7 @@ static void SKM_FN(macro_kernel)(const gemm_desc *d, const float *ap, const floa
         for (int64_t ir = 0; ir < mc; ir += MR) {
             int64_t mr = MIN(MR, mc - ir);
             float *c = d->c + (ic + ir) * d->rsc + jc + jr;
+            if (last && d->res != NULL) SKM_FN(prefetch_residual)(d, ic + ir, jc + jr, mr);
             if (mr == MR && nr == NR) {
                 SKM_FN(ukernel)(kc, ap + ir * kc, bp + jr * bstride, c, d->rsc, !first);
             } else if (nr == NR) {
@@ -273,6 +282,7 @@ static void SKM_FN(macro_kernel_rows)(const gemm_desc *d, const float *a, const 
             int64_t mr = MIN(MR, mc - ir);
             float *c = d->c + (ic + ir) * d->rsc + jr;
             const float *at = a + ir * d->rsa;
+            if (last && d->res != NULL) SKM_FN(prefetch_residual)(d, ic + ir, jr, mr);
             if (mr == MR && nr == NR) {
                 SKM_FN(ukernel_rows)(kc, at, d->rsa, MR, bp + jr * bstride, c, d->rsc, !first);
             } else if (nr == NR) {
