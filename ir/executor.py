@@ -10,6 +10,7 @@ weights packed once.  ``Executor(graph, planned=False)`` always runs unplanned.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -25,6 +26,10 @@ from .ops.native import bind_native, native_module
 from .plan import Plan, StepFailed, signature
 
 MAX_PLANS = 8  # input signatures kept planned per executor (least recently used dropped)
+# Packed copies of Linear weights sit beside the originals (the unplanned path and .mojomodel
+# export read those); past this many bytes a Linear runs on the unpacked kernel instead, so a
+# large model does not double its memory.  SKILLMILL_PACKED_WEIGHTS_MB overrides.
+PACKED_WEIGHT_BUDGET = int(os.environ.get("SKILLMILL_PACKED_WEIGHTS_MB", "1024")) << 20
 
 
 @dataclass
@@ -178,12 +183,17 @@ class Executor:
         while len(self._plans) > MAX_PLANS:
             self._plans.popitem(last=False)
 
-    def _packed_weight(self, name: str) -> Any:
-        """A constant linear weight packed once for the active ISA and kept for every plan."""
+    def _packed_weight(self, name: str) -> Any | None:
+        """A constant linear weight packed once for the active ISA and kept for every plan;
+        None once the packed weights would pass PACKED_WEIGHT_BUDGET."""
         lib = native_module()
         key = (name, lib.get_isa())
         if key not in self._packed:
-            self._packed[key] = lib.pack_linear_weight(np.ascontiguousarray(self.graph.weights[name]))
+            weight = self.graph.weights[name]
+            held = sum(p.data.nbytes for p in self._packed.values())
+            if held + weight.nbytes > PACKED_WEIGHT_BUDGET:
+                return None
+            self._packed[key] = lib.pack_linear_weight(np.ascontiguousarray(weight))
         return self._packed[key]
 
     def _run_steps(self, inputs: dict[str, np.ndarray], profile: dict[str, float] | None = None,

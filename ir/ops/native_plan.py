@@ -66,7 +66,7 @@ def compile_native(node: Any, attrs: dict[str, Any], meta: dict[str, Meta], cons
                    packed: Callable[[str], Any]) -> CCall | None:  # fmt: skip
     """``meta`` covers the node's inputs and outputs; ``constants`` holds the values fixed for
     the plan's lifetime (weights, shape-only values); ``packed(name)`` packs a constant
-    [out, in] weight for the active ISA once and returns the PackedLinearWeight."""
+    [out, in] weight for the active ISA once and returns the PackedLinearWeight (None: no room)."""
     compiler = _COMPILERS.get(node.op)
     if native_module() is None or compiler is None:
         return None
@@ -114,6 +114,8 @@ def _linear(lib, node, attrs, ins, outs, constants, packed):
     if residual and (not _f32(ins[3]) or ins[3].shape != outs[0].shape):
         return None
     pw = packed(weight)
+    if pw is None:  # over the executor's budget for packed copies
+        return None
     args = [pw.isa_id, Ptr(node.inputs[0]), _lit_ptr(pw.data), Ptr(bias) if bias else None,
             Ptr(residual) if residual else None, Out(0), math.prod(x.shape[:-1]), n, k, act]  # fmt: skip
     return CCall(lib.skm_linear_packed, args, [pw])

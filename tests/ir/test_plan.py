@@ -122,3 +122,19 @@ def test_unplanned_executor_option():
     executor = Executor(data_dependent_graph(), planned=False)
     executor.run({"x": np.ones(8, np.float32)})
     assert executor.plan_report() == {}
+
+
+def test_packed_weight_budget_falls_back_to_unpacked(monkeypatch):
+    """Past the budget for packed copies a Linear runs its ordinary kernel; results agree."""
+    import skillmill.ir.executor as executor_module
+
+    monkeypatch.setattr(executor_module, "PACKED_WEIGHT_BUDGET", 0)
+    executor = Executor(optimised("bert")[1])
+    feeds = {k: v.numpy() for k, v in tiny_models.inputs("bert", 2, 5).items()}
+    want = executor.run_unplanned(feeds)
+    for _ in range(2):
+        got = executor.run(feeds)
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5)
+    kinds = planned_kinds(executor)[0]
+    assert kinds["generic"] > 9 and not executor._packed  # every Linear left to its kernel
