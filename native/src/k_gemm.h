@@ -601,12 +601,13 @@ static int SKM_FN(pack_weight)(const float *w, int64_t n, int64_t k, float *pack
 
 /* One parallel_for per call: a task is (block of row tiles) x (group of B panels).  Row
  * blocks split the MR tiles evenly (sizes differ by one tile at most) and each packs its rows
- * of A per K slice into its arena; when row blocks are fewer than tasks wanted, the B panels
- * are split into groups too, and those tasks read A in place rather than each packing it. */
+ * of A per K slice into its arena, or reads them in place (a_in_place); when row blocks are
+ * fewer than tasks wanted, the B panels are split into groups too. */
 typedef struct {
     gemm_desc d;
     const float *bp;
     int64_t kc, tiles, n_ic, jgroups, panels;
+    int a_in_place;
     atomic_int err;
 } packed_ctx;
 
@@ -617,7 +618,7 @@ static void SKM_FN(linear_packed_task)(void *vctx, int64_t t, int slot) {
     int64_t ic = c->tiles * icb / c->n_ic * MR, mc = MIN(c->tiles * (icb + 1) / c->n_ic * MR, d->m) - ic;
     int64_t lo = c->panels * g / c->jgroups * NR, hi = MIN(c->panels * (g + 1) / c->jgroups * NR, d->n);
     if (hi <= lo || mc <= 0) return;
-    if (c->jgroups > 1) {
+    if (c->a_in_place) {
         for (int64_t pc = 0; pc < d->k; pc += c->kc) {
             int64_t kc = MIN(c->kc, d->k - pc);
             SKM_FN(macro_kernel_rows)(d, d->a + ic * d->rsa + pc, c->bp + pc * NR, d->k, ic, mc, lo, hi, kc,
@@ -666,6 +667,10 @@ static int SKM_FN(linear_packed)(const float *x, const float *packed, const floa
         else /* few rows (a short sequence): every task has all rows and a group of panels */
             c.jgroups = MIN(c.panels, (want + c.n_ic - 1) / c.n_ic);
     }
+    /* Read A in place when several tasks share its rows, or when few B panels would use each
+     * packed A block (N <= 512: FFN down-projections, attention outputs) -- unless the row
+     * stride is a multiple of 4 KiB, where the MR rows would fight over one L1 set. */
+    c.a_in_place = c.jgroups > 1 || (n <= 512 && (k * (int64_t)sizeof(float)) % 4096 != 0);
     skm_parallel_for(c.n_ic * c.jgroups, SKM_FN(linear_packed_task), &c);
     return atomic_load(&c.err);
 }
