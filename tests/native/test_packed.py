@@ -59,12 +59,14 @@ def test_linear_packed_threads_and_blocking(rng):
     before = native.get_gemm_blocking()
     native.set_gemm_blocking(2 * before["mr"], 7, before["nc"])
     try:
-        x, w, bias = rand(rng, 301, 50), rand(rng, 77, 50), rand(rng, 77)
-        packed = native.pack_linear_weight(w)
-        ref = reference(x, w, bias, "none", None)
-        for threads in (1, 2, 3):
-            native.set_num_threads(threads)
-            assert nerr(native.linear_packed(x, packed, bias), ref) < 1e-5
+        # A read in place (N <= 512), A packed per task (N > 512, or a 4 KiB row stride)
+        for n, k in ((77, 50), (530, 50), (100, 1024)):
+            x, w, bias = rand(rng, 301, k), rand(rng, n, k), rand(rng, n)
+            packed = native.pack_linear_weight(w)
+            ref = reference(x, w, bias, "none", None)
+            for threads in (1, 2, 3):
+                native.set_num_threads(threads)
+                assert nerr(native.linear_packed(x, packed, bias), ref) < 1e-5 * math.sqrt(k / 50)
     finally:
         native.set_num_threads(2)
         native.set_gemm_blocking(before["mc"], before["kc"], before["nc"])
