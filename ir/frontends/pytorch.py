@@ -393,13 +393,37 @@ class _Lowering:
             outputs = [node.name]
         else:
             outputs = [f"{node.name}:{i}" for i in range(num_outputs)]
+        attrs = self.plain_attrs(attrs, node) if attrs else attrs
         self.graph.add_node(op, inputs, attrs=attrs, name=node.name, outputs=outputs)
         self._record_specs(node, outputs)
         return outputs
 
+    def plain_attrs(self, value: Any, node: Any) -> Any:
+        """Attributes as JSON values: a symbolic operand a lowering passed through as it came
+        (an fx node) becomes a runtime ``$ref``; anything else non-JSON is an error naming the
+        node, never a silent object in the graph."""
+        import torch
+        import torch.fx
+
+        if isinstance(value, torch.fx.Node):
+            return ref(self.value(value))
+        if isinstance(value, dict):
+            return {k: self.plain_attrs(v, node) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.plain_attrs(v, node) for v in value]
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, (torch.dtype, torch.device, torch.layout, torch.memory_format)):
+            return self.attr(value)
+        raise ConversionError(f"{self.model_name}: node {node.name} ({node.target}) has a "
+                              f"non-constant attribute {type(value).__name__}")  # fmt: skip
+
     def temp(self, node: Any, op: str, inputs: list[str], attrs: dict | None = None) -> str:
         """An extra IR node that an fx node needs besides its main one."""
         name = self.graph.fresh_name(f"{node.name}_{op.lower()}")
+        attrs = self.plain_attrs(attrs, node) if attrs else attrs
         self.graph.add_node(op, inputs, attrs=attrs, name=name, outputs=[name])
         return name
 
@@ -969,8 +993,9 @@ def _pad(cx, node, x, pad, value=0):
     rank = x.meta["val"].dim()
     pairs = [(0, 0)] * rank
     for i in range(len(pad) // 2):
-        pairs[rank - 1 - i] = (pad[2 * i], pad[2 * i + 1])
-    return cx.emit(node, "Pad", [cx.value(x)], {"pads": [list(p) for p in pairs], "value": value})
+        # a symbolic amount (Mamba pads the sequence to a chunk multiple) is a runtime scalar
+        pairs[rank - 1 - i] = (cx.attr(pad[2 * i]), cx.attr(pad[2 * i + 1]))
+    return cx.emit(node, "Pad", [cx.value(x)], {"pads": [list(p) for p in pairs], "value": cx.attr(value)})
 
 
 @lowers("aten.convolution.default")
