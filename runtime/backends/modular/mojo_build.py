@@ -134,5 +134,21 @@ def import_module_from(path: Path, module_name: str) -> Any:
     spec = importlib.util.spec_from_file_location(module_name, str(path), loader=loader)
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
+    _restore_process_environment()
     sys.modules[module_name] = module
     return module
+
+
+# Loading a Mojo extension starts Mojo's Python interop, which calls C setenv() for these: e.g.
+# PYTHONEXECUTABLE=<pyenv shim> and PYTHONPATH=":".  os.environ never sees it, but every child
+# process inherits it, and a venv's python then starts outside its venv ("No module named ...").
+_INTEROP_VARIABLES = ("PYTHONEXECUTABLE", "PYTHONPATH", "PYTHONHOME", "MOJO_PYTHON_LIBRARY")
+
+
+def _restore_process_environment() -> None:
+    """Put the C-level environment back to what os.environ says for the interop's variables."""
+    for name in _INTEROP_VARIABLES:
+        if name in os.environ:
+            os.putenv(name, os.environ[name])
+        else:
+            os.unsetenv(name)
