@@ -1211,3 +1211,14 @@ def _bucketize(cx, node, x, boundaries, out_int32=False, right=False):
         raise UnsupportedOp("aten.bucketize.Tensor", cx.model_name, "boundaries must be 1-D")
     return cx.emit(node, "Bucketize", [cx.value(x), cx.value(boundaries)],
                    {"right": bool(right), "out_int32": bool(out_int32)})  # fmt: skip
+
+
+@lowers("aten.grid_sampler_2d.default")
+def _grid_sampler_2d(cx, node, x, grid, interpolation_mode, padding_mode, align_corners):
+    modes, paddings = {0: "bilinear", 1: "nearest"}, {0: "zeros", 1: "border"}
+    if interpolation_mode not in modes or padding_mode not in paddings:
+        raise UnsupportedOp("aten.grid_sampler_2d.default", cx.model_name,
+                            f"mode {interpolation_mode}, padding {padding_mode}")  # fmt: skip
+    attrs = {"mode": modes[interpolation_mode], "padding_mode": paddings[padding_mode],
+             "align_corners": bool(align_corners)}  # fmt: skip
+    return cx.emit(node, "GridSample", [cx.value(x), cx.value(grid)], attrs)

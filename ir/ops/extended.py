@@ -129,6 +129,36 @@ def _bucketize(inputs, right=False, out_int32=False):
     return found.astype(np.int32 if out_int32 else np.int64)
 
 
+def _grid_sample(inputs, mode="bilinear", padding_mode="zeros", align_corners=False):
+    """torch.nn.functional.grid_sample for 4-D input [N, C, H, W] and grid [N, Ho, Wo, 2]
+    (x, y in [-1, 1]): bilinear or nearest, zeros or border padding."""
+    x, grid = np.asarray(inputs[0]), np.asarray(inputs[1]).astype(np.float64)
+    n, c, height, width = x.shape
+    coords = []
+    for k, size in ((0, width), (1, height)):
+        g = grid[..., k]
+        g = ((g + 1) / 2) * (size - 1) if align_corners else ((g + 1) * size - 1) / 2
+        if padding_mode == "border":
+            g = np.clip(g, 0, size - 1)
+        coords.append(g)
+    gx, gy = coords
+    batch = np.arange(n).reshape(n, 1, 1)
+
+    def fetch(iy, ix):  # [N, Ho, Wo, C]; zero outside the image
+        inside = (ix >= 0) & (ix < width) & (iy >= 0) & (iy < height)
+        values = x[batch, :, np.clip(iy, 0, height - 1), np.clip(ix, 0, width - 1)]
+        return values * inside[..., None]
+
+    if mode == "nearest":
+        out = fetch(np.rint(gy).astype(np.int64), np.rint(gx).astype(np.int64))
+    else:
+        x0, y0 = np.floor(gx).astype(np.int64), np.floor(gy).astype(np.int64)
+        wx, wy = (gx - x0)[..., None], (gy - y0)[..., None]
+        out = (fetch(y0, x0) * (1 - wx) * (1 - wy) + fetch(y0, x0 + 1) * wx * (1 - wy)
+               + fetch(y0 + 1, x0) * (1 - wx) * wy + fetch(y0 + 1, x0 + 1) * wx * wy)  # fmt: skip
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2)).astype(x.dtype)
+
+
 def build() -> dict[str, OpDef]:
     ops = [
         OpDef("Sort", _sort, num_outputs=2, doc="(values, indices) along axis; stable"),
@@ -136,6 +166,7 @@ def build() -> dict[str, OpDef]:
         OpDef("MaskedScatter", _masked_scatter, doc="x where mask is false, source elements in order where true"),
         OpDef("GroupedMatMul", _grouped_matmul, doc="x[S,K] row groups (cumulative offs) times weight[E,K,N]"),
         OpDef("Bucketize", _bucketize, doc="torch.bucketize over 1-D sorted boundaries"),
+        OpDef("GridSample", _grid_sample, doc="grid_sample on [N,C,H,W]: bilinear/nearest, zeros/border"),
         OpDef("Histc", _histc, doc="torch.histc: counts in equal-width bins over [min, max]"),
         OpDef("Resize", _resize, doc="nearest / linear resize of the trailing spatial dims (torch upsample rules)"),
     ]

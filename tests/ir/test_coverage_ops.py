@@ -104,3 +104,11 @@ def test_bucketize_left_and_right():
     x, edges = torch.tensor([[0.0, 1.0, 2.5], [3.0, -1.0, 9.0]]), torch.tensor([1.0, 2.0, 3.0])
     check(Lambda(lambda t, b: torch.bucketize(t, b).float()), x, edges)
     check(Lambda(lambda t, b: torch.bucketize(t, b, right=True).float()), x, edges)
+
+
+@pytest.mark.parametrize("mode,padding,align", [("bilinear", "zeros", False), ("bilinear", "border", True),
+                                                ("nearest", "zeros", False)])  # fmt: skip
+def test_grid_sample_matches_torch(mode, padding, align):
+    grid = torch.rand(2, 3, 5, 2) * 2.4 - 1.2  # some points fall outside the image
+    check(Lambda(lambda x, g: F.grid_sample(x, g, mode=mode, padding_mode=padding, align_corners=align)),
+          torch.randn(2, 3, 4, 6), grid)  # fmt: skip
