@@ -8,6 +8,7 @@
  * case and a futex wake costs tens of microseconds), then sleep on a condition variable. */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -55,6 +56,17 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+/* One round of a spin-wait.  Every YIELD_EVERY rounds the core is offered to whatever else is
+ * runnable on it: on a quiet machine sched_yield returns at once, on a busy one it lets the
+ * thread we wait for (our caller or a worker holding a task) run instead of us spinning. */
+#define YIELD_EVERY 64
+static inline void spin_round(int round) {
+    if (round % YIELD_EVERY == YIELD_EVERY - 1)
+        sched_yield();
+    else
+        cpu_relax();
+}
+
 /* Claims and runs tasks of generation gen until none are left. */
 static void run_tasks(unsigned gen, int slot) {
     job_t *job = &pool.jobs[gen & 1];
@@ -86,7 +98,7 @@ static void *worker_main(void *arg) {
         for (int spins = 0; atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop) &&
                             spins < SPIN_ROUNDS;
              spins++)
-            cpu_relax();
+            spin_round(spins);
         if (atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop)) {
             pthread_mutex_lock(&pool.mu);
             while (atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop))
@@ -165,7 +177,7 @@ void skm_parallel_for(int64_t ntasks, skm_task_fn fn, void *ctx) {
     pthread_mutex_unlock(&pool.mu);
     run_tasks(gen, 0);
     for (int spins = 0; atomic_load(&pool.done) != ntasks && spins < SPIN_ROUNDS; spins++)
-        cpu_relax();
+        spin_round(spins);
     if (atomic_load(&pool.done) != ntasks) {
         pthread_mutex_lock(&pool.mu);
         atomic_store(&pool.caller_sleeping, 1);
