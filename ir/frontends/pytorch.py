@@ -2,7 +2,8 @@
 then lowered op by op onto the IR's op table (``ATEN`` below).
 
 An ATen op missing from ``ATEN`` raises ``UnsupportedOp(op, model_name)``; nothing is dropped
-except the assertion-only ops listed in ``_NO_OPS``, which have no effect on values.
+except the metadata assertions listed in ``_NO_OPS``, which have no effect on values.  The
+export's runtime assertions on scalars (``_assert_scalar``) are kept as ``AssertScalar`` nodes.
 """
 
 from __future__ import annotations
@@ -105,10 +106,19 @@ def export_model(model: Any, inputs: dict[str, Any], dims: dict[str, dict[int, s
     shapes: dict[str, Any] = {k: ({d: Dim.DYNAMIC for d in dims.get(k, {})} or None) for k in widened}
     if "use_cache" in inspect.signature(model.forward).parameters:
         widened["use_cache"], shapes["use_cache"] = False, None
+    attention = _eager_attention(model) if eager_attention else nullcontext()
     try:
-        attention = _eager_attention(model) if eager_attention else nullcontext()
         with _no_cache(model), attention, torch.no_grad():
-            exported = export(model, (), widened, dynamic_shapes=shapes, strict=False)
+            try:
+                exported = export(model, (), widened, dynamic_shapes=shapes, strict=False)
+            except Exception as exc:
+                if "data-dependent" not in str(exc):
+                    raise
+                # Python branching on tensor values (`if mask.any():`): draft_export follows
+                # the example's branch and records it as a runtime assertion, which the IR
+                # keeps (AssertScalar), so other data fails loudly instead of going astray.
+                exported = torch.export.draft_export(model, (), widened, dynamic_shapes=shapes,
+                                                     strict=False)  # fmt: skip
             return exported.run_decompositions()
     except Exception as exc:
         raise ConversionError(f"torch.export failed for {name}: {type(exc).__name__}: "
@@ -237,7 +247,7 @@ def _example_inputs(example_inputs, input_shapes) -> dict[str, Any]:
 
 # -- lowering ---------------------------------------------------------------------------------
 _NO_OPS = {
-    "aten._assert_tensor_metadata.default", "aten._assert_scalar.default",
+    "aten._assert_tensor_metadata.default",
     "aten.sym_constrain_range_for_size.default", "aten.sym_constrain_range.default",
     "aten._assert_async.msg", "aten._assert_async.default",
 }  # fmt: skip
@@ -1222,3 +1232,12 @@ def _grid_sampler_2d(cx, node, x, grid, interpolation_mode, padding_mode, align_
     attrs = {"mode": modes[interpolation_mode], "padding_mode": paddings[padding_mode],
              "align_corners": bool(align_corners)}  # fmt: skip
     return cx.emit(node, "GridSample", [cx.value(x), cx.value(grid)], attrs)
+
+
+@lowers("aten._assert_scalar.default")
+def _assert_scalar(cx, node, condition, message=""):
+    if not hasattr(condition, "meta"):  # decided while tracing
+        if not condition:
+            raise ConversionError(f"{cx.model_name}: the export proved false: {message}")
+        return []
+    return cx.emit(node, "AssertScalar", [cx.value(condition)], {"msg": str(message)})

@@ -29,6 +29,9 @@ class OpDef:
     num_outputs: int = 1
     elementwise: bool = False
     attrs: dict[str, Any] = field(default_factory=dict)  # attribute name -> default
+    # Never removed by dead-code elimination although nothing reads its output: a runtime
+    # assertion that guards what the export assumed.
+    keep: bool = False
 
 
 def broadcast_shapes(*shapes: list[Dim] | None) -> list[Dim] | None:

@@ -159,6 +159,16 @@ def _grid_sample(inputs, mode="bilinear", padding_mode="zeros", align_corners=Fa
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2)).astype(x.dtype)
 
 
+def _assert_scalar(inputs, msg="runtime assertion failed"):
+    """Raise when the runtime scalar condition is false (a data-dependent branch the export
+    took, or a range it assumed); returns the condition."""
+    condition = inputs[0]
+    condition = condition.item() if isinstance(condition, np.ndarray) else condition
+    if not condition:
+        raise AssertionError(msg)
+    return np.asarray(bool(condition))
+
+
 def build() -> dict[str, OpDef]:
     ops = [
         OpDef("Sort", _sort, num_outputs=2, doc="(values, indices) along axis; stable"),
@@ -167,6 +177,8 @@ def build() -> dict[str, OpDef]:
         OpDef("GroupedMatMul", _grouped_matmul, doc="x[S,K] row groups (cumulative offs) times weight[E,K,N]"),
         OpDef("Bucketize", _bucketize, doc="torch.bucketize over 1-D sorted boundaries"),
         OpDef("GridSample", _grid_sample, doc="grid_sample on [N,C,H,W]: bilinear/nearest, zeros/border"),
+        OpDef("AssertScalar", _assert_scalar, keep=True,
+              doc="raise with msg when the scalar condition is false (export's runtime asserts)"),
         OpDef("Histc", _histc, doc="torch.histc: counts in equal-width bins over [min, max]"),
         OpDef("Resize", _resize, doc="nearest / linear resize of the trailing spatial dims (torch upsample rules)"),
     ]

@@ -371,6 +371,7 @@ _SCALAR_FNS = {
     "le": operator.le, "gt": operator.gt, "ge": operator.ge, "and": operator.and_,
     "or": operator.or_, "not": operator.not_, "float": float, "int": int, "ceil": math.ceil,
     "floor": math.floor, "sqrt": math.sqrt, "abs": abs,
+    "ite": lambda condition, if_true, if_false: if_true if condition else if_false,
 }  # fmt: skip
 
 

@@ -4,6 +4,7 @@ no node uses."""
 from __future__ import annotations
 
 from ..graph import Graph
+from ..ops import OPS
 
 
 def eliminate_dead_code(graph: Graph) -> int:
@@ -11,7 +12,8 @@ def eliminate_dead_code(graph: Graph) -> int:
     kept = []
     removed = 0
     for node in reversed(graph.nodes):
-        if any(out in live for out in node.outputs if out):
+        keep = node.op in OPS and OPS[node.op].keep  # runtime assertions stay
+        if keep or any(out in live for out in node.outputs if out):
             if len(node.outputs) > 1:
                 node.outputs = [out if out in live else "" for out in node.outputs]
             live.update(node.uses())

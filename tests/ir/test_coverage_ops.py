@@ -112,3 +112,18 @@ def test_grid_sample_matches_torch(mode, padding, align):
     grid = torch.rand(2, 3, 5, 2) * 2.4 - 1.2  # some points fall outside the image
     check(Lambda(lambda x, g: F.grid_sample(x, g, mode=mode, padding_mode=padding, align_corners=align)),
           torch.randn(2, 3, 4, 6), grid)  # fmt: skip
+
+
+def test_data_dependent_branch_is_kept_as_a_runtime_assertion():
+    from skillmill.ir.errors import ExecutionError
+
+    def branchy(x):
+        if (x > 0).any():  # Python branching on values: plain torch.export refuses it
+            return x * 2
+        return x - 1
+
+    native = check(Lambda(branchy), torch.rand(2, 3) + 0.1)
+    assert native.graph.op_counts().get("AssertScalar", 0) >= 1  # survived dead-code elimination
+    native.run({"x0": (torch.rand(2, 3) + 0.5).numpy()})  # the branch the export took: fine
+    with pytest.raises(ExecutionError, match="AssertScalar"):
+        native.run({"x0": -torch.rand(2, 3).numpy()})  # the other branch: refused, never wrong
