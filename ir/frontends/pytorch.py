@@ -1241,3 +1241,13 @@ def _assert_scalar(cx, node, condition, message=""):
             raise ConversionError(f"{cx.model_name}: the export proved false: {message}")
         return []
     return cx.emit(node, "AssertScalar", [cx.value(condition)], {"msg": str(message)})
+
+
+@lowers("aten.unfold.default")
+def _unfold(cx, node, x, dim, size, step):
+    return cx.emit(node, "Unfold", [cx.value(x)], {"dim": dim, "size": cx.attr(size), "step": cx.attr(step)})
+
+
+@lowers("aten.erfinv.default")
+def _erfinv(cx, node, x):
+    return cx.emit(node, "Erfinv", [cx.value(x)])

@@ -169,6 +169,41 @@ def _assert_scalar(inputs, msg="runtime assertion failed"):
     return np.asarray(bool(condition))
 
 
+def _unfold(inputs, dim=0, size=1, step=1):
+    """Tensor.unfold: windows of ``size`` every ``step`` along ``dim``, as a new last dim."""
+    x = np.asarray(inputs[0])
+    dim = norm_axis(dim, x.ndim)
+    windows = np.lib.stride_tricks.sliding_window_view(x, size, axis=dim)
+    index: list[Any] = [slice(None)] * windows.ndim
+    index[dim] = slice(None, None, step)
+    return np.ascontiguousarray(windows[tuple(index)])
+
+
+def _erfinv(inputs):
+    """Inverse error function: Giles' approximation refined by two Newton steps on erf."""
+    from .elementwise import erf
+
+    x = np.asarray(inputs[0])
+    dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float32)
+    z = x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        w = -np.log((1.0 - z) * (1.0 + z))
+        small = w - 2.5
+        large = np.sqrt(w) - 3.0
+        p_small = np.polyval([2.81022636e-08, 3.43273939e-07, -3.5233877e-06, -4.39150654e-06,
+                              0.00021858087, -0.00125372503, -0.00417768164, 0.246640727,
+                              1.50140941], small)  # fmt: skip
+        p_large = np.polyval([-0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844,
+                              0.00573950773, -0.0076224613, 0.00943887047, 1.00167406,
+                              2.83297682], large)  # fmt: skip
+        y = np.where(w < 5.0, p_small, p_large) * z
+        for _ in range(2):
+            y = y - (erf(y) - z) / (2.0 / np.sqrt(np.pi) * np.exp(-y * y))
+        y = np.where(np.abs(z) == 1.0, np.copysign(np.inf, z), y)
+        y = np.where(np.abs(z) > 1.0, np.nan, y)
+    return y.astype(dtype)
+
+
 def build() -> dict[str, OpDef]:
     ops = [
         OpDef("Sort", _sort, num_outputs=2, doc="(values, indices) along axis; stable"),
@@ -179,6 +214,8 @@ def build() -> dict[str, OpDef]:
         OpDef("GridSample", _grid_sample, doc="grid_sample on [N,C,H,W]: bilinear/nearest, zeros/border"),
         OpDef("AssertScalar", _assert_scalar, keep=True,
               doc="raise with msg when the scalar condition is false (export's runtime asserts)"),
+        OpDef("Unfold", _unfold, doc="Tensor.unfold(dim, size, step): sliding windows as a new last dim"),
+        OpDef("Erfinv", _erfinv, elementwise=True, doc="inverse error function"),
         OpDef("Histc", _histc, doc="torch.histc: counts in equal-width bins over [min, max]"),
         OpDef("Resize", _resize, doc="nearest / linear resize of the trailing spatial dims (torch upsample rules)"),
     ]

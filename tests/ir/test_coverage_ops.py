@@ -127,3 +127,8 @@ def test_data_dependent_branch_is_kept_as_a_runtime_assertion():
     native.run({"x0": (torch.rand(2, 3) + 0.5).numpy()})  # the branch the export took: fine
     with pytest.raises(ExecutionError, match="AssertScalar"):
         native.run({"x0": -torch.rand(2, 3).numpy()})  # the other branch: refused, never wrong
+
+
+def test_unfold_and_erfinv():
+    check(Lambda(lambda t: t.unfold(1, 3, 2)), torch.randn(2, 9, 4))
+    check(Lambda(lambda t: torch.erfinv(t)), torch.rand(3, 7) * 1.98 - 0.99, tol=1e-5)
