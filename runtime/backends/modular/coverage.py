@@ -197,7 +197,7 @@ def run_group(workdir: Path, types: list[str]) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def trace_type(folder: Path, limit: int = 400) -> list[tuple[str, str, float]]:
+def trace_type(folder: Path, limit: int = 400, shape_index: int = 0) -> list[tuple[str, str, float]]:
     """Debugging a mismatch: compile the type's graph with every float intermediate as an extra
     output (one compile), and compare each with the IR's numpy reference.  Returns (node, op,
     relative error) for every node, in graph order."""
@@ -209,7 +209,7 @@ def trace_type(folder: Path, limit: int = 400) -> list[tuple[str, str, float]]:
 
     graph, feeds, _ = _load(folder)
     env: dict[str, Any] = dict(graph.weights)
-    env.update({k: np.asarray(v) for k, v in feeds[0].items()})
+    env.update({k: np.asarray(v) for k, v in feeds[shape_index].items()})
     for node in graph.nodes:
         outs = run_reference(node.op, [env[n] if n else None for n in node.inputs], resolve_attr(node.attrs, env))
         env.update({name: value for name, value in zip(node.outputs, outs) if name})
@@ -217,7 +217,7 @@ def trace_type(folder: Path, limit: int = 400) -> list[tuple[str, str, float]]:
               and isinstance(env.get(n.outputs[0]), np.ndarray) and env[n.outputs[0]].dtype.kind in "fb"][:limit]
     traced = graph.copy()
     traced.outputs = list(dict.fromkeys(graph.outputs + [n.outputs[0] for n in probes]))
-    got = MaxModel.from_graph(traced, "cpu").run(feeds[0])
+    got = MaxModel.from_graph(traced, "cpu").run(feeds[shape_index])
     return [(n.name, n.op, relative_error(got[n.outputs[0]], env[n.outputs[0]])) for n in probes]
 
 
@@ -318,7 +318,7 @@ def summarise(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--trace"]:
-        for name, op, err in trace_type(Path(argv[1])):
+        for name, op, err in trace_type(Path(argv[1]), shape_index=int(argv[2]) if len(argv) > 2 else 0):
             print(f"{'MISMATCH' if not err <= TOLERANCE else 'ok      '} {err:10.3g} {op:14} {name}")
         return 0
     if argv[:1] == ["--group"]:

@@ -206,20 +206,28 @@ def attention(lw: Lowering, q: Any, k: Any, v: Any, mask: Any, scale: float | No
         scores = scores * lw.const(scale, dt)
     if mask is not None:
         if lw.tdtype(mask) == "bool":
-            scores = ops.where(mask, scores, lw.const(-np.inf, dt))
-        else:
-            scores = scores + lw.cast(mask, dt)
+            mask = ops.where(mask, lw.const(0.0, dt), lw.const(-np.inf, dt))
+        scores = scores + materialise(lw.cast(mask, dt))
     if causal:
         s, t = lw.shape(scores)[-2:]
         rows, cols = _range_of(lw, s), _range_of(lw, t)
         offset = lw.scalar_tensor(t, "int64") - lw.scalar_tensor(s, "int64")
         allowed = ops.greater_equal(ops.unsqueeze(rows, 1) + offset, ops.unsqueeze(cols, 0))
-        scores = ops.where(allowed, scores, lw.const(-np.inf, dt))
+        scores = scores + materialise(ops.where(allowed, lw.const(0.0, dt), lw.const(-np.inf, dt)))
     probs = ops.softmax(scores)
     if mask is not None or causal:
         dead = ops.equal(ops.max(scores, axis=-1), lw.const(-np.inf, dt))
         probs = ops.where(dead, lw.const(0.0, dt), probs)
     return ops.matmul(probs, v)
+
+
+def materialise(t: Any) -> Any:
+    """``t`` computed into a buffer of its own before use: a cumulative sum over a new axis of
+    one (an identity) is a scan, which MAX does not fuse into its consumer.  Needed for attention
+    masks: MAX 26.7 fuses a broadcasting mask chain (compare -> and -> where) into the epilogues
+    of the score matmuls that share it and drops it (GPT-2's and Llama's causal masks came out
+    all zeros; reproduced with a 3-op graph, fixed by this)."""
+    return ops.squeeze(ops.cumsum(ops.unsqueeze(t, 0), axis=0), 0)
 
 
 def _repeat_heads(lw: Lowering, t: Any, times: int) -> Any:

@@ -59,6 +59,9 @@ def slice_dim(lw: Lowering, x: Any, dim: int, start: Any, end: Any, step: Any = 
         return ops.slice_tensor(x, index)
     if step != 1:
         raise MaxLoweringError("Slice", "?", "strided slice of a symbolic dim")
+    if start in (0, None) and (end is None or end is size or (isinstance(end, int) and end >= 2**62)
+                               or (adapter.is_dim(end) and end == size)):  # fmt: skip
+        return x  # the whole dim: no op (a dynamic-bound slice would cost a kernel)
     start = 0 if start is None else start
     if isinstance(start, int) and start < 0:
         start = size + start

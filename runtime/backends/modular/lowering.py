@@ -30,7 +30,7 @@ from .adapter import GraphBuilder, ops
 
 CONSTANT_LIMIT = 64  # elements; at most this many (or any non-float weight) -> graph constant
 FLOAT_TYPES = ("float32", "float64", "float16", "bfloat16")
-LOWERING_VERSION = "skillmill-max-lowering/1"  # part of the cache key: bump when lowering changes
+LOWERING_VERSION = "skillmill-max-lowering/2"  # part of the cache key: bump when lowering changes
 
 
 class MaxLoweringError(Exception):
