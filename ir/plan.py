@@ -108,8 +108,9 @@ class Plan:
         constants = _keep_static(graph, seen)
         entries = []
         for index, step in enumerate(executor.steps):
-            if all(not out or out in constants for out in step.outputs):
-                continue
+            named = [out for out in step.outputs if out]
+            if named and all(out in constants for out in named):
+                continue  # computed once, at record time (a node with no output, e.g. an assert, stays)
             refs = set(attr_refs(step.attrs))
             dynamic_refs = not refs <= constants.keys()
             attrs = step.attrs if dynamic_refs or not refs else resolve_attr(step.attrs, constants)

@@ -138,3 +138,20 @@ def test_packed_weight_budget_falls_back_to_unpacked(monkeypatch):
             np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5)
     kinds = planned_kinds(executor)[0]
     assert kinds["generic"] > 9 and not executor._packed  # every Linear left to its kernel
+
+
+def test_runtime_assert_stays_in_the_plan():
+    """A data-dependent AssertScalar (kept by dead-code elimination) still checks planned runs."""
+    g = Graph(name="guarded")
+    g.inputs["x"] = TensorSpec("float32", [4])
+    g.add_node("ReduceSum", ["x"], name="total", outputs=["total"])
+    g.add_node("Greater", ["total"], attrs={"b": 0.0}, name="positive", outputs=["positive"])
+    g.add_node("AssertScalar", ["positive"], attrs={"msg": "sum must be positive"}, name="check",
+               outputs=[""])  # fmt: skip
+    g.add_node("Relu", ["x"], name="relu", outputs=["y"])
+    g.outputs = ["y"]
+    executor = Executor(g)
+    for _ in range(2):
+        executor.run({"x": np.ones(4, np.float32)})
+    with pytest.raises(ExecutionError, match="sum must be positive"):
+        executor.run({"x": -np.ones(4, np.float32)})
