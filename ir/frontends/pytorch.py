@@ -1251,3 +1251,15 @@ def _unfold(cx, node, x, dim, size, step):
 @lowers("aten.erfinv.default")
 def _erfinv(cx, node, x):
     return cx.emit(node, "Erfinv", [cx.value(x)])
+
+
+@lowers("aten.cummax.default", "aten.cummin.default")
+def _cummax(cx, node, x, dim):
+    op = "CumMax" if "cummax" in str(node.target) else "CumMin"
+    return cx.emit(node, op, [cx.value(x)], {"axis": dim}, num_outputs=2)
+
+
+@lowers("aten.as_strided.default", "aten.as_strided_copy.default")
+def _as_strided(cx, node, x, size, stride, storage_offset=None):
+    attrs = {"size": cx.attr(list(size)), "stride": cx.attr(list(stride)), "offset": cx.attr(storage_offset or 0)}
+    return cx.emit(node, "AsStrided", [cx.value(x)], attrs)

@@ -204,6 +204,37 @@ def _erfinv(inputs):
     return y.astype(dtype)
 
 
+def _cumulative_extreme(largest: bool):
+    """torch.cummax / cummin: running extreme and the index where it was last reached
+    (ties move the index forward, as torch does)."""
+
+    def reference(inputs, axis=0):
+        x = np.asarray(inputs[0])
+        axis = norm_axis(axis, x.ndim)
+        moved = np.moveaxis(x, axis, 0)
+        values, indices = np.empty_like(moved), np.zeros(moved.shape, dtype=np.int64)
+        for i in range(moved.shape[0]):
+            if i == 0:
+                values[0], indices[0] = moved[0], 0
+                continue
+            better = moved[i] >= values[i - 1] if largest else moved[i] <= values[i - 1]
+            values[i] = np.where(better, moved[i], values[i - 1])
+            indices[i] = np.where(better, i, indices[i - 1])
+        return np.moveaxis(values, 0, axis), np.moveaxis(indices, 0, axis)
+
+    return reference
+
+
+def _as_strided(inputs, size=(), stride=(), offset=0):
+    """torch.as_strided over the value's own contiguous buffer (what a functionalised graph
+    hands it): element strides and offset."""
+    x = np.ascontiguousarray(inputs[0]).reshape(-1)
+    offset = int(offset or 0)
+    view = np.lib.stride_tricks.as_strided(x[offset:], shape=tuple(int(n) for n in size),
+                                           strides=tuple(int(s) * x.itemsize for s in stride))  # fmt: skip
+    return np.array(view)
+
+
 def build() -> dict[str, OpDef]:
     ops = [
         OpDef("Sort", _sort, num_outputs=2, doc="(values, indices) along axis; stable"),
@@ -216,6 +247,9 @@ def build() -> dict[str, OpDef]:
               doc="raise with msg when the scalar condition is false (export's runtime asserts)"),
         OpDef("Unfold", _unfold, doc="Tensor.unfold(dim, size, step): sliding windows as a new last dim"),
         OpDef("Erfinv", _erfinv, elementwise=True, doc="inverse error function"),
+        OpDef("CumMax", _cumulative_extreme(True), num_outputs=2, doc="(running max, index)"),
+        OpDef("CumMin", _cumulative_extreme(False), num_outputs=2, doc="(running min, index)"),
+        OpDef("AsStrided", _as_strided, doc="strided view of the value's contiguous buffer, copied"),
         OpDef("Histc", _histc, doc="torch.histc: counts in equal-width bins over [min, max]"),
         OpDef("Resize", _resize, doc="nearest / linear resize of the trailing spatial dims (torch upsample rules)"),
     ]

@@ -132,3 +132,12 @@ def test_data_dependent_branch_is_kept_as_a_runtime_assertion():
 def test_unfold_and_erfinv():
     check(Lambda(lambda t: t.unfold(1, 3, 2)), torch.randn(2, 9, 4))
     check(Lambda(lambda t: torch.erfinv(t)), torch.rand(3, 7) * 1.98 - 0.99, tol=1e-5)
+
+
+def test_cummax_cummin_and_as_strided():
+    x = torch.tensor([[1.0, 1.0, 0.0, 1.0, 2.0, 2.0], [3.0, -1.0, 3.0, 0.0, 4.0, 4.0]])
+    check(Lambda(lambda t: torch.cummax(t, 1).indices.float() + torch.cummax(t, 1).values), x)
+    check(Lambda(lambda t: torch.cummin(t, 1).indices.float() * 10 + torch.cummin(t, 1).values), x)
+    windows = Lambda(lambda t: (t * 2).as_strided((2, 4, 2), (6, 1, 2), 1))  # overlapping windows
+    native = check(windows, torch.randn(3, 6))
+    assert "AsStrided" in native.graph.op_counts()
