@@ -284,9 +284,9 @@ def _conv(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> l
         stride, dilation, pads = [1] + stride, [1] + dilation, [(0, 0)] + pads
     if lw.is_weight(w_name):  # re-laid out once in numpy: no transpose in the graph
         if nsp == 1:
-            filt = lw.derived_weight(w_name, "RSCF1", lambda a: a[:, :, None, :].transpose(2, 3, 1, 0))
+            filt = lw.derived_weight(w_name, "RSCF1", lambda a: a[:, :, None, :].transpose(2, 3, 1, 0), True)
         else:
-            filt = lw.derived_weight(w_name, "RSCF", lambda a: a.transpose(2, 3, 1, 0))
+            filt = lw.derived_weight(w_name, "RSCF", lambda a: a.transpose(2, 3, 1, 0), True)
     else:  # a filter computed in the graph (a folded reshape, say): permute it there
         filt = lw.tensor(w_name)
         if nsp == 1:

@@ -104,14 +104,18 @@ class Lowering:
             return self.builder.constant(array, array.dtype.name)
         return self.builder.weight(self.prefix + name, array)
 
-    def derived_weight(self, name: str, transform: str, fn: Callable[[np.ndarray], np.ndarray]) -> Any:
+    def derived_weight(self, name: str, transform: str, fn: Callable[[np.ndarray], np.ndarray],
+                       external: bool = False) -> Any:  # fmt: skip
         """A weight stored in another layout (e.g. transposed for matmul), computed once in numpy
-        and bound as its own external weight, so the graph holds no runtime transpose."""
+        and bound as its own external weight, so the graph holds no runtime transpose.
+        ``external`` keeps even a small one out of the graph's constants (MAX 26.7's constant
+        folding cannot re-lay out a constant conv filter: "mo.layout.transform not supported")."""
         key = f"{self.prefix}{name}::{transform}"
         if key not in self._derived:
             array = np.ascontiguousarray(fn(self.graph.weights[name]))
+            small = constant_weight(array) and not external
             self._derived[key] = (self.builder.constant(array, array.dtype.name)
-                                  if constant_weight(array) else self.builder.weight(key, array))  # fmt: skip
+                                  if small else self.builder.weight(key, array))  # fmt: skip
         return self._derived[key]
 
     def is_weight(self, name: str) -> bool:
