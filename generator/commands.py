@@ -86,10 +86,16 @@ def coverage(types, backend, jobs, timeout, no_write):
     # workers then pay only for their own model, seconds instead of tens of seconds per type.
     if spec.warm_up:
         spec.warm_up()
-    if spec.sweep is not None:
-        spec.sweep(chosen, jobs=jobs, on_result=report)
-    else:
-        run_parallel(chosen, spec.check, jobs=jobs, timeout=timeout, on_result=report)
+    try:
+        if spec.sweep is not None:
+            spec.sweep(chosen, jobs=jobs, on_result=report)
+        else:
+            run_parallel(chosen, spec.check, jobs=jobs, timeout=timeout, on_result=report)
+    except KeyboardInterrupt:  # keep every row measured so far, then stop
+        if not no_write and measured:
+            cov.write_report({**merged, **measured}, transformers.__version__, backend)
+            bar.write(f"interrupted: kept the {len(measured)} rows measured in this run")
+        raise
     bar.close()
     passed = sum(r["status"] == "pass" for r in measured.values())
     click.echo(f"{backend}: {passed}/{len(measured)} base model types pass "

@@ -1,0 +1,61 @@
+"""The native coverage report: complete, consistent with what the cpu target reads, above the
+issue's floor; and a fixed representative subset through the real check on every run."""
+
+import numpy as np
+import pytest
+
+from skillmill.generator.coverage import BACKENDS, load_report
+from skillmill.ir.coverage import CI_SUBSET, FLOOR_TYPES, TOLERANCE, check_native, relative_error
+
+
+@pytest.fixture(scope="module")
+def native_report():
+    return load_report("native")
+
+
+def test_every_base_type_has_a_native_row(registry, native_report):
+    rows = native_report["model_types"]
+    assert set(rows) == set(registry.base_classes), "run `generate-skills coverage --backend native`"
+    for model_type, row in rows.items():
+        assert row["status"] == "pass" or row.get("reason"), f"{model_type}: a failure needs its reason"
+
+
+def test_report_meets_the_floor(native_report):
+    rows = native_report["model_types"]
+    failing = {t: rows[t].get("reason") for t in FLOOR_TYPES if rows[t]["status"] != "pass"}
+    assert not failing, failing
+    assert native_report["share"] >= 0.60
+    assert all(r["max_rel_err"] <= TOLERANCE for r in rows.values() if r["status"] == "pass")
+
+
+def test_cpu_target_reads_the_same_verdicts(native_report):
+    from skillmill.runtime.backends.native_runner import sweep_results
+
+    verdicts = sweep_results()
+    rows = native_report["model_types"]
+    assert set(verdicts) == set(rows)
+    assert {t for t, v in verdicts.items() if v == "pass"} == {
+        t for t, r in rows.items() if r["status"] == "pass"
+    }
+
+
+def test_backend_option_is_a_table():
+    assert {"skill", "native"} <= set(BACKENDS)
+    assert BACKENDS["native"].report.name == "native.yaml"
+
+
+@pytest.mark.parametrize("model_type", CI_SUBSET)
+def test_ci_subset_through_the_real_check(model_type):
+    row = check_native(model_type)
+    assert row["status"] == "pass", row
+    assert row["max_rel_err"] <= TOLERANCE
+    assert "note" not in row  # both shapes ran: batch and sequence stayed dynamic
+
+
+def test_relative_error_is_strict_where_it_must_be():
+    want = np.array([[1.0, -2.0], [0.5, np.nan]], dtype=np.float32)
+    assert relative_error(want.copy(), want) == 0.0
+    assert relative_error(want + 1e-3, want) == pytest.approx(5e-4, rel=1e-3)
+    assert relative_error(np.nan_to_num(want), want) == float("inf")  # NaN must stay NaN
+    assert relative_error(want[:1], want) == float("inf")  # shape
+    assert relative_error(np.array([1, 2]), np.array([1, 3])) == float("inf")  # integers exact
