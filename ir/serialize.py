@@ -90,7 +90,8 @@ def dumps_graph(graph: Graph) -> bytes:
 def weights_to_bytes(weights: dict[str, np.ndarray]) -> bytes:
     from safetensors.numpy import save
 
-    return save({k: np.ascontiguousarray(v) for k, v in weights.items()})
+    # Not np.ascontiguousarray: it turns a 0-d weight (Gemma's embed_scale) into shape [1].
+    return save({k: v if v.flags.c_contiguous else np.array(v, order="C") for k, v in weights.items()})
 
 
 def weights_from_bytes(data: bytes) -> dict[str, np.ndarray]:

@@ -35,6 +35,16 @@ def test_suffix_added_and_round_trip(model_file):
     assert loaded.graph.to_text() == small_graph().to_text()
 
 
+def test_zero_dim_and_strided_weights_round_trip(tmp_path):
+    """A 0-d weight (Gemma's embed_scale) keeps its shape; a non-contiguous one its values."""
+    g = small_graph()
+    g.weights["scale"] = np.asarray(2.5, np.float32)
+    g.weights["strided"] = np.arange(12, dtype=np.float32).reshape(3, 4).T
+    loaded = load_mojomodel(compile_to_mojomodel(g, tmp_path / "odd"))
+    assert loaded.graph.weights["scale"].shape == () and float(loaded.graph.weights["scale"]) == 2.5
+    np.testing.assert_array_equal(loaded.graph.weights["strided"], g.weights["strided"])
+
+
 def test_json_round_trip_keeps_structure():
     g = small_graph()
     again = graph_from_json(json.loads(json.dumps(graph_to_json(g))), g.weights)

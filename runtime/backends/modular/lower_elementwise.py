@@ -13,7 +13,8 @@ from typing import Any
 from skillmill.ir.graph import Node
 
 from .adapter import ops
-from .lowering import FLOAT_TYPES, Lowering, MaxLoweringError, numpy_result_type
+from .lowering import (FLOAT_TYPES, Lowering, MaxLoweringError, broadcasts, materialise_value,
+                       numpy_result_type, outer_broadcast)
 
 
 def _float_input(lw: Lowering, x: Any) -> Any:
@@ -216,10 +217,26 @@ def _binary_compute_type(op: str, da: str, db: str, a_scalar: bool, b_scalar: bo
     return numpy_result_type(da, db)
 
 
+def settled(lw: Lowering, name: str, t: Any, other: Any) -> Any:
+    """A computed operand that ``other`` broadcasts, materialised once (memoised by IR name).
+    MAX 26.7 miscomputes broadcasting chains fused into a consumer: T5's decoder scores plus
+    an expanded causal mask, GPT-2's causal-and-padding mask (see ``lowering.materialise``).
+    Weights and graph inputs are buffers already; broadcast operands are the smaller side, so
+    the copy is cheap."""
+    if lw.is_weight(name) or name in lw.graph.inputs or not t.shape or not broadcasts(t, other):
+        return t
+    key = ("settled", name)
+    if key not in lw.memo:
+        lw.memo[key] = materialise_value(t)
+    return lw.memo[key]
+
+
 def _binary(op: str) -> Any:
     def lower(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
         a, b, da, db = _operands(lw, node, attrs)
         a_scalar, b_scalar = "a" in attrs, "b" in attrs
+        if not (a_scalar or b_scalar):
+            a, b = settled(lw, node.inputs[0], a, b), settled(lw, node.inputs[1], b, a)
         compute = _binary_compute_type(op, da, db, a_scalar, b_scalar)
         out = attrs.get("dtype")
         if attrs.get("keep_dtype"):
@@ -241,6 +258,8 @@ def _binary(op: str) -> Any:
         if result is None:
             tb = lw.const(b, compute) if b_scalar else lw.cast(b, compute)
             result = _apply(lw, op, node, ta, tb, compute)
+            if not (a_scalar or b_scalar) and outer_broadcast(ta, tb):
+                result = materialise_value(result)
         return [lw.cast(result, out) if out else result]
 
     return lower

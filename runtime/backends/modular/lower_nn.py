@@ -18,7 +18,7 @@ from . import adapter
 from .adapter import ops
 from .lower_elementwise import activation
 from .lower_shape import _range_of, norm_axis, slice_dim
-from .lowering import FLOAT_TYPES, Lowering, MaxLoweringError
+from .lowering import FLOAT_TYPES, Lowering, MaxLoweringError, materialise
 
 
 def _opt(node: Node, index: int) -> str | None:
@@ -191,9 +191,11 @@ def _batch_norm(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]
 
 
 # -- attention -------------------------------------------------------------------------------
-def attention(lw: Lowering, q: Any, k: Any, v: Any, mask: Any, scale: float | None, causal: bool) -> Any:
+def attention(lw: Lowering, q: Any, k: Any, v: Any, mask: Any, scale: float | None, causal: bool,
+              mask_key: str | None = None) -> Any:
     """softmax(q k^T * scale + mask) v over [B, H, S, D]; GQA by broadcasting k/v heads; a query
-    row with no key to attend to yields zeros (as the IR's reference does)."""
+    row with no key to attend to yields zeros (as the IR's reference does).  ``mask_key`` (the
+    mask's IR name) lets every layer share one materialised mask and its dead-row factor."""
     heads, kv_heads = lw.shape(q)[-3], lw.shape(k)[-3]
     if heads != kv_heads:
         if not (isinstance(heads, int) and isinstance(kv_heads, int)):
@@ -204,30 +206,46 @@ def attention(lw: Lowering, q: Any, k: Any, v: Any, mask: Any, scale: float | No
     scores = ops.matmul(q, ops.transpose(k, -1, -2))
     if scale != 1.0:
         scores = scores * lw.const(scale, dt)
+    keep = None
+    if mask is not None or causal:
+        s, t = lw.shape(scores)[-2:]
+        additive, keep = _mask_terms(lw, mask, causal, s, t, dt, mask_key)
+        scores = scores + additive
+    out = ops.matmul(ops.softmax(scores), v)
+    if keep is not None:  # a fully masked row yields zeros
+        out = out * keep
+    return out
+
+
+def _mask_terms(lw: Lowering, mask: Any, causal: bool, s: Any, t: Any, dt: str,
+                mask_key: str | None) -> tuple[Any, Any]:  # fmt: skip
+    """(additive mask, keep) for the attention of every layer, computed once per (mask, causal,
+    S, T): the padding and causal parts combined, and ``keep`` [..., S, 1], 0.0 for a query row
+    with no key to attend to and 1.0 otherwise.  A dead row's mask row is zeroed, so its softmax
+    stays finite (no NaN) and ``out * keep`` zeroes it.  Read off the mask, which has no head
+    axis, this costs one small reduction per graph instead of passes over the [B, H, S, T]
+    scores in every layer.  Both are materialised: MAX 26.7 miscompiles a shared broadcasting
+    compare/where chain fused into matmul epilogues (see ``lowering.materialise``)."""
+    memo_key = ("attention_mask", mask_key, causal, str(s), str(t), dt)
+    if mask_key is not None and memo_key in lw.memo:
+        return lw.memo[memo_key]
+    additive = None
     if mask is not None:
         if lw.tdtype(mask) == "bool":
             mask = ops.where(mask, lw.const(0.0, dt), lw.const(-np.inf, dt))
-        scores = scores + materialise(lw.cast(mask, dt))
+        additive = lw.cast(mask, dt)
     if causal:
-        s, t = lw.shape(scores)[-2:]
         rows, cols = _range_of(lw, s), _range_of(lw, t)
         offset = lw.scalar_tensor(t, "int64") - lw.scalar_tensor(s, "int64")
         allowed = ops.greater_equal(ops.unsqueeze(rows, 1) + offset, ops.unsqueeze(cols, 0))
-        scores = scores + materialise(ops.where(allowed, lw.const(0.0, dt), lw.const(-np.inf, dt)))
-    probs = ops.softmax(scores)
-    if mask is not None or causal:
-        dead = ops.equal(ops.max(scores, axis=-1), lw.const(-np.inf, dt))
-        probs = ops.where(dead, lw.const(0.0, dt), probs)
-    return ops.matmul(probs, v)
-
-
-def materialise(t: Any) -> Any:
-    """``t`` computed into a buffer of its own before use: a cumulative sum over a new axis of
-    one (an identity) is a scan, which MAX does not fuse into its consumer.  Needed for attention
-    masks: MAX 26.7 fuses a broadcasting mask chain (compare -> and -> where) into the epilogues
-    of the score matmuls that share it and drops it (GPT-2's and Llama's causal masks came out
-    all zeros; reproduced with a 3-op graph, fixed by this)."""
-    return ops.squeeze(ops.cumsum(ops.unsqueeze(t, 0), axis=0), 0)
+        causal_add = ops.where(allowed, lw.const(0.0, dt), lw.const(-np.inf, dt))
+        additive = causal_add if additive is None else additive + causal_add
+    additive = materialise(additive)
+    dead = ops.equal(ops.max(additive, axis=-1), lw.const(-np.inf, dt))
+    zero, one = lw.const(0.0, dt), lw.const(1.0, dt)
+    terms = (materialise(ops.where(dead, zero, additive)), materialise(ops.where(dead, zero, one)))
+    lw.memo[memo_key] = terms
+    return terms
 
 
 def _repeat_heads(lw: Lowering, t: Any, times: int) -> Any:
@@ -244,7 +262,7 @@ def _attention(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any])
             return [y]
     q, k, v = (lw.tensor(n) for n in node.inputs[:3])
     mask = lw.tensor(node.inputs[3]) if _opt(node, 3) else None
-    return [attention(lw, q, k, v, mask, attrs.get("scale"), bool(attrs.get("causal")))]
+    return [attention(lw, q, k, v, mask, attrs.get("scale"), bool(attrs.get("causal")), _opt(node, 3))]
 
 
 def _qkv_attention(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
@@ -259,7 +277,7 @@ def _qkv_attention(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, A
     for i in range(3):
         part = slice_dim(lw, qkv, 2, i * e, (i + 1) * e)
         parts.append(ops.permute(ops.reshape(part, [b, s, heads, e // heads]), [0, 2, 1, 3]))
-    out = attention(lw, *parts, mask, attrs.get("scale"), bool(attrs.get("causal")))
+    out = attention(lw, *parts, mask, attrs.get("scale"), bool(attrs.get("causal")), _opt(node, 1))
     return [ops.reshape(ops.permute(out, [0, 2, 1, 3]), [b, s, e])]
 
 

@@ -63,6 +63,52 @@ def missing_ops(graph: Graph) -> list[str]:
     return sorted({node.op for node in graph.nodes if node.op not in table})
 
 
+def materialise(t: Any) -> Any:
+    """``t`` computed into a buffer of its own before use: a cumulative sum over a new axis of
+    one (an identity) is a scan, which MAX does not fuse into its consumer.  MAX 26.7 miscomputes
+    some broadcasting chains once fused into a consumer (attention masks fused into the score
+    matmuls' epilogues came out all zeros; see ``materialise_value``)."""
+    return ops.squeeze(ops.cumsum(ops.unsqueeze(t, 0), axis=0), 0)
+
+
+def _padded_ones(a: Any, b: Any) -> tuple[list[bool], list[bool]]:
+    sa, sb = list(a.shape), list(b.shape)
+    rank = max(len(sa), len(sb))
+    sa, sb = [1] * (rank - len(sa)) + sa, [1] * (rank - len(sb)) + sb
+    return [adapter.static_int(d) == 1 for d in sa], [adapter.static_int(d) == 1 for d in sb]
+
+
+def broadcasts(t: Any, other: Any) -> bool:
+    """Whether ``t`` is broadcast against ``other`` (a size-1 or missing dim where ``other`` is
+    larger)."""
+    ones_t, ones_o = _padded_ones(t, other)
+    return any(x and not y for x, y in zip(ones_t, ones_o))
+
+
+def outer_broadcast(a: Any, b: Any) -> bool:
+    """Whether two operands broadcast against each other (each has a size-1 dim where the other
+    does not), as rows [S, 1] against columns [1, T] do."""
+    ones_a, ones_b = _padded_ones(a, b)
+    return any(x and not y for x, y in zip(ones_a, ones_b)) and any(y and not x for x, y in zip(ones_a, ones_b))
+
+
+def materialise_value(t: Any) -> Any:
+    """``materialise`` for any dtype.  Used for the result of an outer-broadcasting binary op: MAX
+    26.7 computes such a result wrongly when it is fused into a consumer that broadcasts it
+    again (causal masks built as ``rows >= cols`` and combined with a [B, 1, 1, T] padding mask
+    came out all true: GPT-2, Llama, CLIP; reproduced with four ops on symbolic dims), and for
+    computed operands that a binary op broadcasts.  Bool and integer values go through float
+    (exact for the small integers such chains carry: positions, indices)."""
+    name = adapter.numpy_dtype_of(t.dtype)
+    if name in FLOAT_TYPES:
+        return materialise(t)
+    if name == "bool":
+        f = materialise(ops.cast(t, adapter.dtype_of("float32")))
+        return ops.greater(f, ops.constant(np.asarray(0.5, np.float32), adapter.dtype_of("float32"), t.device))
+    f = materialise(ops.cast(t, adapter.dtype_of("float64")))
+    return ops.cast(f, t.dtype)
+
+
 @dataclass
 class Lowered:
     """A MAX graph built from an IR graph, plus what loading it needs."""
@@ -87,6 +133,7 @@ class Lowering:
         self.custom_kernels = custom_kernels or {}
         self.custom_ops_used: list[str] = []
         self._derived: dict[str, Any] = {}
+        self.memo: dict[tuple, Any] = {}  # values several nodes share (e.g. an attention mask's terms)
 
     # -- values -------------------------------------------------------------------------------
     def value(self, name: str) -> Any:
