@@ -358,11 +358,35 @@ def _batch_norm(cx, node, ins, outs, attrs):
     cx.emit("BatchNorm", ins, outs, {"eps": attrs.get("epsilon", 1e-5)})
 
 
-def _pads(attrs: dict, nsp: int, node: Any, cx) -> list[list[int]] | None:
-    if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-        raise cx.unsupported(node, f"auto_pad={attrs['auto_pad']}")
+def _pads(attrs: dict, nsp: int, node: Any, cx, x: str = "", kernel: list[int] | None = None) -> list[list[int]] | None:
+    auto = attrs.get("auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        return _same_pads(auto, nsp, node, cx, x, kernel)
+    if auto not in ("NOTSET", "VALID"):
+        raise cx.unsupported(node, f"auto_pad={auto}")
+    if auto == "VALID":
+        return [[0, 0] for _ in range(nsp)]
     pads = list(attrs.get("pads", [0] * (2 * nsp)))
     return [[pads[i], pads[i + nsp]] for i in range(nsp)]
+
+
+def _same_pads(auto: str, nsp: int, node: Any, cx, x: str, kernel: list[int] | None) -> list[list[int]]:
+    """ONNX SAME_UPPER / SAME_LOWER: output size ceil(in / stride), the total padding split
+    evenly, the odd one at the end (UPPER) or the beginning (LOWER).  Needs static spatial dims."""
+    spec = cx.graph.spec(x) if x else None
+    dims = list(spec.shape[-nsp:]) if spec is not None and spec.shape is not None else []
+    if kernel is None or len(dims) != nsp or not all(isinstance(d, int) for d in dims):
+        raise cx.unsupported(node, f"auto_pad={auto} with symbolic spatial dims")
+    attrs = cx.attrs(node)
+    strides = list(attrs.get("strides", [1] * nsp))
+    dilations = list(attrs.get("dilations", [1] * nsp))
+    pads = []
+    for size, k, st, dl in zip(dims, kernel, strides, dilations):
+        out = -(-size // st)
+        total = max((out - 1) * st + (k - 1) * dl + 1 - size, 0)
+        small, large = total // 2, total - total // 2
+        pads.append([small, large] if auto == "SAME_UPPER" else [large, small])
+    return pads
 
 
 def _conv(cx, node, ins, outs, attrs):
@@ -375,7 +399,15 @@ def _conv(cx, node, ins, outs, attrs):
         nsp = w.ndim - 2
     cx.emit("Conv", [i for i in ins if i], outs, {
         "stride": list(attrs.get("strides", [1] * nsp)), "dilation": list(attrs.get("dilations", [1] * nsp)),
-        "groups": attrs.get("group", 1), "pads": _pads(attrs, nsp, node, cx)})  # fmt: skip
+        "groups": attrs.get("group", 1), "pads": _pads(attrs, nsp, node, cx, ins[0], kernel or _kernel_of(cx, ins[1]))})  # fmt: skip
+
+
+def _kernel_of(cx, weight: str) -> list[int] | None:
+    w = cx.graph.weights.get(weight)
+    if w is not None:
+        return list(w.shape[2:])
+    spec = cx.graph.spec(weight)
+    return list(spec.shape[2:]) if spec is not None and spec.shape is not None else None
 
 
 def _pool(op: str) -> Handler:
@@ -387,7 +419,7 @@ def _pool(op: str) -> Handler:
         if attrs.get("storage_order", 0):
             raise cx.unsupported(node, "storage_order")
         out = {"kernel": kernel, "stride": list(attrs.get("strides", [1] * nsp)),
-               "ceil_mode": bool(attrs.get("ceil_mode", 0)), "pads": _pads(attrs, nsp, node, cx)}  # fmt: skip
+               "ceil_mode": bool(attrs.get("ceil_mode", 0)), "pads": _pads(attrs, nsp, node, cx, ins[0], kernel)}  # fmt: skip
         if op == "MaxPool":
             out["dilation"] = list(attrs.get("dilations", [1] * nsp))
         else:
@@ -451,11 +483,11 @@ def _einsum(cx, node, ins, outs, attrs):
 
 
 def _dropout(cx, node, ins, outs, attrs):
-    if len(outs) > 1 and outs[1]:
-        raise cx.unsupported(node, "mask output")
     if len(ins) > 2 and ins[2]:
         raise cx.unsupported(node, "training_mode input")
     cx.emit("Identity", ins[:1], outs[:1])
+    if len(outs) > 1 and outs[1]:  # inference keeps every element: the mask is all true
+        cx.emit("FullLike", ins[:1], outs[1:2], {"value": True, "dtype": "bool"})
 
 
 def _size(cx, node, ins, outs, attrs):

@@ -414,6 +414,11 @@ def _reduce(fn_name: str):
                 result = np.sum(x * x, axis=ax, keepdims=keepdims)
             elif fn_name == "logsum":
                 result = np.log(np.sum(x, axis=ax, keepdims=keepdims))
+            elif fn_name == "logsumexp" and x.size == 0:  # log(sum of nothing) = log(0)
+                shape = [1 if (ax is None or i in ax) else d for i, d in enumerate(x.shape)]
+                result = np.full(shape, -np.inf, dtype=x.dtype)
+                if not keepdims:
+                    result = result.reshape([d for i, d in enumerate(shape) if ax is not None and i not in ax])
             elif fn_name == "logsumexp":
                 m = np.max(x, axis=ax, keepdims=True)
                 m = np.where(np.isfinite(m), m, 0)
@@ -426,6 +431,8 @@ def _reduce(fn_name: str):
                 if x.dtype.kind in "iu":
                     info = np.iinfo(x.dtype)
                     fill = info.min if fn_name == "max" else info.max
+                elif x.dtype == bool:  # the identity of any / all
+                    fill = fn_name == "min"
                 result = np.full(shape, fill, dtype=x.dtype)
                 if not keepdims:
                     result = result.reshape([d for i, d in enumerate(shape) if ax is not None and i not in ax])
@@ -473,7 +480,10 @@ def _topk(inputs, k=1, axis=-1, largest=True, sorted=True):
     x = np.asarray(inputs[0])
     if len(inputs) > 1 and inputs[1] is not None:
         k = int(np.asarray(inputs[1]).reshape(-1)[0])
-    key = -x if largest else x
+    if largest and x.dtype.kind in "ub":  # negating an unsigned value wraps: order by its complement
+        key = ~x
+    else:
+        key = -x if largest else x
     order = np.argsort(key, axis=axis, kind="stable")
     idx = np.take(order, np.arange(k), axis=axis)
     return np.take_along_axis(x, idx, axis=axis), idx.astype(np.int64)
