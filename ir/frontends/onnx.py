@@ -361,7 +361,7 @@ def _batch_norm(cx, node, ins, outs, attrs):
 def _pads(attrs: dict, nsp: int, node: Any, cx, x: str = "", kernel: list[int] | None = None) -> list[list[int]] | None:
     auto = attrs.get("auto_pad", "NOTSET")
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        return _same_pads(auto, nsp, node, cx, x, kernel)
+        return _same_pads(auto, attrs, nsp, node, cx, x, kernel)
     if auto not in ("NOTSET", "VALID"):
         raise cx.unsupported(node, f"auto_pad={auto}")
     if auto == "VALID":
@@ -370,14 +370,14 @@ def _pads(attrs: dict, nsp: int, node: Any, cx, x: str = "", kernel: list[int] |
     return [[pads[i], pads[i + nsp]] for i in range(nsp)]
 
 
-def _same_pads(auto: str, nsp: int, node: Any, cx, x: str, kernel: list[int] | None) -> list[list[int]]:
+def _same_pads(auto: str, attrs: dict, nsp: int, node: Any, cx, x: str,
+               kernel: list[int] | None) -> list[list[int]]:  # fmt: skip
     """ONNX SAME_UPPER / SAME_LOWER: output size ceil(in / stride), the total padding split
     evenly, the odd one at the end (UPPER) or the beginning (LOWER).  Needs static spatial dims."""
     spec = cx.graph.spec(x) if x else None
     dims = list(spec.shape[-nsp:]) if spec is not None and spec.shape is not None else []
     if kernel is None or len(dims) != nsp or not all(isinstance(d, int) for d in dims):
         raise cx.unsupported(node, f"auto_pad={auto} with symbolic spatial dims")
-    attrs = cx.attrs(node)
     strides = list(attrs.get("strides", [1] * nsp))
     dilations = list(attrs.get("dilations", [1] * nsp))
     pads = []

@@ -4,7 +4,7 @@ Everything goes under ``MODULAR_CACHE_DIR`` (default ``~/.cache/skillmill/modula
 clone, so CI keeps it between runs).  MAX keeps its own kernel cache there too.
 
 A compiled MAX graph is keyed by the IR's structure (nodes, attributes, input and weight specs),
-the values of the weights baked in as constants, the lowering version, the MAX version and the
+the values of the weights baked in as constants, a digest of the lowering's source, the MAX version and the
 device: the same architecture with other weights hits the cache, because big weights are bound
 at load time."""
 

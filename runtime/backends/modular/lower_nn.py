@@ -227,7 +227,8 @@ def _mask_terms(lw: Lowering, mask: Any, causal: bool, s: Any, t: Any, dt: str,
     scores in every layer.  Both are materialised: MAX 26.7 miscompiles a shared broadcasting
     compare/where chain fused into matmul epilogues (see ``lowering.materialise``)."""
     memo_key = ("attention_mask", mask_key, causal, str(s), str(t), dt)
-    if mask_key is not None and memo_key in lw.memo:
+    shareable = mask is None or mask_key is not None  # an unnamed mask cannot be told apart
+    if shareable and memo_key in lw.memo:
         return lw.memo[memo_key]
     additive = None
     if mask is not None:
@@ -244,7 +245,8 @@ def _mask_terms(lw: Lowering, mask: Any, causal: bool, s: Any, t: Any, dt: str,
     dead = ops.equal(ops.max(additive, axis=-1), lw.const(-np.inf, dt))
     zero, one = lw.const(0.0, dt), lw.const(1.0, dt)
     terms = (materialise(ops.where(dead, zero, additive)), materialise(ops.where(dead, zero, one)))
-    lw.memo[memo_key] = terms
+    if shareable:
+        lw.memo[memo_key] = terms
     return terms
 
 

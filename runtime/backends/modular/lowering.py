@@ -30,7 +30,23 @@ from .adapter import GraphBuilder, ops
 
 CONSTANT_LIMIT = 64  # elements; at most this many (or any non-float weight) -> graph constant
 FLOAT_TYPES = ("float32", "float64", "float16", "bfloat16")
-LOWERING_VERSION = "skillmill-max-lowering/2"  # part of the cache key: bump when lowering changes
+
+
+def _lowering_source_digest() -> str:
+    """sha256 of the lowering's own source (this file, lower_*.py, adapter.py): part of the
+    compile-cache key, so an artifact compiled by an older lowering is never loaded for the same
+    IR (a hand-bumped version string was forgotten once: the broadcast workaround changed the
+    graphs without changing the key)."""
+    import hashlib
+
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted([here / "lowering.py", here / "adapter.py", *here.glob("lower_*.py")]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+LOWERING_VERSION = f"skillmill-max-lowering/{_lowering_source_digest()}"  # part of the cache key
 
 
 class MaxLoweringError(Exception):
