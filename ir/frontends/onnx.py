@@ -353,9 +353,32 @@ def _layer_norm(cx, node, ins, outs, attrs):
 
 
 def _batch_norm(cx, node, ins, outs, attrs):
-    if attrs.get("training_mode", 0) or len(outs) > 1:
-        raise cx.unsupported(node, "training_mode")
-    cx.emit("BatchNorm", ins, outs, {"eps": attrs.get("epsilon", 1e-5)})
+    eps = attrs.get("epsilon", 1e-5)
+    if not attrs.get("training_mode", 0):
+        if len(outs) > 1 and any(outs[1:]):
+            raise cx.unsupported(node, "statistics outputs without training_mode (opset < 14)")
+        cx.emit("BatchNorm", ins, outs, {"eps": eps})
+        return
+    _batch_norm_training(cx, node, ins, outs, eps, attrs.get("momentum", 0.9))
+
+
+def _batch_norm_training(cx, node, ins, outs, eps: float, momentum: float) -> None:
+    """training_mode=1: Y is normalised by the batch's own mean and population variance over
+    every axis but the channel one; the running statistics move towards them by ``momentum``
+    (the population variance there too, as onnx's reference and test data have it)."""
+    spec = cx.graph.spec(ins[0])
+    if spec is None or spec.shape is None:
+        raise cx.unsupported(node, "training_mode with an input of unknown rank")
+    axes = [a for a in range(len(spec.shape)) if a != 1]
+    batch_mean = cx.temp("ReduceMean", ins[:1], {"axes": axes, "keepdims": False})
+    batch_var = cx.temp("Var", ins[:1], {"axes": axes, "correction": 0, "keepdims": False})
+    cx.emit("BatchNorm", ins[:3] + [batch_mean, batch_var], outs[:1], {"eps": eps})
+    for running, batch, out in zip(ins[3:5], (batch_mean, batch_var), outs[1:3]):
+        if not out:
+            continue
+        kept = cx.temp("Mul", [running], {"b": float(momentum), "keep_dtype": True})
+        moved = cx.temp("Mul", [batch], {"b": float(1.0 - momentum), "keep_dtype": True})
+        cx.emit("Add", [kept, moved], [out])
 
 
 def _pads(attrs: dict, nsp: int, node: Any, cx, x: str = "", kernel: list[int] | None = None) -> list[list[int]] | None:
@@ -412,21 +435,19 @@ def _kernel_of(cx, weight: str) -> list[int] | None:
 
 def _pool(op: str) -> Handler:
     def handle(cx, node, ins, outs, attrs):
-        if len(outs) > 1 and outs[1]:
-            raise cx.unsupported(node, "Indices output")
         kernel = list(attrs["kernel_shape"])
         nsp = len(kernel)
-        if attrs.get("storage_order", 0):
-            raise cx.unsupported(node, "storage_order")
+        dilation = list(attrs.get("dilations", [1] * nsp))
         out = {"kernel": kernel, "stride": list(attrs.get("strides", [1] * nsp)),
                "ceil_mode": bool(attrs.get("ceil_mode", 0)), "pads": _pads(attrs, nsp, node, cx, ins[0], kernel)}  # fmt: skip
-        if op == "MaxPool":
-            out["dilation"] = list(attrs.get("dilations", [1] * nsp))
-        else:
-            if attrs.get("dilations") and any(d != 1 for d in attrs["dilations"]):
-                raise cx.unsupported(node, "dilations")
+        if op == "MaxPool" or any(d != 1 for d in dilation):  # undilated AvgPool nodes as before
+            out["dilation"] = dilation
+        indices = op == "MaxPool" and len(outs) > 1 and bool(outs[1])
+        if op == "AvgPool":
             out["count_include_pad"] = bool(attrs.get("count_include_pad", 0))
-        cx.emit(op, ins[:1], outs[:1], out)
+        elif indices:  # storage_order only orders the Indices output
+            out.update(return_indices=True, storage_order=attrs.get("storage_order", 0))
+        cx.emit(op, ins[:1], outs[:2] if indices else outs[:1], out)
 
     return handle
 

@@ -297,7 +297,9 @@ def _per_dim(value: Any, n: int) -> list[int]:
     return value * n if len(value) == 1 else value
 
 
-def _pool_windows(x, kernel, stride, pads, dilation, ceil_mode, pad_value):
+def _pool_windows(x, kernel, stride, pads, dilation, ceil_mode, pad_value, overhang_value=None):
+    """Pooling windows [N, C, *out, *kernel] of ``x`` padded by ``pads`` with ``pad_value``;
+    a ceil-mode overhang past the right padding holds ``overhang_value`` (default: the same)."""
     nsp = len(kernel)
     padded = _pad_spatial(x, pads, pad_value)
     extra = []
@@ -314,8 +316,8 @@ def _pool_windows(x, kernel, stride, pads, dilation, ceil_mode, pad_value):
         else:
             extra.append(0)
     if any(extra):
-        padded = np.pad(padded, [(0, 0), (0, 0)] + [(0, e) for e in extra],
-                        constant_values=pad_value)  # fmt: skip
+        fill = pad_value if overhang_value is None else overhang_value
+        padded = np.pad(padded, [(0, 0), (0, 0)] + [(0, e) for e in extra], constant_values=fill)
     span = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
     windows = sliding_window_view(padded, span, axis=tuple(range(2, x.ndim)))
     index = (slice(None), slice(None)) + tuple(slice(None, None, s) for s in stride)
@@ -324,7 +326,8 @@ def _pool_windows(x, kernel, stride, pads, dilation, ceil_mode, pad_value):
 
 
 def _max_pool(inputs, kernel=(1,), stride=None, padding=(0,), dilation=(1,), ceil_mode=False,
-              pads=None):  # fmt: skip
+              pads=None, return_indices=False, storage_order=0):  # fmt: skip
+    """Max pooling; with ``return_indices`` also the ONNX Indices output (see _argmax_indices)."""
     x = np.asarray(inputs[0])
     nsp = x.ndim - 2
     kernel = _per_dim(kernel, nsp)
@@ -333,34 +336,55 @@ def _max_pool(inputs, kernel=(1,), stride=None, padding=(0,), dilation=(1,), cei
     pads = pads if pads is not None else [(p, p) for p in _per_dim(padding, nsp)]
     low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
     windows, _ = _pool_windows(x, kernel, stride, pads, dilation, ceil_mode, low)
-    return windows.max(axis=tuple(range(-nsp, 0)))
+    y = windows.max(axis=tuple(range(-nsp, 0)))
+    if not return_indices:
+        return y
+    where = _flat_positions(x.shape, storage_order)
+    where_windows, _ = _pool_windows(where, kernel, stride, pads, dilation, ceil_mode, -1)
+    return y, _argmax_indices(windows, where_windows, y)
 
 
-def _avg_pool(inputs, kernel=(1,), stride=None, padding=(0,), ceil_mode=False,
+def _flat_positions(shape: tuple[int, ...], storage_order: int) -> np.ndarray:
+    """Each element's ONNX MaxPool index: row-major over (N, C), then over the spatial dims in
+    row-major (storage_order 0) or column-major (1) order -- the offset of the (n, c) plane is
+    part of the index, so it addresses the whole input."""
+    spatial = shape[2:]
+    plane = int(np.prod(spatial, dtype=np.int64))
+    within = np.arange(plane, dtype=np.int64).reshape(spatial, order="F" if storage_order else "C")
+    planes = np.arange(shape[0] * shape[1], dtype=np.int64).reshape(shape[:2] + (1,) * len(spatial))
+    return planes * plane + within
+
+
+def _argmax_indices(windows: np.ndarray, where_windows: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The position of each window's maximum, the first one in scan order on ties; padding
+    (position -1) never wins over a real element of equal value."""
+    nsp = y.ndim - 2
+    flat = windows.reshape(windows.shape[: 2 + nsp] + (-1,))
+    where = where_windows.reshape(flat.shape)
+    hit = (flat == y[..., None]) & (where >= 0)
+    pick = np.argmax(hit, axis=-1)[..., None]
+    return np.take_along_axis(where, pick, axis=-1)[..., 0]
+
+
+def _avg_pool(inputs, kernel=(1,), stride=None, padding=(0,), dilation=(1,), ceil_mode=False,
               count_include_pad=True, divisor_override=None, pads=None):  # fmt: skip
     x = np.asarray(inputs[0])
     nsp = x.ndim - 2
     kernel = _per_dim(kernel, nsp)
     stride = _per_dim(stride or kernel, nsp)
+    dilation = _per_dim(dilation, nsp)
     pads = pads if pads is not None else [(p, p) for p in _per_dim(padding, nsp)]
-    ones = [1] * nsp
-    windows, extra = _pool_windows(x, kernel, stride, pads, ones, ceil_mode, 0.0)
+    windows, _ = _pool_windows(x, kernel, stride, pads, dilation, ceil_mode, 0.0)
     axes = tuple(range(-nsp, 0))
     total = windows.sum(axis=axes)
     if divisor_override:
         return (total / divisor_override).astype(x.dtype)
-    # count of elements per window: padding counts only when count_include_pad, and the
-    # ceil-mode overhang never counts
-    mask = np.ones((1, 1) + x.shape[2:], dtype=x.dtype)
-    if count_include_pad:
-        mask = _pad_spatial(mask, pads, 1.0)
-        mask = np.pad(mask, [(0, 0), (0, 0)] + [(0, e) for e in extra])
-        mwin = sliding_window_view(mask, kernel, axis=tuple(range(2, x.ndim)))
-    else:
-        mwin, _ = _pool_windows(mask, kernel, stride, pads, ones, ceil_mode, 0.0)
-    if count_include_pad:
-        mwin = mwin[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in stride)]
-    counts = mwin.sum(axis=axes)
+    # the divisor counts the window's taps that land on the input, and on the explicit padding
+    # when count_include_pad; a ceil-mode overhang past the padding never counts (ONNX, torch)
+    ones = np.ones((1, 1) + x.shape[2:], dtype=x.dtype)
+    counted, _ = _pool_windows(ones, kernel, stride, pads, dilation, ceil_mode,
+                               1.0 if count_include_pad else 0.0, overhang_value=0.0)  # fmt: skip
+    counts = counted.sum(axis=axes)
     return (total / np.maximum(counts, 1)).astype(x.dtype)
 
 
@@ -508,8 +532,9 @@ def build() -> dict[str, OpDef]:
               doc="self-attention over qkv [B, S, 3*heads*D] (q|k|v on the last axis) -> [B, S, heads*D]"),
         OpDef("Conv", _conv),
         OpDef("ConvTranspose", _conv_transpose),
-        OpDef("MaxPool", _max_pool),
-        OpDef("AvgPool", _avg_pool),
+        OpDef("MaxPool", _max_pool,
+              doc="max pooling; return_indices adds ONNX's flat argmax Indices as a second output"),
+        OpDef("AvgPool", _avg_pool, doc="average pooling: dilation, count_include_pad, ceil_mode"),
         OpDef("AdaptiveAvgPool", _adaptive_avg_pool),
         OpDef("Var", _var),
         OpDef("ArgMax", _arg_reduce(np.argmax)),

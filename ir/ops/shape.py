@@ -289,7 +289,13 @@ def _gather_onnx(inputs, dim=0):
 
 
 def _einsum(inputs, equation=""):
-    return np.einsum(equation, *[np.asarray(a) for a in inputs])
+    arrays = [np.asarray(a) for a in inputs]
+    # numpy's einsum refuses ml_dtypes' extension types (bfloat16: kind "V"): compute in
+    # float32 and round the result back to the operands' type
+    narrow = next((a.dtype for a in arrays if a.dtype.kind == "V"), None)
+    if narrow is None:
+        return np.einsum(equation, *arrays)
+    return np.einsum(equation, *[a.astype(np.float32) for a in arrays]).astype(narrow)
 
 
 def _constant_of_shape(inputs, value=0.0, dtype="float32"):
