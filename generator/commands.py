@@ -7,6 +7,9 @@ import time
 
 import click
 
+# A row's status when a sweep stopped before measuring the type (--resume picks it up).
+NOT_MEASURED = "not_measured"
+
 DEMO_SENTENCES = (
     "A man is eating food.",
     "A man is eating a piece of bread.",
@@ -44,7 +47,10 @@ def _backend_names() -> list[str]:
 @click.option("--jobs", "-j", type=click.IntRange(1, 16), default=2, show_default=True)
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds per model type.")
 @click.option("--no-write", is_flag=True, help="Print the summary only; keep the committed report.")
-def coverage(types, backend, jobs, timeout, no_write):
+@click.option("--resume", is_flag=True,
+              help="Keep the committed report's measured rows and measure only the types it has "
+                   "no verdict for (missing, or 'not_measured' because an earlier sweep stopped).")
+def coverage(types, backend, jobs, timeout, no_write, resume):
     """Run every base model type's tiny model through one backend; rewrite its coverage report."""
     import os
 
@@ -64,12 +70,23 @@ def coverage(types, backend, jobs, timeout, no_write):
     if unknown:
         raise click.UsageError(f"not base model types: {', '.join(unknown)}")
     os.environ.update(spec.env)  # before the workers fork, so each one sees it
-    bar = tqdm(total=len(chosen), desc=f"coverage {backend}", unit="type", file=sys.stderr)
 
     # Rows measured in this run replace the committed ones; the report is rewritten every few
     # rows, so an interrupted sweep keeps what it measured.
-    merged = {} if (no_write or not types) else dict(cov.load_report(backend).get("model_types", {}))
+    merged = {} if (no_write or not (types or resume)) else dict(cov.load_report(backend).get("model_types", {}))
+    if resume:
+        merged = {t: r for t, r in merged.items() if r["status"] != NOT_MEASURED}
+        chosen = [t for t in chosen if t not in merged]
     measured: dict[str, dict] = {}
+    bar = tqdm(total=len(chosen), desc=f"coverage {backend}", unit="type", file=sys.stderr)
+
+    def with_unreached(rows: dict[str, dict]) -> dict[str, dict]:
+        """Every chosen type keeps a row: one the sweep did not reach says so."""
+        unreached = {t: {"status": NOT_MEASURED, "class": registry.base_classes[t],
+                         "reason": "the sweep stopped before this type; "
+                                   f"`generate-skills coverage --backend {backend} --resume` measures it"}
+                     for t in chosen if t not in rows}  # fmt: skip
+        return {**rows, **unreached}
 
     def report(item, row):
         bar.update(1)
@@ -79,8 +96,8 @@ def coverage(types, backend, jobs, timeout, no_write):
         if row["status"] != "pass":
             stage = f"{row['stage']}: " if row.get("stage") else ""
             bar.write(f"{row['status'].upper()} {item}: {stage}{row.get('reason', '')[:150]}")
-        if not no_write and len(measured) % 25 == 0:
-            cov.write_report({**merged, **measured}, transformers.__version__, backend)
+        if not no_write and (len(measured) % 25 == 0 or spec.sweep is not None):
+            cov.write_report(with_unreached({**merged, **measured}), transformers.__version__, backend)
 
     # Warm the parent once (transformers' lazy modules, the runtime, torch.export): forked
     # workers then pay only for their own model, seconds instead of tens of seconds per type.
@@ -93,15 +110,15 @@ def coverage(types, backend, jobs, timeout, no_write):
             run_parallel(chosen, spec.check, jobs=jobs, timeout=timeout, on_result=report)
     except KeyboardInterrupt:  # keep every row measured so far, then stop
         if not no_write and measured:
-            cov.write_report({**merged, **measured}, transformers.__version__, backend)
+            cov.write_report(with_unreached({**merged, **measured}), transformers.__version__, backend)
             bar.write(f"interrupted: kept the {len(measured)} rows measured in this run")
         raise
     bar.close()
     passed = sum(r["status"] == "pass" for r in measured.values())
     click.echo(f"{backend}: {passed}/{len(measured)} base model types pass "
-               f"({100 * passed / len(measured):.1f}%)")  # fmt: skip
+               f"({100 * passed / max(len(measured), 1):.1f}%)")  # fmt: skip
     if not no_write:
-        written = cov.write_report({**merged, **measured}, transformers.__version__, backend)
+        written = cov.write_report(with_unreached({**merged, **measured}), transformers.__version__, backend)
         click.echo("wrote " + ", ".join(str(p) for p in written))
 
 

@@ -5,16 +5,21 @@ and compared with PyTorch eager (relative error max|max - torch| / max|torch| <=
     generate-skills coverage --backend max [--types bert --types gpt2]      # the report
     python -m skillmill.runtime.backends.modular.coverage --types bert,gpt2  # print only
 
-Why types are compiled in groups: a MAX compile costs about a minute of CPU per graph however
-small (measured: one 8x8 matmul graph 70 CPU-s; eight such subgraphs in one graph 121 CPU-s),
-so the sweep lowers up to ``GROUP_SIZE`` types side by side into one MAX graph (each with its
-own inputs, symbolic dims, weights and outputs), compiles it once and compares every type's
-outputs separately.  A group that fails to compile or run is split in halves until the failing
-type stands alone, so every failure is attributed to one type with MAX's message.  Each group
-runs in its own process: a MAX abort costs one group, not the sweep.  Skills compile per type.
+Why types are compiled in groups: every MAX compile pays a fixed cost however small the graph
+(measured on this 2-core machine with a warm cache: an element-wise graph 14 s, one 8x8 matmul
+40 s, four matmul shapes 46 s; tiny BERT alone 66 s, BERT + RoBERTa + ELECTRA + GPT-2 in one graph
+134 s), so the sweep lowers up to ``GROUP_SIZE`` types side by side into one MAX graph (each
+with its own inputs, symbolic dims, weights and outputs), compiles it once and compares every
+type's outputs separately.  A group that fails to compile or run is split in halves until the
+failing type stands alone, so every failure is attributed to one type with MAX's message.  Each
+group runs in its own process: a MAX abort costs one group, not the sweep.  Skills compile per
+type.
 
-Stages: ``prepare`` (forked workers: tiny model, torch.export, optimise, references) writes
-each ready type to a work folder; ``group`` (subprocesses) lowers, compiles, runs, compares.
+A chunk of ``GROUP_SIZE`` types runs end to end in its own subprocess: ``prepare`` (a forked
+worker per type: tiny model, torch.export, optimise, references, written to a work folder),
+then ``group`` (a subprocess: lower, compile, run, compare).  ``jobs`` chunks run at once (a
+MAX compile keeps about one core busy), so rows land chunk by chunk and an interrupted sweep
+keeps them.  The floor families go first, then the types the native sweep passed.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,8 +39,10 @@ import numpy as np
 
 TOLERANCE = 1e-4
 SHAPES = ((2, 8), (3, 11))
-GROUP_SIZE = 12
+GROUP_SIZE = 16
 GROUP_TIMEOUT = 3600.0
+PREPARE_TIMEOUT = 300.0
+CHUNK_TIMEOUT = GROUP_SIZE * PREPARE_TIMEOUT + 3 * GROUP_TIMEOUT
 
 
 # -- stage 1: prepare (forked workers) -------------------------------------------------------
@@ -244,41 +252,80 @@ def _group_in_subprocess(workdir: Path, types: list[str], timeout: float) -> dic
     return rows
 
 
+def _chunk_in_subprocess(workdir: Path, types: list[str]) -> dict[str, dict[str, Any]]:
+    cmd = [sys.executable, "-m", "skillmill.runtime.backends.modular.coverage", "--chunk",
+           str(workdir), ",".join(types)]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHUNK_TIMEOUT)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode == 0 and lines:
+            return json.loads(lines[-1])
+        why = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+    except subprocess.TimeoutExpired:
+        why = f"no result after {CHUNK_TIMEOUT:.0f} s"
+    return {t: {"status": "crash", "reason": f"chunk of {len(types)} types failed: {why[:250]}"} for t in types}
+
+
+def run_chunk(workdir: Path, types: list[str]) -> dict[str, dict[str, Any]]:
+    """One chunk end to end: prepare each type (a forked worker each, so a hang costs one
+    type), then lower the ready ones into one MAX graph, compile and compare (a subprocess)."""
+    from skillmill.ir.coverage import normalise_row
+    from skillmill.registry.sweep import run_parallel
+
+    prepared = run_parallel(types, lambda t: prepare_type(t, workdir), jobs=1, timeout=PREPARE_TIMEOUT)
+    rows = {t: normalise_row(r) for t, r in prepared.items() if r.get("status") != "ready"}
+    ready = [t for t in types if t not in rows]
+    if ready:
+        for model_type, row in _group_in_subprocess(workdir, ready, GROUP_TIMEOUT).items():
+            rows[model_type] = {**{k: v for k, v in prepared[model_type].items() if k in ("class", "nodes")}, **row}
+    return rows
+
+
+def sweep_order(types: list[str]) -> list[str]:
+    """The floor families first, then the types the committed native sweep passed (the likely
+    MAX passes), then the rest: an interrupted sweep has measured what matters most."""
+    from skillmill.generator.coverage import load_report
+    from skillmill.ir.coverage import FLOOR_TYPES
+
+    native = load_report("native").get("model_types", {})
+
+    def rank(model_type: str) -> int:
+        if model_type in FLOOR_TYPES:
+            return 0
+        return 1 if native.get(model_type, {}).get("status") == "pass" else 2
+
+    return sorted(types, key=rank)  # stable: registry order within a rank
+
+
 def run_coverage(model_types: list[str] | None = None, jobs: int = 2, group_size: int = GROUP_SIZE,
                  on_result: Callable[[str, dict], None] | None = None,
                  workdir: Path | None = None, reuse_native: bool = True) -> dict[str, dict[str, Any]]:  # fmt: skip
-    from skillmill.ir.coverage import base_model_types, warm_up
-    from skillmill.registry.sweep import run_parallel
+    """Rows for the types: conversion failures of the native sweep first, then chunks of
+    ``group_size`` types, ``jobs`` chunks at a time (a MAX compile keeps about one core busy),
+    each prepared and compiled end to end, so rows land chunk by chunk."""
+    from skillmill.ir.coverage import base_model_types
 
     types = list(model_types) if model_types else list(base_model_types())
-    own = workdir is None
-    folder = Path(tempfile.mkdtemp(prefix="skillmill-max-coverage-")) if own else Path(workdir)
+    folder = Path(tempfile.mkdtemp(prefix="skillmill-max-coverage-")) if workdir is None else Path(workdir)
     rows: dict[str, dict[str, Any]] = {}
     if reuse_native:
         for model_type, row in conversion_failures(types).items():
             rows[model_type] = row
             if on_result:
                 on_result(model_type, row)
-    warm_up()
-    todo = [t for t in types if t not in rows]
-    prepared = run_parallel(todo, lambda t: prepare_type(t, folder), jobs=jobs, timeout=300.0)
-    ready = []
-    for model_type, row in prepared.items():
-        if row.get("status") == "ready":
-            ready.append(model_type)
-            continue
-        if row.get("status") == "fail":
-            row["status"] = "timeout" if row.get("stage") == "timeout" else "crash"
-        rows[model_type] = row
-        if on_result:
-            on_result(model_type, row)
-    for start in range(0, len(ready), group_size):
-        group = ready[start : start + group_size]
-        for model_type, row in _group_in_subprocess(folder, group, GROUP_TIMEOUT).items():
-            row = {**{k: v for k, v in prepared[model_type].items() if k in ("class", "nodes")}, **row}
-            rows[model_type] = row
-            if on_result:
-                on_result(model_type, row)
+    todo = sweep_order([t for t in types if t not in rows])
+    chunks = [todo[i : i + group_size] for i in range(0, len(todo), group_size)]
+    # Threads only wait on chunk subprocesses (no fork from a threaded parent, and the chunk's
+    # MAX compile is not under the forked workers' memory limit); rows are reported here.
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(_chunk_in_subprocess, folder, chunk): chunk for chunk in chunks}
+        for future in as_completed(futures):
+            chunk_rows = future.result()
+            for model_type in futures[future]:
+                row = chunk_rows.get(model_type) or {"status": "error", "reason": "chunk returned no row"}
+                rows[model_type] = row
+                if on_result:
+                    on_result(model_type, row)
     return {t: rows[t] for t in types if t in rows}
 
 
@@ -349,6 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--trace"]:
         for name, op, err in trace_type(Path(argv[1]), shape_index=int(argv[2]) if len(argv) > 2 else 0):
             print(f"{'MISMATCH' if not err <= TOLERANCE else 'ok      '} {err:10.3g} {op:14} {name}")
+        return 0
+    if argv[:1] == ["--chunk"]:
+        from skillmill.ir.coverage import warm_up
+
+        warm_up()  # forked prepare workers then start warm
+        print(json.dumps(run_chunk(Path(argv[1]), argv[2].split(","))))
         return 0
     if argv[:1] == ["--group"]:
         rows = run_group(Path(argv[1]), argv[2].split(","))

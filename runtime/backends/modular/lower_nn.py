@@ -334,6 +334,10 @@ def _pool(kind: str) -> Any:
         pads = [tuple(int(v) for v in p) for p in pads]
         if kind == "avg" and attrs.get("divisor_override"):
             raise MaxLoweringError(node.op, node.name, "avg pool divisor_override")
+        if kind == "avg" and any(d != 1 for d in dilation):  # MAX's avg_pool2d has no dilation
+            raise MaxLoweringError(node.op, node.name, "dilated average pooling")
+        if attrs.get("return_indices") or (len(node.outputs) > 1 and node.outputs[1]):
+            raise MaxLoweringError(node.op, node.name, "max pooling's indices output")
         if nsp == 1:
             x = ops.unsqueeze(x, 2)
             kernel, stride, dilation, pads = [1] + kernel, [1] + stride, [1] + dilation, [(0, 0)] + pads
