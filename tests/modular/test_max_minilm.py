@@ -28,6 +28,9 @@ def test_compile_to_max_reports_real_values(minilm_skill_factory, minilm_referen
     assert result.compilation_time > 0
     assert "fuse_attention" in result.optimizations_applied
     assert result.metadata["target"] == "cpu" and result.metadata["outputs"][0] == "last_hidden_state"
+    # on the CPU the defaults lower Linear, LayerNorm and the fused attention to skillmill's Mojo
+    # kernels registered as MAX custom ops (MAX compiles and runs them inside its graph)
+    assert result.metadata["custom_ops"] == ["skillmill_layer_norm", "skillmill_linear", "skillmill_qkv_attention"]
     got = result.model.run({k: v.numpy() for k, v in batch.items()})["last_hidden_state"]
     assert relative_error(got, hidden) <= 1e-4
 

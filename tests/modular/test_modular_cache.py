@@ -41,15 +41,19 @@ def test_second_load_hits_the_cache_and_is_fast():
     assert second["seconds"] < 5.0
 
 
-def test_mojo_layer_norm_as_a_max_custom_op():
+def test_mojo_kernels_as_max_custom_ops():
+    """LayerNorm and Linear (+ gelu, N a whole number of 16-wide panels) lower to skillmill's
+    Mojo kernels registered as MAX custom ops; with them off, MAX's own ops; both equal the IR."""
     import skillmill
 
-    graph = ln_linear_graph()
+    graph = ln_linear_graph(out=48)
     result = skillmill.compile_to_max(graph, target_device="cpu", mojo_custom_ops=True)
     assert result.success, result.error_message
-    assert result.metadata["custom_ops"] == ["skillmill_layer_norm"]
+    assert result.metadata["custom_ops"] == ["skillmill_layer_norm", "skillmill_linear"]
     x = np.random.default_rng(2).standard_normal((2, 7, 48)).astype(np.float32)
-    assert relative_error(result.model.run({"x": x})["z"], reference(graph, {"x": x})["z"]) <= 1e-5
-    plain = skillmill.compile_to_max(graph, target_device="cpu")
+    want = reference(graph, {"x": x})["z"]
+    assert relative_error(result.model.run({"x": x})["z"], want) <= 1e-5
+    plain = skillmill.compile_to_max(graph, target_device="cpu", mojo_custom_ops=False)
     assert plain.success and plain.metadata["custom_ops"] == []
-    assert plain.compiled_path != result.compiled_path  # the custom op is part of the cache key
+    assert relative_error(plain.model.run({"x": x})["z"], want) <= 1e-5
+    assert plain.compiled_path != result.compiled_path  # the custom ops are part of the cache key

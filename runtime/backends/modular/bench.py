@@ -26,7 +26,9 @@ from typing import Any
 import numpy as np
 
 SHAPES = ((1, 16), (1, 128), (32, 128))
-BACKENDS = ("max", "mojo", "native", "torch")
+# "max": MAX graphs as skills compile them (on the CPU, Linear / LayerNorm / attention as
+# skillmill's Mojo kernels registered as MAX custom ops); "max-builtin": MAX's own ops only.
+BACKENDS = ("max", "max-builtin", "mojo", "native", "torch")
 FLOORS = {  # the success criteria: (backend, shape, minimum speed-up over PyTorch eager)
     ("max", "1x16"): 2.0,
     ("max", "32x128"): 1.0,
@@ -84,10 +86,11 @@ def _load_backend(backend: str, ir_path: str) -> Any:
 
     graph = load_mojomodel(ir_path).graph
     names = set(graph.inputs)
-    if backend == "max":
+    if backend in ("max", "max-builtin"):
         from .max_model import MaxModel
 
-        model = MaxModel.from_graph(graph, "cpu")
+        builtin = {"custom_kernels": {}, "custom_extensions": []} if backend == "max-builtin" else {}
+        model = MaxModel.from_graph(graph, "cpu", **builtin)
     elif backend == "mojo":
         from .mojo_model import MojoModel
 
@@ -213,7 +216,7 @@ def format_report(results: dict[str, Any]) -> str:
     shapes = results["shapes"]
     lines = [f"all-MiniLM-L6-v2, median over {results['rounds']} alternating rounds of each round's median "
              f"(up to {results['repeats']} runs, own process each); speed-up = PyTorch eager / backend", ""]
-    header = f"{'backend':<8}" + "".join(f"{s:>26}" for s in shapes)
+    header = f"{'backend':<12}" + "".join(f"{s:>26}" for s in shapes)
     lines += [header, "-" * len(header)]
     for backend, rows in results["latency"].items():
         cells = []
@@ -224,7 +227,7 @@ def format_report(results: dict[str, Any]) -> str:
                 continue
             speed = f" ({row['speedup_vs_torch']:.2f}x)" if "speedup_vs_torch" in row else ""
             cells.append(f"{row['median_ms']:>14.2f} ms{speed:>9}")
-        lines.append(f"{backend:<8}" + "".join(cells))
+        lines.append(f"{backend:<12}" + "".join(cells))
     lines.append("")
     for key, row in results.get("compile", {}).items():
         if "seconds" in row:

@@ -71,11 +71,12 @@ def _failure(started: float, exc: BaseException, stage: str, **metadata: Any) ->
 
 
 def compile_to_max(model_or_ir: Any, target_device: str = "auto", example_inputs: dict[str, Any] | None = None,
-                   use_cache: bool = True, mojo_custom_ops: bool = False) -> CompilationResult:  # fmt: skip
+                   use_cache: bool = True, mojo_custom_ops: bool | None = None) -> CompilationResult:  # fmt: skip
     """Lower to a MAX graph and compile it for ``target_device`` ("auto", "cpu" or "gpu").
 
-    ``mojo_custom_ops=True`` lowers LayerNorm to skillmill's Mojo kernel registered as a MAX
-    custom op (``custom_op.py``) instead of MAX's built-in op."""
+    ``mojo_custom_ops``: None (default) uses ``custom_op.defaults`` (on the CPU, Linear,
+    LayerNorm and QKV attention lower to skillmill's Mojo kernels registered as MAX custom ops);
+    True forces them, False keeps MAX's built-in ops."""
     started = time.perf_counter()
     try:
         graph = _to_graph(model_or_ir, example_inputs)
@@ -85,11 +86,13 @@ def compile_to_max(model_or_ir: Any, target_device: str = "auto", example_inputs
     try:
         from .max_model import MaxModel
 
-        kernels = extensions = None
-        if mojo_custom_ops:
-            from . import custom_op
+        from . import custom_op
 
+        kernels = extensions = None  # None: custom_op.defaults for the target
+        if mojo_custom_ops:
             kernels, extensions = custom_op.custom_kernels(), [custom_op.folder()]
+        elif mojo_custom_ops is False:
+            kernels, extensions = {}, []
         model = MaxModel.from_graph(graph, target_device, use_cache=use_cache, custom_kernels=kernels,
                                     custom_extensions=extensions)  # fmt: skip
     except Exception as exc:  # noqa: BLE001

@@ -138,6 +138,7 @@ def run_group(workdir: Path, types: list[str]) -> dict[str, dict[str, Any]]:
     from skillmill.ir.coverage import relative_error
 
     from . import adapter
+    from .custom_op import defaults
     from .lowering import MaxLoweringError, lower_graphs
 
     rows: dict[str, dict[str, Any]] = {}
@@ -146,7 +147,7 @@ def run_group(workdir: Path, types: list[str]) -> dict[str, dict[str, Any]]:
         prefix = f"t{index}_"
         graph, feeds, wants = _load(workdir / model_type)
         try:  # lower alone first, so a lowering error names its own type
-            lower_graphs({prefix: _renamed_dims(graph, prefix)}, "probe")
+            lower_graphs({prefix: _renamed_dims(graph, prefix)}, "probe", "cpu", *defaults("cpu"))
         except MaxLoweringError as exc:
             rows[model_type] = {"status": "unsupported", "op": exc.op, "reason": _short(exc)}
             continue
@@ -154,8 +155,9 @@ def run_group(workdir: Path, types: list[str]) -> dict[str, dict[str, Any]]:
         data[prefix] = (model_type, graph, feeds, wants)
     if not graphs:
         return rows
+    kernels, extensions = defaults("cpu")  # what skills compile with
     started = time.perf_counter()
-    builder, parts = lower_graphs(graphs, f"coverage_{types[0]}")
+    builder, parts = lower_graphs(graphs, f"coverage_{types[0]}", "cpu", kernels, extensions)
     session = adapter.Session("cpu")
     model = session.init(session.compile(builder), builder.weights)
     compile_seconds = time.perf_counter() - started

@@ -268,6 +268,11 @@ def _attention(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any])
 
 
 def _qkv_attention(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    custom = lw.custom_kernels.get("QKVAttention")
+    if custom is not None:
+        y = custom(lw, node, attrs)
+        if y is not None:
+            return [y]
     qkv = lw.tensor(node.inputs[0])
     mask = lw.tensor(node.inputs[1]) if _opt(node, 1) else None
     heads = int(attrs.get("heads", 1))

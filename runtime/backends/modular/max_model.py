@@ -59,12 +59,20 @@ class MaxModel:
                    custom_extensions: list[Path] | None = None) -> "MaxModel":  # fmt: skip
         """Lower, then load the cached artifact or compile and store it.
 
+        ``custom_kernels`` / ``custom_extensions`` left as None take ``custom_op.defaults``
+        (skillmill's Mojo kernels as MAX custom ops on the CPU); ``custom_kernels={}`` lowers
+        to MAX's built-in ops only.
+
         Raises ``MaxLoweringError`` (an op or shape MAX cannot express) or ``RuntimeError``
         (MAX's compiler refused the graph), both with the reason."""
         from . import adapter
         from .lowering import lower_graph
 
         target = resolve_target(target_device)
+        if custom_kernels is None and custom_extensions is None:  # not told: the defaults
+            from .custom_op import defaults
+
+            custom_kernels, custom_extensions = defaults(target)
         extra = {"custom": sorted(custom_kernels or {}),
                  "extensions": sorted(Path(p).name for p in custom_extensions or [])}  # fmt: skip
         key = cache.graph_key(graph, target, extra)

@@ -51,7 +51,7 @@ class KernelPlan:
         return names + (["softmax_rows"] if self.softmax else [])
 
     def context(self, model_name: str, width: int) -> dict[str, Any]:
-        body = {"dtype": "float32", "simd_width": width, "mr": 6 if width <= 8 else 8,
+        body = {"dtype": "float32", "simd_width": width, "mr": micro_rows(width),
                 "linear": list(self.linear.values()), "layer_norm": list(self.layer_norm.values()),
                 "attention": list(self.attention.values()), "softmax": self.softmax,
                 "kernel_names": self.kernel_names()}  # fmt: skip
@@ -155,6 +155,12 @@ def _c32(a: Any) -> np.ndarray | None:
     if not isinstance(a, np.ndarray) or a.dtype != F32:
         return None
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
+def micro_rows(width: int) -> int:
+    """Rows of the Linear microkernel: MR x 2 accumulators + 2 B vectors + 1 broadcast fit the
+    16 vector registers of AVX2 (MR 6) or the 32 of AVX-512 (MR 8)."""
+    return 6 if width <= 8 else 8
 
 
 def pack_weight(w: np.ndarray, nr: int) -> np.ndarray:
