@@ -252,7 +252,9 @@ register_backend(CoverageBackend(
          "sequence), optimised in skillmill's IR, lowered to a MAX graph, compiled by MAX on the "
          "CPU and run at (batch, seq) = (2, 8) and (3, 11), every output compared with PyTorch "
          "eager: relative error max|max - torch| / max|torch| <= 1e-4 (types are compiled up to "
-         "12 per MAX graph, each with its own inputs and outputs; see runtime/backends/modular/coverage.py); "
+         "16 per MAX graph, each with its own inputs and outputs, with MAX's built-in ops only; the "
+         "skills' CPU default adds skillmill's Mojo kernels as MAX custom ops, which CI checks on a "
+         "subset; see runtime/backends/modular/coverage.py); "
          "a type whose tiny model, inputs or IR conversion failed in the native sweep is not "
          "exported again, and its row quotes that sweep's reason",
     first=("bert", "roberta", "distilbert", "albert", "electra", "gpt2", "gpt_neox", "llama",

@@ -28,9 +28,22 @@ def test_compile_to_max_reports_real_values(minilm_skill_factory, minilm_referen
     assert result.compilation_time > 0
     assert "fuse_attention" in result.optimizations_applied
     assert result.metadata["target"] == "cpu" and result.metadata["outputs"][0] == "last_hidden_state"
-    # on the CPU the defaults lower Linear, LayerNorm and the fused attention to skillmill's Mojo
-    # kernels registered as MAX custom ops (MAX compiles and runs them inside its graph)
+    # on the CPU the defaults lower Linear and LayerNorm to skillmill's Mojo kernels registered
+    # as MAX custom ops (MAX compiles and runs them inside its graph)
+    assert result.metadata["custom_ops"] == ["skillmill_layer_norm", "skillmill_linear"]
+
+
+def test_every_mojo_custom_op_on_minilm_equals_pytorch(minilm_skill_factory, minilm_reference):
+    """mojo_custom_ops=True adds the fused QKV attention kernel (padding mask) to the two."""
+    import skillmill
+
+    batch, hidden, _ = minilm_reference
+    model = minilm_skill_factory("cpu").model
+    result = skillmill.compile_to_max(model, target_device="cpu", example_inputs=dict(batch), mojo_custom_ops=True)
+    assert result.success, result.error_message
     assert result.metadata["custom_ops"] == ["skillmill_layer_norm", "skillmill_linear", "skillmill_qkv_attention"]
+    got = result.model.run({k: v.numpy() for k, v in batch.items()})["last_hidden_state"]
+    assert relative_error(got, hidden) <= 1e-4
     got = result.model.run({k: v.numpy() for k, v in batch.items()})["last_hidden_state"]
     assert relative_error(got, hidden) <= 1e-4
 

@@ -40,6 +40,33 @@ def folder(width: int | None = None) -> Path:
     return path
 
 
+def package(width: int | None = None) -> Path:
+    """The custom-op package precompiled once with MAX's own ``mojo precompile`` call, cached by
+    content.  Given the source folder, MAX precompiles it again in every process, twice (graph
+    build and session load): a cached MiniLM load took 5.5 s that way, 0.4 s without custom
+    ops.  Falls back to the folder (MAX then compiles it and reports any error itself)."""
+    import os
+
+    source = folder(width)
+    target = source.parent / (source.name.replace("-", "_") + ".mojoc")
+    if target.exists():
+        return target
+    try:
+        from mojo.run import subprocess_run_mojo
+
+        staging = target.with_name(f".{target.name}.{os.getpid()}")
+        staging.mkdir(exist_ok=True)
+        # the file name is the module name the graph compiler imports: compile under the final
+        # name in a private folder, then move it into place
+        subprocess_run_mojo(["precompile", str(source), "-o", str(staging / target.name)],
+                            capture_output=True, check=True, timeout=600)  # fmt: skip
+        os.replace(staging / target.name, target)
+        staging.rmdir()
+    except Exception:  # noqa: BLE001 — the folder still works, only slower to load
+        return source
+    return target
+
+
 def _layer_norm(lw: Any, node: Node, attrs: dict[str, Any]) -> Any | None:
     """The custom op for a LayerNorm it fits, else None (MAX's own layer_norm then)."""
     from .adapter import ops
@@ -153,11 +180,20 @@ def custom_kernels() -> dict[str, Any]:
 
 def defaults(target: str) -> tuple[dict[str, Any], list[Path]]:
     """The custom ops a MAX graph gets unless told otherwise: on the CPU, skillmill's Mojo
-    Linear, LayerNorm and attention kernels (MiniLM at (1, 16): 3.8 ms with them against 5.1 ms
-    with MAX's own ops, and about half the compile time; measured in docs/modular.md).
-    ``SKILLMILL_MAX_CUSTOM_OPS=0`` keeps MAX's built-in ops; no custom op runs on a GPU."""
+    Linear and LayerNorm kernels.  Measured on MiniLM (generate-skills bench modular, 2 rounds,
+    2-core machine; docs/modular.md): MAX's own ops 5.8 / 25.6 / 672 ms at (1, 16) / (1, 128) /
+    (32, 128), with Linear + LayerNorm as custom ops 3.8 / 21.5 / 647 ms, with the fused
+    attention as a custom op too 4.1 / 29.2 / 827 ms (its per-row kernel loses to MAX's
+    matmul + softmax on long sequences), so attention stays MAX's unless asked for.
+    ``SKILLMILL_MAX_CUSTOM_OPS=0`` keeps MAX's built-in ops, a comma list of IR ops (e.g.
+    ``Linear,LayerNorm,QKVAttention``) picks them; no custom op runs on a GPU."""
     import os
 
-    if target != "cpu" or os.environ.get("SKILLMILL_MAX_CUSTOM_OPS", "1") == "0":
+    choice = os.environ.get("SKILLMILL_MAX_CUSTOM_OPS", "1").strip()
+    if target != "cpu" or choice in ("0", ""):
         return {}, []
-    return custom_kernels(), [folder()]
+    wanted = DEFAULT_CUSTOM_OPS if choice == "1" else {op.strip() for op in choice.split(",")}
+    return {op: fn for op, fn in custom_kernels().items() if op in wanted}, [package()]
+
+
+DEFAULT_CUSTOM_OPS = frozenset({"Linear", "LayerNorm"})
