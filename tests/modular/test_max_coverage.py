@@ -83,3 +83,26 @@ def test_outer_broadcast_mask_is_computed_right():
     got = MaxModel.from_graph(g, "cpu").run({"mask": mask})["both"]
     want = np.tril(np.ones((5, 5), bool))[None, None] & mask.astype(bool)[:, None, None, :]
     np.testing.assert_array_equal(got, want)
+
+
+def test_constant_pad_on_symbolic_dims():
+    """A constant pad's fill must reach MAX 26.7 as a 0-d value (a graph constant is [1] and MAX
+    refused the op: the first sweep types that pad failed on it); float and int fills, and an asymmetrically
+    padded max pool, which pads with -inf the same way."""
+    from skillmill.ir.executor import Executor
+    from skillmill.ir.graph import Graph, Node, TensorSpec
+    from skillmill.runtime.backends.modular.max_model import MaxModel
+
+    g = Graph(name="pads")
+    g.inputs["x"] = TensorSpec("float32", ["batch", 3, 8, 8])
+    g.inputs["i"] = TensorSpec("int64", ["batch", "seq"])
+    g.nodes = [Node("p1", "Pad", ["x"], ["y"], {"pads": [[0, 0], [0, 0], [0, 1], [2, 1]], "value": -1.5}),
+               Node("p2", "Pad", ["i"], ["z"], {"pads": [[0, 0], [0, 1]], "value": 7}),
+               Node("mp", "MaxPool", ["x"], ["w"], {"kernel": [2, 2], "stride": [2, 2], "pads": [[0, 1], [1, 0]]})]  # fmt: skip
+    g.outputs = ["y", "z", "w"]
+    feeds = {"x": np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32),
+             "i": np.arange(10).reshape(2, 5)}  # fmt: skip
+    want = Executor(g, use_native=False).run(feeds)
+    got = MaxModel.from_graph(g, "cpu").run(feeds)
+    for name in g.outputs:
+        np.testing.assert_array_equal(got[name], want[name])

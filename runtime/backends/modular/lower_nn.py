@@ -351,9 +351,8 @@ def _pool(kind: str) -> Any:
         if not symmetric:
             if kind == "avg":
                 raise MaxLoweringError(node.op, node.name, "asymmetric padding in average pooling")
-            fill = lw.const(-np.inf, lw.tdtype(x))
             flat = [0, 0] + [v for p in pads for v in p] + [0, 0]
-            nhwc = ops.pad(nhwc, flat, mode="constant", value=fill)
+            nhwc = ops.pad(nhwc, flat, mode="constant", value=float("-inf"))  # a 0-d fill (see _pad)
             padding = (0, 0)
         else:
             padding = (pads[0][0], pads[1][0])

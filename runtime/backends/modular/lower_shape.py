@@ -455,8 +455,11 @@ def _pad(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> li
         return [x]
     flat = [v for pair in widths for v in pair]
     if mode == "constant":
+        # a Python scalar: MAX 26.7's pad wants a 0-d fill, and a graph constant comes out [1]
         value = attrs.get("value", 0.0)
-        return [ops.pad(x, flat, mode="constant", value=lw.const(value, lw.tdtype(x)))]
+        kind = "f" if lw.tdtype(x) == "bfloat16" else np.dtype(lw.tdtype(x)).kind
+        value = float(value) if kind in "fc" else bool(value) if kind == "b" else int(value)
+        return [ops.pad(x, flat, mode="constant", value=value)]
     if mode in ("reflect", "edge"):
         return [ops.pad(x, flat, mode=mode)]
     raise MaxLoweringError(node.op, node.name, f"pad mode {mode!r}")
