@@ -74,9 +74,9 @@ def compile_to_max(model_or_ir: Any, target_device: str = "auto", example_inputs
                    use_cache: bool = True, mojo_custom_ops: bool | None = None) -> CompilationResult:  # fmt: skip
     """Lower to a MAX graph and compile it for ``target_device`` ("auto", "cpu" or "gpu").
 
-    ``mojo_custom_ops``: None (default) uses ``custom_op.defaults`` (on the CPU, Linear,
-    LayerNorm and QKV attention lower to skillmill's Mojo kernels registered as MAX custom ops);
-    True forces them, False keeps MAX's built-in ops."""
+    ``mojo_custom_ops``: None (default) uses ``custom_op.defaults`` (on the CPU, Linear and
+    LayerNorm lower to skillmill's Mojo kernels registered as MAX custom ops); True uses every
+    custom op (the fused QKV attention too), False keeps MAX's built-in ops."""
     started = time.perf_counter()
     try:
         graph = _to_graph(model_or_ir, example_inputs)
@@ -90,7 +90,7 @@ def compile_to_max(model_or_ir: Any, target_device: str = "auto", example_inputs
 
         kernels = extensions = None  # None: custom_op.defaults for the target
         if mojo_custom_ops:
-            kernels, extensions = custom_op.custom_kernels(), [custom_op.folder()]
+            kernels, extensions = custom_op.custom_kernels(), [custom_op.package()]
         elif mojo_custom_ops is False:
             kernels, extensions = {}, []
         model = MaxModel.from_graph(graph, target_device, use_cache=use_cache, custom_kernels=kernels,

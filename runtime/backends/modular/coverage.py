@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -140,13 +141,14 @@ def run_group(workdir: Path, types: list[str]) -> dict[str, dict[str, Any]]:
     from .custom_op import defaults
     from .lowering import MaxLoweringError, lower_graphs
 
+    kernels, extensions = defaults("cpu")  # run_coverage sets SKILLMILL_MAX_CUSTOM_OPS for us
     rows: dict[str, dict[str, Any]] = {}
     graphs, data = {}, {}
     for index, model_type in enumerate(types):
         prefix = f"t{index}_"
         graph, feeds, wants = _load(workdir / model_type)
         try:  # lower alone first, so a lowering error names its own type
-            lower_graphs({prefix: _renamed_dims(graph, prefix)}, "probe", "cpu", *defaults("cpu"))
+            lower_graphs({prefix: _renamed_dims(graph, prefix)}, "probe", "cpu", kernels, extensions)
         except MaxLoweringError as exc:
             rows[model_type] = {"status": "unsupported", "op": exc.op, "reason": _short(exc)}
             continue
@@ -154,7 +156,6 @@ def run_group(workdir: Path, types: list[str]) -> dict[str, dict[str, Any]]:
         data[prefix] = (model_type, graph, feeds, wants)
     if not graphs:
         return rows
-    kernels, extensions = defaults("cpu")  # the sweep sets SKILLMILL_MAX_CUSTOM_OPS (run_coverage)
     builder, parts = lower_graphs(graphs, f"coverage_{types[0]}", "cpu", kernels, extensions)
     session = adapter.Session("cpu")
     model = session.init(session.compile(builder), builder.weights)
@@ -232,20 +233,31 @@ def trace_type(folder: Path, limit: int = 400, shape_index: int = 0) -> list[tup
 
 
 # -- driving ---------------------------------------------------------------------------------
+def _json_from_subprocess(args: list[str], timeout: float,
+                          env: dict[str, str] | None = None) -> tuple[Any, str, str | None]:  # fmt: skip
+    """Run ``python -m <this module> *args``: (its last JSON line or None, why not, its stderr;
+    None if it timed out)."""
+    cmd = [sys.executable, "-m", "skillmill.runtime.backends.modular.coverage", *args]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return None, f"no result after {timeout:.0f} s", None
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode == 0 and lines:
+        return json.loads(lines[-1]), "", proc.stderr
+    return None, (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1], proc.stderr
+
+
 def _group_in_subprocess(workdir: Path, types: list[str], timeout: float) -> dict[str, dict[str, Any]]:
     """Run a group in a child process; split it on a compile/run failure until the failing type
     is alone."""
-    cmd = [sys.executable, "-m", "skillmill.runtime.backends.modular.coverage", "--group",
-           str(workdir), ",".join(types)]  # fmt: skip
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-        if proc.returncode == 0 and lines:
-            return json.loads(lines[-1])
-        why = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
-        status = "compile_failed" if "compil" in proc.stderr.lower() else "error"
-    except subprocess.TimeoutExpired:
-        why, status = f"no result after {timeout:.0f} s", "timeout"
+    rows, why, stderr = _json_from_subprocess(["--group", str(workdir), ",".join(types)], timeout)
+    if rows is not None:
+        return rows
+    if stderr is None:
+        status = "timeout"
+    else:
+        status = "compile_failed" if "compil" in stderr.lower() else "error"
     if len(types) == 1:
         return {types[0]: {"status": status, "reason": why[:300]}}
     half = len(types) // 2
@@ -254,17 +266,10 @@ def _group_in_subprocess(workdir: Path, types: list[str], timeout: float) -> dic
     return rows
 
 
-def _chunk_in_subprocess(workdir: Path, types: list[str]) -> dict[str, dict[str, Any]]:
-    cmd = [sys.executable, "-m", "skillmill.runtime.backends.modular.coverage", "--chunk",
-           str(workdir), ",".join(types)]  # fmt: skip
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHUNK_TIMEOUT)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-        if proc.returncode == 0 and lines:
-            return json.loads(lines[-1])
-        why = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
-    except subprocess.TimeoutExpired:
-        why = f"no result after {CHUNK_TIMEOUT:.0f} s"
+def _chunk_in_subprocess(workdir: Path, types: list[str], env: dict[str, str]) -> dict[str, dict[str, Any]]:
+    rows, why, _ = _json_from_subprocess(["--chunk", str(workdir), ",".join(types)], CHUNK_TIMEOUT, env)
+    if rows is not None:
+        return rows
     return {t: {"status": "crash", "reason": f"chunk of {len(types)} types failed: {why[:250]}"} for t in types}
 
 
@@ -310,24 +315,13 @@ def run_coverage(model_types: list[str] | None = None, jobs: int = 2, group_size
     ``custom_ops=False`` (the report) lowers to MAX's built-in ops only, so every row says what
     MAX's own compiler makes of the type; ``True`` uses the skills' CPU defaults (skillmill's
     Mojo kernels as MAX custom ops where they fit; CI checks its subset that way)."""
-    previous = os.environ.get("SKILLMILL_MAX_CUSTOM_OPS")
-    os.environ["SKILLMILL_MAX_CUSTOM_OPS"] = "1" if custom_ops else "0"  # the subprocesses read it
-    try:
-        return _run_coverage(model_types, jobs, group_size, on_result, workdir, reuse_native)
-    finally:
-        if previous is None:
-            os.environ.pop("SKILLMILL_MAX_CUSTOM_OPS", None)
-        else:
-            os.environ["SKILLMILL_MAX_CUSTOM_OPS"] = previous
-
-
-def _run_coverage(model_types: list[str] | None, jobs: int, group_size: int,
-                  on_result: Callable[[str, dict], None] | None, workdir: Path | None,
-                  reuse_native: bool) -> dict[str, dict[str, Any]]:  # fmt: skip
     from skillmill.ir.coverage import base_model_types
 
     types = list(model_types) if model_types else list(base_model_types())
-    folder = Path(tempfile.mkdtemp(prefix="skillmill-max-coverage-")) if workdir is None else Path(workdir)
+    own = workdir is None
+    folder = Path(tempfile.mkdtemp(prefix="skillmill-max-coverage-")) if own else Path(workdir)
+    # the chunk and group subprocesses lower with custom_op.defaults, which reads this
+    env = {**os.environ, "SKILLMILL_MAX_CUSTOM_OPS": "1" if custom_ops else "0"}
     rows: dict[str, dict[str, Any]] = {}
     if reuse_native:
         for model_type, row in conversion_failures(types).items():
@@ -338,15 +332,19 @@ def _run_coverage(model_types: list[str] | None, jobs: int, group_size: int,
     chunks = [todo[i : i + group_size] for i in range(0, len(todo), group_size)]
     # Threads only wait on chunk subprocesses (no fork from a threaded parent, and the chunk's
     # MAX compile is not under the forked workers' memory limit); rows are reported here.
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(_chunk_in_subprocess, folder, chunk): chunk for chunk in chunks}
-        for future in as_completed(futures):
-            chunk_rows = future.result()
-            for model_type in futures[future]:
-                row = chunk_rows.get(model_type) or {"status": "error", "reason": "chunk returned no row"}
-                rows[model_type] = row
-                if on_result:
-                    on_result(model_type, row)
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(_chunk_in_subprocess, folder, chunk, env): chunk for chunk in chunks}
+            for future in as_completed(futures):
+                chunk_rows = future.result()
+                for model_type in futures[future]:
+                    row = chunk_rows.get(model_type) or {"status": "error", "reason": "chunk returned no row"}
+                    rows[model_type] = row
+                    if on_result:
+                        on_result(model_type, row)
+    finally:
+        if own:  # every prepared type's IR, feeds and references: gigabytes over the registry
+            shutil.rmtree(folder, ignore_errors=True)
     return {t: rows[t] for t in types if t in rows}
 
 

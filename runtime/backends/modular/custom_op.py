@@ -29,7 +29,7 @@ def folder(width: int | None = None) -> Path:
     width = width or mojo_kernels.simd_width()
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir().parent)),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)  # fmt: skip
-    source = env.get_template("mojo/max_custom_ops.mojo.jinja").render(simd_width=width, mr=mojo_kernels.micro_rows(width))
+    source = env.get_template("mojo/max_custom_ops.mojo.jinja").render(dtype="float32", simd_width=width, mr=mojo_kernels.micro_rows(width))
     path = cache.cache_root() / f"skillmill-maxops-{cache.text_key(source)}"
     if not (path / "ops.mojo").exists():
         path.mkdir(parents=True, exist_ok=True)
@@ -178,6 +178,10 @@ def custom_kernels() -> dict[str, Any]:
     return {"LayerNorm": _layer_norm, "Linear": _linear, "QKVAttention": _qkv_attention}
 
 
+# What the CPU default lowers to custom ops (see ``defaults`` for the measurements behind it).
+DEFAULT_CUSTOM_OPS = frozenset({"Linear", "LayerNorm"})
+
+
 def defaults(target: str) -> tuple[dict[str, Any], list[Path]]:
     """The custom ops a MAX graph gets unless told otherwise: on the CPU, skillmill's Mojo
     Linear and LayerNorm kernels.  Measured on MiniLM (generate-skills bench modular, 2 rounds,
@@ -194,6 +198,3 @@ def defaults(target: str) -> tuple[dict[str, Any], list[Path]]:
         return {}, []
     wanted = DEFAULT_CUSTOM_OPS if choice == "1" else {op.strip() for op in choice.split(",")}
     return {op: fn for op, fn in custom_kernels().items() if op in wanted}, [package()]
-
-
-DEFAULT_CUSTOM_OPS = frozenset({"Linear", "LayerNorm"})
