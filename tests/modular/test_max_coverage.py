@@ -88,7 +88,7 @@ def test_outer_broadcast_mask_is_computed_right():
 def test_constant_pad_on_symbolic_dims():
     """A constant pad's fill must reach MAX 26.7 as a 0-d value (a graph constant is [1] and MAX
     refused the op: the first sweep types that pad failed on it); float and int fills, and an asymmetrically
-    padded max pool, which pads with -inf the same way."""
+    padded max pool, which pads with -inf the same way; ceil-mode average pools."""
     from skillmill.ir.executor import Executor
     from skillmill.ir.graph import Graph, Node, TensorSpec
     from skillmill.runtime.backends.modular.max_model import MaxModel
@@ -98,11 +98,23 @@ def test_constant_pad_on_symbolic_dims():
     g.inputs["i"] = TensorSpec("int64", ["batch", "seq"])
     g.nodes = [Node("p1", "Pad", ["x"], ["y"], {"pads": [[0, 0], [0, 0], [0, 1], [2, 1]], "value": -1.5}),
                Node("p2", "Pad", ["i"], ["z"], {"pads": [[0, 0], [0, 1]], "value": 7}),
-               Node("mp", "MaxPool", ["x"], ["w"], {"kernel": [2, 2], "stride": [2, 2], "pads": [[0, 1], [1, 0]]})]  # fmt: skip
-    g.outputs = ["y", "z", "w"]
+               Node("mp", "MaxPool", ["x"], ["w"], {"kernel": [2, 2], "stride": [2, 2], "pads": [[0, 1], [1, 0]]}),
+               # ceil-mode average pools whose last window overhangs: the divisor counts only the
+               # positions inside the padding (ALIGN's 128x128 pool over a 1x1 map was 1/16384 off)
+               Node("ap1", "AvgPool", ["x"], ["a1"], {"kernel": [3, 3], "stride": [2, 2], "padding": [1, 1],
+                                                      "ceil_mode": True, "count_include_pad": True}),
+               Node("ap2", "AvgPool", ["x"], ["a2"], {"kernel": [16, 16], "stride": [16, 16], "padding": [0, 0],
+                                                      "ceil_mode": True, "count_include_pad": True}),
+               Node("ap3", "AvgPool", ["x"], ["a3"], {"kernel": [3, 3], "stride": [2, 2], "padding": [1, 1],
+                                                      "ceil_mode": True, "count_include_pad": False}),
+               Node("ap4", "AvgPool", ["x"], ["a4"], {"kernel": [3, 3], "stride": [2, 2], "padding": [1, 1],
+                                                      "count_include_pad": False})]  # fmt: skip
+    g.outputs = ["y", "z", "w", "a1", "a2", "a3", "a4"]
     feeds = {"x": np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32),
              "i": np.arange(10).reshape(2, 5)}  # fmt: skip
     want = Executor(g, use_native=False).run(feeds)
     got = MaxModel.from_graph(g, "cpu").run(feeds)
-    for name in g.outputs:
+    for name in ["y", "z", "w"]:
         np.testing.assert_array_equal(got[name], want[name])
+    for name in ["a1", "a2", "a3", "a4"]:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)

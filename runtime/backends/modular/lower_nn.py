@@ -357,15 +357,69 @@ def _pool(kind: str) -> Any:
         else:
             padding = (pads[0][0], pads[1][0])
         ceil_mode = bool(attrs.get("ceil_mode", False))
-        if kind == "max":
-            y = ops.max_pool2d(nhwc, tuple(kernel), tuple(stride), tuple(dilation), padding, ceil_mode)
-        else:
-            y = ops.avg_pool2d(nhwc, tuple(kernel), tuple(stride), 1, padding, ceil_mode,
-                               count_boundary=bool(attrs.get("count_include_pad", True)))  # fmt: skip
-        y = ops.permute(y, [0, 3, 1, 2])
-        return [ops.squeeze(y, 2) if nsp == 1 else y]
+        if kind == "avg":
+            count_pad = bool(attrs.get("count_include_pad", True))
+            return [_from_nhwc(_avg_pool(lw, node, nhwc, kernel, stride, padding, ceil_mode, count_pad), nsp)]
+        y = ops.max_pool2d(nhwc, tuple(kernel), tuple(stride), tuple(dilation), padding, ceil_mode)
+        return [_from_nhwc(y, nsp)]
 
     return lower
+
+
+def _from_nhwc(y: Any, nsp: int) -> Any:
+    y = ops.permute(y, [0, 3, 1, 2])
+    return ops.squeeze(y, 2) if nsp == 1 else y
+
+
+def _ceil_sizes(size: int, k: int, s: int, p: int) -> int:
+    out = -(-(size + 2 * p - k) // s) + 1
+    return out - 1 if (out - 1) * s >= size + p else out  # the last window must start inside
+
+
+def _ceil_overhangs(sizes: list[Any], kernel: list[int], stride: list[int], padding: tuple) -> bool:
+    """Whether ceil mode adds a window that runs past the padded input; a symbolic size is
+    assumed to."""
+    for size, k, s, p in zip(sizes, kernel, stride, padding):
+        if not isinstance(size, int) or _ceil_sizes(size, k, s, p) != (size + 2 * p - k) // s + 1:
+            return True
+    return False
+
+
+def _avg_pool(lw: Lowering, node: Node, nhwc: Any, kernel: list[int], stride: list[int],
+              padding: tuple, ceil_mode: bool, count_pad: bool) -> Any:
+    """Average pooling with torch's and ONNX's divisor: the positions of the window inside the
+    padding (count_include_pad) or inside the input, a ceil-mode overhang never counting.
+
+    MAX 26.7's avg_pool2d gets that divisor wrong whenever a window is partial: with
+    count_boundary it divides by the whole window (ALIGN's ceil-mode 128x128 pool over a 1x1 map
+    came out 1/16384 of the mean), without it the last window of a padded row is off (3x3,
+    stride 2, pad 1 over 8: divided by 2 instead of 3).  So MAX only ever takes whole-window
+    means here: zero-pad until every window is whole, then rescale by a divisor map computed from
+    the static sizes."""
+    sizes = lw.shape(nhwc)[1:3]
+    ceil = ceil_mode and _ceil_overhangs(sizes, kernel, stride, padding)
+    whole_windows = not ceil and (count_pad or not any(padding))
+    if whole_windows:  # every window's divisor is k*k: no map needed, symbolic sizes fine
+        flat = [0, 0, padding[0], padding[0], padding[1], padding[1], 0, 0]
+        x = ops.pad(nhwc, flat, mode="constant", value=0.0) if any(padding) else nhwc
+        return ops.avg_pool2d(x, tuple(kernel), tuple(stride), 1, (0, 0), False, count_boundary=True)
+    if not all(isinstance(n, int) for n in sizes):
+        raise MaxLoweringError(node.op, node.name, "average pooling with partial windows over a symbolic spatial size")
+    outs, counts, flat = [], [], [0, 0]
+    for size, k, s, p in zip(sizes, kernel, stride, padding):
+        n = _ceil_sizes(size, k, s, p) if ceil else (size + 2 * p - k) // s + 1
+        start = np.arange(n) * s - p
+        stop = np.minimum(start + k, size + p)
+        if not count_pad:
+            start, stop = np.maximum(start, 0), np.minimum(stop, size)
+        outs.append(n)
+        counts.append((stop - start).astype(np.float64))
+        flat += [p, max((n - 1) * s + k - size - p, 0)]
+    flat += [0, 0]
+    padded = ops.pad(nhwc, flat, mode="constant", value=0.0)
+    mean = ops.avg_pool2d(padded, tuple(kernel), tuple(stride), 1, (0, 0), False, count_boundary=True)
+    scale = kernel[0] * kernel[1] / np.outer(counts[0], counts[1])
+    return mean * lw.const(scale.reshape(1, outs[0], outs[1], 1), lw.tdtype(nhwc))
 
 
 def _adaptive_avg_pool(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
