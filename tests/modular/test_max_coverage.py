@@ -118,3 +118,51 @@ def test_constant_pad_on_symbolic_dims():
         np.testing.assert_array_equal(got[name], want[name])
     for name in ["a1", "a2", "a3", "a4"]:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
+
+
+def test_scatters_indexing_and_run_time_checks():
+    """SliceScatter (strided, negative bounds), MaskedScatter (a broadcast mask, as VLMs merge
+    image features), Index at non-leading positions (adjacent and not), and torch.export's run-time
+    assertions, on symbolic dims and on a value read from a tensor: MAX graphs cannot raise, so
+    MaxModel checks the conditions after the run and raises the assertion's message."""
+    from skillmill.ir.executor import Executor
+    from skillmill.ir.graph import Graph, Node, TensorSpec
+    from skillmill.runtime.backends.modular.max_model import MaxModel
+
+    g = Graph(name="scatters")
+    g.inputs["x"] = TensorSpec("float32", ["batch", 4, 6])
+    g.inputs["src"] = TensorSpec("float32", ["batch", 2, 6])
+    g.inputs["mask"] = TensorSpec("bool", ["batch", 4, 1])
+    g.inputs["img"] = TensorSpec("float32", ["images", 6])
+    g.inputs["i0"] = TensorSpec("int64", [3])
+    g.inputs["i1"] = TensorSpec("int64", [2, 1])
+    g.inputs["flag"] = TensorSpec("int64", [])
+    g.nodes = [Node("ss1", "SliceScatter", ["x", "src"], ["s1"], {"dim": 1, "start": 1, "end": None, "step": 2}),
+               Node("ss2", "SliceScatter", ["x", "src"], ["s2"], {"dim": 1, "start": -3, "end": -1}),
+               Node("ms", "MaskedScatter", ["x", "mask", "img"], ["m"], {}),
+               Node("ix1", "Index", ["x", "i1", "i0"], ["j1"], {"positions": [1, 2]}),
+               Node("ix2", "Index", ["x", "i1", "i0"], ["j2"], {"positions": [0, 2]}),
+               Node("n", "SymSize", ["img"], ["n_images"], {"dim": 0}),
+               Node("le", "Scalar", ["n_images"], ["few"], {"fn": "le", "b": 8}),
+               Node("a1", "AssertScalar", ["few"], ["ok1"], {"msg": "at most 8 images"}),
+               Node("f", "TensorToScalar", ["flag"], ["flag_value"], {}),
+               Node("eq", "Scalar", ["flag_value"], ["flag_set"], {"fn": "eq", "b": 1}),
+               Node("a2", "AssertScalar", ["flag_set"], ["ok2"], {"msg": "flag must be 1"})]  # fmt: skip
+    g.outputs = ["s1", "s2", "m", "j1", "j2"]
+    rng = np.random.default_rng(0)
+    mask = np.zeros((2, 4, 1), bool)
+    mask[0, 1], mask[1, 0], mask[1, 3] = True, True, True
+    feeds = {"x": rng.standard_normal((2, 4, 6)).astype(np.float32),
+             "src": rng.standard_normal((2, 2, 6)).astype(np.float32), "mask": mask,
+             "img": rng.standard_normal((3, 6)).astype(np.float32),
+             "i0": np.array([0, -1, 2]), "i1": np.array([[1], [3]]) % 2, "flag": np.array(1)}  # fmt: skip
+    want = Executor(g, use_native=False).run(feeds)
+    model = MaxModel.from_graph(g, "cpu")
+    got = model.run(feeds)
+    assert sorted(got) == sorted(g.outputs)  # the checks' values are not outputs
+    for name in g.outputs:
+        np.testing.assert_array_equal(got[name], want[name])
+    with pytest.raises(AssertionError, match="at most 8 images"):
+        model.run({**feeds, "img": np.zeros((9, 6), np.float32)})
+    with pytest.raises(AssertionError, match="flag must be 1"):
+        model.run({**feeds, "flag": np.array(0)})

@@ -178,7 +178,8 @@ class Session:
     def execute(self, model: Any, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run with host numpy arrays in, host numpy arrays out (copies; the model may reuse
         its buffers)."""
-        buffers = [driver.Buffer.from_numpy(np.ascontiguousarray(a)) for a in arrays]
+        # np.asarray(order="C"), not ascontiguousarray: that one turns a 0-d input into shape [1]
+        buffers = [driver.Buffer.from_numpy(np.asarray(a, order="C")) for a in arrays]
         if self.target == "gpu":
             buffers = [b.to(self.device) for b in buffers]
         outs = model.execute(*buffers)

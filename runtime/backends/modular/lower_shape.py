@@ -236,22 +236,44 @@ def _embedding(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any])
 
 
 def _index(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
-    """torch advanced indexing on leading positions, by gather_nd over broadcast indices."""
+    """torch advanced indexing (index tensors at ``positions``), by gather_nd over broadcast
+    indices."""
     x = lw.tensor(node.inputs[0])
     positions = list(attrs.get("positions") or [])
     indices = [lw.tensor(n) for n in node.inputs[1:]]
     if any(lw.tdtype(i) == "bool" for i in indices):
         raise MaxLoweringError(node.op, node.name, "boolean-mask indexing has a data-dependent shape")
     rank = len(x.shape)
-    if sorted(positions) != list(range(len(positions))):
-        if len(positions) == 1:  # one index tensor anywhere: a gather on that axis
-            idx = lw.cast(indices[0], "int64")
-            size = lw.scalar_tensor(lw.shape(x)[positions[0]], "int64")
-            idx = ops.where(ops.greater(lw.const(0, "int64"), idx), idx + size, idx)
-            return [ops.gather(x, idx, axis=norm_axis(positions[0], rank))]
-        raise MaxLoweringError(node.op, node.name, f"indexing at non-leading positions {positions}")
+    positions = [norm_axis(p, rank) for p in positions]
+    if len(set(positions)) != len(positions):
+        raise MaxLoweringError(node.op, node.name, f"repeated index positions {positions}")
+    indices = [lw.cast(i, "int64") for i in indices]
+    if len(positions) == 1:  # one index tensor anywhere: a gather on that axis
+        return [ops.gather(x, _wrapped(lw, indices[0], lw.shape(x)[positions[0]]), axis=positions[0])]
     order = sorted(range(len(positions)), key=lambda i: positions[i])
-    indices = [lw.cast(indices[i], "int64") for i in order]
+    indices, positions = [indices[i] for i in order], sorted(positions)
+    if positions == list(range(len(positions))):
+        return [_index_leading(lw, x, indices)]
+    # elsewhere: move the indexed axes to the front, index there, then put the indexed dims
+    # where torch does (in place of the first position when adjacent, first when not)
+    rest = [a for a in range(rank) if a not in positions]
+    y = _index_leading(lw, ops.permute(x, positions + rest), indices)
+    if positions != list(range(positions[0], positions[-1] + 1)):
+        return [y]
+    index_rank, before = len(y.shape) - len(rest), positions[0]
+    perm = list(range(index_rank, index_rank + before)) + list(range(index_rank)) + \
+        list(range(index_rank + before, len(y.shape)))  # fmt: skip
+    return [ops.permute(y, perm)]
+
+
+def _wrapped(lw: Lowering, idx: Any, size: Any) -> Any:
+    """Negative indices count from the end."""
+    size = lw.scalar_tensor(size, "int64")
+    return ops.where(ops.greater(lw.const(0, "int64"), idx), idx + size, idx)
+
+
+def _index_leading(lw: Lowering, x: Any, indices: list[Any]) -> Any:
+    """x[i0, i1, ...] with int64 index tensors on the leading axes (broadcast together)."""
     shapes = [lw.shape(i) for i in indices]
     out_rank = max(len(s) for s in shapes)
     target = []
@@ -259,13 +281,65 @@ def _index(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> 
         dims = [s[axis - out_rank + len(s)] for s in shapes if axis - out_rank + len(s) >= 0]
         chosen = next((d for d in dims if not (isinstance(d, int) and d == 1)), 1)
         target.append(chosen)
-    wrapped = []
-    for k, idx in enumerate(indices):
-        size = lw.scalar_tensor(lw.shape(x)[k], "int64")
-        idx = ops.where(ops.greater(lw.const(0, "int64"), idx), idx + size, idx)
-        wrapped.append(ops.broadcast_to(idx, target))
-    stacked = ops.stack(wrapped, axis=-1)
-    return [ops.gather_nd(x, stacked)]
+    wrapped = [ops.broadcast_to(_wrapped(lw, idx, lw.shape(x)[k]), target) for k, idx in enumerate(indices)]
+    return ops.gather_nd(x, ops.stack(wrapped, axis=-1))
+
+
+def _slice_scatter(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    """A copy of x with x[..., start:end:step, ...] = src: every position of the dim decides
+    whether it lies in the slice and which source row it takes, then one gather and a where
+    (no data-dependent shape, symbolic sizes fine)."""
+    x, src = lw.tensor(node.inputs[0]), lw.cast(lw.tensor(node.inputs[1]), lw.tdtype(lw.tensor(node.inputs[0])))
+    rank = len(x.shape)
+    dim = norm_axis(attrs.get("dim", 0), rank)
+    step = int(attrs.get("step") or 1)
+    if step < 1:
+        raise MaxLoweringError(node.op, node.name, f"slice step {step}")
+    size = lw.shape(x)[dim]
+    size_t = lw.scalar_tensor(size, "int64")
+    zero = lw.const(0, "int64")
+
+    def bound(value: Any, default: Any) -> Any:
+        if value is None or (isinstance(value, int) and value >= 2**62):
+            return default
+        t = lw.scalar_tensor(value, "int64") if not isinstance(value, int) else lw.const(value, "int64")
+        t = ops.where(ops.greater(zero, t), t + size_t, t)  # negative: from the end
+        return ops.min(ops.max(t, zero), size_t)
+
+    start, end = bound(attrs.get("start"), zero), bound(attrs.get("end"), size_t)
+    pos = _range_of(lw, size)
+    offset = pos - start
+    inside = ops.logical_and(ops.logical_and(ops.greater_equal(pos, start), ops.greater(end, pos)),
+                             ops.equal(ops.mod(offset, lw.const(step, "int64")), zero))  # fmt: skip
+    src_len = lw.scalar_tensor(lw.shape(src)[dim], "int64")
+    row = ops.min(ops.max(ops.floor_div(offset, lw.const(step, "int64")), zero), src_len - lw.const(1, "int64"))
+    taken = ops.gather(src, row, axis=dim)
+    view = [1] * rank
+    view[dim] = size
+    return [ops.where(ops.reshape(inside, view), taken, x)]
+
+
+def _masked_scatter(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    """torch.masked_scatter: the k-th true position (row-major) takes the source's k-th element.
+    A running count over the flattened mask gives each position its source index."""
+    x = lw.tensor(node.inputs[0])
+    shape = lw.shape(x)
+    mask = ops.broadcast_to(lw.cast(lw.tensor(node.inputs[1]), "bool"), shape)
+    flat_mask = ops.reshape(mask, [-1])
+    source = ops.reshape(lw.cast(lw.tensor(node.inputs[2]), lw.tdtype(x)), [-1])
+    count = ops.cumsum(ops.cast(flat_mask, adapter.dtype_of("int64")), axis=0)
+    last = lw.scalar_tensor(source.shape[0], "int64") - lw.const(1, "int64")
+    # clamped so a short source can never read out of bounds; the graph's AssertScalar (torch's
+    # "features and tokens do not match") is what reports that case
+    where_from = ops.min(ops.max(count - lw.const(1, "int64"), lw.const(0, "int64")), last)
+    taken = ops.gather(source, where_from, axis=0)
+    return [ops.reshape(ops.where(flat_mask, taken, ops.reshape(x, [-1])), shape)]
+
+
+def _assert_scalar(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    """MAX graphs cannot raise: the condition becomes a value, which MaxModel returns as an extra
+    output and checks after every run (see max_model.run_time_checks)."""
+    return [lw.cast(lw.tensor(node.inputs[0]), "bool")]
 
 
 def _full(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
@@ -365,15 +439,48 @@ def _scalar(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) ->
         values.append(attrs["b"])
     values = [v.item() if isinstance(v, np.ndarray) else v for v in values]
     if any(isinstance(v, adapter.TensorValue) for v in values):
-        raise MaxLoweringError(node.op, node.name, "scalar read from a tensor's values")
+        return [_scalar_as_tensor(lw, node, fn, values)]  # a value read from a tensor
     values = [adapter.static_int(v) if adapter.is_dim(v) and _is_static(v) else v for v in values]
     if not any(adapter.is_dim(v) for v in values):
         return [_PY_FNS[fn](*values)]
     if fn in ("max", "min") and len(values) == 2 and 1 in values and fn == "max":
         return [next(v for v in values if v != 1)]  # max(seq, 1): symbolic dims are >= 1
     if fn not in _DIM_FNS or any(isinstance(v, float) for v in values):
-        raise MaxLoweringError(node.op, node.name, f"symbolic dim arithmetic {fn!r}")
+        # no Dim algebra for it (a comparison, say): computed at run time as a 0-d tensor, which
+        # serves a condition (AssertScalar, a where) but not a shape
+        return [_scalar_as_tensor(lw, node, fn, values)]
     return [_DIM_FNS[fn](*values)]
+
+
+_TENSOR_FNS = {
+    "add": ops.add, "sub": ops.sub, "mul": ops.mul, "floordiv": ops.floor_div, "mod": ops.mod,
+    "max": ops.max, "min": ops.min, "neg": ops.negate, "eq": ops.equal, "ne": ops.not_equal,
+    "gt": ops.greater, "ge": ops.greater_equal, "lt": lambda a, b: ops.greater(b, a),
+    "le": lambda a, b: ops.greater_equal(b, a), "and": ops.logical_and, "or": ops.logical_or,
+    "not": ops.logical_not,
+}
+
+
+def _scalar_as_tensor(lw: Lowering, node: Node, fn: str, values: list[Any]) -> Any:
+    """Scalar arithmetic whose operands are only known at run time, as 0-d tensors."""
+    def as_tensor(v: Any, dtype: str) -> Any:
+        if isinstance(v, adapter.TensorValue):
+            return lw.cast(ops.reshape(v, []) if len(v.shape) else v, dtype)
+        return lw.scalar_tensor(v, dtype)
+
+    def common(vs: list[Any]) -> str:
+        floats = any(isinstance(v, float) or (isinstance(v, adapter.TensorValue)
+                                              and lw.tdtype(v).startswith(("float", "bfloat"))) for v in vs)  # fmt: skip
+        return "float32" if floats else "int64"
+
+    if fn == "ite":
+        condition, if_true, if_false = values
+        dtype = common([if_true, if_false])
+        return ops.where(as_tensor(condition, "bool"), as_tensor(if_true, dtype), as_tensor(if_false, dtype))
+    if fn not in _TENSOR_FNS:
+        raise MaxLoweringError(node.op, node.name, f"run-time scalar arithmetic {fn!r}")
+    dtype = "bool" if fn in ("and", "or", "not") else common(values)
+    return _TENSOR_FNS[fn](*[as_tensor(v, dtype) for v in values])
 
 
 def _scalar_to_tensor(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
@@ -390,7 +497,10 @@ def _tensor_to_scalar(lw: Lowering, node: Node, args: list[Any], attrs: dict[str
     name = node.inputs[0]
     if name in lw.graph.weights:
         return [np.asarray(lw.graph.weights[name]).item()]
-    raise MaxLoweringError(node.op, node.name, "a tensor's value used as a shape is data-dependent")
+    # a run-time value: kept as a 0-d tensor for conditions and arithmetic; a lowering that
+    # needs it as a shape refuses it (MAX shapes cannot depend on data)
+    t = lw.tensor(name)
+    return [ops.reshape(t, []) if len(t.shape) else t]
 
 
 def _tile(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
@@ -497,5 +607,6 @@ TABLE: dict[str, Any] = {
     "SymSize": _sym_size, "Scalar": _scalar, "ScalarToTensor": _scalar_to_tensor,
     "TensorToScalar": _tensor_to_scalar, "Tile": _tile, "Flip": _flip,
     "Triu": _triangle(True), "Tril": _triangle(False), "Pad": _pad, "CumSum": _cumsum,
-    "OneHot": _one_hot,
+    "OneHot": _one_hot, "SliceScatter": _slice_scatter, "MaskedScatter": _masked_scatter,
+    "AssertScalar": _assert_scalar,
 }  # fmt: skip

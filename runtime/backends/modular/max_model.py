@@ -52,6 +52,7 @@ class MaxModel:
     _session: Any = None
     _model: Any = None
     _weights: dict[str, np.ndarray] = field(default_factory=dict)
+    checks: dict[str, str] = field(default_factory=dict)  # condition output -> message
 
     @classmethod
     def from_graph(cls, graph: Graph, target_device: str = "auto", use_cache: bool = True,
@@ -75,9 +76,14 @@ class MaxModel:
             custom_kernels, custom_extensions = defaults(target)
         extra = {"custom": sorted(custom_kernels or {}),
                  "extensions": sorted(Path(p).name for p in custom_extensions or [])}  # fmt: skip
-        key = cache.graph_key(graph, target, extra)
+        checks = run_time_checks(graph)
+        lowered_graph = graph
+        if checks:  # the conditions come back as extra outputs, checked after each run
+            lowered_graph = graph.copy()
+            lowered_graph.outputs = list(dict.fromkeys(graph.outputs + list(checks)))
+        key = cache.graph_key(lowered_graph, target, extra)
         started = time.perf_counter()
-        lowered = lower_graph(graph, target, custom_kernels, custom_extensions)
+        lowered = lower_graph(lowered_graph, target, custom_kernels, custom_extensions)
         lower_seconds = time.perf_counter() - started
         session = adapter.Session(target)
         path = cache.graphs_dir() / f"{key}.mef"
@@ -105,7 +111,7 @@ class MaxModel:
             })  # fmt: skip
         return cls(graph, target, key, path, hit, seconds, lower_seconds, lowered.input_names,
                    lowered.output_names, lowered.output_dtypes, lowered.custom_ops, session, model,
-                   lowered.weights)  # fmt: skip
+                   lowered.weights, checks)  # fmt: skip
 
     def run(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
         """Execute on numpy inputs (cast to the graph's input dtypes); outputs by IR name."""
@@ -118,4 +124,17 @@ class MaxModel:
             want = numpy_dtype(self.graph.inputs[name].dtype)
             arrays.append(value if value.dtype == want else value.astype(want))
         outs = self._session.execute(self._model, arrays)
-        return dict(zip(self.output_names, outs))
+        results = dict(zip(self.output_names, outs))
+        for name, message in self.checks.items():
+            held = results[name] if name in self.graph.outputs else results.pop(name)
+            if not np.all(held):
+                raise AssertionError(f"{message} (a condition the exported model checks at run time)")
+        return results
+
+
+def run_time_checks(graph: Graph) -> dict[str, str]:
+    """torch.export's run-time assertions (AssertScalar nodes, e.g. "image features and image
+    tokens do not match"): a MAX graph cannot raise, so each condition's value is returned and
+    MaxModel.run raises the message when it is false, as the native executor does."""
+    return {node.outputs[0]: str(node.attrs.get("msg") or "run-time assertion failed")
+            for node in graph.nodes if node.op == "AssertScalar" and node.outputs and node.outputs[0]}  # fmt: skip
