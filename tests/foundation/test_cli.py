@@ -108,3 +108,16 @@ def test_console_script_help_explains():
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
     for word in ("--model", "--check", "--hardware", "--jobs", "list", "scan", "hardware", "coverage"):
         assert word in out
+
+
+def test_coverage_resume_keeps_verdicts_and_retries_matching_failures():
+    from skillmill.generator.commands import rows_to_keep
+
+    rows = {"a": {"status": "pass"}, "b": {"status": "not_measured", "reason": "sweep stopped"},
+            "c": {"status": "unsupported", "op": "MaskedScatter", "reason": "no MAX lowering for MaskedScatter"},
+            "d": {"status": "unsupported", "op": "Resize", "reason": "no MAX lowering for Resize"},
+            "e": {"status": "pass", "reason": "MaskedScatter"}}  # fmt: skip
+    assert sorted(rows_to_keep(rows)) == ["a", "c", "d", "e"]
+    assert sorted(rows_to_keep(rows, "MaskedScatter|AssertScalar")) == ["a", "d", "e"]  # a pass stays
+    result = CliRunner().invoke(main, ["coverage", "--backend", "max", "--retry", "x", "--no-write"])
+    assert result.exit_code == 2 and "--retry goes with --resume" in result.output
