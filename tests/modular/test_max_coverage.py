@@ -166,3 +166,30 @@ def test_scatters_indexing_and_run_time_checks():
         model.run({**feeds, "img": np.zeros((9, 6), np.float32)})
     with pytest.raises(AssertionError, match="flag must be 1"):
         model.run({**feeds, "flag": np.array(0)})
+
+
+def test_resize_follows_torch():
+    """Resize as gathers at the IR reference's source positions: nearest (DETR's mask), bilinear
+    with and without align_corners, a scale factor; compared with torch.nn.functional.interpolate."""
+    import torch
+
+    from skillmill.ir.graph import Graph, Node, TensorSpec
+    from skillmill.runtime.backends.modular.max_model import MaxModel
+
+    g = Graph(name="resize")
+    g.inputs["x"] = TensorSpec("float32", ["batch", 3, 5, 7])
+    g.nodes = [Node("r1", "Resize", ["x"], ["near"], {"size": [8, 3], "mode": "nearest"}),
+               Node("r2", "Resize", ["x"], ["lin"], {"size": [9, 4], "mode": "linear"}),
+               Node("r3", "Resize", ["x"], ["corners"], {"size": [9, 13], "mode": "linear", "align_corners": True}),
+               Node("r4", "Resize", ["x"], ["scaled"], {"scales": [2.0, 1.5], "mode": "linear"})]  # fmt: skip
+    g.outputs = ["near", "lin", "corners", "scaled"]
+    x = np.random.default_rng(0).standard_normal((2, 3, 5, 7)).astype(np.float32)
+    got = MaxModel.from_graph(g, "cpu").run({"x": x})
+    t = torch.from_numpy(x)
+    interpolate = torch.nn.functional.interpolate
+    want = {"near": interpolate(t, size=(8, 3), mode="nearest"),
+            "lin": interpolate(t, size=(9, 4), mode="bilinear"),
+            "corners": interpolate(t, size=(9, 13), mode="bilinear", align_corners=True),
+            "scaled": interpolate(t, scale_factor=(2.0, 1.5), mode="bilinear")}  # fmt: skip
+    for name, value in want.items():
+        np.testing.assert_allclose(got[name], value.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)

@@ -422,6 +422,48 @@ def _avg_pool(lw: Lowering, node: Node, nhwc: Any, kernel: list[int], stride: li
     return mean * lw.const(scale.reshape(1, outs[0], outs[1], 1), lw.tdtype(nhwc))
 
 
+def _resize(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    """torch's upsample rules (nearest, and linear per axis) as gathers at source positions the
+    IR's own reference computes from the static sizes: exactly its semantics, no reliance on how
+    MAX's resize ops map coordinates."""
+    from skillmill.ir.ops.extended import _source_positions
+
+    x = lw.tensor(node.inputs[0])
+    mode, size, scales = attrs.get("mode", "nearest"), attrs.get("size"), attrs.get("scales")
+    if mode not in ("nearest", "linear", "bilinear", "trilinear"):
+        raise MaxLoweringError(node.op, node.name, f"resize mode {mode!r}")
+    shape = lw.shape(x)
+    spatial = len(size) if size is not None else len(scales or [])
+    in_sizes = shape[len(shape) - spatial:]
+    if not spatial or not all(isinstance(n, int) for n in in_sizes):
+        raise MaxLoweringError(node.op, node.name, "resize of a symbolic spatial size")
+    if size is None:
+        size = [int(np.floor(n * s)) for n, s in zip(in_sizes, scales)]
+    if not all(_is_int(n) for n in size):
+        raise MaxLoweringError(node.op, node.name, "resize to a size computed at run time")
+    size = [adapter.static_int(n) if adapter.is_dim(n) else int(n) for n in size]
+    dtype = lw.tdtype(x)
+    for i, (out_size, in_size) in enumerate(zip(size, in_sizes)):
+        axis = len(shape) - spatial + i
+        src = _source_positions(int(out_size), in_size, scales[i] if scales else None,
+                                "nearest" if mode == "nearest" else "linear", bool(attrs.get("align_corners")))  # fmt: skip
+        if mode == "nearest":
+            x = ops.gather(x, lw.const(src.astype(np.int64), "int64"), axis=axis)
+            continue
+        low = np.floor(src).astype(np.int64)
+        high = np.minimum(low + 1, in_size - 1)
+        weight = (src - low).reshape([-1 if d == axis else 1 for d in range(len(shape))])
+        w = lw.const(weight.astype(np.float32), "float32")
+        x0 = ops.gather(x, lw.const(low, "int64"), axis=axis)
+        x1 = ops.gather(x, lw.const(high, "int64"), axis=axis)
+        x = lw.cast(lw.cast(x0, "float32") * (lw.const(1.0, "float32") - w) + lw.cast(x1, "float32") * w, dtype)
+    return [x]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) or (adapter.is_dim(value) and adapter.static_int(value) is not None)
+
+
 def _adaptive_avg_pool(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
     x = lw.tensor(node.inputs[0])
     shape = lw.shape(x)
@@ -578,7 +620,7 @@ TABLE: dict[str, Any] = {
     "LayerNorm": _layer_norm, "RMSNorm": _rms_norm, "GroupNorm": _group_norm,
     "BatchNorm": _batch_norm, "Attention": _attention, "QKVAttention": _qkv_attention,
     "Conv": _conv, "MaxPool": _pool("max"), "AvgPool": _pool("avg"),
-    "AdaptiveAvgPool": _adaptive_avg_pool, "Var": _var, "ArgMax": _arg_reduce(True),
+    "AdaptiveAvgPool": _adaptive_avg_pool, "Resize": _resize, "Var": _var, "ArgMax": _arg_reduce(True),
     "ArgMin": _arg_reduce(False), "TopK": _topk,
     **{op: _reduce(kind) for op, kind in REDUCTIONS.items()},
 }  # fmt: skip
