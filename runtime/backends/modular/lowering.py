@@ -1,9 +1,9 @@
 """Lower a skillmill IR graph (``skillmill.ir.graph.Graph``) to a MAX graph.
 
-Every IR op with a MAX lowering has one function in ``lower_elementwise``, ``lower_shape`` or
-``lower_nn`` (the table ``LOWERINGS``).  An op without one, or an attribute combination a
-lowering cannot express (a data-dependent output shape, say), raises ``MaxLoweringError``
-naming the op and the node, and the skill falls back with that reason.
+Every IR op with a MAX lowering has one function in ``lower_elementwise``, ``lower_shape``,
+``lower_nn`` or ``lower_moe`` (each module's ``TABLE``, merged by ``lowerings()``).  An op without
+one, or an attribute combination a lowering cannot express (a data-dependent output shape, say),
+raises ``MaxLoweringError`` naming the op and the node, and the skill falls back with that reason.
 
 Values while lowering: tensors are MAX ``TensorValue``s; the IR's runtime scalars (``SymSize``,
 ``Scalar``) become ints or MAX ``Dim``s (``batch``, ``seq``, ``batch * seq``), so a reshape to
@@ -68,9 +68,9 @@ def constant_weight(array: np.ndarray) -> bool:
 
 
 def lowerings() -> dict[str, Lower]:
-    from . import lower_elementwise, lower_nn, lower_shape
+    from . import lower_elementwise, lower_moe, lower_nn, lower_shape
 
-    return {**lower_elementwise.TABLE, **lower_shape.TABLE, **lower_nn.TABLE}
+    return {**lower_elementwise.TABLE, **lower_shape.TABLE, **lower_nn.TABLE, **lower_moe.TABLE}
 
 
 def missing_ops(graph: Graph) -> list[str]:
