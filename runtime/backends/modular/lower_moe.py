@@ -15,20 +15,10 @@ import numpy as np
 
 from skillmill.ir.graph import Node
 
-from . import adapter
 from .adapter import ops
+from .lower_shape import _range_of as _arange
+from .lower_shape import norm_axis as _norm_axis
 from .lowering import FLOAT_TYPES, Lowering, MaxLoweringError, numpy_result_type
-
-
-def _norm_axis(axis: int, rank: int) -> int:
-    return axis % rank if rank else 0
-
-
-def _arange(lw: Lowering, size: Any) -> Any:
-    """int64 [0, size) for a static or symbolic size."""
-    if isinstance(size, int):
-        return lw.const(np.arange(size), "int64")
-    return ops.range(0, size, 1, out_dim=size, dtype=adapter.dtype_of("int64"), device=lw.builder.device)
 
 
 def _int64(lw: Lowering, value: Any) -> Any:
