@@ -147,7 +147,10 @@ def test_scatters_indexing_and_run_time_checks():
                Node("a1", "AssertScalar", ["few"], ["ok1"], {"msg": "at most 8 images"}),
                Node("f", "TensorToScalar", ["flag"], ["flag_value"], {}),
                Node("eq", "Scalar", ["flag_value"], ["flag_set"], {"fn": "eq", "b": 1}),
-               Node("a2", "AssertScalar", ["flag_set"], ["ok2"], {"msg": "flag must be 1"})]  # fmt: skip
+               Node("a2", "AssertScalar", ["flag_set"], ["ok2"], {"msg": "flag must be 1"}),
+               Node("ite", "Scalar", [], ["picked"], {"fn": "ite", "args": [True, 5, 0]}),
+               Node("eq5", "Scalar", ["picked"], ["picked_5"], {"fn": "eq", "b": 5}),
+               Node("a3", "AssertScalar", ["picked_5"], ["ok3"], {"msg": "ite picked the wrong branch"})]  # fmt: skip
     g.outputs = ["s1", "s2", "m", "j1", "j2"]
     rng = np.random.default_rng(0)
     mask = np.zeros((2, 4, 1), bool)

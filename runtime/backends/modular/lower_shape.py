@@ -426,17 +426,21 @@ _PY_FNS = {
     "le": operator.le, "gt": operator.gt, "ge": operator.ge, "and": operator.and_,
     "or": operator.or_, "not": operator.not_, "float": float, "int": int, "ceil": math.ceil,
     "floor": math.floor, "sqrt": math.sqrt, "abs": abs,
+    "ite": lambda condition, if_true, if_false: if_true if condition else if_false,
 }  # fmt: skip
 
 
 def _scalar(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
     """Arithmetic on runtime scalars: python values where static, Dim algebra where symbolic."""
     fn = attrs.get("fn", "add")
-    values = list(args)
-    if attrs.get("a") is not None:
-        values.insert(0, attrs["a"])
-    if attrs.get("b") is not None:
-        values.append(attrs["b"])
+    if attrs.get("args") is not None:  # every operand listed, refs already resolved (the IR's rule)
+        values = list(attrs["args"])
+    else:
+        values = list(args)
+        if attrs.get("a") is not None:
+            values.insert(0, attrs["a"])
+        if attrs.get("b") is not None:
+            values.append(attrs["b"])
     values = [v.item() if isinstance(v, np.ndarray) else v for v in values]
     if any(isinstance(v, adapter.TensorValue) for v in values):
         return [_scalar_as_tensor(lw, node, fn, values)]  # a value read from a tensor
