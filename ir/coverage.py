@@ -75,7 +75,6 @@ def check_native(model_type: str, shapes: tuple[tuple[int, int], ...] = SHAPES) 
     status: pass, mismatch (ran, differs or lacks an output), unsupported (an op without an IR
     lowering), export_failed (torch.export or lowering failed), error (anything else)."""
     from skillmill.registry.dummy_inputs import dummy_inputs
-    from skillmill.registry.tiny import tiny_model
 
     from .errors import ConversionError, UnsupportedOp
     from .executor import NativeModel
@@ -88,10 +87,7 @@ def check_native(model_type: str, shapes: tuple[tuple[int, int], ...] = SHAPES) 
             return {"status": "error", "stage": "registry", "reason": "registry has no base class"}
         result["class"] = class_name
         result["stage"] = "tiny_model"
-        model = tiny_model(class_name)
-        randomised = randomise_zero_parameters(model)
-        if randomised:
-            result["randomised_zero_parameters"] = randomised
+        model = coverage_model(class_name, result)
         (batch, seq), worst = shapes[0], 0.0
         result["stage"] = "inputs"
         example = dummy_inputs(model, batch_size=batch, seq_len=seq, seed=0)
@@ -135,6 +131,18 @@ def check_native(model_type: str, shapes: tuple[tuple[int, int], ...] = SHAPES) 
     finally:
         result["seconds"] = round(time.perf_counter() - started, 2)
     return result
+
+
+def coverage_model(class_name: str, row: dict[str, Any]) -> Any:
+    """The tiny random model every coverage sweep measures (native and MAX alike), its all-zero
+    parameters randomised; how many goes in ``row``."""
+    from skillmill.registry.tiny import tiny_model
+
+    model = tiny_model(class_name)
+    randomised = randomise_zero_parameters(model)
+    if randomised:
+        row["randomised_zero_parameters"] = randomised
+    return model
 
 
 def randomise_zero_parameters(model: Any, seed: int = 0, std: float = 0.02) -> int:

@@ -370,7 +370,7 @@ def _one_hot(inputs, num_classes=-1, dtype="int64"):
 
 
 # -- runtime scalars --------------------------------------------------------------------------
-_SCALAR_FNS = {
+SCALAR_FNS = {
     "add": operator.add, "sub": operator.sub, "mul": operator.mul, "truediv": operator.truediv,
     "floordiv": operator.floordiv, "mod": operator.mod, "pow": operator.pow, "neg": operator.neg,
     "max": max, "min": min, "eq": operator.eq, "ne": operator.ne, "lt": operator.lt,
@@ -381,19 +381,24 @@ _SCALAR_FNS = {
 }  # fmt: skip
 
 
-def _scalar(inputs, fn="add", a=None, b=None, args=None):
-    """Python-scalar arithmetic on runtime scalars (symbolic sizes): fn(a, b), or fn(*args) when
-    the attribute ``args`` lists every operand (constants and resolved refs, in order)."""
+def scalar_operands(inputs, a=None, b=None, args=None) -> list:
+    """A Scalar node's operands: the attribute ``args`` when it lists every operand (constants
+    and resolved refs, in order), else the inputs with the constants ``a`` before and ``b``
+    after.  One rule for every backend (the MAX lowering uses it too)."""
     if args is not None:
-        args = list(args)
+        operands = list(args)
     else:
-        args = list(inputs)
+        operands = list(inputs)
         if a is not None:
-            args.insert(0, a)
+            operands.insert(0, a)
         if b is not None:
-            args.append(b)
-    args = [v.item() if isinstance(v, np.ndarray) else v for v in args]
-    return _SCALAR_FNS[fn](*args)
+            operands.append(b)
+    return [v.item() if isinstance(v, np.ndarray) else v for v in operands]
+
+
+def _scalar(inputs, fn="add", a=None, b=None, args=None):
+    """Python-scalar arithmetic on runtime scalars (symbolic sizes): fn(a, b), or fn(*args)."""
+    return SCALAR_FNS[fn](*scalar_operands(inputs, a, b, args))
 
 
 def _scalar_infer(specs, fn="add", a=None, b=None, args=None):

@@ -76,3 +76,19 @@ def test_compile_to_max_rejects_what_it_cannot_compile(value):
 
     result = skillmill.compile_to_max(value)
     assert not result.success and "torch.nn.Module" in result.error_message
+
+
+def test_a_count_read_from_a_tensor_is_refused_as_data_dependent():
+    """TopK's k read from a tensor's value (torch.export's TensorToScalar) cannot size a MAX
+    output: the lowering says so by name (no compile needed to find out)."""
+    from skillmill.ir.graph import Graph, Node, TensorSpec
+    from skillmill.runtime.backends.modular.lowering import MaxLoweringError, lower_graph
+
+    g = Graph(name="topk_k_from_tensor")
+    g.inputs["x"] = TensorSpec("float32", ["batch", 8])
+    g.inputs["k"] = TensorSpec("int64", [])
+    g.nodes = [Node("k_value", "TensorToScalar", ["k"], ["k_scalar"], {}),
+               Node("topk", "TopK", ["x"], ["values", "indices"], {"k": {"$ref": "k_scalar"}, "axis": -1})]  # fmt: skip
+    g.outputs = ["values"]
+    with pytest.raises(MaxLoweringError, match="TopK.*read from a tensor at run time"):
+        lower_graph(g, "cpu", {}, [])

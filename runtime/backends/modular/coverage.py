@@ -48,13 +48,12 @@ CHUNK_TIMEOUT = GROUP_SIZE * PREPARE_TIMEOUT + 3 * GROUP_TIMEOUT
 # -- stage 1: prepare (forked workers) -------------------------------------------------------
 def prepare_type(model_type: str, workdir: Path) -> dict[str, Any]:
     """Tiny model -> optimised IR + feeds + PyTorch references on disk; never raises."""
-    from skillmill.ir.coverage import _torch_outputs, base_model_types, randomise_zero_parameters
+    from skillmill.ir.coverage import _torch_outputs, base_model_types, coverage_model
     from skillmill.ir.errors import ConversionError, UnsupportedOp
     from skillmill.ir.frontends.pytorch import convert_from_pytorch
     from skillmill.ir.mojomodel import compile_to_mojomodel
     from skillmill.ir.passes import optimize_graph
     from skillmill.registry.dummy_inputs import dummy_inputs
-    from skillmill.registry.tiny import tiny_model
 
     row: dict[str, Any] = {"status": "error", "stage": "registry"}
     try:
@@ -63,12 +62,9 @@ def prepare_type(model_type: str, workdir: Path) -> dict[str, Any]:
             return {**row, "reason": "registry has no base class"}
         row["class"] = class_name
         row["stage"] = "tiny_model"
-        model = tiny_model(class_name)
-        # as the native sweep does: a zero router scores every expert alike, and top-k ties
-        # broken differently by torch and the graph decided afmoe's routing (relative error 0.28)
-        randomised = randomise_zero_parameters(model)
-        if randomised:
-            row["randomised_zero_parameters"] = randomised
+        # the native sweep's model: with a zero MoE router, top-k ties broken differently by
+        # torch and the graph decided afmoe's routing (relative error 0.28)
+        model = coverage_model(class_name, row)
         row["stage"] = "convert"
         batch, seq = SHAPES[0]
         example = dummy_inputs(model, batch_size=batch, seq_len=seq, seed=0)

@@ -16,20 +16,13 @@ import numpy as np
 from skillmill.ir.graph import Node
 
 from .adapter import ops
-from .lower_shape import _range_of as _arange
-from .lower_shape import norm_axis as _norm_axis
+from .lower_shape import _range_of, broadcast_dims, norm_axis, wrap_negative
 from .lowering import FLOAT_TYPES, Lowering, MaxLoweringError, numpy_result_type
 
 
 def _int64(lw: Lowering, value: Any) -> Any:
     """A dim (int or symbolic) as a 0-d int64 tensor."""
     return lw.scalar_tensor(value, "int64")
-
-
-def _wrap_negative(lw: Lowering, idx: Any, size: Any) -> Any:
-    """Negative indices count from the end (numpy's and torch's rule)."""
-    idx = lw.cast(idx, "int64")
-    return ops.where(ops.greater(lw.const(0, "int64"), idx), idx + _int64(lw, size), idx)
 
 
 def _filled(lw: Lowering, value: Any, dtype: str, shape: list[Any]) -> Any:
@@ -39,7 +32,7 @@ def _filled(lw: Lowering, value: Any, dtype: str, shape: list[Any]) -> Any:
 def _previous(lw: Lowering, t: Any, n: Any) -> Any:
     """t[i - 1] at each i of a rank-1 tensor (t[0] at 0): a gather, not a slice and concat, so a
     symbolic length stays the same ``Dim``."""
-    return ops.gather(t, ops.max(_arange(lw, n) - lw.const(1, "int64"), lw.const(0, "int64")), axis=0)
+    return ops.gather(t, ops.max(_range_of(lw, n) - lw.const(1, "int64"), lw.const(0, "int64")), axis=0)
 
 
 # -- Sort --------------------------------------------------------------------------------------
@@ -89,7 +82,7 @@ def _sort(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> l
     rank = len(x.shape)
     if rank == 0:
         return [x, lw.const(0, "int64")]
-    axis = _norm_axis(int(attrs.get("axis", -1)), rank)
+    axis = norm_axis(int(attrs.get("axis", -1)), rank)
     descending = bool(attrs.get("descending", False))
     perm = [a for a in range(rank) if a != axis] + [axis]  # the sorted axis last, rows contiguous
     moved = ops.permute(x, perm) if axis != rank - 1 else x
@@ -135,7 +128,7 @@ def _histc(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> 
     safe = ops.where(inside, values, low)  # outside values never reach the int cast
     scaled = (safe - low) / (high - low) * lw.const(float(bins), "float64")
     index = ops.min(lw.cast(scaled, "int64"), lw.const(bins - 1, "int64"))  # >= 0: truncation is floor
-    hit = ops.logical_and(ops.equal(ops.unsqueeze(index, 1), ops.unsqueeze(_arange(lw, bins), 0)),
+    hit = ops.logical_and(ops.equal(ops.unsqueeze(index, 1), ops.unsqueeze(_range_of(lw, bins), 0)),
                           ops.unsqueeze(inside, 1))  # fmt: skip
     counts = ops.reshape(ops.sum(lw.cast(hit, "int64"), axis=0), [bins])
     return [lw.cast(counts, lw.tdtype(x))]
@@ -148,11 +141,11 @@ def _row_groups(lw: Lowering, offs: Any, rows: Any) -> Any:
     Exact for any offsets, also non-monotone ones; [S, G] comparisons."""
     ends = lw.cast(ops.reshape(offs, [-1]), "int64")
     count = lw.shape(ends)[0]
-    first = ops.equal(_arange(lw, count), lw.const(0, "int64"))
+    first = ops.equal(_range_of(lw, count), lw.const(0, "int64"))
     starts = ops.where(first, lw.const(0, "int64"), _previous(lw, ends, count))
-    r = ops.unsqueeze(_arange(lw, rows), 1)
+    r = ops.unsqueeze(_range_of(lw, rows), 1)
     covered = ops.logical_and(ops.greater_equal(r, ops.unsqueeze(starts, 0)), ops.greater(ops.unsqueeze(ends, 0), r))
-    group_ids = ops.unsqueeze(_arange(lw, count), 0)
+    group_ids = ops.unsqueeze(_range_of(lw, count), 0)
     return ops.reshape(ops.max(ops.where(covered, group_ids, lw.const(-1, "int64")), axis=1), [rows])
 
 
@@ -173,7 +166,7 @@ def _grouped_matmul(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, 
     group = _row_groups(lw, offs, rows)
     every = ops.matmul(ops.broadcast_to(ops.unsqueeze(x, 0), [experts, *lw.shape(x)]), weight)  # [E, S, N]
     flat = ops.reshape(every, [-1, lw.shape(weight)[-1]])  # row e * S + r: expert e on row r
-    pick = ops.max(group, lw.const(0, "int64")) * _int64(lw, rows) + _arange(lw, rows)
+    pick = ops.max(group, lw.const(0, "int64")) * _int64(lw, rows) + _range_of(lw, rows)
     taken = ops.gather(flat, pick, axis=0)
     return [ops.where(ops.unsqueeze(ops.greater_equal(group, lw.const(0, "int64")), 1), taken, lw.const(0, dtype))]
 
@@ -186,19 +179,12 @@ def _last_write(lw: Lowering, base: Any, updates: Any, coords: Any) -> Any:
     target is a scatter-max of update numbers; then a gather and a where."""
     k = lw.shape(coords)[-1]
     target = lw.shape(base)[:k]
-    numbers = _arange(lw, lw.shape(coords)[0])
+    numbers = _range_of(lw, lw.shape(coords)[0])
     winner = ops.scatter_nd_max(_filled(lw, -1, "int64", target), numbers, coords)
     taken = ops.gather(updates, ops.max(winner, lw.const(0, "int64")), axis=0)
     written = ops.greater_equal(winner, lw.const(0, "int64"))
     written = ops.reshape(written, [*target] + [1] * (len(base.shape) - k))
     return ops.where(written, taken, base)
-
-
-def _broadcast_dims(lw: Lowering, tensors: list[Any]) -> list[Any]:
-    shapes = [lw.shape(t) for t in tensors]
-    rank = max(len(s) for s in shapes)
-    padded = [[1] * (rank - len(s)) + s for s in shapes]
-    return [next((d for d in dims if not (isinstance(d, int) and d == 1)), 1) for dims in zip(*padded)]
 
 
 def _index_put(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
@@ -207,7 +193,7 @@ def _index_put(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any])
     with one scatter over the leading dims."""
     x = lw.tensor(node.inputs[0])
     rank = len(x.shape)
-    positions = [_norm_axis(int(p), rank) for p in attrs.get("positions") or []]
+    positions = [norm_axis(int(p), rank) for p in attrs.get("positions") or []]
     indices = [lw.tensor(n) for n in node.inputs[1:-1]]
     if any(lw.tdtype(i) == "bool" for i in indices):
         raise MaxLoweringError(node.op, node.name, "boolean-mask index_put: the written count depends on the data")
@@ -221,8 +207,8 @@ def _index_put(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any])
     rest = [a for a in range(rank) if a not in positions]
     moved = ops.permute(x, positions + rest)
     dims = lw.shape(x)
-    batch = _broadcast_dims(lw, [i for _, i in pairs])
-    coords = ops.stack([ops.broadcast_to(_wrap_negative(lw, i, dims[p]), batch) for p, i in pairs], axis=-1)
+    batch = broadcast_dims(lw, [i for _, i in pairs])
+    coords = ops.stack([ops.broadcast_to(wrap_negative(lw, i, dims[p]), batch) for p, i in pairs], axis=-1)
     updates = _updates_in_front(lw, lw.cast(lw.tensor(node.inputs[-1]), lw.tdtype(x)), dims, positions, rest, batch)
     coords = ops.reshape(coords, [-1, len(positions)])
     updates = ops.reshape(updates, [-1, *[dims[a] for a in rest]])
@@ -257,7 +243,7 @@ def _scatter(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -
     coordinate and its own position the others; written (last one wins) or reduced into x."""
     x = lw.tensor(node.inputs[0])
     rank = len(x.shape)
-    dim = _norm_axis(int(attrs.get("dim", 0)), rank)
+    dim = norm_axis(int(attrs.get("dim", 0)), rank)
     reduce = attrs.get("reduce")
     if reduce is not None and reduce not in _SCATTER_REDUCE:
         raise MaxLoweringError(node.op, node.name, f"scatter reduce {reduce!r}")
@@ -267,11 +253,11 @@ def _scatter(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -
     grids = []
     for axis in range(rank):
         if axis == dim:
-            grids.append(_wrap_negative(lw, index, lw.shape(x)[dim]))
+            grids.append(wrap_negative(lw, index, lw.shape(x)[dim]))
             continue
         view = [1] * rank
         view[axis] = shape[axis]
-        grids.append(ops.broadcast_to(ops.reshape(_arange(lw, shape[axis]), view), shape))
+        grids.append(ops.broadcast_to(ops.reshape(_range_of(lw, shape[axis]), view), shape))
     coords = ops.reshape(ops.stack(grids, axis=-1), [-1, rank])
     updates = ops.reshape(src, [-1])
     if reduce is None:

@@ -371,7 +371,11 @@ def _from_nhwc(y: Any, nsp: int) -> Any:
     return ops.squeeze(y, 2) if nsp == 1 else y
 
 
-def _ceil_sizes(size: int, k: int, s: int, p: int) -> int:
+def _floor_out_size(size: int, k: int, s: int, p: int) -> int:
+    return (size + 2 * p - k) // s + 1
+
+
+def _ceil_out_size(size: int, k: int, s: int, p: int) -> int:
     out = -(-(size + 2 * p - k) // s) + 1
     return out - 1 if (out - 1) * s >= size + p else out  # the last window must start inside
 
@@ -380,7 +384,7 @@ def _ceil_overhangs(sizes: list[Any], kernel: list[int], stride: list[int], padd
     """Whether ceil mode adds a window that runs past the padded input; a symbolic size is
     assumed to."""
     for size, k, s, p in zip(sizes, kernel, stride, padding):
-        if not isinstance(size, int) or _ceil_sizes(size, k, s, p) != (size + 2 * p - k) // s + 1:
+        if not isinstance(size, int) or _ceil_out_size(size, k, s, p) != _floor_out_size(size, k, s, p):
             return True
     return False
 
@@ -407,7 +411,7 @@ def _avg_pool(lw: Lowering, node: Node, nhwc: Any, kernel: list[int], stride: li
         raise MaxLoweringError(node.op, node.name, "average pooling with partial windows over a symbolic spatial size")
     outs, counts, flat = [], [], [0, 0]
     for size, k, s, p in zip(sizes, kernel, stride, padding):
-        n = _ceil_sizes(size, k, s, p) if ceil else (size + 2 * p - k) // s + 1
+        n = (_ceil_out_size if ceil else _floor_out_size)(size, k, s, p)
         start = np.arange(n) * s - p
         stop = np.minimum(start + k, size + p)
         if not count_pad:
@@ -439,13 +443,13 @@ def _resize(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) ->
         raise MaxLoweringError(node.op, node.name, "resize of a symbolic spatial size")
     if size is None:
         size = [int(np.floor(n * s)) for n, s in zip(in_sizes, scales)]
-    if not all(_is_int(n) for n in size):
+    size = [adapter.static_int(n) for n in size]
+    if None in size:
         raise MaxLoweringError(node.op, node.name, "resize to a size computed at run time")
-    size = [adapter.static_int(n) if adapter.is_dim(n) else int(n) for n in size]
     dtype = lw.tdtype(x)
     for i, (out_size, in_size) in enumerate(zip(size, in_sizes)):
         axis = len(shape) - spatial + i
-        src = _source_positions(int(out_size), in_size, scales[i] if scales else None,
+        src = _source_positions(out_size, in_size, scales[i] if scales else None,
                                 "nearest" if mode == "nearest" else "linear", bool(attrs.get("align_corners")))  # fmt: skip
         if mode == "nearest":
             x = ops.gather(x, lw.const(src.astype(np.int64), "int64"), axis=axis)
@@ -458,10 +462,6 @@ def _resize(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) ->
         x1 = ops.gather(x, lw.const(high, "int64"), axis=axis)
         x = lw.cast(lw.cast(x0, "float32") * (lw.const(1.0, "float32") - w) + lw.cast(x1, "float32") * w, dtype)
     return [x]
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) or (adapter.is_dim(value) and adapter.static_int(value) is not None)
 
 
 def _adaptive_avg_pool(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:

@@ -7,13 +7,13 @@ tensor) has no static MAX shape and raises ``MaxLoweringError``."""
 
 from __future__ import annotations
 
-import math
 import operator
 from typing import Any
 
 import numpy as np
 
 from skillmill.ir.graph import Node
+from skillmill.ir.ops.shape import SCALAR_FNS, scalar_operands
 
 from . import adapter
 from .adapter import ops
@@ -200,9 +200,7 @@ def _take(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> l
     """numpy take / ONNX Gather; negative indices wrap."""
     x = lw.tensor(node.inputs[0])
     axis = norm_axis(attrs.get("axis", 0), len(x.shape))
-    idx = lw.cast(lw.tensor(node.inputs[1]), "int64")
-    size = lw.scalar_tensor(lw.shape(x)[axis], "int64")
-    idx = ops.where(ops.greater(lw.const(0, "int64"), idx), idx + size, idx)
+    idx = wrap_negative(lw, lw.tensor(node.inputs[1]), lw.shape(x)[axis])
     if len(idx.shape) == 0:
         return [ops.squeeze(ops.gather(x, ops.reshape(idx, [1]), axis=axis), axis)]
     return [ops.gather(x, idx, axis=axis)]
@@ -211,11 +209,9 @@ def _take(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> l
 def _gather_elements(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
     """torch.gather / ONNX GatherElements (take_along_axis): gather_nd over index grids."""
     x = lw.tensor(node.inputs[0])
-    idx = lw.cast(lw.tensor(node.inputs[1]), "int64")
     rank = len(x.shape)
     dim = norm_axis(attrs.get("dim", 0), rank)
-    size = lw.scalar_tensor(lw.shape(x)[dim], "int64")
-    idx = ops.where(ops.greater(lw.const(0, "int64"), idx), idx + size, idx)
+    idx = wrap_negative(lw, lw.tensor(node.inputs[1]), lw.shape(x)[dim])
     target = lw.shape(idx)
     coords = []
     for axis in range(rank):
@@ -247,9 +243,8 @@ def _index(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> 
     positions = [norm_axis(p, rank) for p in positions]
     if len(set(positions)) != len(positions):
         raise MaxLoweringError(node.op, node.name, f"repeated index positions {positions}")
-    indices = [lw.cast(i, "int64") for i in indices]
     if len(positions) == 1:  # one index tensor anywhere: a gather on that axis
-        return [ops.gather(x, _wrapped(lw, indices[0], lw.shape(x)[positions[0]]), axis=positions[0])]
+        return [ops.gather(x, wrap_negative(lw, indices[0], lw.shape(x)[positions[0]]), axis=positions[0])]
     order = sorted(range(len(positions)), key=lambda i: positions[i])
     indices, positions = [indices[i] for i in order], sorted(positions)
     if positions == list(range(len(positions))):
@@ -266,22 +261,24 @@ def _index(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> 
     return [ops.permute(y, perm)]
 
 
-def _wrapped(lw: Lowering, idx: Any, size: Any) -> Any:
-    """Negative indices count from the end."""
-    size = lw.scalar_tensor(size, "int64")
-    return ops.where(ops.greater(lw.const(0, "int64"), idx), idx + size, idx)
+def wrap_negative(lw: Lowering, idx: Any, size: Any) -> Any:
+    """Indices as int64, the negative ones counted from the end (numpy's and torch's rule)."""
+    idx = lw.cast(idx, "int64")
+    return ops.where(ops.greater(lw.const(0, "int64"), idx), idx + lw.scalar_tensor(size, "int64"), idx)
+
+
+def broadcast_dims(lw: Lowering, tensors: list[Any]) -> list[Any]:
+    """The shape the tensors broadcast to (a symbolic dim wins over a static 1)."""
+    shapes = [lw.shape(t) for t in tensors]
+    rank = max(len(s) for s in shapes)
+    padded = [[1] * (rank - len(s)) + s for s in shapes]
+    return [next((d for d in dims if not (isinstance(d, int) and d == 1)), 1) for dims in zip(*padded)]
 
 
 def _index_leading(lw: Lowering, x: Any, indices: list[Any]) -> Any:
-    """x[i0, i1, ...] with int64 index tensors on the leading axes (broadcast together)."""
-    shapes = [lw.shape(i) for i in indices]
-    out_rank = max(len(s) for s in shapes)
-    target = []
-    for axis in range(out_rank):
-        dims = [s[axis - out_rank + len(s)] for s in shapes if axis - out_rank + len(s) >= 0]
-        chosen = next((d for d in dims if not (isinstance(d, int) and d == 1)), 1)
-        target.append(chosen)
-    wrapped = [ops.broadcast_to(_wrapped(lw, idx, lw.shape(x)[k]), target) for k, idx in enumerate(indices)]
+    """x[i0, i1, ...] with index tensors on the leading axes (broadcast together)."""
+    target = broadcast_dims(lw, indices)
+    wrapped = [ops.broadcast_to(wrap_negative(lw, idx, lw.shape(x)[k]), target) for k, idx in enumerate(indices)]
     return ops.gather_nd(x, ops.stack(wrapped, axis=-1))
 
 
@@ -419,34 +416,17 @@ def _sym_size(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) 
 
 _DIM_FNS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
             "floordiv": operator.floordiv, "neg": operator.neg}  # fmt: skip
-_PY_FNS = {
-    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "truediv": operator.truediv,
-    "floordiv": operator.floordiv, "mod": operator.mod, "pow": operator.pow, "neg": operator.neg,
-    "max": max, "min": min, "eq": operator.eq, "ne": operator.ne, "lt": operator.lt,
-    "le": operator.le, "gt": operator.gt, "ge": operator.ge, "and": operator.and_,
-    "or": operator.or_, "not": operator.not_, "float": float, "int": int, "ceil": math.ceil,
-    "floor": math.floor, "sqrt": math.sqrt, "abs": abs,
-    "ite": lambda condition, if_true, if_false: if_true if condition else if_false,
-}  # fmt: skip
 
 
 def _scalar(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
     """Arithmetic on runtime scalars: python values where static, Dim algebra where symbolic."""
     fn = attrs.get("fn", "add")
-    if attrs.get("args") is not None:  # every operand listed, refs already resolved (the IR's rule)
-        values = list(attrs["args"])
-    else:
-        values = list(args)
-        if attrs.get("a") is not None:
-            values.insert(0, attrs["a"])
-        if attrs.get("b") is not None:
-            values.append(attrs["b"])
-    values = [v.item() if isinstance(v, np.ndarray) else v for v in values]
+    values = scalar_operands(args, attrs.get("a"), attrs.get("b"), attrs.get("args"))
     if any(isinstance(v, adapter.TensorValue) for v in values):
         return [_scalar_as_tensor(lw, node, fn, values)]  # a value read from a tensor
     values = [adapter.static_int(v) if adapter.is_dim(v) and _is_static(v) else v for v in values]
     if not any(adapter.is_dim(v) for v in values):
-        return [_PY_FNS[fn](*values)]
+        return [SCALAR_FNS[fn](*values)]
     if fn in ("max", "min") and len(values) == 2 and 1 in values and fn == "max":
         return [next(v for v in values if v != 1)]  # max(seq, 1): symbolic dims are >= 1
     if fn not in _DIM_FNS or any(isinstance(v, float) for v in values):

@@ -261,12 +261,26 @@ class Lowering:
             except MaxLoweringError:
                 raise
             except Exception as exc:  # MAX's own shape/dtype checks name what it refused
-                message = " ".join(str(exc).split())[:300]
-                raise MaxLoweringError(node.op, node.name, f"{type(exc).__name__}: {message}") from exc
+                message = f"{type(exc).__name__}: " + " ".join(str(exc).split())[:300]
+                if _data_dependent(attrs):  # e.g. TopK's k read from a tensor (TensorToScalar)
+                    message = f"an attribute is a value read from a tensor at run time ({message})"
+                raise MaxLoweringError(node.op, node.name, message) from exc
             for out, result in zip(node.outputs, results):
                 if out:
                     self.env[out] = result
         return [self.tensor(name) for name in self.graph.outputs]
+
+
+def _data_dependent(attrs: Any) -> bool:
+    """Whether a resolved attribute holds a run-time tensor value: a shape or count MAX must
+    know when it compiles cannot come from one."""
+    if isinstance(attrs, adapter.TensorValue):
+        return True
+    if isinstance(attrs, dict):
+        return any(_data_dependent(v) for v in attrs.values())
+    if isinstance(attrs, (list, tuple)):
+        return any(_data_dependent(v) for v in attrs)
+    return False
 
 
 def lower_graph(graph: Graph, target: str = "cpu", custom_kernels: dict[str, Any] | None = None,
