@@ -48,6 +48,23 @@ def test_max_share_floor_once_the_sweep_is_complete(max_report):
     assert max_report["share"] >= 0.40
 
 
+def test_sweep_goes_floor_first_then_small_native_passes_in_bounded_chunks():
+    """What an interrupted sweep has measured: the floor, then the native passes smallest first;
+    no MAX graph holds more than NODE_BUDGET nodes unless one type alone is larger."""
+    from skillmill.runtime.backends.modular.coverage import NODE_BUDGET, chunked, sweep_order
+
+    native = load_report("native")["model_types"]
+    passes = [t for t, r in native.items() if r["status"] == "pass" and t not in ("bert", "gpt2")]
+    big, small = max(passes, key=lambda t: native[t]["nodes"]), min(passes, key=lambda t: native[t]["nodes"])
+    failed = next(t for t, r in native.items() if r["status"] != "pass")
+    assert sweep_order([failed, big, small, "gpt2"]) == ["gpt2", small, big, failed]
+
+    assert NODE_BUDGET == 2000  # the numbers below are picked around it
+    nodes = {"a": 1500, "b": 400, "c": 200, "huge": 5000, "d": 10}
+    assert chunked(["a", "b", "c", "huge", "d"], 16, nodes) == [["a", "b"], ["c"], ["huge"], ["d"]]
+    assert chunked(list("abcd"), 2, {}) == [["a", "b"], ["c", "d"]]  # unknown size: the count rules
+
+
 def test_ci_subset_on_max_equals_pytorch():
     from skillmill.runtime.backends.modular.coverage import TOLERANCE, run_coverage
 

@@ -19,7 +19,8 @@ A chunk of ``GROUP_SIZE`` types runs end to end in its own subprocess: ``prepare
 worker per type: tiny model, torch.export, optimise, references, written to a work folder),
 then ``group`` (a subprocess: lower, compile, run, compare).  ``jobs`` chunks run at once (a
 MAX compile keeps about one core busy), so rows land chunk by chunk and an interrupted sweep
-keeps them.  The floor families go first, then the types the native sweep passed.
+keeps them.  The floor families go first, then the types the native sweep passed, smallest
+graph first, in chunks of at most ``NODE_BUDGET`` nodes (see ``sweep_order``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import numpy as np
 TOLERANCE = 1e-4
 SHAPES = ((2, 8), (3, 11))
 GROUP_SIZE = 16
+NODE_BUDGET = 2000  # graph nodes per MAX graph: 16 types of the median size, or two large ones
 GROUP_TIMEOUT = 3600.0
 PREPARE_TIMEOUT = 300.0
 CHUNK_TIMEOUT = GROUP_SIZE * PREPARE_TIMEOUT + 3 * GROUP_TIMEOUT
@@ -291,18 +293,40 @@ def run_chunk(workdir: Path, types: list[str]) -> dict[str, dict[str, Any]]:
 
 def sweep_order(types: list[str]) -> list[str]:
     """The floor families first, then the types the committed native sweep passed (the likely
-    MAX passes), then the rest: an interrupted sweep has measured what matters most."""
+    MAX passes), smallest graph first, then the rest: MAX's compile time grows with the graph,
+    so an interrupted sweep has measured what matters most and as many types as its time
+    allowed (in registry order one chunk of large VLM and MoE models held both cores for
+    over 40 minutes while hundreds of small types waited)."""
     from skillmill.generator.coverage import load_report
     from skillmill.ir.coverage import FLOOR_TYPES
 
     native = load_report("native").get("model_types", {})
 
-    def rank(model_type: str) -> int:
+    def rank(model_type: str) -> tuple[int, int]:
+        row = native.get(model_type, {})
         if model_type in FLOOR_TYPES:
-            return 0
-        return 1 if native.get(model_type, {}).get("status") == "pass" else 2
+            return 0, 0
+        if row.get("status") == "pass":
+            return 1, int(row.get("nodes") or NODE_BUDGET)
+        return 2, 0
 
     return sorted(types, key=rank)  # stable: registry order within a rank
+
+
+def chunked(types: list[str], group_size: int, nodes: dict[str, int]) -> list[list[str]]:
+    """Consecutive chunks of at most ``group_size`` types and, past the first type, at most
+    ``NODE_BUDGET`` graph nodes (the native sweep's count), so one MAX graph never holds
+    sixteen large models: its compile would outlast the group timeout."""
+    chunks: list[list[str]] = []
+    size = 0
+    for model_type in types:
+        cost = nodes.get(model_type) or NODE_BUDGET // group_size
+        if not chunks or len(chunks[-1]) >= group_size or size + cost > NODE_BUDGET:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(model_type)
+        size += cost
+    return chunks
 
 
 def run_coverage(model_types: list[str] | None = None, jobs: int = 2, group_size: int = GROUP_SIZE,
@@ -316,6 +340,7 @@ def run_coverage(model_types: list[str] | None = None, jobs: int = 2, group_size
     ``custom_ops=False`` (the report) lowers to MAX's built-in ops only, so every row says what
     MAX's own compiler makes of the type; ``True`` uses the skills' CPU defaults (skillmill's
     Mojo kernels as MAX custom ops where they fit; CI checks its subset that way)."""
+    from skillmill.generator.coverage import load_report
     from skillmill.ir.coverage import base_model_types
 
     types = list(model_types) if model_types else list(base_model_types())
@@ -330,7 +355,8 @@ def run_coverage(model_types: list[str] | None = None, jobs: int = 2, group_size
             if on_result:
                 on_result(model_type, row)
     todo = sweep_order([t for t in types if t not in rows])
-    chunks = [todo[i : i + group_size] for i in range(0, len(todo), group_size)]
+    native = load_report("native").get("model_types", {})
+    chunks = chunked(todo, group_size, {t: int(r.get("nodes") or 0) for t, r in native.items()})
     # Threads only wait on chunk subprocesses (no fork from a threaded parent, and the chunk's
     # MAX compile is not under the forked workers' memory limit); rows are reported here.
     try:
