@@ -213,3 +213,71 @@ def test_resize_follows_torch():
             "scaled": interpolate(t, scale_factor=(2.0, 1.5), mode="bilinear")}  # fmt: skip
     for name, value in want.items():
         np.testing.assert_allclose(got[name], value.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_conv_transpose_follows_torch():
+    """ConvTranspose as a forward conv over the zero-spread input: stride with padding and
+    output_padding (DAC's upsampler), groups, dilation, a crop wider than the spread's zeros,
+    1-d; a symbolic height; compared with torch's conv_transpose1d/2d."""
+    import torch
+
+    from skillmill.ir.graph import Graph, Node, TensorSpec
+    from skillmill.runtime.backends.modular.max_model import MaxModel
+
+    rng = np.random.default_rng(0)
+    cases = {  # name: (weight shape, attrs)
+        "up": ((4, 3, 3, 3), {"stride": [2, 2], "padding": [1, 1], "output_padding": [1, 1]}),
+        "grouped": ((4, 2, 2, 3), {"stride": [2, 1], "groups": 2, "dilation": [1, 2]}),
+        "cropped": ((4, 5, 2, 2), {"stride": [3, 3], "padding": [2, 1]}),
+    }
+    g = Graph(name="conv_transpose")
+    g.inputs["x"] = TensorSpec("float32", ["batch", 4, "h", 6])
+    g.inputs["x1"] = TensorSpec("float32", ["batch", 4, "t"])
+    g.weights = {f"w_{name}": rng.standard_normal(shape).astype(np.float32) for name, (shape, _) in cases.items()}
+    g.weights["w_1d"] = rng.standard_normal((4, 2, 5)).astype(np.float32)
+    g.weights["b_1d"] = rng.standard_normal(2).astype(np.float32)
+    g.nodes = [Node(name, "ConvTranspose", ["x", f"w_{name}"], [name], attrs) for name, (_, attrs) in cases.items()]
+    g.nodes.append(Node("one_d", "ConvTranspose", ["x1", "w_1d", "b_1d"], ["one_d"],
+                        {"stride": [4], "padding": [2], "output_padding": [1]}))  # fmt: skip
+    g.outputs = [*cases, "one_d"]
+    model = MaxModel.from_graph(g, "cpu")
+    for h in (5, 7):
+        x = rng.standard_normal((2, 4, h, 6)).astype(np.float32)
+        x1 = rng.standard_normal((2, 4, 9)).astype(np.float32)
+        got = model.run({"x": x, "x1": x1})
+        for name, (_, attrs) in cases.items():
+            kw = {k: tuple(v) if isinstance(v, list) else v for k, v in attrs.items()}
+            want = torch.nn.functional.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(g.weights[f"w_{name}"]), **kw)
+            np.testing.assert_allclose(got[name], want.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
+        want = torch.nn.functional.conv_transpose1d(torch.from_numpy(x1), torch.from_numpy(g.weights["w_1d"]),
+                                                    torch.from_numpy(g.weights["b_1d"]), stride=4, padding=2,
+                                                    output_padding=1)  # fmt: skip
+        np.testing.assert_allclose(got["one_d"], want.numpy(), rtol=1e-5, atol=1e-5, err_msg="1-d")
+
+
+def test_grid_sample_follows_torch():
+    """GridSample as corner gathers (Deformable DETR's sampling): bilinear with zeros and border
+    padding, align_corners, nearest; grid points outside [-1, 1]; compared with torch."""
+    import torch
+
+    from skillmill.ir.graph import Graph, Node, TensorSpec
+    from skillmill.runtime.backends.modular.max_model import MaxModel
+
+    cases = {"zeros": {"mode": "bilinear", "padding_mode": "zeros", "align_corners": False},
+             "border": {"mode": "bilinear", "padding_mode": "border", "align_corners": False},
+             "corners": {"mode": "bilinear", "padding_mode": "zeros", "align_corners": True},
+             "nearest": {"mode": "nearest", "padding_mode": "zeros", "align_corners": False}}  # fmt: skip
+    g = Graph(name="grid_sample")
+    g.inputs["x"] = TensorSpec("float32", ["batch", 3, 5, 7])
+    g.inputs["grid"] = TensorSpec("float32", ["batch", "points", 4, 2])
+    g.nodes = [Node(name, "GridSample", ["x", "grid"], [name], attrs) for name, attrs in cases.items()]
+    g.outputs = list(cases)
+    model = MaxModel.from_graph(g, "cpu")
+    rng = np.random.default_rng(0)
+    for points in (6, 9):
+        x = rng.standard_normal((2, 3, 5, 7)).astype(np.float32)
+        grid = rng.uniform(-1.3, 1.3, (2, points, 4, 2)).astype(np.float32)
+        got = model.run({"x": x, "grid": grid})
+        for name, attrs in cases.items():
+            want = torch.nn.functional.grid_sample(torch.from_numpy(x), torch.from_numpy(grid), **attrs)
+            np.testing.assert_allclose(got[name], want.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)

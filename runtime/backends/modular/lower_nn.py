@@ -326,6 +326,56 @@ def _conv(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> l
     return [ops.squeeze(y, 2) if nsp == 1 else y]
 
 
+def _conv_transpose(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    """A transposed convolution as the forward convolution it is the gradient of: the input with
+    stride-1 zeros between its pixels, padded by dilation*(kernel-1) - padding (output_padding
+    more on the right; a negative amount crops), convolved with the filter flipped and its
+    in/out channels swapped per group.  MAX's own conv2d_transpose has no groups and no
+    output padding; conv2d is the op the Conv lowering already checks."""
+    x = lw.tensor(node.inputs[0])
+    w_name = node.inputs[1]
+    nsp = len(x.shape) - 2
+    if nsp not in (1, 2):
+        raise MaxLoweringError(node.op, node.name, f"{nsp}-d transposed convolution")
+    if not lw.is_weight(w_name):
+        raise MaxLoweringError(node.op, node.name, "a filter computed at run time")
+    stride, dilation = _per_dim(attrs.get("stride", 1), nsp), _per_dim(attrs.get("dilation", 1), nsp)
+    padding, extra = _per_dim(attrs.get("padding", 0), nsp), _per_dim(attrs.get("output_padding", 0), nsp)
+    groups = int(attrs.get("groups", 1))
+    kernel = list(lw.graph.weights[w_name].shape[2:])
+    if nsp == 1:  # a height of one, as in _conv
+        x = ops.unsqueeze(x, 2)
+        stride, dilation, padding, extra, kernel = [1] + stride, [1] + dilation, [0] + padding, [0] + extra, [1] + kernel
+
+    def forward_filter(w: np.ndarray) -> np.ndarray:  # [Cin, Cout/g, *k] -> RSCF [kh, kw, Cin/g, Cout]
+        w = w.reshape(w.shape[0], w.shape[1], *kernel)
+        cin, cout_g = w.shape[:2]
+        w = w.reshape(groups, cin // groups, cout_g, *kernel)[..., ::-1, ::-1]
+        return w.transpose(3, 4, 1, 0, 2).reshape(kernel[0], kernel[1], cin // groups, groups * cout_g)
+
+    filt = lw.derived_weight(w_name, f"flipped RSCF g{groups}", forward_filter, True)
+    nhwc = ops.permute(x, [0, 2, 3, 1])
+    n, h, w_, c = lw.shape(nhwc)
+    if stride != [1, 1]:  # [N, H, 1, W, 1, C] padded to [N, H, sh, W, sw, C]: zeros after each pixel
+        spread = ops.reshape(nhwc, [n, h, 1, w_, 1, c])
+        spread = ops.pad(spread, [0, 0, 0, 0, 0, stride[0] - 1, 0, 0, 0, stride[1] - 1, 0, 0],
+                         mode="constant", value=0.0)  # fmt: skip
+        nhwc = ops.reshape(spread, [n, h * stride[0], w_ * stride[1], c])
+    flat = [0, 0]
+    for axis, (k, s, d, p, e) in enumerate(zip(kernel, stride, dilation, padding, extra)):
+        before = d * (k - 1) - p
+        after = d * (k - 1) - p + e - (s - 1)  # the spread left s - 1 zeros after the last pixel
+        size = lw.shape(nhwc)[1 + axis]
+        nhwc = slice_dim(lw, nhwc, 1 + axis, max(-before, 0), size - max(-after, 0))
+        flat += [max(before, 0), max(after, 0)]
+    flat += [0, 0]
+    if any(flat):
+        nhwc = ops.pad(nhwc, flat, mode="constant", value=0.0)
+    bias = lw.tensor(node.inputs[2]) if _opt(node, 2) else None
+    y = ops.conv2d(nhwc, lw.cast(filt, lw.tdtype(x)), dilation=tuple(dilation), groups=groups, bias=bias)
+    return [_from_nhwc(y, nsp)]
+
+
 def _pool(kind: str) -> Any:
     def lower(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
         x = lw.tensor(node.inputs[0])
@@ -462,6 +512,55 @@ def _resize(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) ->
         x1 = ops.gather(x, lw.const(high, "int64"), axis=axis)
         x = lw.cast(lw.cast(x0, "float32") * (lw.const(1.0, "float32") - w) + lw.cast(x1, "float32") * w, dtype)
     return [x]
+
+
+def _grid_sample(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    """torch's grid_sample (4-D; bilinear or nearest; zeros or border) as gathers: each output
+    pixel fetches its corner pixels from the NHWC input with gather_nd, a corner outside the
+    image counting zero, exactly as the IR's reference (ir/ops/extended.py) does."""
+    x, grid = lw.tensor(node.inputs[0]), lw.tensor(node.inputs[1])
+    mode, padding_mode = attrs.get("mode", "bilinear"), attrs.get("padding_mode", "zeros")
+    if len(x.shape) != 4 or mode not in ("bilinear", "nearest") or padding_mode not in ("zeros", "border"):
+        raise MaxLoweringError(node.op, node.name, f"{len(x.shape)}-d grid_sample, {mode}, {padding_mode}")
+    n, _, height, width = lw.shape(x)
+    if not isinstance(height, int) or not isinstance(width, int):
+        raise MaxLoweringError(node.op, node.name, "grid_sample over a symbolic image size")
+    dtype = lw.tdtype(x)
+    nhwc = ops.permute(x, [0, 2, 3, 1])
+    grid = lw.cast(grid, "float32")
+    one = lw.const(1.0, "float32")
+    coords = []
+    for k, size in ((0, width), (1, height)):
+        g = ops.squeeze(slice_dim(lw, grid, -1, k, k + 1), -1)  # [N, Ho, Wo]
+        if attrs.get("align_corners"):
+            g = (g + one) * lw.const((size - 1) / 2, "float32")
+        else:
+            g = ((g + one) * lw.const(float(size), "float32") - one) * lw.const(0.5, "float32")
+        if padding_mode == "border":
+            g = ops.min(ops.max(g, lw.const(0.0, "float32")), lw.const(float(size - 1), "float32"))
+        coords.append(g)
+    gx, gy = coords
+    out_shape = lw.shape(gx)
+    batch = ops.broadcast_to(ops.reshape(_range_of(lw, n), [n, 1, 1]), out_shape)
+
+    def fetch(iy: Any, ix: Any) -> Any:  # [N, Ho, Wo, C]; zero outside the image
+        inside = (ix >= lw.const(0, "int64")) & (ix < lw.const(width, "int64"))
+        inside = inside & (iy >= lw.const(0, "int64")) & (iy < lw.const(height, "int64"))
+        clip = [ops.min(ops.max(i, lw.const(0, "int64")), lw.const(size - 1, "int64"))
+                for i, size in ((iy, height), (ix, width))]  # fmt: skip
+        values = lw.cast(ops.gather_nd(nhwc, ops.stack([batch, *clip], axis=-1)), "float32")
+        return values * ops.unsqueeze(lw.cast(inside, "float32"), -1)
+
+    if mode == "nearest":
+        out = fetch(lw.cast(ops.round(gy), "int64"), lw.cast(ops.round(gx), "int64"))
+    else:
+        fx, fy = ops.floor(gx), ops.floor(gy)
+        x0, y0 = lw.cast(fx, "int64"), lw.cast(fy, "int64")
+        x1, y1 = x0 + lw.const(1, "int64"), y0 + lw.const(1, "int64")
+        wx, wy = ops.unsqueeze(gx - fx, -1), ops.unsqueeze(gy - fy, -1)
+        out = (fetch(y0, x0) * (one - wx) * (one - wy) + fetch(y0, x1) * wx * (one - wy)
+               + fetch(y1, x0) * (one - wx) * wy + fetch(y1, x1) * wx * wy)  # fmt: skip
+    return [lw.cast(ops.permute(out, [0, 3, 1, 2]), dtype)]
 
 
 def _adaptive_avg_pool(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
@@ -619,8 +718,8 @@ TABLE: dict[str, Any] = {
     "MatMul": _matmul, "Linear": _linear, "Softmax": _softmax, "LogSoftmax": _softmax,
     "LayerNorm": _layer_norm, "RMSNorm": _rms_norm, "GroupNorm": _group_norm,
     "BatchNorm": _batch_norm, "Attention": _attention, "QKVAttention": _qkv_attention,
-    "Conv": _conv, "MaxPool": _pool("max"), "AvgPool": _pool("avg"),
-    "AdaptiveAvgPool": _adaptive_avg_pool, "Resize": _resize, "Var": _var, "ArgMax": _arg_reduce(True),
-    "ArgMin": _arg_reduce(False), "TopK": _topk,
+    "Conv": _conv, "ConvTranspose": _conv_transpose, "MaxPool": _pool("max"), "AvgPool": _pool("avg"),
+    "AdaptiveAvgPool": _adaptive_avg_pool, "Resize": _resize, "GridSample": _grid_sample,
+    "Var": _var, "ArgMax": _arg_reduce(True), "ArgMin": _arg_reduce(False), "TopK": _topk,
     **{op: _reduce(kind) for op, kind in REDUCTIONS.items()},
 }  # fmt: skip
