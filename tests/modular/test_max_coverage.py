@@ -281,3 +281,29 @@ def test_grid_sample_follows_torch():
         for name, attrs in cases.items():
             want = torch.nn.functional.grid_sample(torch.from_numpy(x), torch.from_numpy(grid), **attrs)
             np.testing.assert_allclose(got[name], want.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_a_scalar_attribute_read_from_a_shape_is_a_run_time_value():
+    """deepseek_vl compares a count with 128 * seq: the attribute is a symbolic dim, which
+    reaches MAX as a 0-d tensor computed from the input's shape (it failed as a constant)."""
+    from skillmill.ir.graph import Graph, Node, TensorSpec
+    from skillmill.runtime.backends.modular.max_model import MaxModel
+
+    g = Graph(name="dim_attribute")
+    g.inputs["ids"] = TensorSpec("int64", ["batch", "seq"])
+    g.nodes = [
+        Node("n", "SymSize", ["ids"], ["n"], {"dim": 1}),
+        Node("m", "Scalar", ["n"], ["m"], {"fn": "mul", "a": 128}),
+        Node("sum", "ReduceSum", ["ids"], ["sum"], {"axes": [1], "keepdims": False, "dtype": "int64"}),
+        Node("count", "Mul", ["sum"], ["count"], {"b": 128, "dtype": "int64"}),
+        Node("eq", "Equal", ["count"], ["eq"], {"b": {"$ref": "m"}, "dtype": "bool"}),
+        Node("plus", "Add", ["sum"], ["plus"], {"b": {"$ref": "n"}, "dtype": "int64"}),
+    ]
+    g.outputs = ["eq", "plus"]
+    model = MaxModel.from_graph(g, "cpu")
+    for seq in (3, 6):
+        ids = np.ones((2, seq), np.int64)
+        ids[1, 0] = 0
+        got = model.run({"ids": ids})
+        np.testing.assert_array_equal(got["eq"], [True, False])
+        np.testing.assert_array_equal(got["plus"], ids.sum(1) + seq)

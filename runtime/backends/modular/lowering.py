@@ -219,6 +219,10 @@ class Lowering:
 
     # -- tensor helpers ------------------------------------------------------------------------
     def const(self, value: Any, dtype: str) -> Any:
+        """A constant; a symbolic dim (a scalar attribute read from a shape, such as
+        deepseek_vl's image-token count 128 * seq) becomes a 0-d tensor computed at run time."""
+        if adapter.is_dim(value):
+            return self.scalar_tensor(value, dtype)
         return self.builder.constant(value, dtype)
 
     @staticmethod
