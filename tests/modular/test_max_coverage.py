@@ -307,3 +307,30 @@ def test_a_scalar_attribute_read_from_a_shape_is_a_run_time_value():
         got = model.run({"ids": ids})
         np.testing.assert_array_equal(got["eq"], [True, False])
         np.testing.assert_array_equal(got["plus"], ids.sum(1) + seq)
+
+
+def test_negative_symbolic_slice_and_dim_mod():
+    """bamba's mask[:, -seq:] (a symbolic negative start, which torch wraps: the whole dim) and
+    seq % 4 as Dim algebra (MAX's Dim has no %) sizing an Arange."""
+    from skillmill.ir.graph import Graph, Node, TensorSpec
+    from skillmill.runtime.backends.modular.max_model import MaxModel
+
+    g = Graph(name="negative_slice")
+    g.inputs["x"] = TensorSpec("float32", ["batch", "seq"])
+    g.inputs["mask"] = TensorSpec("float32", ["batch", "seq"])
+    g.nodes = [
+        Node("n", "SymSize", ["mask"], ["n"], {"dim": 1}),
+        Node("neg", "Scalar", ["n"], ["neg"], {"fn": "neg"}),
+        Node("tail", "Slice", ["mask"], ["tail"], {"dim": 1, "start": {"$ref": "neg"}, "end": None, "step": 1}),
+        Node("masked", "Mul", ["x", "tail"], ["masked"], {"dtype": "float32"}),
+        Node("m", "Scalar", ["n"], ["m"], {"fn": "mod", "b": 4}),
+        Node("r", "Arange", [], ["r"], {"start": 0, "end": {"$ref": "m"}, "step": 1, "dtype": "int64"}),
+    ]
+    g.outputs = ["masked", "r"]
+    model = MaxModel.from_graph(g, "cpu")
+    rng = np.random.default_rng(0)
+    for seq in (5, 7):
+        x, mask = rng.standard_normal((2, seq)).astype(np.float32), (rng.random((2, seq)) > 0.5).astype(np.float32)
+        got = model.run({"x": x, "mask": mask})
+        np.testing.assert_allclose(got["masked"], x * mask)
+        np.testing.assert_array_equal(got["r"], np.arange(seq % 4))

@@ -30,7 +30,7 @@ os.environ.setdefault("MODULAR_TELEMETRY_ENABLED", "0")
 try:
     from max import driver, engine
     from max.dtype import DType
-    from max.graph import DeviceRef, Dim, Graph, TensorType, TensorValue, Weight, ops
+    from max.graph import DeviceRef, Dim, Graph, SymbolicDim, TensorType, TensorValue, Weight, ops
     from max.graph.type import ConvInputLayout, FilterLayout
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ModularUnavailable(
@@ -42,7 +42,7 @@ MAX_VERSION = importlib.metadata.version("max")
 __all__ = [
     "MAX_VERSION", "ModularUnavailable", "Dim", "TensorValue", "ops", "ConvInputLayout",
     "FilterLayout", "GraphBuilder", "dtype_of", "numpy_dtype_of", "device_ref", "accelerator_count",
-    "Session", "is_dim", "static_int",
+    "Session", "is_dim", "is_minus_symbol", "static_int",
 ]  # fmt: skip
 
 _DTYPES = {
@@ -80,6 +80,11 @@ def device_ref(target: str) -> Any:
 
 def is_dim(value: Any) -> bool:
     return isinstance(value, Dim)
+
+
+def is_minus_symbol(value: Any) -> bool:
+    """Whether a dim is minus a symbolic one (``-seq``, which MAX keeps as ``seq * -1``)."""
+    return isinstance(value, Dim) and isinstance(-value, SymbolicDim)
 
 
 def static_int(value: Any) -> int | None:

@@ -63,16 +63,25 @@ def slice_dim(lw: Lowering, x: Any, dim: int, start: Any, end: Any, step: Any = 
                                or (adapter.is_dim(end) and end == size)):  # fmt: skip
         return x  # the whole dim: no op (a dynamic-bound slice would cost a kernel)
     start = 0 if start is None else start
-    if isinstance(start, int) and start < 0:
+    if _negative(start):  # torch wraps a negative bound, a symbolic one too (mask[:, -seq:])
         start = size + start
     if end is None or (isinstance(end, int) and end >= 2**62):
         end = size
-    elif isinstance(end, int) and end < 0:
+    elif _negative(end):
         end = size + end
+    if start == 0 and end == size:  # -seq:, once wrapped, is the whole dim (MAX folds seq - seq)
+        return x
     out_dim = end if start == 0 else end - start
     to_tensor = lambda v: v if isinstance(v, int) else lw.scalar_tensor(v, "int64")  # noqa: E731
     index[dim] = (slice(to_tensor(start), to_tensor(end), 1), out_dim)
     return ops.slice_tensor(x, index)
+
+
+def _negative(bound: Any) -> bool:
+    """A negative int, or a symbolic bound that is minus a dim (``-seq``)."""
+    if isinstance(bound, int):
+        return bound < 0
+    return adapter.is_minus_symbol(bound)
 
 
 # -- layout ----------------------------------------------------------------------------------
@@ -415,7 +424,10 @@ def _sym_size(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) 
 
 
 _DIM_FNS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
-            "floordiv": operator.floordiv, "neg": operator.neg}  # fmt: skip
+            "floordiv": operator.floordiv, "neg": operator.neg,
+            # MAX's Dim has no %: a - (a // b) * b, Python's mod for the divisor > 0 that
+            # Mamba's chunk padding (seq + (256 - seq % 256) % 256) uses; see _scalar
+            "mod": lambda a, b: a - (a // b) * b}  # fmt: skip
 
 
 def _scalar(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
@@ -429,7 +441,8 @@ def _scalar(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) ->
         return [SCALAR_FNS[fn](*values)]
     if fn in ("max", "min") and len(values) == 2 and 1 in values and fn == "max":
         return [next(v for v in values if v != 1)]  # max(seq, 1): symbolic dims are >= 1
-    if fn not in _DIM_FNS or any(isinstance(v, float) for v in values):
+    positive_divisor = fn != "mod" or (isinstance(values[1], int) and values[1] > 0)
+    if fn not in _DIM_FNS or not positive_divisor or any(isinstance(v, float) for v in values):
         # no Dim algebra for it (a comparison, say): computed at run time as a 0-d tensor, which
         # serves a condition (AssertScalar, a where) but not a shape
         return [_scalar_as_tensor(lw, node, fn, values)]
@@ -540,6 +553,10 @@ def _pad(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> li
     x = lw.tensor(node.inputs[0])
     widths = [tuple(p) for p in attrs.get("pads", ())]
     mode = attrs.get("mode", "constant")
+    if any(adapter.static_int(v) is None for pair in widths for v in pair):
+        # MAX's pad takes ints (Mamba pads the sequence to a chunk multiple, seq-dependent)
+        raise MaxLoweringError(node.op, node.name, "a pad by an amount known only at run time")
+    widths = [(adapter.static_int(b), adapter.static_int(a)) for b, a in widths]
     for axis, (before, after) in enumerate(widths):  # negative pads crop
         if before < 0 or after < 0:
             end = -after if after < 0 else None
