@@ -334,3 +334,24 @@ def test_negative_symbolic_slice_and_dim_mod():
         got = model.run({"x": x, "mask": mask})
         np.testing.assert_allclose(got["masked"], x * mask)
         np.testing.assert_array_equal(got["r"], np.arange(seq % 4))
+
+
+def test_unfold_follows_torch():
+    """Tensor.unfold as one gather of a window grid (PatchTST's patching), along a middle and the
+    last dim, with a step that leaves a remainder; the batch stays symbolic."""
+    import torch
+
+    from skillmill.ir.graph import Graph, Node, TensorSpec
+    from skillmill.runtime.backends.modular.max_model import MaxModel
+
+    g = Graph(name="unfold")
+    g.inputs["x"] = TensorSpec("float32", ["batch", 11, 6])
+    g.nodes = [Node("u1", "Unfold", ["x"], ["last"], {"dim": -1, "size": 4, "step": 1}),
+               Node("u2", "Unfold", ["x"], ["middle"], {"dim": 1, "size": 3, "step": 4})]  # fmt: skip
+    g.outputs = ["last", "middle"]
+    model = MaxModel.from_graph(g, "cpu")
+    for batch in (1, 3):
+        x = np.random.default_rng(batch).standard_normal((batch, 11, 6)).astype(np.float32)
+        got = model.run({"x": x})
+        np.testing.assert_array_equal(got["last"], torch.from_numpy(x).unfold(-1, 4, 1).numpy())
+        np.testing.assert_array_equal(got["middle"], torch.from_numpy(x).unfold(1, 3, 4).numpy())

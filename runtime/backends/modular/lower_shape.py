@@ -598,6 +598,25 @@ def _one_hot(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -
     return [lw.cast(eq, attrs.get("dtype", "int64"))]
 
 
+def _unfold(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    """Tensor.unfold(dim, size, step) (PatchTST's patching): one gather of a static [windows,
+    size] index grid along ``dim``, then the window axis moved last, as torch lays it out."""
+    x = lw.tensor(node.inputs[0])
+    rank = len(x.shape)
+    dim = norm_axis(attrs.get("dim", 0), rank)
+    size, step = int(attrs.get("size", 1)), int(attrs.get("step", 1))
+    length = adapter.static_int(lw.shape(x)[dim])
+    if length is None:
+        raise MaxLoweringError(node.op, node.name, "unfold along a symbolic dim")
+    count = (length - size) // step + 1
+    if count < 1:
+        raise MaxLoweringError(node.op, node.name, f"unfold of size {size} over {length}")
+    grid = np.arange(count)[:, None] * step + np.arange(size)[None, :]
+    windows = ops.gather(x, lw.const(grid, "int64"), axis=dim)  # [..., count, size, ...]
+    perm = [a for a in range(rank + 1) if a != dim + 1] + [dim + 1]
+    return [ops.permute(windows, perm)]
+
+
 TABLE: dict[str, Any] = {
     "Reshape": _reshape, "Transpose": _transpose, "Expand": _expand, "Unsqueeze": _unsqueeze,
     "Squeeze": _squeeze, "Slice": _slice, "SliceOnnx": _slice_onnx, "Select": _select,
@@ -609,5 +628,5 @@ TABLE: dict[str, Any] = {
     "TensorToScalar": _tensor_to_scalar, "Tile": _tile, "Flip": _flip,
     "Triu": _triangle(True), "Tril": _triangle(False), "Pad": _pad, "CumSum": _cumsum,
     "OneHot": _one_hot, "SliceScatter": _slice_scatter, "MaskedScatter": _masked_scatter,
-    "AssertScalar": _assert_scalar,
+    "AssertScalar": _assert_scalar, "Unfold": _unfold,
 }  # fmt: skip
