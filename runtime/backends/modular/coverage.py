@@ -291,16 +291,15 @@ def run_chunk(workdir: Path, types: list[str]) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def sweep_order(types: list[str]) -> list[str]:
+def sweep_order(types: list[str], native: dict[str, dict[str, Any]] | None = None) -> list[str]:
     """The floor families first, then the types the committed native sweep passed (the likely
     MAX passes), smallest graph first, then the rest: MAX's compile time grows with the graph,
     so an interrupted sweep has measured what matters most and as many types as its time
     allowed (in registry order one chunk of large VLM and MoE models held both cores for
     over 40 minutes while hundreds of small types waited)."""
-    from skillmill.generator.coverage import load_report
     from skillmill.ir.coverage import FLOOR_TYPES
 
-    native = load_report("native").get("model_types", {})
+    native = _native_rows() if native is None else native
 
     def rank(model_type: str) -> tuple[int, int]:
         row = native.get(model_type, {})
@@ -340,22 +339,21 @@ def run_coverage(model_types: list[str] | None = None, jobs: int = 2, group_size
     ``custom_ops=False`` (the report) lowers to MAX's built-in ops only, so every row says what
     MAX's own compiler makes of the type; ``True`` uses the skills' CPU defaults (skillmill's
     Mojo kernels as MAX custom ops where they fit; CI checks its subset that way)."""
-    from skillmill.generator.coverage import load_report
     from skillmill.ir.coverage import base_model_types
 
     types = list(model_types) if model_types else list(base_model_types())
+    native = _native_rows()
     own = workdir is None
     folder = Path(tempfile.mkdtemp(prefix="skillmill-max-coverage-")) if own else Path(workdir)
     # the chunk and group subprocesses lower with custom_op.defaults, which reads this
     env = {**os.environ, "SKILLMILL_MAX_CUSTOM_OPS": "1" if custom_ops else "0"}
     rows: dict[str, dict[str, Any]] = {}
     if reuse_native:
-        for model_type, row in conversion_failures(types).items():
+        for model_type, row in conversion_failures(types, native).items():
             rows[model_type] = row
             if on_result:
                 on_result(model_type, row)
-    todo = sweep_order([t for t in types if t not in rows])
-    native = load_report("native").get("model_types", {})
+    todo = sweep_order([t for t in types if t not in rows], native)
     chunks = chunked(todo, group_size, {t: int(r.get("nodes") or 0) for t, r in native.items()})
     # Threads only wait on chunk subprocesses (no fork from a threaded parent, and the chunk's
     # MAX compile is not under the forked workers' memory limit); rows are reported here.
@@ -380,13 +378,20 @@ def run_coverage(model_types: list[str] | None = None, jobs: int = 2, group_size
 CONVERSION_STAGES = ("registry", "tiny_model", "inputs", "convert")
 
 
-def conversion_failures(types: list[str]) -> dict[str, dict[str, Any]]:
+def _native_rows() -> dict[str, dict[str, Any]]:
+    """The committed native sweep's rows (docs/coverage/native.yaml): which types it passed,
+    their graph sizes, and where the others failed."""
+    from skillmill.generator.coverage import load_report
+
+    return load_report("native").get("model_types", {})
+
+
+def conversion_failures(types: list[str],
+                        native: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Rows for the types whose conversion to the IR failed in the committed native sweep
     (docs/coverage/native.yaml): the MAX path starts from the same conversion, so they are not
     exported again; the row quotes the native sweep's reason."""
-    from skillmill.generator.coverage import load_report
-
-    native = load_report("native").get("model_types", {})
+    native = _native_rows() if native is None else native
     rows = {}
     for model_type in types:
         row = native.get(model_type)

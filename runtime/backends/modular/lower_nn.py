@@ -365,8 +365,9 @@ def _conv_transpose(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, 
     for axis, (k, s, d, p, e) in enumerate(zip(kernel, stride, dilation, padding, extra)):
         before = d * (k - 1) - p
         after = d * (k - 1) - p + e - (s - 1)  # the spread left s - 1 zeros after the last pixel
-        size = lw.shape(nhwc)[1 + axis]
-        nhwc = slice_dim(lw, nhwc, 1 + axis, max(-before, 0), size - max(-after, 0))
+        if before < 0 or after < 0:  # a padding wider than the kernel's reach crops instead
+            size = lw.shape(nhwc)[1 + axis]
+            nhwc = slice_dim(lw, nhwc, 1 + axis, max(-before, 0), size - max(-after, 0))
         flat += [max(before, 0), max(after, 0)]
     flat += [0, 0]
     if any(flat):

@@ -59,9 +59,6 @@ def slice_dim(lw: Lowering, x: Any, dim: int, start: Any, end: Any, step: Any = 
         return ops.slice_tensor(x, index)
     if step != 1:
         raise MaxLoweringError("Slice", "?", "strided slice of a symbolic dim")
-    if start in (0, None) and (end is None or end is size or (isinstance(end, int) and end >= 2**62)
-                               or (adapter.is_dim(end) and end == size)):  # fmt: skip
-        return x  # the whole dim: no op (a dynamic-bound slice would cost a kernel)
     start = 0 if start is None else start
     if _negative(start):  # torch wraps a negative bound, a symbolic one too (mask[:, -seq:])
         start = size + start
@@ -69,8 +66,8 @@ def slice_dim(lw: Lowering, x: Any, dim: int, start: Any, end: Any, step: Any = 
         end = size
     elif _negative(end):
         end = size + end
-    if start == 0 and end == size:  # -seq:, once wrapped, is the whole dim (MAX folds seq - seq)
-        return x
+    if start == 0 and end == size:  # the whole dim (-seq: too, once wrapped: MAX folds seq - seq)
+        return x  # no op: a dynamic-bound slice would cost a kernel
     out_dim = end if start == 0 else end - start
     to_tensor = lambda v: v if isinstance(v, int) else lw.scalar_tensor(v, "int64")  # noqa: E731
     index[dim] = (slice(to_tensor(start), to_tensor(end), 1), out_dim)
