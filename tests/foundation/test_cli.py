@@ -121,3 +121,11 @@ def test_coverage_resume_keeps_verdicts_and_retries_matching_failures():
     assert sorted(rows_to_keep(rows, "MaskedScatter|AssertScalar")) == ["a", "d", "e"]  # a pass stays
     result = CliRunner().invoke(main, ["coverage", "--backend", "max", "--retry", "x", "--no-write"])
     assert result.exit_code == 2 and "--retry goes with --resume" in result.output
+
+
+def test_demo_embeds_real_minilm_and_reports_a_median_warm_latency(minilm_dir):
+    code, out = run("demo", "--model", minilm_dir, "--device", "cpu")
+    assert code == 0, out
+    assert "backend: cpu" in out and "forward (warm, median of 5):" in out
+    # all-MiniLM-L6-v2's known answer: the bread sentence is the closest to "eating food"
+    assert "closest to 'A man is eating food.': 'A man is eating a piece of bread.'" in out
