@@ -9,6 +9,7 @@ export's runtime assertions on scalars (``_assert_scalar``) are kept as ``Assert
 from __future__ import annotations
 
 import inspect
+import math
 import operator
 import re
 from contextlib import contextmanager, nullcontext
@@ -607,6 +608,14 @@ for _aten, _op in _UNARY.items():
     lowers(f"aten.{_aten}.default")(_unary(_op))
 
 
+@lowers("aten.log2.default", "aten.log10.default")
+def _log_base(cx, node, x):
+    """log2 / log10 as ln(x) times a constant: no new IR op for what two existing ones say."""
+    base = 2.0 if "log2" in str(node.target) else 10.0
+    natural = cx.temp(node, "Log", [cx.value(x)], {"dtype": cx.out_dtype(node)})
+    return cx.emit(node, "Mul", [natural], {"b": 1.0 / math.log(base)})
+
+
 @lowers("aten.gelu.default")
 def _gelu(cx, node, x, approximate="none"):
     return cx.emit(node, "Gelu", [cx.value(x)], {"approximate": approximate})
@@ -936,7 +945,7 @@ def _reduction(op: str) -> Lowering:
 for _name, _op in {"mean": "ReduceMean", "sum": "ReduceSum", "amax": "ReduceMax",
                    "amin": "ReduceMin", "prod": "ReduceProd", "any": "ReduceAny",
                    "all": "ReduceAll"}.items():  # fmt: skip
-    lowers(*(f"aten.{_name}.{v}" for v in ("dim", "dims", "default", "dim_IntList", "int")))(
+    lowers(*(f"aten.{_name}.{v}" for v in ("dim", "dims", "default", "dim_IntList", "int", "dim_int")))(
         _reduction(_op)
     )
 

@@ -141,3 +141,12 @@ def test_cummax_cummin_and_as_strided():
     windows = Lambda(lambda t: (t * 2).as_strided((2, 4, 2), (6, 1, 2), 1))  # overlapping windows
     native = check(windows, torch.randn(3, 6))
     assert "AsStrided" in native.graph.op_counts()
+
+
+def test_prod_over_one_int_dim_and_log2_log10():
+    # Mistral 3's vision tower counts patches as image_sizes.prod(dim=-1) (aten.prod.dim_int)
+    sizes = torch.tensor([[4, 6], [2, 8]])
+    native = check(Lambda(lambda t: t.prod(dim=-1) + t.prod(0, keepdim=True).sum()), sizes)
+    assert native.graph.op_counts().get("ReduceProd") == 2
+    check(Lambda(lambda t: torch.log2(t) * 3 + torch.log10(t)), torch.rand(3, 5) * 100 + 0.01)
+    check(Lambda(lambda t: torch.log2(t)), torch.tensor([1, 8, 1024]))  # int in, float out
