@@ -480,7 +480,10 @@ class _Lowering:
         if lowering is None:
             raise UnsupportedOp(key, self.model_name)
         result = lowering(self, node, *node.args, **node.kwargs)
-        if isinstance(result, list) and len(result) == 1:
+        # an op that returns one tensor is a name; one that returns a sequence stays a list even
+        # with one element (split_with_sizes(x, [n]) is read back through getitem)
+        one_tensor = not isinstance(node.meta.get("val"), (list, tuple))
+        if isinstance(result, list) and len(result) == 1 and one_tensor:
             result = result[0]
         self.names[node.name] = result
 

@@ -150,3 +150,8 @@ def test_prod_over_one_int_dim_and_log2_log10():
     assert native.graph.op_counts().get("ReduceProd") == 2
     check(Lambda(lambda t: torch.log2(t) * 3 + torch.log10(t)), torch.rand(3, 5) * 100 + 0.01)
     check(Lambda(lambda t: torch.log2(t)), torch.tensor([1, 8, 1024]))  # int in, float out
+
+
+def test_a_split_into_one_piece_is_still_a_sequence():
+    # LW-DETR and VibeVoice split by a one-element size list and read the piece with getitem
+    check(Lambda(lambda t: torch.split_with_sizes(t, [t.shape[1]], dim=1)[0] * 2), torch.randn(2, 6))
