@@ -1129,9 +1129,10 @@ def _masked_scatter(cx, node, x, mask, source):
     return cx.emit(node, "MaskedScatter", [cx.value(x), cx.value(mask), cx.value(source)])
 
 
-def _resize_lowering(mode: str, has_align: bool, vec: bool) -> Lowering:
+def _resize_lowering(mode: str, has_align: bool, vec: bool, antialias: bool = False) -> Lowering:
     """aten.upsample_{nearest,linear,bilinear,trilinear}{1,2,3}d in their .vec and .default
-    forms -> Resize (torch's source-index rules, see ir/ops/extended.py)."""
+    forms, and the antialiased _upsample_{bilinear,bicubic}2d_aa -> Resize (torch's
+    source-index rules, see ir/ops/extended.py)."""
 
     def lower(cx, node, x, output_size, *rest):
         rest = list(rest)
@@ -1143,6 +1144,8 @@ def _resize_lowering(mode: str, has_align: bool, vec: bool) -> Lowering:
         attrs = {"size": cx.attr(list(output_size)) if output_size is not None else None,
                  "scales": list(scales) if scales else None, "mode": mode,
                  "align_corners": align}  # fmt: skip
+        if antialias:
+            attrs["antialias"] = True
         return cx.emit(node, "Resize", [cx.value(x)], attrs)
 
     return lower
@@ -1154,6 +1157,9 @@ for _rank in ("1d", "2d", "3d"):
 for _name in ("upsample_linear1d", "upsample_bilinear2d", "upsample_trilinear3d"):
     lowers(f"aten.{_name}.vec")(_resize_lowering("linear", True, True))
     lowers(f"aten.{_name}.default")(_resize_lowering("linear", True, False))
+for _name, _mode in (("bilinear", "linear"), ("bicubic", "cubic")):
+    lowers(f"aten._upsample_{_name}2d_aa.vec")(_resize_lowering(_mode, True, True, antialias=True))
+    lowers(f"aten._upsample_{_name}2d_aa.default")(_resize_lowering(_mode, True, False, antialias=True))
 
 
 @lowers("aten.linalg_vector_norm.default")

@@ -68,9 +68,49 @@ def _source_positions(out_size: int, in_size: int, scale: float | None, mode: st
     return np.maximum((out + 0.5) * ratio - 0.5, 0.0)
 
 
-def _resize(inputs, size=None, scales=None, mode="nearest", align_corners=False):
+def _linear_filter(t: np.ndarray) -> np.ndarray:
+    return np.maximum(1.0 - np.abs(t), 0.0)
+
+
+def _cubic_filter(t: np.ndarray, a: float = -0.5) -> np.ndarray:
+    """Keys' cubic convolution with a = -0.5, the antialiased bicubic filter (as PIL)."""
+    t = np.abs(t)
+    near = ((a + 2) * t - (a + 3)) * t * t + 1
+    far = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+    return np.where(t < 1, near, np.where(t < 2, far, 0.0))
+
+
+# filter and its support in input pixels at scale 1 (torch's interp_size / 2)
+_AA_FILTERS = {"linear": (_linear_filter, 1.0), "cubic": (_cubic_filter, 2.0)}
+
+
+def antialias_weights(out_size: int, in_size: int, scale: float | None, mode: str,
+                      align_corners: bool) -> np.ndarray:  # fmt: skip
+    """[out, in] weights of torch's antialiased resize along one axis (``_upsample_*_aa``):
+    when shrinking, the filter widens by the scale so every input pixel contributes; each row
+    is normalised to sum to one.  Follows aten's ``_compute_weights_aa`` step for step."""
+    fn, support = _AA_FILTERS[mode]
+    if align_corners:
+        ratio = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+    else:
+        ratio = (1.0 / scale) if scale else in_size / out_size
+    invscale = 1.0 / ratio if ratio >= 1.0 else 1.0
+    support = support * ratio if ratio >= 1.0 else support
+    weights = np.zeros((out_size, in_size))
+    for i in range(out_size):
+        center = ratio * (i + 0.5)
+        lo = max(int(center - support + 0.5), 0)  # int() truncates toward zero, as C's cast
+        hi = min(int(center + support + 0.5), in_size)
+        w = fn((np.arange(lo, hi) - center + 0.5) * invscale)
+        total = w.sum()
+        weights[i, lo:hi] = w / total if total != 0 else w
+    return weights
+
+
+def _resize(inputs, size=None, scales=None, mode="nearest", align_corners=False, antialias=False):
     """Resize the trailing len(size) dims of [N, C, *spatial]: ``mode`` nearest or linear
-    (bilinear/trilinear are linear per axis).  ``size`` may be None when ``scales`` is given."""
+    (bilinear/trilinear are linear per axis); ``antialias`` (linear or cubic) is torch's
+    ``_upsample_*_aa``.  ``size`` may be None when ``scales`` is given."""
     x = np.asarray(inputs[0])
     spatial = len(size) if size is not None else len(scales)
     in_sizes = x.shape[x.ndim - spatial:]
@@ -80,6 +120,10 @@ def _resize(inputs, size=None, scales=None, mode="nearest", align_corners=False)
     for i, (out_size, in_size) in enumerate(zip(size, in_sizes)):
         axis = x.ndim - spatial + i
         scale = scales[i] if scales else None
+        if antialias:
+            w = antialias_weights(int(out_size), int(in_size), scale, mode, align_corners)
+            result = np.moveaxis(np.moveaxis(result, axis, -1) @ w.T, -1, axis)
+            continue
         src = _source_positions(int(out_size), int(in_size), scale, mode, align_corners)
         if mode == "nearest":
             result = np.take(result, src.astype(np.int64), axis=axis)
@@ -251,7 +295,7 @@ def build() -> dict[str, OpDef]:
         OpDef("CumMin", _cumulative_extreme(False), num_outputs=2, doc="(running min, index)"),
         OpDef("AsStrided", _as_strided, doc="strided view of the value's contiguous buffer, copied"),
         OpDef("Histc", _histc, doc="torch.histc: counts in equal-width bins over [min, max]"),
-        OpDef("Resize", _resize, doc="nearest / linear resize of the trailing spatial dims (torch upsample rules)"),
+        OpDef("Resize", _resize, doc="nearest / linear / antialiased resize of the trailing spatial dims (torch upsample rules)"),
     ]
     return {op.name: op for op in ops}
 

@@ -62,9 +62,20 @@ def test_slice_scatter_and_masked_scatter():
     {"scale_factor": 2, "mode": "bilinear", "align_corners": False},
     {"size": (5, 7), "mode": "bilinear", "align_corners": True},
     {"size": (3, 3), "mode": "bilinear", "align_corners": False},
+    # antialiased (SigLIP 2's position-embedding resize, LFM2-VL; bicubic in Unlimited-OCR):
+    # shrinking widens the filter, growing is plain interpolation, and the two mix per axis
+    {"size": (3, 2), "mode": "bilinear", "antialias": True},
+    {"size": (7, 4), "mode": "bilinear", "antialias": True},
+    {"size": (9, 13), "mode": "bilinear", "antialias": True, "align_corners": True},
+    {"size": (3, 10), "mode": "bicubic", "antialias": True},
+    {"size": (2, 5), "mode": "bicubic", "antialias": True, "align_corners": True},
+    {"scale_factor": 0.5, "mode": "bilinear", "antialias": True},
 ])  # fmt: skip
 def test_interpolate_matches_torch(kwargs):
-    check(Lambda(lambda x: F.interpolate(x, **kwargs)), torch.randn(2, 3, 4, 6))
+    native = check(Lambda(lambda x: F.interpolate(x, **kwargs)), torch.randn(2, 3, 4, 6))
+    if kwargs.get("antialias"):  # the antialiased kernel, not a plain resize that happens to agree
+        resize = next(n for n in native.graph.nodes if n.op == "Resize")
+        assert resize.attrs.get("antialias") is True
 
 
 def test_vector_norms_and_all_any():

@@ -255,9 +255,11 @@ def test_conv_transpose_follows_torch():
         np.testing.assert_allclose(got["one_d"], want.numpy(), rtol=1e-5, atol=1e-5, err_msg="1-d")
 
 
-def test_grid_sample_follows_torch():
+def test_grid_sample_and_antialiased_resize_follow_torch():
     """GridSample as corner gathers (Deformable DETR's sampling): bilinear with zeros and border
-    padding, align_corners, nearest; grid points outside [-1, 1]; compared with torch."""
+    padding, align_corners, nearest; grid points outside [-1, 1]. In the same graph (one
+    compile), antialiased resizes as one matmul per axis (SigLIP 2): bilinear shrinking and
+    growing, bicubic with align_corners. All compared with torch."""
     import torch
 
     from skillmill.ir.graph import Graph, Node, TensorSpec
@@ -271,7 +273,11 @@ def test_grid_sample_follows_torch():
     g.inputs["x"] = TensorSpec("float32", ["batch", 3, 5, 7])
     g.inputs["grid"] = TensorSpec("float32", ["batch", "points", 4, 2])
     g.nodes = [Node(name, "GridSample", ["x", "grid"], [name], attrs) for name, attrs in cases.items()]
-    g.outputs = list(cases)
+    resizes = {"aa_bilinear": {"size": [3, 10], "mode": "linear", "align_corners": False},
+               "aa_bicubic": {"size": [2, 4], "mode": "cubic", "align_corners": True}}  # fmt: skip
+    g.nodes += [Node(name, "Resize", ["x"], [name], {**attrs, "antialias": True})
+                for name, attrs in resizes.items()]  # fmt: skip
+    g.outputs = list(cases) + list(resizes)
     model = MaxModel.from_graph(g, "cpu")
     rng = np.random.default_rng(0)
     for points in (6, 9):
@@ -280,6 +286,11 @@ def test_grid_sample_follows_torch():
         got = model.run({"x": x, "grid": grid})
         for name, attrs in cases.items():
             want = torch.nn.functional.grid_sample(torch.from_numpy(x), torch.from_numpy(grid), **attrs)
+            np.testing.assert_allclose(got[name], want.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
+        for name, attrs in resizes.items():
+            mode = {"linear": "bilinear", "cubic": "bicubic"}[attrs["mode"]]
+            want = torch.nn.functional.interpolate(torch.from_numpy(x), size=attrs["size"], mode=mode,
+                                                   align_corners=attrs["align_corners"], antialias=True)  # fmt: skip
             np.testing.assert_allclose(got[name], want.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
 
 

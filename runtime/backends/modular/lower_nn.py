@@ -481,11 +481,12 @@ def _resize(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) ->
     """torch's upsample rules (nearest, and linear per axis) as gathers at source positions the
     IR's own reference computes from the static sizes: exactly its semantics, no reliance on how
     MAX's resize ops map coordinates."""
-    from skillmill.ir.ops.extended import _source_positions
+    from skillmill.ir.ops.extended import _source_positions, antialias_weights
 
     x = lw.tensor(node.inputs[0])
     mode, size, scales = attrs.get("mode", "nearest"), attrs.get("size"), attrs.get("scales")
-    if mode not in ("nearest", "linear", "bilinear", "trilinear"):
+    antialias = bool(attrs.get("antialias"))
+    if mode not in ("nearest", "linear", "bilinear", "trilinear") and not antialias:
         raise MaxLoweringError(node.op, node.name, f"resize mode {mode!r}")
     shape = lw.shape(x)
     spatial = len(size) if size is not None else len(scales or [])
@@ -500,6 +501,14 @@ def _resize(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) ->
     dtype = lw.tdtype(x)
     for i, (out_size, in_size) in enumerate(zip(size, in_sizes)):
         axis = len(shape) - spatial + i
+        if antialias:  # every output pixel weighs a window of inputs: one matmul per axis
+            w = antialias_weights(out_size, in_size, scales[i] if scales else None, mode,
+                                  bool(attrs.get("align_corners")))  # fmt: skip
+            perm = list(range(len(shape)))
+            perm[axis], perm[-1] = perm[-1], perm[axis]
+            moved = ops.permute(lw.cast(x, "float32"), perm)
+            x = lw.cast(ops.permute(moved @ lw.const(w.T.astype(np.float32), "float32"), perm), dtype)
+            continue
         src = _source_positions(out_size, in_size, scales[i] if scales else None,
                                 "nearest" if mode == "nearest" else "linear", bool(attrs.get("align_corners")))  # fmt: skip
         if mode == "nearest":
