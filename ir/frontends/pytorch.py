@@ -807,6 +807,16 @@ def _gather(cx, node, x, dim, index, sparse_grad=False):
     return cx.emit(node, "Gather", [cx.value(x), cx.value(index)], {"dim": dim})
 
 
+@lowers("aten.repeat_interleave.Tensor")
+def _repeat_index(cx, node, repeats, output_size=None):
+    return cx.emit(node, "RepeatIndex", [cx.value(repeats)])
+
+
+@lowers("aten.nonzero.default")
+def _nonzero(cx, node, x):
+    return cx.emit(node, "NonZero", [cx.value(x)])
+
+
 @lowers("aten.index_select.default")
 def _index_select(cx, node, x, dim, index):
     return cx.emit(node, "Take", [cx.value(x), cx.value(index)], {"axis": dim})

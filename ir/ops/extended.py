@@ -279,6 +279,20 @@ def _as_strided(inputs, size=(), stride=(), offset=0):
     return np.array(view)
 
 
+def _repeat_index(inputs):
+    """torch.repeat_interleave(repeats): each position i repeated repeats[i] times (the index
+    form that repeat_interleave(x, tensor_repeats, dim) is exported as); data-dependent length."""
+    repeats = np.asarray(inputs[0]).reshape(-1).astype(np.int64)
+    if (repeats < 0).any():
+        raise ValueError("repeat_interleave: repeats must be non-negative")
+    return np.repeat(np.arange(repeats.size, dtype=np.int64), repeats)
+
+
+def _nonzero(inputs):
+    """torch.nonzero: [count, rank] int64 indices of the non-zero elements, row-major order."""
+    return np.stack(np.nonzero(np.asarray(inputs[0])), axis=1).astype(np.int64)
+
+
 def build() -> dict[str, OpDef]:
     ops = [
         OpDef("Sort", _sort, num_outputs=2, doc="(values, indices) along axis; stable"),
@@ -294,6 +308,8 @@ def build() -> dict[str, OpDef]:
         OpDef("CumMax", _cumulative_extreme(True), num_outputs=2, doc="(running max, index)"),
         OpDef("CumMin", _cumulative_extreme(False), num_outputs=2, doc="(running min, index)"),
         OpDef("AsStrided", _as_strided, doc="strided view of the value's contiguous buffer, copied"),
+        OpDef("RepeatIndex", _repeat_index, doc="repeat_interleave(repeats): i repeated repeats[i] times"),
+        OpDef("NonZero", _nonzero, doc="torch.nonzero: [count, rank] indices of non-zero elements"),
         OpDef("Histc", _histc, doc="torch.histc: counts in equal-width bins over [min, max]"),
         OpDef("Resize", _resize, doc="nearest / linear / antialiased resize of the trailing spatial dims (torch upsample rules)"),
     ]

@@ -166,3 +166,12 @@ def test_prod_over_one_int_dim_and_log2_log10():
 def test_a_split_into_one_piece_is_still_a_sequence():
     # LW-DETR and VibeVoice split by a one-element size list and read the piece with getitem
     check(Lambda(lambda t: torch.split_with_sizes(t, [t.shape[1]], dim=1)[0] * 2), torch.randn(2, 6))
+
+
+def test_repeat_interleave_by_a_tensor_and_nonzero_have_data_dependent_lengths():
+    # FastSpeech 2 expands phonemes by predicted durations; OneFormer and Qwen 4 take nonzero
+    expand = Lambda(lambda x, r: torch.repeat_interleave(x, r, dim=0) * 2)
+    native = check(expand, torch.randn(4, 3), torch.tensor([2, 0, 3, 1]))
+    got = native.run({"x0": np.ones((4, 3), np.float32), "x1": np.array([1, 4, 0, 0])})
+    assert next(iter(got.values())).shape == (5, 3)  # the length follows the run's repeats
+    check(Lambda(lambda x: torch.nonzero(x > 0).float()), torch.randn(3, 5))
