@@ -252,7 +252,7 @@ register_backend(CoverageBackend(
          "sequence), optimised in skillmill's IR, lowered to a MAX graph, compiled by MAX on the "
          "CPU and run at (batch, seq) = (2, 8) and (3, 11), every output compared with PyTorch "
          "eager: relative error max|max - torch| / max|torch| <= 1e-4 (types are compiled up to "
-         "16 per MAX graph, each with its own inputs and outputs, with MAX's built-in ops only; the "
+         "8 per MAX graph (rows compiled earlier say their own group_size), each with its own inputs and outputs, with MAX's built-in ops only; the "
          "skills' CPU default adds skillmill's Mojo kernels as MAX custom ops, which CI checks on a "
          "subset; see runtime/backends/modular/coverage.py); "
          "a type whose tiny model, inputs or IR conversion failed in the native sweep is not "

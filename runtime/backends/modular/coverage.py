@@ -40,11 +40,24 @@ import numpy as np
 
 TOLERANCE = 1e-4
 SHAPES = ((2, 8), (3, 11))
-GROUP_SIZE = 16
-NODE_BUDGET = 2000  # graph nodes per MAX graph: 16 types of the median size, or two large ones
-GROUP_TIMEOUT = 3600.0
+# Eight types a graph: a tiny type costs about 2.5 core-minutes of kernel code generation in a
+# group (docs/modular.md), so a chunk of eight lands its rows in about 20 minutes; sixteen took
+# 40-60 and lost an hour of both cores whenever anything else slowed it past its time limit.
+GROUP_SIZE = 8
+NODE_BUDGET = 2000  # graph nodes per MAX graph: a few large types, or one very large one
 PREPARE_TIMEOUT = 300.0
-CHUNK_TIMEOUT = GROUP_SIZE * PREPARE_TIMEOUT + 3 * GROUP_TIMEOUT
+
+
+def group_timeout(types: int) -> float:
+    """Wall-clock limit of one group's compile and run: it grows with the types in the graph
+    (a fixed limit timed out sixteen healthy types on a loaded machine, and the split that
+    follows a timeout compiles them all again), with room for a 2-core machine under load."""
+    return 600.0 + 600.0 * types
+
+
+def chunk_timeout(types: int) -> float:
+    """Prepare every type, then the group and, after a failure, its halves."""
+    return types * PREPARE_TIMEOUT + 3 * group_timeout(types)
 
 
 # -- stage 1: prepare (forked workers) -------------------------------------------------------
@@ -251,10 +264,11 @@ def _json_from_subprocess(args: list[str], timeout: float,
     return None, (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1], proc.stderr
 
 
-def _group_in_subprocess(workdir: Path, types: list[str], timeout: float) -> dict[str, dict[str, Any]]:
+def _group_in_subprocess(workdir: Path, types: list[str]) -> dict[str, dict[str, Any]]:
     """Run a group in a child process; split it on a compile/run failure until the failing type
     is alone."""
-    rows, why, stderr = _json_from_subprocess(["--group", str(workdir), ",".join(types)], timeout)
+    rows, why, stderr = _json_from_subprocess(["--group", str(workdir), ",".join(types)],
+                                              group_timeout(len(types)))  # fmt: skip
     if rows is not None:
         return rows
     if stderr is None:
@@ -264,13 +278,14 @@ def _group_in_subprocess(workdir: Path, types: list[str], timeout: float) -> dic
     if len(types) == 1:
         return {types[0]: {"status": status, "reason": why[:300]}}
     half = len(types) // 2
-    rows = _group_in_subprocess(workdir, types[:half], timeout)
-    rows.update(_group_in_subprocess(workdir, types[half:], timeout))
+    rows = _group_in_subprocess(workdir, types[:half])
+    rows.update(_group_in_subprocess(workdir, types[half:]))
     return rows
 
 
 def _chunk_in_subprocess(workdir: Path, types: list[str], env: dict[str, str]) -> dict[str, dict[str, Any]]:
-    rows, why, _ = _json_from_subprocess(["--chunk", str(workdir), ",".join(types)], CHUNK_TIMEOUT, env)
+    args = ["--chunk", str(workdir), ",".join(types)]
+    rows, why, _ = _json_from_subprocess(args, chunk_timeout(len(types)), env)
     if rows is not None:
         return rows
     return {t: {"status": "crash", "reason": f"chunk of {len(types)} types failed: {why[:250]}"} for t in types}
@@ -286,7 +301,7 @@ def run_chunk(workdir: Path, types: list[str]) -> dict[str, dict[str, Any]]:
     rows = {t: normalise_row(r) for t, r in prepared.items() if r.get("status") != "ready"}
     ready = [t for t in types if t not in rows]
     if ready:
-        for model_type, row in _group_in_subprocess(workdir, ready, GROUP_TIMEOUT).items():
+        for model_type, row in _group_in_subprocess(workdir, ready).items():
             rows[model_type] = {**{k: v for k, v in prepared[model_type].items() if k in ("class", "nodes")}, **row}
     return rows
 
@@ -315,7 +330,7 @@ def sweep_order(types: list[str], native: dict[str, dict[str, Any]] | None = Non
 def chunked(types: list[str], group_size: int, nodes: dict[str, int]) -> list[list[str]]:
     """Consecutive chunks of at most ``group_size`` types and, past the first type, at most
     ``NODE_BUDGET`` graph nodes (the native sweep's count), so one MAX graph never holds
-    sixteen large models: its compile would outlast the group timeout."""
+    many large models at once (a graph's compile time grows with its kernels)."""
     chunks: list[list[str]] = []
     size = 0
     for model_type in types:
@@ -409,7 +424,7 @@ def check_one(model_type: str) -> dict[str, Any]:
         row = prepare_type(model_type, Path(tmp))
         if row.get("status") != "ready":
             return row
-        result = _group_in_subprocess(Path(tmp), [model_type], GROUP_TIMEOUT)[model_type]
+        result = _group_in_subprocess(Path(tmp), [model_type])[model_type]
         return {**{k: v for k, v in row.items() if k in ("class", "nodes")}, **result}
 
 
