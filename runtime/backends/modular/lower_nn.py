@@ -480,13 +480,15 @@ def _avg_pool(lw: Lowering, node: Node, nhwc: Any, kernel: list[int], stride: li
 def _resize(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
     """torch's upsample rules (nearest, and linear per axis) as gathers at source positions the
     IR's own reference computes from the static sizes: exactly its semantics, no reliance on how
-    MAX's resize ops map coordinates."""
+    MAX's resize ops map coordinates. Antialiased (linear or cubic): one matmul per axis by the
+    reference's own weight matrix."""
     from skillmill.ir.ops.extended import _source_positions, antialias_weights
 
     x = lw.tensor(node.inputs[0])
     mode, size, scales = attrs.get("mode", "nearest"), attrs.get("size"), attrs.get("scales")
     antialias = bool(attrs.get("antialias"))
-    if mode not in ("nearest", "linear", "bilinear", "trilinear") and not antialias:
+    plain = ("nearest", "linear", "bilinear", "trilinear")
+    if mode not in (("linear", "cubic") if antialias else plain):
         raise MaxLoweringError(node.op, node.name, f"resize mode {mode!r}")
     shape = lw.shape(x)
     spatial = len(size) if size is not None else len(scales or [])
