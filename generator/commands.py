@@ -17,7 +17,8 @@ DEMO_SENTENCES = (
     "A man is riding a horse.",
     "Two men pushed carts through the woods.",
 )
-# One timed call reads whatever else the machine is doing at that moment; a median of a few does not.
+# One timed call reads whatever else the machine is doing at that moment; a median of a few
+# does not.
 WARM_RUNS = 5
 
 
@@ -166,8 +167,9 @@ def demo(model_dir, device):
     emb = result.embeddings
     sims = emb @ emb.T
     click.echo(f"all-MiniLM-L6-v2 from {folder} (loaded in {loaded:.2f} s)")
-    click.echo(f"backend: {result.backend}  device: {result.device}  forward (warm, median of {WARM_RUNS}): {warm_ms:.1f} ms"
-               f"  post-processing: {result.postprocess_backend}")
+    click.echo(f"backend: {result.backend}  device: {result.device}  "
+               f"forward (warm, median of {WARM_RUNS}): {warm_ms:.1f} ms  "
+               f"post-processing: {result.postprocess_backend}")  # fmt: skip
     why = result.fallback_reason or "highest-priority target present that supports BertModel"
     click.echo(f"why: {why}")
     for name, reason in result.skipped.items():

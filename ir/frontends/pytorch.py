@@ -611,12 +611,18 @@ for _aten, _op in _UNARY.items():
     lowers(f"aten.{_aten}.default")(_unary(_op))
 
 
-@lowers("aten.log2.default", "aten.log10.default")
-def _log_base(cx, node, x):
+def _log_base(base: float) -> Lowering:
     """log2 / log10 as ln(x) times a constant: no new IR op for what two existing ones say."""
-    base = 2.0 if "log2" in str(node.target) else 10.0
-    natural = cx.temp(node, "Log", [cx.value(x)], {"dtype": cx.out_dtype(node)})
-    return cx.emit(node, "Mul", [natural], {"b": 1.0 / math.log(base)})
+
+    def lower(cx, node, x):
+        natural = cx.temp(node, "Log", [cx.value(x)], {"dtype": cx.out_dtype(node)})
+        return cx.emit(node, "Mul", [natural], {"b": 1.0 / math.log(base)})
+
+    return lower
+
+
+lowers("aten.log2.default")(_log_base(2.0))
+lowers("aten.log10.default")(_log_base(10.0))
 
 
 @lowers("aten.gelu.default")
@@ -958,9 +964,8 @@ def _reduction(op: str) -> Lowering:
 for _name, _op in {"mean": "ReduceMean", "sum": "ReduceSum", "amax": "ReduceMax",
                    "amin": "ReduceMin", "prod": "ReduceProd", "any": "ReduceAny",
                    "all": "ReduceAll"}.items():  # fmt: skip
-    lowers(*(f"aten.{_name}.{v}" for v in ("dim", "dims", "default", "dim_IntList", "int", "dim_int")))(
-        _reduction(_op)
-    )
+    _variants = ("dim", "dims", "default", "dim_IntList", "int", "dim_int")
+    lowers(*(f"aten.{_name}.{v}" for v in _variants))(_reduction(_op))
 
 
 @lowers("aten.max.default", "aten.min.default")
@@ -1168,8 +1173,8 @@ for _name in ("upsample_linear1d", "upsample_bilinear2d", "upsample_trilinear3d"
     lowers(f"aten.{_name}.vec")(_resize_lowering("linear", True, True))
     lowers(f"aten.{_name}.default")(_resize_lowering("linear", True, False))
 for _name, _mode in (("bilinear", "linear"), ("bicubic", "cubic")):
-    lowers(f"aten._upsample_{_name}2d_aa.vec")(_resize_lowering(_mode, True, True, antialias=True))
-    lowers(f"aten._upsample_{_name}2d_aa.default")(_resize_lowering(_mode, True, False, antialias=True))
+    for _form, _vec in (("vec", True), ("default", False)):
+        lowers(f"aten._upsample_{_name}2d_aa.{_form}")(_resize_lowering(_mode, True, _vec, True))
 
 
 @lowers("aten.linalg_vector_norm.default")

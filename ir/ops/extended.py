@@ -54,17 +54,23 @@ def _masked_scatter(inputs):
     return x
 
 
+def _input_step(out_size: int, in_size: int, scale: float | None, align_corners: bool) -> float:
+    """Input pixels per output pixel (aten's ``area_pixel_compute_scale``): corners aligned,
+    the given scale factor, or the size ratio."""
+    if align_corners:
+        return (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+    return (1.0 / scale) if scale else in_size / out_size
+
+
 def _source_positions(out_size: int, in_size: int, scale: float | None, mode: str,
                       align_corners: bool) -> np.ndarray:  # fmt: skip
     """Fractional source coordinate of every output position (torch's upsample rules)."""
     out = np.arange(out_size, dtype=np.float64)
     if mode == "nearest":
-        ratio = (1.0 / scale) if scale else in_size / out_size
-        return np.minimum(np.floor(out * ratio), in_size - 1)
+        return np.minimum(np.floor(out * _input_step(out_size, in_size, scale, False)), in_size - 1)
+    ratio = _input_step(out_size, in_size, scale, align_corners)
     if align_corners:
-        ratio = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
         return out * ratio
-    ratio = (1.0 / scale) if scale else in_size / out_size
     return np.maximum((out + 0.5) * ratio - 0.5, 0.0)
 
 
@@ -90,10 +96,7 @@ def antialias_weights(out_size: int, in_size: int, scale: float | None, mode: st
     when shrinking, the filter widens by the scale so every input pixel contributes; each row
     is normalised to sum to one.  Follows aten's ``_compute_weights_aa`` step for step."""
     fn, support = _AA_FILTERS[mode]
-    if align_corners:
-        ratio = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
-    else:
-        ratio = (1.0 / scale) if scale else in_size / out_size
+    ratio = _input_step(out_size, in_size, scale, align_corners)
     invscale = 1.0 / ratio if ratio >= 1.0 else 1.0
     support = support * ratio if ratio >= 1.0 else support
     weights = np.zeros((out_size, in_size))
@@ -308,10 +311,11 @@ def build() -> dict[str, OpDef]:
         OpDef("CumMax", _cumulative_extreme(True), num_outputs=2, doc="(running max, index)"),
         OpDef("CumMin", _cumulative_extreme(False), num_outputs=2, doc="(running min, index)"),
         OpDef("AsStrided", _as_strided, doc="strided view of the value's contiguous buffer, copied"),
-        OpDef("RepeatIndex", _repeat_index, doc="repeat_interleave(repeats): i repeated repeats[i] times"),
+        OpDef("RepeatIndex", _repeat_index, doc="repeat_interleave(repeats): i, repeats[i] times"),
         OpDef("NonZero", _nonzero, doc="torch.nonzero: [count, rank] indices of non-zero elements"),
         OpDef("Histc", _histc, doc="torch.histc: counts in equal-width bins over [min, max]"),
-        OpDef("Resize", _resize, doc="nearest / linear / antialiased resize of the trailing spatial dims (torch upsample rules)"),
+        OpDef("Resize", _resize,
+              doc="nearest / linear / antialiased resize of trailing spatial dims (torch rules)"),
     ]
     return {op.name: op for op in ops}
 

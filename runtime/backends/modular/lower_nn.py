@@ -506,10 +506,8 @@ def _resize(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) ->
         if antialias:  # every output pixel weighs a window of inputs: one matmul per axis
             w = antialias_weights(out_size, in_size, scales[i] if scales else None, mode,
                                   bool(attrs.get("align_corners")))  # fmt: skip
-            perm = list(range(len(shape)))
-            perm[axis], perm[-1] = perm[-1], perm[axis]
-            moved = ops.permute(lw.cast(x, "float32"), perm)
-            x = lw.cast(ops.permute(moved @ lw.const(w.T.astype(np.float32), "float32"), perm), dtype)
+            w_t = lw.const(w.T.astype(np.float32), "float32")
+            x = lw.cast(_along_last(lw.cast(x, "float32"), axis, lambda t: t @ w_t), dtype)
             continue
         src = _source_positions(out_size, in_size, scales[i] if scales else None,
                                 "nearest" if mode == "nearest" else "linear", bool(attrs.get("align_corners")))  # fmt: skip
