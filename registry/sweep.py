@@ -12,9 +12,21 @@ from typing import Any, Callable
 MEMORY_LIMIT_BYTES = 6 * 1024**3
 
 
-def _child(check: Callable[[str], dict], item: str, conn) -> None:
+def _address_space_bytes() -> int:
+    """This process's mapped address space (Linux; 0 elsewhere)."""
     try:
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _child(check: Callable[[str], dict], item: str, conn) -> None:
+    # The cap counts on top of what the worker inherits: a CUDA build of torch maps several GB
+    # of libraries before any model exists (a flat 6 GiB failed every type on an H100 machine).
+    limit = _address_space_bytes() + MEMORY_LIMIT_BYTES
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     except (ValueError, OSError):
         pass
     import torch

@@ -6,6 +6,8 @@ fallback, and post-processing live here, once."""
 
 from __future__ import annotations
 
+import copy
+
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -88,9 +90,9 @@ class Skill(MojoMaxTargetMixin):
             return self.model
         key = str(device)
         if key not in self._device_models:
-            self._device_models[key] = self.model_class.from_config(self.model.config).to(device)
-            self._device_models[key].load_state_dict(self.model.state_dict())
-            self._device_models[key].eval()
+            # a deep copy keeps every weight, buffer and tied parameter as loaded (PreTrainedModel
+            # classes have no public from_config: that was a crash on the first real GPU)
+            self._device_models[key] = copy.deepcopy(self.model).to(device).eval()
         return self._device_models[key]
 
     @property

@@ -102,6 +102,19 @@ def test_explicit_device_that_is_absent_falls_back_and_says_why():
     assert result.fallback_reason.startswith("cuda: not present")
 
 
+def test_model_moves_to_another_device_once_with_its_weights():
+    """The cuda/rocm/mps paths move a copy of the loaded model (the meta device stands in for a
+    GPU here: it needs none).  A PreTrainedModel class has no public from_config, which crashed
+    the first real H100 run before any weight moved."""
+    skill = load_skill("BertModel", model="tiny")
+    moved = skill.model_on(torch.device("meta"))
+    assert moved is skill.model_on(torch.device("meta"))
+    assert all(p.device.type == "meta" for p in moved.parameters())
+    assert all(p.device.type == "cpu" for p in skill.model.parameters())
+    assert not moved.training
+    assert [n for n, _ in moved.named_parameters()] == [n for n, _ in skill.model.named_parameters()]
+
+
 # ---- bad input: clear errors that name the problem -----------------------------------------
 
 

@@ -2,6 +2,7 @@
 PyTorch eager at (batch, seq) = (1, 16), (1, 128), (32, 128), plus compile times.
 
     generate-skills bench modular [--rounds 3] [--repeats 20]
+    generate-skills bench modular --backends max-gpu,torch-cuda     (on a machine with a GPU)
     python -m skillmill.runtime.backends.modular.bench
 
 Every measurement runs in its own process (PyTorch's spinning worker threads would otherwise take
@@ -9,7 +10,9 @@ the cores from MAX), and the backends alternate round by round, so a load spike 
 machine hits all of them alike; a backend's figure is the median over rounds of each round's
 median.  Compile times: "cold" is MAX / mojo with an empty cache folder (everything compiled),
 "warm" a new graph (one salted output added) with MAX's kernel cache warm, "cached load" the stored artifact loaded in a
-fresh process."""
+fresh process.  On a GPU, "max-gpu" (a MAX graph on the first accelerator, MAX's own ops) is
+compared with "torch-cuda" (PyTorch eager on the GPU); both take host arrays in and give host
+arrays back, so each timed call includes its copies to and from the device."""
 
 from __future__ import annotations
 
@@ -29,6 +32,10 @@ SHAPES = ((1, 16), (1, 128), (32, 128))
 # "max": MAX graphs as skills compile them (on the CPU, Linear and LayerNorm as skillmill's
 # Mojo kernels registered as MAX custom ops); "max-builtin": MAX's own ops only.
 BACKENDS = ("max", "max-builtin", "mojo", "native", "torch")
+GPU_BACKENDS = ("max-gpu", "torch-cuda")
+# The speed-up column divides the peer's latency by the backend's: the CPU backends against
+# PyTorch eager on the CPU, the GPU ones against PyTorch eager on the same GPU.
+PEERS = {"max-gpu": "torch-cuda", "torch-cuda": "torch-cuda"}
 FLOORS = {  # the issue's success criteria: (backend, shape, minimum speed-up over PyTorch eager)
     ("max", "1x16"): 2.0,
     ("max", "32x128"): 1.0,
@@ -82,15 +89,26 @@ def _load_backend(backend: str, ir_path: str) -> Any:
                 return model(**{k: torch.from_numpy(v) for k, v in feeds.items()})
 
         return run
+    if backend == "torch-cuda":
+        import torch
+
+        model = _minilm_model().cuda()
+
+        def run_cuda(feeds: dict[str, np.ndarray]) -> Any:
+            with torch.inference_mode():
+                out = model(**{k: torch.from_numpy(v).cuda() for k, v in feeds.items()})
+                return out.last_hidden_state.cpu()  # back on the host, as MAX's outputs are
+
+        return run_cuda
     from skillmill.ir.mojomodel import load_mojomodel
 
     graph = load_mojomodel(ir_path).graph
     names = set(graph.inputs)
-    if backend in ("max", "max-builtin"):
+    if backend in ("max", "max-builtin", "max-gpu"):
         from .max_model import MaxModel
 
         builtin = {"custom_kernels": {}, "custom_extensions": []} if backend == "max-builtin" else {}
-        model = MaxModel.from_graph(graph, "cpu", **builtin)
+        model = MaxModel.from_graph(graph, "gpu" if backend == "max-gpu" else "cpu", **builtin)
     elif backend == "mojo":
         from .mojo_model import MojoModel
 
@@ -140,7 +158,8 @@ def _compile_worker(kind: str, ir_path: str) -> dict[str, Any]:
 
         if kind == "max_new_graph":
             graph = _salted(graph)
-        model = MaxModel.from_graph(graph, "cpu", use_cache=kind != "max_new_graph")
+        target = "gpu" if kind == "max-gpu" else "cpu"
+        model = MaxModel.from_graph(graph, target, use_cache=kind != "max_new_graph")
         return {"seconds": time.perf_counter() - started, "compile_s": model.compile_seconds,
                 "cache_hit": model.cache_hit}  # fmt: skip
     from .mojo_model import MojoModel
@@ -161,10 +180,20 @@ def _spawn(spec: dict[str, Any], env: dict[str, str] | None = None, timeout: flo
 
 
 # -- driving ---------------------------------------------------------------------------------
-def compile_times(ir_path: Path, cold: bool = True) -> dict[str, Any]:
+def compile_times(ir_path: Path, cold: bool = True, backends: tuple[str, ...] = BACKENDS) -> dict[str, Any]:
     """Cold (empty cache folder), warm (a salted new graph, warm kernel cache) and cached-load
-    seconds."""
+    seconds; for "max-gpu", cold and cached load on the GPU."""
     out: dict[str, Any] = {}
+    if "max-gpu" in backends:
+        if cold:
+            with tempfile.TemporaryDirectory(prefix="skillmill-cold-cache-") as empty:
+                out["max_gpu_cold"] = _spawn({"compile": "max-gpu", "ir": str(ir_path)}, {"MODULAR_CACHE_DIR": empty})
+        # the first compile into the shared cache folder (its kernel cache is warm where MAX ran on
+        # this GPU before), then the load of what it stored
+        out["max_gpu_shared_cache"] = _spawn({"compile": "max-gpu", "ir": str(ir_path)})
+        out["max_gpu_cached_load"] = _spawn({"compile": "max-gpu", "ir": str(ir_path)})
+        if not set(backends) & {"max", "max-builtin", "mojo"}:
+            return out
     if cold:
         with tempfile.TemporaryDirectory(prefix="skillmill-cold-cache-") as empty:
             out["max_cold"] = _spawn({"compile": "max", "ir": str(ir_path)}, {"MODULAR_CACHE_DIR": empty})
@@ -182,7 +211,7 @@ def run_benchmark(backends: tuple[str, ...] = BACKENDS, shapes=SHAPES, rounds: i
                                "repeats": repeats, "latency": {}, "errors": {}}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="skillmill-modular-bench-") as tmp:
         ir_path = prepare(Path(tmp))
-        results["compile"] = compile_times(ir_path, cold)  # also leaves every artifact cached
+        results["compile"] = compile_times(ir_path, cold, backends)  # also leaves every artifact cached
         per: dict[tuple[str, str], list[float]] = {}
         for round_index in range(rounds):
             for batch, seq in shapes:
@@ -198,14 +227,20 @@ def run_benchmark(backends: tuple[str, ...] = BACKENDS, shapes=SHAPES, rounds: i
     for (backend, shape), values in per.items():
         results["latency"].setdefault(backend, {})[shape] = {
             "median_ms": float(np.median(values)), "round_medians_ms": [round(v, 3) for v in values]}
-    torch_rows = results["latency"].get("torch", {})
-    for backend, rows in results["latency"].items():
-        for shape, row in rows.items():
-            base = torch_rows.get(shape, {}).get("median_ms")
-            if base:
-                row["speedup_vs_torch"] = base / row["median_ms"]
+    add_speedups(results)
     results["floors"] = check_floors(results)
     return results
+
+
+def add_speedups(results: dict[str, Any]) -> None:
+    """Each latency row gets ``speedup_vs_<peer>``: the peer's median over the backend's, the
+    peer being PyTorch eager on the same device (``PEERS``)."""
+    for backend, rows in results["latency"].items():
+        peer = PEERS.get(backend, "torch")
+        for shape, row in rows.items():
+            base = results["latency"].get(peer, {}).get(shape, {}).get("median_ms")
+            if base:
+                row[f"speedup_vs_{peer.replace('-', '_')}"] = base / row["median_ms"]
 
 
 def check_floors(results: dict[str, Any]) -> dict[str, str]:
@@ -217,7 +252,10 @@ def check_floors(results: dict[str, Any]) -> dict[str, str]:
             "not measured" if speed is None else f"{'met' if speed >= floor else 'MISSED'} ({speed:.2f}x)")
     compile_ = results.get("compile", {})
     for key, limit in (("max_cold", COLD_LIMIT_S), ("mojo_cold", COLD_LIMIT_S),
-                       ("max_cached_load", CACHED_LIMIT_S), ("mojo_cached_load", CACHED_LIMIT_S)):  # fmt: skip
+                       ("max_cached_load", CACHED_LIMIT_S), ("mojo_cached_load", CACHED_LIMIT_S),
+                       ("max_gpu_cold", COLD_LIMIT_S), ("max_gpu_cached_load", CACHED_LIMIT_S)):  # fmt: skip
+        if key.startswith("max_gpu") and key not in compile_:
+            continue  # a CPU-only run says nothing of the GPU
         seconds = compile_.get(key, {}).get("seconds")
         verdicts[f"{key} < {limit:.0f} s"] = (
             "not measured" if seconds is None else f"{'met' if seconds < limit else 'MISSED'} ({seconds:.1f} s)")
@@ -227,7 +265,8 @@ def check_floors(results: dict[str, Any]) -> dict[str, str]:
 def format_report(results: dict[str, Any]) -> str:
     shapes = results["shapes"]
     lines = [f"all-MiniLM-L6-v2, median over {results['rounds']} alternating rounds of each round's median "
-             f"(up to {results['repeats']} runs, own process each); speed-up = PyTorch eager / backend", ""]
+             f"(up to {results['repeats']} runs, own process each); speed-up = PyTorch eager / backend "
+             "(on the GPU: PyTorch eager on the GPU / backend)", ""]
     header = f"{'backend':<12}" + "".join(f"{s:>26}" for s in shapes)
     lines += [header, "-" * len(header)]
     for backend, rows in results["latency"].items():
@@ -237,7 +276,8 @@ def format_report(results: dict[str, Any]) -> str:
             if not row:
                 cells.append(f"{'n/a':>26}")
                 continue
-            speed = f" ({row['speedup_vs_torch']:.2f}x)" if "speedup_vs_torch" in row else ""
+            ratio = row.get("speedup_vs_torch", row.get("speedup_vs_torch_cuda"))
+            speed = f" ({ratio:.2f}x)" if ratio is not None else ""
             cells.append(f"{row['median_ms']:>14.2f} ms{speed:>9}")
         lines.append(f"{backend:<12}" + "".join(cells))
     lines.append("")

@@ -4,6 +4,7 @@ and compared with PyTorch eager (relative error max|max - torch| / max|torch| <=
 
     generate-skills coverage --backend max [--types bert --types gpt2]      # the report
     python -m skillmill.runtime.backends.modular.coverage --types bert,gpt2  # print only
+    python -m skillmill.runtime.backends.modular.coverage --floor --target gpu  # on a GPU
 
 Why types are compiled in groups: every MAX compile pays a fixed cost however small the graph
 (measured on this 2-core machine with a warm cache: an element-wise graph 14 s, one 8x8 matmul
@@ -157,14 +158,16 @@ def run_group(workdir: Path, types: list[str]) -> dict[str, dict[str, Any]]:
     from .custom_op import defaults
     from .lowering import MaxLoweringError, lower_graphs
 
-    kernels, extensions = defaults("cpu")  # run_coverage sets SKILLMILL_MAX_CUSTOM_OPS for us
+    # run_coverage sets both for us: the device, and whether skillmill's custom ops are used
+    target = os.environ.get("SKILLMILL_MAX_TARGET", "cpu")
+    kernels, extensions = defaults(target)
     rows: dict[str, dict[str, Any]] = {}
     graphs, data = {}, {}
     for index, model_type in enumerate(types):
         prefix = f"t{index}_"
         graph, feeds, wants = _load(workdir / model_type)
         try:  # lower alone first, so a lowering error names its own type
-            lower_graphs({prefix: _renamed_dims(graph, prefix)}, "probe", "cpu", kernels, extensions)
+            lower_graphs({prefix: _renamed_dims(graph, prefix)}, "probe", target, kernels, extensions)
         except MaxLoweringError as exc:
             rows[model_type] = {"status": "unsupported", "op": exc.op, "reason": _short(exc)}
             continue
@@ -172,8 +175,8 @@ def run_group(workdir: Path, types: list[str]) -> dict[str, dict[str, Any]]:
         data[prefix] = (model_type, graph, feeds, wants)
     if not graphs:
         return rows
-    builder, parts = lower_graphs(graphs, f"coverage_{types[0]}", "cpu", kernels, extensions)
-    session = adapter.Session("cpu")
+    builder, parts = lower_graphs(graphs, f"coverage_{types[0]}", target, kernels, extensions)
+    session = adapter.Session(target)
     model = session.init(session.compile(builder), builder.weights)
     worst = {p: 0.0 for p in graphs}
     notes: dict[str, str] = {}
@@ -264,11 +267,27 @@ def _json_from_subprocess(args: list[str], timeout: float,
     return None, (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1], proc.stderr
 
 
+# On a GPU machine the chunk process hides the GPU from torch (CUDA_VISIBLE_DEVICES=""): its
+# forked prepare workers export on the CPU, and a parent that had touched CUDA makes every forked
+# export fail ("Cannot re-initialize CUDA in forked subprocess").  The group, which runs MAX on
+# the GPU, gets the variable back as it was.
+_HIDDEN_CUDA = "SKILLMILL_HIDDEN_CUDA_VISIBLE_DEVICES"
+
+
+def _group_env() -> dict[str, str] | None:
+    if _HIDDEN_CUDA not in os.environ:
+        return None
+    env = {k: v for k, v in os.environ.items() if k not in (_HIDDEN_CUDA, "CUDA_VISIBLE_DEVICES")}
+    if os.environ[_HIDDEN_CUDA] != "<unset>":
+        env["CUDA_VISIBLE_DEVICES"] = os.environ[_HIDDEN_CUDA]
+    return env
+
+
 def _group_in_subprocess(workdir: Path, types: list[str]) -> dict[str, dict[str, Any]]:
     """Run a group in a child process; split it on a compile/run failure until the failing type
     is alone."""
     rows, why, stderr = _json_from_subprocess(["--group", str(workdir), ",".join(types)],
-                                              group_timeout(len(types)))  # fmt: skip
+                                              group_timeout(len(types)), _group_env())  # fmt: skip
     if rows is not None:
         return rows
     if stderr is None:
@@ -346,14 +365,15 @@ def chunked(types: list[str], group_size: int, nodes: dict[str, int]) -> list[li
 def run_coverage(model_types: list[str] | None = None, jobs: int = 2, group_size: int = GROUP_SIZE,
                  on_result: Callable[[str, dict], None] | None = None,
                  workdir: Path | None = None, reuse_native: bool = True,
-                 custom_ops: bool = False) -> dict[str, dict[str, Any]]:  # fmt: skip
+                 custom_ops: bool = False, target: str = "cpu") -> dict[str, dict[str, Any]]:  # fmt: skip
     """Rows for the types: conversion failures of the native sweep first, then chunks of
     ``group_size`` types, ``jobs`` chunks at a time (a MAX compile keeps about one core busy),
     each prepared and compiled end to end, so rows land chunk by chunk.
 
     ``custom_ops=False`` (the report) lowers to MAX's built-in ops only, so every row says what
     MAX's own compiler makes of the type; ``True`` uses the skills' CPU defaults (skillmill's
-    Mojo kernels as MAX custom ops where they fit; CI checks its subset that way)."""
+    Mojo kernels as MAX custom ops where they fit; CI checks its subset that way).  ``target``
+    "gpu" compiles and runs on the first accelerator (references stay PyTorch on the CPU)."""
     from skillmill.ir.coverage import base_model_types
 
     types = list(model_types) if model_types else list(base_model_types())
@@ -361,7 +381,9 @@ def run_coverage(model_types: list[str] | None = None, jobs: int = 2, group_size
     own = workdir is None
     folder = Path(tempfile.mkdtemp(prefix="skillmill-max-coverage-")) if own else Path(workdir)
     # the chunk and group subprocesses lower with custom_op.defaults, which reads this
-    env = {**os.environ, "SKILLMILL_MAX_CUSTOM_OPS": "1" if custom_ops else "0"}
+    env = {**os.environ, "SKILLMILL_MAX_CUSTOM_OPS": "1" if custom_ops else "0", "SKILLMILL_MAX_TARGET": target}
+    if target == "gpu":
+        env.update({_HIDDEN_CUDA: os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"), "CUDA_VISIBLE_DEVICES": ""})
     rows: dict[str, dict[str, Any]] = {}
     if reuse_native:
         for model_type, row in conversion_failures(types, native).items():
@@ -481,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group-size", type=int, default=GROUP_SIZE)
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--json", default=None, help="also write the rows here")
+    parser.add_argument("--target", choices=("cpu", "gpu"), default="cpu", help="MAX's device (gpu: the first accelerator)")
     args = parser.parse_args(argv)
     from skillmill.ir.coverage import FLOOR_TYPES
 
@@ -491,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{model_type}: {row['status']}{err} {row.get('reason', '')[:150]}", flush=True)
 
     rows = run_coverage(types, args.jobs, args.group_size, on_result=show,
-                        workdir=Path(args.workdir) if args.workdir else None)  # fmt: skip
+                        workdir=Path(args.workdir) if args.workdir else None, target=args.target)  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     summary = summarise(rows)

@@ -69,7 +69,8 @@ def slice_dim(lw: Lowering, x: Any, dim: int, start: Any, end: Any, step: Any = 
     if start == 0 and end == size:  # the whole dim (-seq: too, once wrapped: MAX folds seq - seq)
         return x  # no op: a dynamic-bound slice would cost a kernel
     out_dim = end if start == 0 else end - start
-    to_tensor = lambda v: v if isinstance(v, int) else lw.scalar_tensor(v, "int64")  # noqa: E731
+    # MAX takes a run-time slice bound as a host tensor, on a GPU graph too
+    to_tensor = lambda v: v if isinstance(v, int) else lw.scalar_tensor(v, "int64", on_host=True)  # noqa: E731
     index[dim] = (slice(to_tensor(start), to_tensor(end), 1), out_dim)
     return ops.slice_tensor(x, index)
 
@@ -402,7 +403,7 @@ def _shape(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> 
     dims = lw.shape(x)[attrs.get("start", 0) : attrs.get("end")]
     if all(isinstance(d, int) for d in dims):
         return [lw.const(np.asarray(dims, dtype=np.int64), "int64")]
-    return [ops.shape_to_tensor(dims)]
+    return [lw.shape_tensor(dims)]
 
 
 def _size(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:

@@ -191,9 +191,16 @@ class Lowering:
             return value
         return self.scalar_tensor(value, self.dtype(name))
 
-    def scalar_tensor(self, value: Any, dtype: str) -> Any:
+    def shape_tensor(self, dims: list[Any], on_host: bool = False) -> Any:
+        """A 1-d int64 tensor of (symbolic) dims.  MAX builds it on the host; it moves to the
+        graph's device unless ``on_host`` (slice bounds stay there): a GPU graph's ops refuse
+        operands on two devices."""
+        t = ops.shape_to_tensor(dims)
+        return t if on_host else ops.transfer_to(t, self.builder.device)
+
+    def scalar_tensor(self, value: Any, dtype: str, on_host: bool = False) -> Any:
         if adapter.is_dim(value) and adapter.static_int(value) is None:
-            t = ops.reshape(ops.shape_to_tensor([value]), [])
+            t = ops.reshape(self.shape_tensor([value], on_host), [])
             return t if dtype == "int64" else ops.cast(t, adapter.dtype_of(dtype))
         if adapter.is_dim(value):
             value = adapter.static_int(value)

@@ -1,0 +1,54 @@
+"""What a GPU run needs of the MAX lowering, checked without a GPU: building a MAX graph for
+``DeviceRef.GPU()`` type-checks every op's operands, so a value left on the host (a shape read
+as a tensor, say) fails here as it did on the first real H100 run ("Input values must be on the
+same device")."""
+
+import pytest
+import torch
+
+pytest.importorskip("max.graph", reason="MAX (the max package) is not installed")
+
+
+def _tiny_bert_graph():
+    from transformers import BertConfig, BertModel
+
+    from skillmill.ir.frontends.pytorch import convert_from_pytorch
+    from skillmill.ir.passes import optimize_graph
+
+    config = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=37)  # fmt: skip
+    model = BertModel(config).eval()
+    ids = torch.randint(0, 99, (2, 7))
+    example = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+    graph, _ = optimize_graph(convert_from_pytorch(model, example))
+    return graph
+
+
+def test_bert_lowers_to_a_gpu_graph():
+    """BERT's padding mask indexes with a run-time size and slices by the symbolic sequence
+    length: the size must reach the GPU, the slice bound must stay on the host."""
+    from skillmill.runtime.backends.modular.lowering import lower_graph
+
+    lowered = lower_graph(_tiny_bert_graph(), "gpu", {}, [])
+    assert lowered.output_names
+
+
+def test_symbolic_slice_and_negative_index_lower_for_the_gpu():
+    from skillmill.ir.graph import Graph, Node, TensorSpec
+    from skillmill.runtime.backends.modular.lowering import lower_graph
+
+    g = Graph(name="gpu_operands")
+    g.inputs["x"] = TensorSpec("float32", ["batch", "seq"])
+    g.inputs["idx"] = TensorSpec("int64", ["k"])
+    g.nodes = [
+        Node("n", "SymSize", ["x"], ["n"], {"dim": 1}),
+        Node("neg", "Scalar", ["n"], ["neg"], {"fn": "neg"}),
+        Node("tail", "Slice", ["x"], ["tail"], {"dim": 1, "start": {"$ref": "neg"}, "end": None, "step": 1}),
+        Node("half", "Scalar", ["n"], ["half"], {"fn": "floordiv", "b": 2}),
+        Node("head", "Slice", ["x"], ["head"], {"dim": 1, "start": 0, "end": {"$ref": "half"}, "step": 1}),
+        Node("pick", "Index", ["x", "idx"], ["pick"], {"positions": [1]}),
+        Node("shape", "Shape", ["x"], ["shape"], {}),
+    ]
+    g.outputs = ["tail", "head", "pick", "shape"]
+    lowered = lower_graph(g, "gpu", {}, [])
+    assert len(lowered.output_names) == 4
