@@ -228,7 +228,8 @@ def bench_models(threads, repeats, backends, json_path):
 @bench.command("modular")
 @click.option("--rounds", type=int, default=3, show_default=True, help="Alternating rounds per shape.")
 @click.option("--repeats", type=int, default=20, show_default=True, help="Timed runs per process.")
-@click.option("--backends", default="max,mojo,native,torch", show_default=True)
+@click.option("--backends", default="max,mojo,native,torch", show_default=True,
+              help="Any of max, max-builtin, mojo, native, torch; on a GPU: max-gpu, torch-cuda.")
 @click.option("--no-cold", is_flag=True, help="Skip the cold (empty-cache) compiles.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
 def bench_modular(rounds, repeats, backends, no_cold, json_path):
