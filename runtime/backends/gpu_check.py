@@ -41,8 +41,9 @@ def _embed(device: str, folder: str) -> dict[str, Any]:
         started = time.perf_counter()
         skill.process(SENTENCES)
         warm.append(time.perf_counter() - started)
-    return {"requested": device, "backend": result.backend, "fallback_reason": result.fallback_reason,
-            "first_call_s": round(first, 2), "warm_median_ms": round(float(np.median(warm)) * 1e3, 2),
+    return {"requested": device, "backend": result.backend, "device": result.device,
+            "fallback_reason": result.fallback_reason, "first_call_s": round(first, 2),
+            "warm_median_ms": round(float(np.median(warm)) * 1e3, 2),
             "embeddings": np.asarray(result.embeddings, dtype=np.float32)}  # fmt: skip
 
 
@@ -52,41 +53,29 @@ def check(devices: tuple[str, ...] = ("cuda", "max")) -> dict[str, Any]:
     from skillmill.ir.bench import minilm_folder
 
     folder = minilm_folder()
-    report: dict[str, Any] = {
-        "torch": torch.__version__,
-        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "rows": [],
-    }
-    reference = _embed("cpu", folder)
-    for device in ("cpu", *devices):
-        row = reference if device == "cpu" else _embed(device, folder)
+    rows = [_embed(device, folder) for device in ("cpu", *devices)]
+    want = rows[0]["embeddings"]
+    for row in rows:
         got = row.pop("embeddings")
-        if device == "cpu":
-            want = got
-        row["max_abs_diff_vs_cpu"] = (
-            float(np.max(np.abs(got - want))) if got.shape == want.shape else None
-        )
-        report["rows"].append(row)
-    return report
+        row["max_abs_diff_vs_cpu"] = float(np.max(np.abs(got - want))) if got.shape == want.shape else None
+    return {"torch": torch.__version__,
+            "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "rows": rows}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--devices", default="cuda,max", help="skill devices to check beside the CPU"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--devices", default="cuda,max", help="skill devices to check beside the CPU")
     parser.add_argument("--json", default=None, help="also write the report here")
     args = parser.parse_args(argv)
     report = check(tuple(d.strip() for d in args.devices.split(",") if d.strip()))
     print(f"torch {report['torch']}, CUDA device: {report['cuda_device'] or 'none'}")
     for row in report["rows"]:
         reason = f"  (fell back: {row['fallback_reason']})" if row["fallback_reason"] else ""
-        print(
-            f"device={row['requested']:<5} ran on {row['backend']:<14} first call {row['first_call_s']:7.2f} s, "
-            f"warm {row['warm_median_ms']:8.2f} ms, max |diff| vs cpu {row['max_abs_diff_vs_cpu']:.2e}{reason}"
-        )
+        diff = row["max_abs_diff_vs_cpu"]
+        print(f"device={row['requested']:<5} ran on {row['device']:<14} first call {row['first_call_s']:7.2f} s, "
+              f"warm {row['warm_median_ms']:8.2f} ms, max |diff| vs cpu "
+              f"{'n/a' if diff is None else f'{diff:.2e}'}{reason}")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     return 0
