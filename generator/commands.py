@@ -51,6 +51,36 @@ def rows_to_keep(rows: dict[str, dict], retry: str | None = None) -> dict[str, d
     return {t: r for t, r in rows.items() if keep(r)}
 
 
+def merge_rows(report: dict[str, dict], lines: list[str], base_classes: dict[str, str],
+               target: str = "cpu") -> dict[str, dict]:  # fmt: skip
+    """The report's rows with the JSON-lines rows of a sweep run elsewhere laid over them
+    (``python -m skillmill.runtime.backends.modular.coverage --jsonl FILE``, e.g. on a machine
+    with more cores).  Each row keeps its ``measured_on`` stamp; a row for another MAX target, an
+    unknown type or without a verdict is refused rather than mixed into the report."""
+    import json
+
+    merged = dict(report)
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise click.ClickException(f"line {number}: not JSON ({exc})") from None
+        model_type = row.pop("model_type", None)
+        if model_type not in base_classes:
+            raise click.ClickException(f"line {number}: {model_type!r} is not a base model type")
+        if not row.get("status") or row["status"] == NOT_MEASURED:
+            raise click.ClickException(f"line {number} ({model_type}): no verdict")
+        stamp = row.get("measured_on")
+        if not stamp or f"MAX target {target}," not in stamp:
+            raise click.ClickException(f"line {number} ({model_type}): measured_on {stamp!r} is not "
+                                       f"a MAX target {target} run; this report is for that target only")  # fmt: skip
+        row.setdefault("class", base_classes[model_type])
+        merged[model_type] = row
+    return merged
+
+
 def _backend_names() -> list[str]:
     from .coverage import BACKENDS
 
@@ -69,11 +99,15 @@ def _backend_names() -> list[str]:
 @click.option("--resume", is_flag=True,
               help="Keep the committed report's measured rows and measure only the types it has "
                    "no verdict for (missing, or 'not_measured' because an earlier sweep stopped).")
+@click.option("--merge", "merge_files", multiple=True, type=click.File("r", encoding="utf-8"),
+              metavar="FILE", help="Add rows measured elsewhere to the MAX report instead of measuring: "
+                                   "the JSON lines that `python -m skillmill.runtime.backends.modular."
+                                   "coverage --jsonl FILE` writes (each row keeps where it was measured).")
 @click.option("--retry", metavar="REGEX", default=None,
               help="With --resume, also measure again the failed rows whose reason or op matches "
                    "REGEX (e.g. an op that has gained a lowering since): "
                    "--retry 'MaskedScatter|AssertScalar'.")
-def coverage(types, backend, jobs, timeout, no_write, resume, retry):
+def coverage(types, backend, jobs, timeout, no_write, resume, retry, merge_files):
     """Run every base model type's tiny model through one backend; rewrite its coverage report."""
     import os
 
@@ -92,6 +126,17 @@ def coverage(types, backend, jobs, timeout, no_write, resume, retry):
     unknown = [t for t in chosen if t not in registry.base_classes]
     if unknown:
         raise click.UsageError(f"not base model types: {', '.join(unknown)}")
+    if merge_files:
+        if backend != "max" or types or resume or no_write:
+            raise click.UsageError("--merge goes with --backend max alone")
+        rows = cov.load_report(backend).get("model_types", {})
+        for handle in merge_files:
+            rows = merge_rows(rows, handle.readlines(), registry.base_classes)
+        written = cov.write_report(rows, transformers.__version__, backend)
+        passed = sum(r["status"] == "pass" for r in rows.values())
+        click.echo(f"{backend}: {passed}/{len(rows)} base model types pass; wrote "
+                   + ", ".join(str(p) for p in written))  # fmt: skip
+        return
     os.environ.update(spec.env)  # before the workers fork, so each one sees it
 
     # Rows measured in this run replace the committed ones; the report is rewritten every few

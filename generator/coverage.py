@@ -308,6 +308,8 @@ def _row_line(model_type: str, row: dict[str, Any], executor_style: bool) -> str
         err = f"{row['max_rel_err']:.1e}" if row.get("max_rel_err") is not None else ""
         stage = f"{row.get('stage')}: " if row.get("stage") else ""
         note = f" ({row['note']})" if row.get("note") else ""
+        if row.get("measured_on"):  # merged from a sweep on another machine (coverage --merge)
+            note += f" [measured on {row['measured_on']}]"
         return (f"| {model_type} | {row.get('class', '')} | {row['status']} | {err} | "
                 f"{stage}{_cell(row.get('reason'))}{_cell(note)} |")  # fmt: skip
     stage = f"{row.get('stage')}: " if row.get("stage") else ""

@@ -129,3 +129,33 @@ def test_demo_embeds_real_minilm_and_reports_a_median_warm_latency(minilm_dir):
     assert "backend: cpu" in out and "forward (warm, median of 5):" in out
     # all-MiniLM-L6-v2's known answer: the bread sentence is the closest to "eating food"
     assert "closest to 'A man is eating food.': 'A man is eating a piece of bread.'" in out
+
+
+def test_coverage_merge_lays_rows_measured_elsewhere_over_the_report():
+    import json
+
+    import click
+    import pytest
+
+    from skillmill.generator.commands import merge_rows
+
+    classes = {"bert": "BertModel", "gpt2": "GPT2Model"}
+    here = "AMD EPYC, 2 cores, MAX target cpu, torch 2.13.0+cpu"
+    report = {"bert": {"status": "not_measured"}, "gpt2": {"status": "pass", "class": "GPT2Model"}}
+    line = json.dumps({"model_type": "bert", "status": "pass", "max_rel_err": 1e-6, "measured_on": here})
+    merged = merge_rows(report, [line, ""], classes)
+    assert merged["bert"] == {"status": "pass", "max_rel_err": 1e-6, "measured_on": here, "class": "BertModel"}
+    assert merged["gpt2"] == report["gpt2"] and report["bert"] == {"status": "not_measured"}  # input untouched
+    refused = {
+        "not JSON": "{",
+        "not a base model type": json.dumps({"model_type": "nope", "status": "pass", "measured_on": here}),
+        "no verdict": json.dumps({"model_type": "bert", "status": "not_measured", "measured_on": here}),
+        "not a MAX target cpu run": json.dumps({"model_type": "bert", "status": "pass",
+                                                "measured_on": here.replace("target cpu", "target gpu")}),
+        "measured_on None": json.dumps({"model_type": "bert", "status": "pass"}),
+    }  # fmt: skip
+    for why, bad in refused.items():
+        with pytest.raises(click.ClickException, match=why):
+            merge_rows(report, [line, bad], classes)
+    result = CliRunner().invoke(main, ["coverage", "--backend", "native", "--merge", "-"], input=line)
+    assert result.exit_code == 2 and "--merge goes with --backend max alone" in result.output

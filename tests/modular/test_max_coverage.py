@@ -366,3 +366,21 @@ def test_unfold_follows_torch():
         got = model.run({"x": x})
         np.testing.assert_array_equal(got["last"], torch.from_numpy(x).unfold(-1, 4, 1).numpy())
         np.testing.assert_array_equal(got["middle"], torch.from_numpy(x).unfold(1, 3, 4).numpy())
+
+
+def test_chunks_never_show_torch_the_gpu(monkeypatch, tmp_path):
+    """A chunk forks its exports: on a CUDA build of torch a parent that touched CUDA makes each
+    one fail, whatever MAX's target, so the chunk runs with CUDA hidden; a GPU group gets it back."""
+    from skillmill.runtime.backends.modular import coverage
+
+    seen = []
+    monkeypatch.setattr(coverage, "_chunk_in_subprocess", lambda folder, chunk, env: seen.append(env) or {})
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    for target in ("cpu", "gpu"):
+        coverage.run_coverage(["bert"], jobs=1, workdir=tmp_path, target=target)
+    cpu, gpu = seen
+    assert cpu["CUDA_VISIBLE_DEVICES"] == "" and gpu["CUDA_VISIBLE_DEVICES"] == ""
+    monkeypatch.setattr(coverage.os, "environ", cpu)
+    assert coverage._group_env() is None  # the CPU group keeps the GPU hidden
+    monkeypatch.setattr(coverage.os, "environ", gpu)
+    assert coverage._group_env()["CUDA_VISIBLE_DEVICES"] == "3"

@@ -382,8 +382,11 @@ def run_coverage(model_types: list[str] | None = None, jobs: int = 2, group_size
     folder = Path(tempfile.mkdtemp(prefix="skillmill-max-coverage-")) if own else Path(workdir)
     # the chunk and group subprocesses lower with custom_op.defaults, which reads this
     env = {**os.environ, "SKILLMILL_MAX_CUSTOM_OPS": "1" if custom_ops else "0", "SKILLMILL_MAX_TARGET": target}
+    # The chunk never shows torch a GPU (its forked exports would fail on an initialised CUDA,
+    # on a CUDA build of torch even for the CPU target); a GPU group gets it back.
+    env["CUDA_VISIBLE_DEVICES"] = ""
     if target == "gpu":
-        env.update({_HIDDEN_CUDA: os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"), "CUDA_VISIBLE_DEVICES": ""})
+        env[_HIDDEN_CUDA] = os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
     rows: dict[str, dict[str, Any]] = {}
     if reuse_native:
         for model_type, row in conversion_failures(types, native).items():
@@ -450,6 +453,20 @@ def check_one(model_type: str) -> dict[str, Any]:
         return {**{k: v for k, v in row.items() if k in ("class", "nodes")}, **result}
 
 
+def measured_on(target: str = "cpu") -> str:
+    """Where a row was measured, for rows merged from another machine: CPU, cores, target, torch."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, MAX target {target}, torch {torch.__version__}"
+
+
 def report_extra() -> dict[str, Any]:
     """Top-level fields of docs/coverage/max.yaml: versions, tolerance, floor, the machine."""
     import importlib.metadata
@@ -461,7 +478,8 @@ def report_extra() -> dict[str, Any]:
 
     return {"tolerance": TOLERANCE, "torch_version": str(torch.__version__),
             "max_version": importlib.metadata.version("max"), "device": "cpu",
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "group_size": GROUP_SIZE,
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores (a row with measured_on was "
+                       "measured there and merged with `coverage --merge`)", "group_size": GROUP_SIZE,
             "lowering": "MAX's built-in ops (the sweep sets SKILLMILL_MAX_CUSTOM_OPS=0)",
             "floor": list(FLOOR_TYPES)}  # fmt: skip
 
@@ -503,15 +521,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group-size", type=int, default=GROUP_SIZE)
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--json", default=None, help="also write the rows here")
+    parser.add_argument("--jsonl", default=None,
+                        help="append each row here as it lands, stamped with the machine and versions "
+                             "(`generate-skills coverage --backend max --merge FILE` adds them to the report)")
     parser.add_argument("--target", choices=("cpu", "gpu"), default="cpu", help="MAX's device (gpu: the first accelerator)")
     args = parser.parse_args(argv)
     from skillmill.ir.coverage import FLOOR_TYPES
 
     types = args.types.split(",") if args.types else (list(FLOOR_TYPES) if args.floor else None)
 
+    stamp = measured_on(args.target)
+
     def show(model_type: str, row: dict[str, Any]) -> None:
         err = f" rel err {row['max_rel_err']}" if row.get("max_rel_err") is not None else ""
         print(f"{model_type}: {row['status']}{err} {row.get('reason', '')[:150]}", flush=True)
+        if args.jsonl:  # one line per row, flushed: a sweep cut off keeps every row it printed
+            with open(args.jsonl, "a", encoding="utf-8") as out:
+                out.write(json.dumps({"model_type": model_type, **row, "measured_on": stamp}) + "\n")
 
     rows = run_coverage(types, args.jobs, args.group_size, on_result=show,
                         workdir=Path(args.workdir) if args.workdir else None, target=args.target)  # fmt: skip
