@@ -1,5 +1,6 @@
-"""Canonicalisation: drop identities, same-dtype casts, no-op reshapes/expands, and collapse
-reshape chains, so that the fusion patterns see the maths and not the export's bookkeeping."""
+"""Canonicalisation: drop identities, same-dtype casts, no-op reshapes/expands, empty concat
+operands, and collapse reshape chains, so that the fusion patterns see the maths and not the
+export's bookkeeping."""
 
 from __future__ import annotations
 
@@ -21,6 +22,15 @@ def _is_noop(graph: Graph, node: Node) -> bool:
     return False
 
 
+def _empty_along(graph: Graph, value: str, axis: int) -> bool:
+    """``value`` has a static size of zero along ``axis`` (e.g. ``x[..., rotary_dim:]`` when the
+    rotary part is the whole head: partial-rotary models concatenate that empty tail back)."""
+    spec = graph.spec(value)
+    if spec is None or not spec.shape:
+        return False
+    return spec.shape[axis % len(spec.shape)] == 0
+
+
 def simplify(graph: Graph) -> int:
     """Rewrites in place; returns the number of nodes removed or rewritten."""
     changed = 0
@@ -32,6 +42,16 @@ def simplify(graph: Graph) -> int:
             replace_uses(graph, node.outputs[0], node.inputs[0])
             changed += 1
             continue
+        if node.op == "Concat" and len(node.inputs) > 1:
+            # an empty operand adds nothing, and backends without zero-size tensors (MAX) can't
+            # even build it; its producer is then dead code
+            full = [v for v in node.inputs if not _empty_along(graph, v, node.attrs.get("axis", 0))]
+            if full and len(full) < len(node.inputs):
+                changed += 1
+                if len(full) == 1 and node.outputs[0] not in protected:
+                    replace_uses(graph, node.outputs[0], full[0])
+                    continue
+                node.inputs = full
         if node.op == "Reshape" and len(node.inputs) == 1 and not node.attrs.get("copy_zero"):
             inner = producers.get(node.inputs[0])
             if inner is not None and inner.op == "Reshape" and len(inner.inputs) == 1 and not inner.attrs.get(

@@ -101,3 +101,27 @@ def test_memory_plan_reuses_buffers_without_overlap():
     assert "memory_planning" in report["optimizations_applied"]
     full = plan_memory(optimised, {"batch": 4, "seq": 16})
     assert full["arena_bytes"] == plan["arena_bytes"] and len(full["offsets"]) == plan["buffers"]
+
+
+def test_empty_concat_operands_are_dropped():
+    """Partial-rotary models slice ``x[..., rotary_dim:]`` and concatenate it back; when the rotary
+    part is the whole head that slice is empty, which MAX cannot even build.  simplify drops it."""
+    from skillmill.ir.passes.simplify import simplify
+
+    g = Graph(name="rotary_tail")
+    g.inputs["x"] = TensorSpec("float32", ["batch", 2, "seq", 4])
+    g.add_node("Slice", ["x"], attrs={"dim": 3, "start": 4, "end": None, "step": 1}, name="tail", outputs=["tail"])
+    g.add_node("Neg", ["x"], name="rot", outputs=["rot"])
+    g.add_node("Concat", ["rot", "tail"], attrs={"axis": -1}, name="cat", outputs=["cat"])
+    g.add_node("Concat", ["tail", "rot", "x"], attrs={"axis": 3}, name="cat3", outputs=["cat3"])
+    g.outputs = ["cat", "cat3"]
+    infer_types(g)
+    x = np.random.default_rng(0).standard_normal((2, 2, 3, 4)).astype(np.float32)
+    want = Executor(g).run({"x": x})
+    assert g.spec("tail").shape == ["batch", 2, "seq", 0]
+    assert simplify(g) == 2 and eliminate_dead_code(g) == 1
+    assert [n.op for n in g.nodes] == ["Neg", "Concat", "Concat"]  # "cat" is an output: kept, one operand
+    assert [n.inputs for n in g.nodes if n.op == "Concat"] == [["rot"], ["rot", "x"]]
+    got = Executor(g).run({"x": x})
+    for name in ("cat", "cat3"):
+        np.testing.assert_array_equal(got[name], want[name])
