@@ -52,3 +52,23 @@ def test_symbolic_slice_and_negative_index_lower_for_the_gpu():
     g.outputs = ["tail", "head", "pick", "shape"]
     lowered = lower_graph(g, "gpu", {}, [])
     assert len(lowered.output_names) == 4
+
+
+def test_reshape_max_cannot_prove_is_asserted_at_run_time():
+    """musicgen views (batch, seq) as (batch // 4, 4, seq): MAX cannot prove (batch // 4) * 4 ==
+    batch and refuses the reshape, so the lowering flattens and rebinds the element count."""
+    from skillmill.ir.graph import Graph, Node, TensorSpec
+    from skillmill.runtime.backends.modular.lowering import lower_graph
+
+    g = Graph(name="codebooks")
+    g.inputs["x"] = TensorSpec("int64", ["batch", "seq"])
+    g.nodes = [
+        Node("n", "SymSize", ["x"], ["n"], {"dim": 0}),
+        Node("s", "SymSize", ["x"], ["s"], {"dim": 1}),
+        Node("q", "Scalar", ["n"], ["q"], {"fn": "floordiv", "b": 4}),
+        Node("split", "Reshape", ["x"], ["split"], {"shape": [{"$ref": "q"}, 4, {"$ref": "s"}]}),
+        Node("back", "Reshape", ["split"], ["back"], {"shape": [{"$ref": "n"}, {"$ref": "s"}]}),
+    ]
+    g.outputs = ["back"]
+    for target in ("cpu", "gpu"):
+        assert lower_graph(g, target, {}, []).output_names

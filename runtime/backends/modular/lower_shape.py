@@ -91,7 +91,23 @@ def _reshape(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -
     if attrs.get("copy_zero") and not attrs.get("allowzero"):
         in_shape = lw.shape(x)
         shape = [in_shape[i] if d == 0 else d for i, d in enumerate(shape)]
-    return [ops.reshape(x, list(shape))]
+    try:
+        return [ops.reshape(x, list(shape))]
+    except ValueError:
+        if any(_is_static(d) and adapter.static_int(d) < 0 for d in shape):
+            raise
+        # MAX checks that the element counts agree symbolically and cannot prove, e.g., that
+        # (batch // 4) * 4 == batch.  Flatten, assert the count at run time (rebind), reshape.
+        flat = ops.reshape(x, [_product(lw.shape(x))])
+        flat = ops.rebind(flat, [_product(shape)], message=f"{node.name}: reshape changes the element count")
+        return [ops.reshape(flat, list(shape))]
+
+
+def _product(dims: list[Any]) -> Any:
+    total: Any = 1
+    for d in dims:
+        total = total * d
+    return total
 
 
 def _transpose(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
