@@ -51,6 +51,16 @@ def rows_to_keep(rows: dict[str, dict], retry: str | None = None) -> dict[str, d
     return {t: r for t, r in rows.items() if keep(r)}
 
 
+def resume_plan(rows: dict[str, dict], chosen: list[str],
+                retry: str | None = None) -> tuple[dict[str, dict], list[str]]:  # fmt: skip
+    """(the report's rows that --resume keeps, the chosen types it measures): a chosen type is
+    measured unless its row has a verdict to keep; every other row stays, a ``not_measured`` one
+    of a type outside ``--types`` too (it used to be dropped from the rewritten report)."""
+    keep = rows_to_keep(rows, retry)
+    todo = [t for t in chosen if t not in keep]
+    return {t: r for t, r in rows.items() if t not in todo}, todo
+
+
 def merge_rows(report: dict[str, dict], lines: list[str], base_classes: dict[str, str],
                target: str = "cpu") -> dict[str, dict]:  # fmt: skip
     """The report's rows with the JSON-lines rows of a sweep run elsewhere laid over them
@@ -145,8 +155,7 @@ def coverage(types, backend, jobs, timeout, no_write, resume, retry, merge_files
     if retry and not resume:
         raise click.UsageError("--retry goes with --resume")
     if resume:
-        merged = rows_to_keep(merged, retry)
-        chosen = [t for t in chosen if t not in merged]
+        merged, chosen = resume_plan(merged, chosen, retry)
     measured: dict[str, dict] = {}
     bar = tqdm(total=len(chosen), desc=f"coverage {backend}", unit="type", file=sys.stderr)
 

@@ -159,3 +159,14 @@ def test_coverage_merge_lays_rows_measured_elsewhere_over_the_report():
             merge_rows(report, [line, bad], classes)
     result = CliRunner().invoke(main, ["coverage", "--backend", "native", "--merge", "-"], input=line)
     assert result.exit_code == 2 and "--merge goes with --backend max alone" in result.output
+
+
+def test_resume_with_types_keeps_every_other_row():
+    from skillmill.generator.commands import resume_plan
+
+    rows = {"a": {"status": "pass"}, "b": {"status": "not_measured"},
+            "c": {"status": "unsupported", "reason": "empty slice"}, "d": {"status": "not_measured"}}  # fmt: skip
+    kept, todo = resume_plan(rows, ["c"], "empty slice")
+    assert todo == ["c"] and sorted(kept) == ["a", "b", "d"]  # b and d: not measured, still listed
+    kept, todo = resume_plan(rows, list(rows))
+    assert todo == ["b", "d"] and sorted(kept) == ["a", "c"]

@@ -41,11 +41,11 @@ def test_floor_families_pass_on_max(max_report):
     assert not failing, failing
 
 
-def test_max_share_floor_once_the_sweep_is_complete(max_report):
+def test_max_passes_at_least_40_percent_of_all_base_types(max_report):
+    """The issue's floor, over the whole registry: a type not measured yet counts as not passing."""
     rows = max_report["model_types"]
-    if any(r["status"] == "not_measured" for r in rows.values()):
-        pytest.skip("the MAX sweep has not measured every type yet (see docs/coverage/max.yaml)")
-    assert max_report["share"] >= 0.40
+    passed = sum(r["status"] == "pass" for r in rows.values())
+    assert passed / len(rows) >= 0.40, f"{passed} of {len(rows)}"
 
 
 def test_sweep_goes_floor_first_then_small_native_passes_in_bounded_chunks():
