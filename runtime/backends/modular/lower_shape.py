@@ -94,10 +94,15 @@ def _reshape(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -
     try:
         return [ops.reshape(x, list(shape))]
     except ValueError:
-        if any(_is_static(d) and adapter.static_int(d) < 0 for d in shape):
-            raise
         # MAX checks that the element counts agree symbolically and cannot prove, e.g., that
         # (batch // 4) * 4 == batch.  Flatten, assert the count at run time (rebind), reshape.
+        shape = list(shape)
+        unknown = [i for i, d in enumerate(shape) if _is_static(d) and adapter.static_int(d) == -1]
+        if len(unknown) > 1:
+            raise
+        if unknown:  # the -1 dim, as MAX would infer it
+            rest = [d for i, d in enumerate(shape) if i != unknown[0]]
+            shape[unknown[0]] = _product(lw.shape(x)) // _product(rest)
         flat = ops.reshape(x, [_product(lw.shape(x))])
         flat = ops.rebind(flat, [_product(shape)], message=f"{node.name}: reshape changes the element count")
         return [ops.reshape(flat, list(shape))]
