@@ -7,7 +7,6 @@ fallback, and post-processing live here, once."""
 from __future__ import annotations
 
 import copy
-
 import time
 from collections.abc import Mapping
 from pathlib import Path

@@ -7,6 +7,7 @@ tensor) has no static MAX shape and raises ``MaxLoweringError``."""
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any
 
@@ -96,23 +97,15 @@ def _reshape(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -
     except ValueError:
         # MAX checks that the element counts agree symbolically and cannot prove, e.g., that
         # (batch // 4) * 4 == batch.  Flatten, assert the count at run time (rebind), reshape.
-        shape = list(shape)
+        shape, count = list(shape), math.prod(lw.shape(x))  # math.prod multiplies MAX Dims too
         unknown = [i for i, d in enumerate(shape) if _is_static(d) and adapter.static_int(d) == -1]
         if len(unknown) > 1:
             raise
         if unknown:  # the -1 dim, as MAX would infer it
-            rest = [d for i, d in enumerate(shape) if i != unknown[0]]
-            shape[unknown[0]] = _product(lw.shape(x)) // _product(rest)
-        flat = ops.reshape(x, [_product(lw.shape(x))])
-        flat = ops.rebind(flat, [_product(shape)], message=f"{node.name}: reshape changes the element count")
-        return [ops.reshape(flat, list(shape))]
-
-
-def _product(dims: list[Any]) -> Any:
-    total: Any = 1
-    for d in dims:
-        total = total * d
-    return total
+            shape[unknown[0]] = count // math.prod(d for i, d in enumerate(shape) if i != unknown[0])
+        flat = ops.rebind(ops.reshape(x, [count]), [math.prod(shape)],
+                          message=f"{node.name}: reshape changes the element count")  # fmt: skip
+        return [ops.reshape(flat, shape)]
 
 
 def _transpose(lw: Lowering, node: Node, args: list[Any], attrs: dict[str, Any]) -> list[Any]:
