@@ -204,7 +204,9 @@ def coverage(types, backend, jobs, timeout, no_write, resume, retry, merge_files
 @click.command()
 @click.option("--model", "model_dir", default=None, help="Checkpoint folder (default: the packaged MiniLM).")
 @click.option("--device", default="auto", show_default=True)
-def demo(model_dir, device):
+@click.option("--precision", default=None, type=click.Choice(["float32", "bf16"]),
+              help="What to compute at (default: SKILLMILL_PRECISION, else float32).")
+def demo(model_dir, device, precision):
     """Embed a few sentences with the real all-MiniLM-L6-v2 and print their similarities."""
     import numpy as np
 
@@ -212,7 +214,7 @@ def demo(model_dir, device):
 
     folder = model_dir or minilm_folder()
     start = time.perf_counter()
-    skill = load_skill("BertModel", model=folder, device=device)
+    skill = load_skill("BertModel", model=folder, device=device, precision=precision)
     loaded = time.perf_counter() - start
     skill.process(list(DEMO_SENTENCES))  # the first call pays one-off costs; time warm ones
     runs = [skill.process(list(DEMO_SENTENCES)) for _ in range(WARM_RUNS)]
@@ -224,6 +226,13 @@ def demo(model_dir, device):
     click.echo(f"backend: {result.backend}  device: {result.device}  "
                f"forward (warm, median of {WARM_RUNS}): {warm_ms:.1f} ms  "
                f"post-processing: {result.postprocess_backend}")  # fmt: skip
+    click.echo(f"engine: {result.engine}  precision: {result.precision} ({skill.precision_source})")
+    if result.parity is not None:
+        proof = result.parity
+        click.echo(f"proved on its first run: {proof.worst_output} within {proof.error:.2e} of PyTorch "
+                   f"eager float32 (tolerance {proof.tolerance:g} at {proof.precision})")  # fmt: skip
+    else:
+        click.echo("PyTorch eager float32 ran: the reference every other engine is checked against")
     why = result.fallback_reason or "highest-priority target present that supports BertModel"
     click.echo(f"why: {why}")
     for name, reason in result.skipped.items():

@@ -84,9 +84,9 @@ def check_skill(model_type: str) -> dict[str, Any]:
         stage = "config"
         config = tiny_config(model_type)
         stage = "load_skill"
-        # native=False: this sweep measures the skill wiring with the torch engine; the native
-        # executor has its own sweep (--backend native).
-        skill = load_skill(class_name, model=config, native=False)
+        # device="cpu", native=False: this sweep measures the skill wiring (inputs, outputs,
+        # names) with PyTorch eager; the native executor, MAX and OpenVINO have their own checks.
+        skill = load_skill(class_name, model=config, device="cpu", native=False)
         # The same weights, called directly below (a copy: the skill may move its model).
         reference = copy.deepcopy(skill.model)
         stage = "inputs"
@@ -95,6 +95,10 @@ def check_skill(model_type: str) -> dict[str, Any]:
         torch.manual_seed(0)
         result = skill.process(dict(inputs))
         row["backend"] = result.backend
+        row["engine"] = result.engine
+        if (result.backend, result.engine, result.precision) != ("cpu", "torch", "float32"):
+            raise AssertionError(f"expected PyTorch eager float32 on the cpu target, ran {result.engine} "
+                                 f"at {result.precision} on {result.backend}")  # fmt: skip
         stage = "reference"
         torch.manual_seed(0)
         with torch.inference_mode():

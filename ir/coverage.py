@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from .numerics import relative_error  # noqa: F401 — re-exported for the sweeps and tests
+
 TOLERANCE = 1e-4
 # The issue's floor: these must pass.
 FLOOR_TYPES = ("bert", "roberta", "distilbert", "albert", "electra", "gpt2", "gpt_neox", "llama",
@@ -37,25 +39,6 @@ def base_model_types() -> dict[str, str]:
     from skillmill.registry import load_registry
 
     return dict(sorted(load_registry().base_classes.items()))
-
-
-def relative_error(got: np.ndarray, want: np.ndarray) -> float:
-    """max|got - want| / max|want| (NaN where ``want`` is NaN must be NaN in ``got`` too);
-    integer and boolean outputs must be equal (0 or inf)."""
-    got, want = np.asarray(got), np.asarray(want)
-    if got.shape != want.shape:
-        return float("inf")
-    if want.dtype.kind not in "fc":
-        return 0.0 if np.array_equal(got, want) else float("inf")
-    want64, got64 = want.astype(np.float64), got.astype(np.float64)
-    if not np.array_equal(np.isnan(want64), np.isnan(got64)):
-        return float("inf")
-    finite = ~np.isnan(want64)
-    if not finite.any():
-        return 0.0
-    scale = float(np.abs(want64[finite]).max())
-    diff = float(np.abs(got64[finite] - want64[finite]).max())
-    return diff / scale if scale else diff
 
 
 def _torch_outputs(model: Any, feeds: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -28,6 +28,13 @@ class SkillResult(Mapping):
     # What computed the outputs on that target: "native" (skillmill's executor on the cpu
     # target), "torch" (PyTorch eager), "openvino", ...
     engine: str = ""
+    # The precision the outputs were computed at: "float32" unless the caller asked for "bf16"
+    # (runtime/precision.py).
+    precision: str = "float32"
+    # What that engine's first run for these input names, dtypes and ranks proved against
+    # PyTorch eager float32 (``.relative_error``, ``.tolerance``); None when PyTorch eager
+    # float32 ran, being the reference itself.
+    parity: Any = None
 
     @property
     def embeddings(self):
@@ -53,6 +60,8 @@ class SkillResult(Mapping):
             "backend": self.backend,
             "device": self.device,
             "engine": self.engine,
+            "precision": self.precision,
+            "parity": self.parity.summary() if self.parity is not None else None,
             "latency_ms": round(self.latency_ms, 3),
             "fallback_reason": self.fallback_reason,
             "skipped": self.skipped,

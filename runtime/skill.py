@@ -20,6 +20,7 @@ from .errors import BackendUnavailable, SkillError, SkillInputError, UnknownDevi
 from .inputs import ByteTokenizer, check_mapping, is_text, tokenize
 from .loading import load_model, resolve_model_class, sentence_pooling
 from .mixin import MODULAR_TARGETS, MojoMaxTargetMixin, use_mojo_max_target
+from .precision import resolve_precision
 from .result import SkillResult
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model",
@@ -42,10 +43,12 @@ class Skill(MojoMaxTargetMixin):
     targets: dict[str, Any] = {}
 
     def __init__(self, model: Any = None, device: str = "auto", dtype: Any = None,
-                 native: bool | str | None = None):  # fmt: skip
+                 native: bool | str | None = None, precision: str | None = None):  # fmt: skip
         # native: the cpu target's native executor; None follows SKILLMILL_NATIVE, False turns
         # it off, "all" tries it even for model types the native coverage sweep did not pass.
         self.native = native
+        # precision: "float32" (the default) or "bf16"; None follows SKILLMILL_PRECISION.
+        self.precision, self.precision_source = resolve_precision(precision)
         self.device_request = self._check_device(device)
         self.model_class = resolve_model_class(self.model_class_name, self.model_type)
         self.model_source = model
@@ -179,7 +182,7 @@ class Skill(MojoMaxTargetMixin):
                 outputs=ran.outputs, backend=name, device=ran.device, latency_ms=latency_ms,
                 fallback_reason="; ".join(failures) or None, skipped=skipped,
                 postprocessed=extra, postprocess_backend=postprocess.backend_name(),
-                engine=ran.engine or name,
+                engine=ran.engine or name, precision=ran.precision, parity=ran.parity,
             )
         raise SkillError(
             f"no hardware target could run {self.model_class_name}: "

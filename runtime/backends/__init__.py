@@ -15,3 +15,8 @@ class BackendOutput:
     # Why a preferred engine inside the target was not used (the cpu target's native executor
     # falling back to torch eager); it joins the result's ``fallback_reason``.
     engine_fallback: str | None = None
+    # The precision the engine computed at ("float32", "bf16"); see runtime/precision.py.
+    precision: str = "float32"
+    # What the engine's first run for this input signature proved against PyTorch eager float32
+    # (backends/parity.Parity); None for PyTorch eager at float32, the reference itself.
+    parity: Any = None

@@ -1,5 +1,9 @@
-"""Intel OpenVINO: convert the torch module once (``openvino.convert_model``), compile for the
-CPU, run.  Outputs come back positionally; they are named from a flattened reference layout."""
+"""Intel OpenVINO: convert the torch module once per input signature (``openvino.convert_model``),
+compile for the CPU at the skill's precision, prove the first run against PyTorch (``parity``).
+
+OpenVINO's CPU plugin picks bf16 by itself on CPUs with AVX512_BF16 or AMX, so the precision is
+always stated (``INFERENCE_PRECISION_HINT``) and read back from the compiled model: a model that
+compiled at another precision than the one asked for is declined, never run silently."""
 
 from __future__ import annotations
 
@@ -9,61 +13,69 @@ from typing import Any
 import torch
 
 from ..errors import BackendUnavailable
-from ..outputs import flatten_outputs
-from . import BackendOutput
+from . import BackendOutput, parity
+
+ENGINE = "openvino"
+# skillmill's precision names -> OpenVINO's element types, and back.
+HINTS = {"float32": "f32", "bf16": "bf16"}
+COMPILED = {"f32": "float32", "bf16": "bf16", "f16": "float16"}
 
 
-def _compile(skill: Any, batch: dict[str, torch.Tensor]):
+def compiled_precision(compiled: Any) -> str:
+    """The precision a compiled model computes at, in skillmill's names ("float32", "bf16")."""
+    element = compiled.get_property("INFERENCE_PRECISION_HINT")
+    name = getattr(element, "get_type_name", lambda: str(element))()
+    return COMPILED.get(name, name)
+
+
+class _Compiled:
+    def __init__(self, compiled: Any, reference: dict[str, torch.Tensor]):
+        self.compiled = compiled
+        self.names = list(reference)
+        self.device = "openvino:CPU"
+
+    def run(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        result = self.compiled({k: v.numpy() for k, v in tensors.items()})
+        values = [torch.from_numpy(result[out].copy()) for out in self.compiled.outputs]
+        if len(values) != len(self.names):
+            raise parity.Refused(f"the converted model has {len(values)} outputs, PyTorch {len(self.names)}")
+        return dict(zip(self.names, values))
+
+
+def _compile(skill: Any, tensors: dict[str, torch.Tensor], reference: dict) -> _Compiled:
     import openvino
 
-    model = skill.model_on(torch.device("cpu"))
-    with torch.inference_mode():
-        reference = flatten_outputs(model(**batch))
-    converted = openvino.convert_model(model, example_input=dict(batch))
-    compiled = openvino.Core().compile_model(converted, "CPU")
-    # A conversion that runs but reshapes an output (a dropped batch axis...) is not the model.
-    check = compiled({k: v.numpy() for k, v in batch.items()})
-    got = [tuple(check[out].shape) for out in compiled.outputs]
-    want = [tuple(v.shape) for v in reference.values()]
-    if len(got) == len(want) and got != want:
-        raise ValueError(f"converted outputs have shapes {got}, PyTorch's {want}")
-    return compiled, list(reference)
+    precision = getattr(skill, "precision", "float32")
+    # Converting traces the model; models that sample inside forward must not see a different
+    # random stream because a backend was tried first.
+    with torch.random.fork_rng(devices=[]):
+        converted = openvino.convert_model(skill.model, example_input=dict(tensors))
+    core = openvino.Core()
+    compiled = core.compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": HINTS[precision]})
+    got = compiled_precision(compiled)
+    if got != precision:
+        capabilities = ", ".join(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+        raise parity.Refused(f"the CPU plugin compiled at {got} when {precision} was asked "
+                             f"(this CPU's OpenVINO capabilities: {capabilities})")  # fmt: skip
+    return _Compiled(compiled, reference)
 
 
 def run(skill: Any, batch: dict[str, Any]) -> BackendOutput:
     if importlib.util.find_spec("openvino") is None:
-        raise BackendUnavailable("openvino", "Python package 'openvino' not installed")
+        raise BackendUnavailable(ENGINE, "Python package 'openvino' not installed")
     tensors = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
     switches = sorted(
         k for k, v in batch.items() if not isinstance(v, torch.Tensor) and v is not None
     )
     if switches:  # a converted graph takes tensors only; dropping a switch would change the model
         raise BackendUnavailable(
-            "openvino",
-            f"non-tensor arguments ({', '.join(switches)}) cannot reach a converted model",
+            ENGINE, f"non-tensor arguments ({', '.join(switches)}) cannot reach a converted model"
         )
-    key = tuple(sorted((k, v.dtype, v.dim()) for k, v in tensors.items()))
-    cache = skill.__dict__.setdefault("_openvino_cache", {})
-    if key not in cache:
-        try:
-            # Converting runs the model (reference and trace); models that sample inside forward
-            # must not see a different random stream because a backend was tried first.
-            with torch.random.fork_rng(devices=[]):
-                cache[key] = _compile(skill, tensors)
-        except Exception as exc:
-            raise BackendUnavailable(
-                "openvino", f"conversion failed: {type(exc).__name__}: {str(exc)[:200]}"
-            ) from exc
-    compiled, names = cache[key]
+    precision = getattr(skill, "precision", "float32")
     try:
-        result = compiled({k: v.numpy() for k, v in tensors.items()})
-    except RuntimeError as exc:  # the CPU plugin rejects a shape the conversion did not foresee
-        raise BackendUnavailable(
-            "openvino", f"inference failed: {type(exc).__name__}: {str(exc)[:200]}"
-        ) from exc
-    values = [torch.from_numpy(result[out].copy()) for out in compiled.outputs]
-    if len(values) != len(names):
-        raise BackendUnavailable(
-            "openvino", f"converted model has {len(values)} outputs, PyTorch has {len(names)}"
+        outputs, prepared, proof = parity.run_proven(
+            skill, ENGINE, precision, tensors, lambda reference: _compile(skill, tensors, reference)
         )
-    return BackendOutput(dict(zip(names, values)), "openvino:CPU", engine="openvino")
+    except parity.EngineDeclined as exc:
+        raise BackendUnavailable(ENGINE, exc.reason.removeprefix(f"{ENGINE}: ")) from exc
+    return BackendOutput(outputs, prepared.device, engine=ENGINE, precision=precision, parity=proof)

@@ -7,7 +7,7 @@ import torch
 
 from skillmill import load_skill
 from skillmill.ir.coverage import relative_error
-from skillmill.runtime.backends import native_runner
+from skillmill.runtime.backends import native_runner, parity
 
 TOL = 1e-4
 
@@ -33,7 +33,7 @@ def test_tiny_bert_runs_native_and_equals_torch(bert_skill, monkeypatch):
         for name in result.outputs:
             assert result[name].dtype == torch.float32
             assert relative_error(result[name].numpy(), want[name].numpy()) <= TOL, name
-    assert len(bert_skill._native_models) == 1  # one conversion for both shapes
+    assert len(parity.verdicts(bert_skill, native_runner.PREFIX)) == 1  # one conversion for both shapes
     assert result.summary()["engine"] == "native"
 
 
@@ -50,7 +50,7 @@ def test_skill_option_turns_it_off():
     skill = load_skill("BertModel", model="tiny", device="cpu", native=False)
     result = skill.process(dict(skill.example_inputs()))
     assert result.engine == "torch" and "native=False" in result.fallback_reason
-    assert "_native_models" not in skill.__dict__  # nothing was converted
+    assert not parity.verdicts(skill, native_runner.PREFIX)  # nothing was converted
 
 
 def test_type_the_sweep_failed_is_not_converted():
@@ -72,7 +72,7 @@ def test_type_the_sweep_failed_is_not_converted():
     assert result.engine == "torch"
     assert "native coverage sweep failed it" in result.fallback_reason
     assert verdicts[model_type] in result.fallback_reason
-    assert "_native_models" not in skill.__dict__
+    assert not parity.verdicts(skill, native_runner.PREFIX)
 
 
 def test_conversion_failure_falls_back_with_the_reason(monkeypatch):
@@ -85,9 +85,8 @@ def test_conversion_failure_falls_back_with_the_reason(monkeypatch):
     inputs = skill.example_inputs(batch_size=2, seq_len=6)
     first = skill.process(dict(inputs))
     assert first.engine == "torch"
-    assert "native executor: cannot run BertModel: unsupported op 'aten.gelu.default'" in (
-        first.fallback_reason
-    )
+    assert ("native executor: cannot run BertModel at float32: IR conversion failed: unsupported op "
+            "'aten.gelu.default'") in first.fallback_reason
     torch.testing.assert_close(first["last_hidden_state"], torch_eager(skill, inputs)[0])
     monkeypatch.undo()  # the op is back, but the failed conversion is remembered, not retried
     second = skill.process(dict(inputs))

@@ -35,11 +35,10 @@ def test_result_carries_backend_device_latency_and_postprocessing():
     skill = load_skill("BertForSequenceClassification", model="tiny", device="cpu")
     result = skill.process(["good", "bad movie"])
     assert (result.backend, result.device) == ("cpu", "cpu")
-    # The cpu target runs the native executor or, saying why, PyTorch eager; nothing else.
-    if result.engine == "native":
-        assert result.fallback_reason is None
-    else:
-        assert result.engine == "torch" and result.fallback_reason.startswith("native executor")
+    # bert passed the native coverage sweep, so the cpu target's native executor runs it,
+    # proven against PyTorch eager float32 on this first call.
+    assert (result.engine, result.precision, result.fallback_reason) == ("native", "float32", None)
+    assert result.parity.error <= result.parity.tolerance == 1e-4
     assert result.latency_ms > 0
     probs = result["probabilities"]
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)

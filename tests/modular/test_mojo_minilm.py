@@ -3,6 +3,8 @@ Mojo kernels rendered for MiniLM's shapes and built with `mojo build`."""
 
 from modular_helpers import SENTENCES, ln_linear_graph, reference, relative_error
 
+from skillmill.runtime.backends import parity
+
 
 def test_minilm_embeddings_on_mojo_equal_pytorch(minilm_skill_factory, minilm_reference):
     _, hidden, embeddings = minilm_reference
@@ -11,7 +13,7 @@ def test_minilm_embeddings_on_mojo_equal_pytorch(minilm_skill_factory, minilm_re
     assert result.backend == "mojo", result.fallback_reason
     assert relative_error(result["last_hidden_state"].numpy(), hidden) <= 1e-4
     assert relative_error(result.embeddings, embeddings) <= 1e-4
-    (prepared,) = [p for p in skill._mojo_models.values() if not isinstance(p, str)]
+    (prepared,) = [p for p in parity.verdicts(skill, "mojo").values() if not isinstance(p, str)]
     report = prepared.model.report()
     # every fused op of MiniLM runs on a Mojo kernel
     assert report["mojo_nodes"]["Linear"] >= 24 and report["mojo_nodes"]["LayerNorm"] == 13

@@ -32,16 +32,25 @@ CONSTANT_LIMIT = 64  # elements; at most this many (or any non-float weight) -> 
 FLOAT_TYPES = ("float32", "float64", "float16", "bfloat16")
 
 
+def lowering_sources() -> list[Path]:
+    """The files whose source decides how an IR graph becomes a MAX graph: this file,
+    lower_*.py, adapter.py and the custom-op hooks (custom_op.py, and mojo_kernels.py, which
+    packs their weights).  The Mojo kernels' own source is in the key through the custom-op
+    package's name, a digest of its rendered templates (``custom_op.folder``)."""
+    here = Path(__file__).resolve().parent
+    names = [here / "lowering.py", here / "adapter.py", here / "custom_op.py", here / "mojo_kernels.py"]
+    return sorted([*names, *here.glob("lower_*.py")])
+
+
 def _lowering_source_digest() -> str:
-    """sha256 of the lowering's own source (this file, lower_*.py, adapter.py): part of the
-    compile-cache key, so an artifact compiled by an older lowering is never loaded for the same
-    IR (a hand-bumped version string was forgotten once: the broadcast workaround changed the
-    graphs without changing the key)."""
+    """sha256 of the lowering's own source (``lowering_sources``): part of the compile-cache
+    key, so an artifact compiled by an older lowering is never loaded for the same IR (a
+    hand-bumped version string was forgotten once: the broadcast workaround changed the graphs
+    without changing the key)."""
     import hashlib
 
-    here = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    for path in sorted([here / "lowering.py", here / "adapter.py", *here.glob("lower_*.py")]):
+    for path in lowering_sources():
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -51,6 +60,8 @@ LOWERING_VERSION = f"skillmill-max-lowering/{_lowering_source_digest()}"  # part
 
 class MaxLoweringError(Exception):
     """The IR uses something the MAX lowering cannot express; names the op and node."""
+
+    plain_message = True  # fallback reasons quote it as it stands (backends/parity.describe)
 
     def __init__(self, op: str, node: str, reason: str):
         self.op = op

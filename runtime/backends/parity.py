@@ -1,0 +1,180 @@
+"""The one way an engine earns the right to run a model: convert once per input signature, run,
+and prove the first run against PyTorch eager float32 within the precision's tolerance.
+
+Every engine other than PyTorch eager at float32 (the native executor, MAX, Mojo, OpenVINO,
+PyTorch at bf16, and the engines to come) goes through ``run_proven``.  Per skill, engine,
+precision and input signature it keeps either the prepared model and the parity it proved, or
+the reason it cannot run; either verdict is paid for once.  A reason is raised as
+``EngineDeclined`` and the runner falls back (PyTorch eager, or the next target) with it.
+
+The model's IR is shared the same way (``ir_graph``): an engine asked for after another one
+reuses the export instead of paying ``torch.export`` again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import torch
+
+from skillmill.ir.numerics import relative_error
+
+from ..outputs import flatten_outputs
+from ..precision import PARITY_TOLERANCE
+
+REFERENCE = "PyTorch eager float32"
+
+
+class Refused(ValueError):
+    """A check's own verdict: its message already says what is wrong, in words."""
+
+    plain_message = True
+
+
+class EngineDeclined(Exception):
+    """An engine cannot run this model, at this precision, for this input signature."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Parity:
+    """What an engine's first run proved: its worst output's error against PyTorch eager float32."""
+
+    engine: str
+    precision: str
+    error: float  # max over outputs of max|engine - torch| / max|torch|
+    tolerance: float
+    worst_output: str
+
+    def summary(self) -> dict[str, Any]:
+        return {"engine": self.engine, "precision": self.precision, "against": REFERENCE,
+                "relative_error": self.error, "tolerance": self.tolerance,
+                "worst_output": self.worst_output}  # fmt: skip
+
+
+class Prepared(Protocol):
+    """A model converted for one engine and input signature."""
+
+    device: str  # where it runs, as results report it ("cpu", "openvino:CPU", "max:cpu")
+
+    def run(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Flattened outputs named as PyTorch names them (``outputs.flatten_outputs``)."""
+
+
+def signature(batch: dict[str, Any]) -> tuple:
+    """What a conversion depends on: input names, dtypes and ranks (sizes stay dynamic), and
+    the value of any non-tensor switch."""
+    return tuple(sorted(
+        (name, str(v.dtype), v.dim()) if isinstance(v, torch.Tensor) else (name, type(v).__name__, repr(v)[:80])
+        for name, v in batch.items()
+    ))  # fmt: skip
+
+
+def describe(exc: BaseException, limit: int = 400) -> str:
+    """A failure in one line: skillmill's own errors say it in words; others keep their type."""
+    message = " ".join(str(exc).split())[:limit]
+    from skillmill.ir.errors import IRError
+
+    if isinstance(exc, IRError) or getattr(exc, "plain_message", False):
+        return message
+    return f"{type(exc).__name__}: {message}"
+
+
+def reference_outputs(skill: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """PyTorch eager float32 on the CPU: what every engine is compared with.  Models that
+    sample inside forward must not see their random stream moved by a check."""
+    with torch.random.fork_rng(devices=[]), torch.inference_mode():
+        return flatten_outputs(skill.model(**batch))
+
+
+def check_parity(engine: str, precision: str, outputs: dict[str, torch.Tensor],
+                 reference: dict[str, torch.Tensor]) -> Parity:  # fmt: skip
+    """Compare every reference output by name; raise ``Refused`` naming the first that is
+    missing, reshaped or further than the precision's tolerance."""
+    tolerance = PARITY_TOLERANCE[precision]
+    worst, worst_name = 0.0, ""
+    for name, want in reference.items():
+        got = outputs.get(name)
+        if got is None:
+            raise Refused(f"{engine} gave no output '{name}' (it gave: {', '.join(outputs) or 'none'})")
+        if tuple(got.shape) != tuple(want.shape):
+            raise Refused(f"{engine} output '{name}' has shape {tuple(got.shape)}, "
+                             f"{REFERENCE} {tuple(want.shape)}")  # fmt: skip
+        error = relative_error(_as_numpy(got), _as_numpy(want))
+        if not error <= tolerance:
+            raise Refused(f"{engine} output '{name}' differs from {REFERENCE} (relative error "
+                             f"{error:.2e} > tolerance {tolerance:g} at {precision})")  # fmt: skip
+        if error >= worst:
+            worst, worst_name = error, name
+    return Parity(engine, precision, worst, tolerance, worst_name)
+
+
+def _as_numpy(tensor: torch.Tensor):
+    tensor = tensor.detach().cpu()
+    return (tensor.float() if tensor.dtype in (torch.bfloat16, torch.float16) else tensor).numpy()
+
+
+def run_proven(skill: Any, engine: str, precision: str, batch: dict[str, Any],
+               prepare: Callable[[dict[str, torch.Tensor]], Prepared],
+               ) -> tuple[dict[str, torch.Tensor], Prepared, Parity]:  # fmt: skip
+    """(outputs, prepared, parity) from ``engine`` at ``precision``, or ``EngineDeclined``.
+
+    The first call per signature runs PyTorch eager float32 for the reference, prepares the
+    engine (``prepare(reference)``: the reference gives the output names, order and dtypes to
+    reproduce), runs and proves it; the verdict is kept on the skill."""
+    cache = skill.__dict__.setdefault("_proven_engines", {})
+    key = (engine, precision, signature(batch))
+    entry = cache.get(key)
+    if entry is None:
+        try:
+            reference = reference_outputs(skill, batch)
+        except Exception as exc:  # noqa: BLE001 — these inputs, not the engine: keep no verdict
+            raise EngineDeclined(f"{engine}: not tried, PyTorch eager rejects these inputs: {describe(exc)}") from exc
+        try:
+            prepared = prepare(reference)
+            outputs = prepared.run(batch)
+            parity = check_parity(engine, precision, outputs, reference)
+        except Exception as exc:  # noqa: BLE001 — any failure is a verdict, with its reason
+            cache[key] = f"{engine}: cannot run {skill.model_class_name} at {precision}: {describe(exc)}"
+            raise EngineDeclined(cache[key]) from exc
+        cache[key] = (prepared, parity)
+        return outputs, prepared, parity
+    if isinstance(entry, str):
+        raise EngineDeclined(entry)
+    prepared, parity = entry
+    try:
+        return prepared.run(batch), prepared, parity
+    except Exception as exc:  # noqa: BLE001 — e.g. a shape the conversion fixed
+        raise EngineDeclined(f"{engine}: run failed for {skill.model_class_name}: {describe(exc)}") from exc
+
+
+def ir_graph(skill: Any, tensors: dict[str, torch.Tensor]) -> tuple[Any, dict[str, Any]]:
+    """The skill's model as optimised IR for this input signature (torch.export, dynamic batch
+    and sequence), converted once and shared by every engine that runs the IR."""
+    cache = skill.__dict__.setdefault("_ir_graphs", {})
+    key = signature(tensors)
+    entry = cache.get(key)
+    if entry is None:
+        from skillmill.ir.frontends.pytorch import convert_from_pytorch
+        from skillmill.ir.passes import optimize_graph
+
+        try:
+            entry = optimize_graph(convert_from_pytorch(skill.model, tensors))
+        except Exception as exc:  # noqa: BLE001 — the reason is the verdict
+            entry = f"IR conversion failed: {describe(exc)}"
+        cache[key] = entry
+    if isinstance(entry, str):
+        raise Refused(entry)
+    return entry
+
+
+def verdicts(skill: Any, engine: str) -> dict[tuple, Any]:
+    """{(precision, signature): prepared model or the reason it cannot run} that ``engine``
+    holds for this skill: what ``run_proven`` decided, for reports and tests."""
+    cache = skill.__dict__.get("_proven_engines", {})
+    return {key[1:]: (entry[0] if isinstance(entry, tuple) else entry)
+            for key, entry in cache.items() if key[0] == engine}  # fmt: skip

@@ -1,0 +1,50 @@
+"""The numeric precision a skill computes at: float32 unless the caller asks for another.
+
+One table here says which precisions exist and how close each must come to PyTorch eager
+float32 when an engine proves itself (``backends/parity.py``).  An engine that cannot compute at
+the asked precision declines with the reason and the next one runs; PyTorch eager can always run
+both, so the precision a result reports is the one that was asked for.
+
+    load_skill("BertModel", model=path, precision="bf16")     # or SKILLMILL_PRECISION=bf16
+"""
+
+from __future__ import annotations
+
+import os
+
+from .errors import SkillError
+
+ENV_SWITCH = "SKILLMILL_PRECISION"
+DEFAULT = "float32"
+
+# max|engine - torch float32| / max|torch float32| an engine may reach on its first run.
+# float32: reordered sums and fused kernels stay far below 1e-4 on every model the sweeps pass.
+# bf16: 8 significant bits (a rounding step of 2^-8 = 3.9e-3 relative) at every matmul input;
+# through a dozen layers that adds up to a few 1e-2 (OpenVINO's bf16 ResNet: 6.4e-2), so 1e-1
+# passes honest bf16 and still catches a conversion that computes something else.
+PARITY_TOLERANCE = {"float32": 1e-4, "bf16": 1e-1}
+
+ALIASES = {"float32": "float32", "fp32": "float32", "f32": "float32",
+           "bf16": "bf16", "bfloat16": "bf16"}  # fmt: skip
+
+
+class UnknownPrecisionError(SkillError, ValueError):
+    """``precision=`` (or ``SKILLMILL_PRECISION``) names no precision skillmill computes at."""
+
+
+def resolve_precision(requested: str | None) -> tuple[str, str]:
+    """(precision, where the choice came from): the argument, else the environment, else float32."""
+    if requested is not None:
+        source, value = "precision=", requested
+    else:
+        value = os.environ.get(ENV_SWITCH, "").strip()
+        if not value:
+            return DEFAULT, "default"
+        source = f"{ENV_SWITCH}="
+    name = ALIASES.get(str(value).strip().lower()) if isinstance(value, str) else None
+    if name is None:
+        raise UnknownPrecisionError(
+            f"unknown precision {value!r} ({source.rstrip('=')}); choose one of: "
+            f"{', '.join(PARITY_TOLERANCE)} (aliases: {', '.join(sorted(set(ALIASES) - set(PARITY_TOLERANCE)))})"
+        )
+    return name, f"{source}{value}"
