@@ -148,8 +148,11 @@ def _worker(backend: str, batch: int, seq: int, repeats: int, threads: int, path
 def run_ir_benchmarks(shapes=SHAPES, backends=BACKENDS, repeats: int = 20, threads: int = 2,
                       timeout: float = 600.0) -> dict[str, Any]:  # fmt: skip
     """Medians, ratios to PyTorch eager and peak memory for every (backend, shape)."""
+    from skillmill.native.machine import describe_machine
+
     results: dict[str, Any] = {"threads": threads, "repeats": repeats, "shapes": [list(s) for s in shapes],
-                               "backends": {}, "unavailable": {}, "load_before": os.getloadavg()}  # fmt: skip
+                               "backends": {}, "unavailable": {}, "machine": describe_machine(threads),
+                               "load_before": os.getloadavg()}  # fmt: skip
     with tempfile.TemporaryDirectory() as workdir:
         paths = prepare(workdir)
         results["native_nodes"] = paths.get("nodes")
@@ -191,8 +194,11 @@ def run_ir_benchmarks(shapes=SHAPES, backends=BACKENDS, repeats: int = 20, threa
 
 
 def format_report(results: dict[str, Any]) -> str:
+    from skillmill.native.machine import machine_line
+
     shapes = [f"{b}x{s}" for b, s in results["shapes"]]
-    lines = [f"MiniLM (all-MiniLM-L6-v2) benchmark, {results['threads']} threads, "
+    lines = [machine_line(results["machine"])] if "machine" in results else []
+    lines += [f"MiniLM (all-MiniLM-L6-v2) benchmark, {results['threads']} threads, "
              f"median of up to {results['repeats']} runs; ratio = time / PyTorch eager", ""]  # fmt: skip
     header = f"{'backend':<12}" + "".join(f"{s:>30}" for s in shapes)
     lines += [header, "-" * len(header)]

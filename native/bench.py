@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from typing import Callable
 
 import numpy as np
 
-from . import control, linalg, nn
+from . import control, linalg, machine, nn
 
 GEMM_SIZES = [
     (128, 384, 1536),
@@ -66,15 +65,6 @@ def _limit_numpy_threads(threads: int):
     except ImportError:
         return None, "threadpoolctl not installed: numpy's BLAS used its default thread count"
     return threadpool_limits(limits=threads), None
-
-
-def _peak(threads: int, repeats: int) -> dict[str, float]:
-    """Best of many short windows: long windows on a shared machine mostly measure the
-    other processes."""
-    rounds = max(10, 6 * repeats)
-    one = max(control.peak_gflops(1, seconds=0.004) for _ in range(rounds))
-    many = max(control.peak_gflops(threads, seconds=0.004) for _ in range(rounds))
-    return {"per_core_gflops": one, "threads_gflops": many, "peak_gflops": one * threads}
 
 
 def _gemm_rows(sizes, threads, repeats, torch, peak) -> list[dict]:
@@ -170,7 +160,7 @@ def run_kernel_benchmarks(threads: int = 2, repeats: int = 5, quick: bool = Fals
     sizes = GEMM_SIZES[:-1] if quick else GEMM_SIZES
     repeats = max(1, min(repeats, 2) if quick else repeats)
     try:
-        peak = _peak(threads, repeats)
+        peak = machine.fma_peak(threads, rounds=max(10, 6 * repeats))
         gemm = _gemm_rows(sizes, threads, repeats, torch, peak["peak_gflops"])
         ops = _op_rows(max(3, repeats), torch)
     finally:
@@ -191,8 +181,7 @@ def run_kernel_benchmarks(threads: int = 2, repeats: int = 5, quick: bool = Fals
         "repeats": repeats,
         "quick": quick,
         "isa": control.get_isa(),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
+        "machine": machine.describe_machine(threads, peak),
         "load_average": load,
         "peak": peak,
         "gemm": gemm,
@@ -205,6 +194,7 @@ def run_kernel_benchmarks(threads: int = 2, repeats: int = 5, quick: bool = Fals
 def format_report(result: dict) -> str:
     p = result["peak"]
     lines = [
+        machine.machine_line(result["machine"]),
         f"skillmill.native kernels: isa={result['isa']} threads={result['threads']} "
         f"repeats={result['repeats']} load={result['load_average']}",
         f"measured FMA peak: {p['per_core_gflops']:.1f} GFLOP/s per core x {result['threads']} "

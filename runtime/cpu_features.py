@@ -6,12 +6,14 @@ import functools
 import platform
 
 # Features we report, and the /proc/cpuinfo flag names that stand for them.
-X86_FLAGS = {"sse2": "sse2", "avx": "avx", "avx2": "avx2", "fma": "fma", "avx512f": "avx512f"}
+X86_FLAGS = {"sse2": "sse2", "avx": "avx", "avx2": "avx2", "fma": "fma", "avx512f": "avx512f",
+             "avx512bw": "avx512bw", "avx512vl": "avx512vl", "avx512_vnni": "avx512_vnni",
+             "avx512_bf16": "avx512_bf16", "amx_bf16": "amx_bf16"}  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1)
 def cpu_features() -> dict[str, bool]:
-    """{"sse2": bool, "avx": bool, "avx2": bool, "fma": bool, "avx512f": bool, "neon": bool}."""
+    """{feature: bool} for the X86_FLAGS names and "neon"."""
     features = {name: False for name in (*X86_FLAGS, "neon")}
     machine = platform.machine().lower()
     flags: set[str] = set()
@@ -38,3 +40,17 @@ def best_simd() -> str:
         if features[name]:
             return name
     return "scalar"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's marketing name ("AMD EPYC 9B45"), as the operating system reports it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"

@@ -17,3 +17,17 @@ def test_quick_benchmark_report():
     assert result["peak"]["per_core_gflops"] > 0
     text = bench.format_report(result)
     assert "SGEMM GFLOP/s" in text and "Floors" in text and "softmax" in text
+    # the report names its machine: the CPU, the native path in use and the peak measured here
+    machine = result["machine"]
+    assert machine["cpu"] and machine["isa"] == result["isa"] and machine["peak"] == result["peak"]
+    assert text.startswith(f"machine: {machine['cpu']}") and f"native kernels on {machine['isa']}" in text
+
+
+def test_machine_line_names_the_cpu_simd_path_and_peak():
+    from skillmill.native import control
+    from skillmill.native.machine import describe_machine, machine_line
+
+    info = describe_machine(1, peak={"per_core_gflops": 123.4, "threads_gflops": 123.4, "peak_gflops": 123.4})
+    assert info["isa"] == control.get_isa() and info["cores"] >= 1 and info["threads"] == 1
+    line = machine_line(info)
+    assert "measured FMA peak 123 GFLOP/s per core" in line and info["cpu"] in line

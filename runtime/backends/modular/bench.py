@@ -198,8 +198,11 @@ def compile_times(ir_path: Path, cold: bool = True, backends: tuple[str, ...] = 
 
 def run_benchmark(backends: tuple[str, ...] = BACKENDS, shapes=SHAPES, rounds: int = 3, repeats: int = 20,
                   cold: bool = True) -> dict[str, Any]:  # fmt: skip
+    from skillmill.native.machine import describe_machine
+
     results: dict[str, Any] = {"shapes": [f"{b}x{s}" for b, s in shapes], "rounds": rounds,
-                               "repeats": repeats, "latency": {}, "errors": {}}  # fmt: skip
+                               "repeats": repeats, "latency": {}, "errors": {},
+                               "machine": describe_machine(threads=2)}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="skillmill-modular-bench-") as tmp:
         ir_path = prepare(Path(tmp))
         results["compile"] = compile_times(ir_path, cold, backends)  # also leaves every artifact cached
@@ -254,8 +257,11 @@ def check_floors(results: dict[str, Any]) -> dict[str, str]:
 
 
 def format_report(results: dict[str, Any]) -> str:
+    from skillmill.native.machine import machine_line
+
     shapes = results["shapes"]
-    lines = [f"all-MiniLM-L6-v2, median over {results['rounds']} alternating rounds of each round's median "
+    lines = [machine_line(results["machine"])] if "machine" in results else []
+    lines += [f"all-MiniLM-L6-v2, median over {results['rounds']} alternating rounds of each round's median "
              f"(up to {results['repeats']} runs, own process each); speed-up = PyTorch eager / backend "
              "(on the GPU: PyTorch eager on the GPU / backend)", ""]
     header = f"{'backend':<12}" + "".join(f"{s:>26}" for s in shapes)
