@@ -11,10 +11,11 @@ def test_gpu_check_reports_the_fallback_and_a_measured_difference(monkeypatch):
     report = gpu_check.check(("cuda",))
     cpu, cuda = report["rows"]
     assert cpu["requested"] == "cpu" and cpu["fallback_reason"] is None
-    assert cpu["max_abs_diff_vs_cpu"] == 0.0
+    assert cpu["max_abs_diff_vs_cpu"] is None  # the reference, not a comparison
     if torch.cuda.is_available():
         assert cuda["backend"] == "cuda" and cuda["max_abs_diff_vs_cpu"] < 1e-4
     else:
         assert cuda["backend"] != "cuda" and cuda["fallback_reason"].startswith("cuda: not present")
-        assert cuda["max_abs_diff_vs_cpu"] < 1e-4  # the same CPU path, run again
+        # a fallback ran the CPU path again: comparing it with the CPU would prove nothing
+        assert cuda["max_abs_diff_vs_cpu"] is None
     assert cuda["warm_median_ms"] > 0
