@@ -284,6 +284,7 @@ def write_report(rows: dict[str, dict[str, Any]], transformers_version: str,
         "passed": passed,
         "total": total,
         "share": round(passed / max(total, 1), 4),
+        **_by_machine(rows),
         "model_types": {t: {k: v for k, v in rows[t].items() if k != "seconds"} for t in sorted(rows)},
     }
     spec.report.parent.mkdir(parents=True, exist_ok=True)
@@ -294,6 +295,25 @@ def write_report(rows: dict[str, dict[str, Any]], transformers_version: str,
     written = [spec.report] + (spec.written(rows) if spec.written else [])
     REPORT_MD.write_text(render_markdown(), encoding="utf-8")
     return written + [REPORT_MD]
+
+
+def _by_machine(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Passes measured on this project's machines (this many cores, the pinned torch) apart
+    from passes merged from a sweep elsewhere (``coverage --merge`` with another core count or
+    another torch), which count separately so a share never hides where it was measured."""
+    import torch
+
+    def elsewhere_stamp(stamp: str) -> bool:
+        return f"torch {torch.__version__}" not in stamp or f", {os.cpu_count()} cores," not in stamp
+
+    merged = [r for r in rows.values() if r.get("measured_on") and elsewhere_stamp(r["measured_on"])]
+    if not merged:
+        return {}
+    elsewhere = sum(r["status"] == "pass" for r in merged)
+    here = sum(r["status"] == "pass" for r in rows.values()) - elsewhere
+    return {"passed_here": here, "share_here": round(here / max(len(rows), 1), 4),
+            "passed_elsewhere": elsewhere,
+            "measured_elsewhere_on": sorted({r["measured_on"] for r in merged})}  # fmt: skip
 
 
 def load_report(backend: str = "skill") -> dict[str, Any]:
@@ -332,7 +352,11 @@ def render_markdown() -> str:
         "|---|---|---|---|",
     ]
     for spec, doc in reports:
-        lines.append(f"| {spec.name} | {doc['passed']} of {doc['total']} | {100 * doc['share']:.1f}% | "
+        share = f"{100 * doc['share']:.1f}%"
+        if "passed_here" in doc:
+            share += (f" ({doc['passed_here']} measured here, {100 * doc['share_here']:.1f}%; "
+                      f"{doc['passed_elsewhere']} merged from another machine)")  # fmt: skip
+        lines.append(f"| {spec.name} | {doc['passed']} of {doc['total']} | {share} | "
                      f"[{spec.report.name}](coverage/{spec.report.name}) |")  # fmt: skip
     lines += ["", *HOW_THE_SWEEPS_RELATE]
     for spec, doc in reports:
@@ -342,6 +366,11 @@ def render_markdown() -> str:
                   f"`generate-skills coverage --backend {spec.name}`, transformers "
                   f"{doc['transformers_version']}: **{doc['passed']} of {doc['total']} base model "
                   f"types pass ({100 * doc['share']:.1f}%)**. Each row: {spec.what}.", ""]  # fmt: skip
+        if "passed_here" in doc:
+            lines += [f"Of the passes, {doc['passed_here']} were measured on this project's machine with the "
+                      f"pinned torch ({100 * doc['share_here']:.1f}% of all types) and {doc['passed_elsewhere']} "
+                      "were merged from a sweep elsewhere (`coverage --merge`), on: "
+                      + "; ".join(doc["measured_elsewhere_on"]) + ".", ""]  # fmt: skip
         counts: dict[str, int] = {}
         for row in rows.values():
             counts[row["status"]] = counts.get(row["status"], 0) + 1
