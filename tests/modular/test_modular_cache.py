@@ -42,8 +42,10 @@ def test_second_load_hits_the_cache_and_is_fast():
 
 
 def test_mojo_kernels_as_max_custom_ops():
-    """LayerNorm and Linear (+ gelu, N a whole number of 16-wide panels) lower to skillmill's
-    Mojo kernels registered as MAX custom ops; with them off, MAX's own ops; both equal the IR."""
+    """LayerNorm and Linear (+ gelu, N = 48: whole panels at SIMD width 4 or 8, one and a half
+    at AVX-512's 16) lower to skillmill's Mojo kernels registered as MAX custom ops at the host's
+    width; with them off, MAX's own ops; both equal the IR.  Every width and many N, K and M:
+    test_mojo_linear_panels.py."""
     import skillmill
 
     graph = ln_linear_graph(out=48)

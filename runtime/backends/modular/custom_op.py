@@ -90,9 +90,10 @@ def _layer_norm(lw: Any, node: Node, attrs: dict[str, Any]) -> Any | None:
 
 
 def _linear(lw: Any, node: Node, attrs: dict[str, Any]) -> Any | None:
-    """The custom op for a Linear it fits (float32 weight of the graph, N a whole number of
-    panels, K static), else None (MAX's matmul then).  The weight is packed into panels once,
-    in numpy, and bound as its own external weight."""
+    """The custom op for a Linear it fits (float32 weight of the graph, K static; any N and
+    any number of rows), else None (MAX's matmul then).  The weight is packed once, in numpy,
+    into panels of 2 * SIMD-width columns (the last one zero-padded; the kernel stores only its
+    valid columns) and bound as its own external weight."""
     from . import mojo_kernels
     from .adapter import ops
 
@@ -106,7 +107,7 @@ def _linear(lw: Any, node: Node, attrs: dict[str, Any]) -> Any | None:
     nr = 2 * mojo_kernels.simd_width()
     x = lw.tensor(node.inputs[0])
     shape = lw.shape(x)
-    if n % nr or not shape or shape[-1] != k or lw.tdtype(x) != "float32":
+    if not shape or shape[-1] != k or lw.tdtype(x) != "float32":
         return None
     flat = ops.reshape(x, [-1, k])
     rows = flat.shape[0]

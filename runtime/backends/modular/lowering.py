@@ -38,8 +38,8 @@ def lowering_sources() -> list[Path]:
     packs their weights).  The Mojo kernels' own source is in the key through the custom-op
     package's name, a digest of its rendered templates (``custom_op.folder``)."""
     here = Path(__file__).resolve().parent
-    names = [here / "lowering.py", here / "adapter.py", here / "custom_op.py", here / "mojo_kernels.py"]
-    return sorted([*names, *here.glob("lower_*.py")])
+    names = ["lowering.py", "adapter.py", "custom_op.py", "mojo_kernels.py"]
+    return sorted([*(here / name for name in names), *here.glob("lower_*.py")])
 
 
 def _lowering_source_digest() -> str:

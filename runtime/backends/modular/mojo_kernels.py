@@ -73,16 +73,17 @@ def _static_last(graph: Graph, name: str) -> int | None:
 
 def plan_kernels(graph: Graph, width: int) -> KernelPlan:
     """Choose the nodes the Mojo kernels run and the specialisations to render for SIMD
-    ``width`` (float32 lanes)."""
+    ``width`` (float32 lanes).  Every width takes the same nodes: a Linear's N need not be a
+    whole number of 2 * width panels."""
     plan = KernelPlan()
     for node in graph.nodes:
-        choice = _choose(graph, node, plan, 2 * width)
+        choice = _choose(graph, node, plan)
         if choice is not None:
             plan.nodes[node.name] = choice
     return plan
 
 
-def _choose(graph: Graph, node: Node, plan: KernelPlan, nr: int) -> tuple[str, str] | None:
+def _choose(graph: Graph, node: Node, plan: KernelPlan) -> tuple[str, str] | None:
     if node.op == "Linear":
         w = graph.weights.get(node.inputs[1])
         act = node.attrs.get("activation", "none")
@@ -94,9 +95,10 @@ def _choose(graph: Graph, node: Node, plan: KernelPlan, nr: int) -> tuple[str, s
         has_bias = len(node.inputs) > 2 and bool(node.inputs[2])
         has_res = len(node.inputs) > 3 and bool(node.inputs[3])
         name = f"linear_k{k}_n{n}_{act}{'_b' if has_bias else ''}{'_r' if has_res else ''}"
-        plan.linear[name] = {"name": name, "K": k, "N": -(-n // nr) * nr, "N_logical": n,
-                             "activation": act, "act": ACTIVATIONS[act], "has_bias": has_bias,
-                             "has_res": has_res}  # fmt: skip
+        # any N: the kernel computes the last, partial panel over its padded width and stores
+        # only the valid columns, so its output and residual are [M, N] as they are
+        plan.linear[name] = {"name": name, "K": k, "N": n, "activation": act, "act": ACTIVATIONS[act],
+                             "has_bias": has_bias, "has_res": has_res}  # fmt: skip
         return "linear", name
     if node.op == "LayerNorm":
         if any(node.outputs[1:]):
@@ -173,10 +175,10 @@ def pack_weight(w: np.ndarray, nr: int) -> np.ndarray:
 
 
 def linear_kernel(fn: Callable, spec: dict[str, Any], weight: np.ndarray, nr: int) -> Callable:
-    k, n = spec["K"], spec["N_logical"]
-    n_pad = spec["N"]
+    """The Python side of one rendered Linear kernel: the weight packed into ``nr``-column
+    panels once; each call writes y [M, N] directly (bias and residual read as they are)."""
+    k, n = spec["K"], spec["N"]
     packed = pack_weight(weight, nr)
-    fuse_res = spec["has_res"] and n_pad == n
 
     def run(args: list[Any], attrs: dict[str, Any]) -> Any:
         x = _c32(args[0])
@@ -185,34 +187,26 @@ def linear_kernel(fn: Callable, spec: dict[str, Any], weight: np.ndarray, nr: in
         lead = x.shape[:-1]
         x2 = x.reshape(-1, k)
         m = x2.shape[0]
-        y = np.empty((m, n_pad), dtype=F32)
+        y = np.empty((m, n), dtype=F32)
         keep = [x2, y]
         b_addr = r_addr = 0
         if spec["has_bias"]:
             b = _c32(args[2])
             if b is None or b.shape != (n,):
                 return None
-            if n_pad != n:
-                b = np.concatenate([b, np.zeros(n_pad - n, F32)])
             keep.append(b)
             b_addr = _addr(b)
-        residual = None
         if spec["has_res"]:
             residual = _c32(np.broadcast_to(args[3], lead + (n,)) if isinstance(args[3], np.ndarray) else None)
             if residual is None:
                 return None
-            if fuse_res:
-                r2 = residual.reshape(m, n)
-                keep.append(r2)
-                r_addr = _addr(r2)
+            r2 = residual.reshape(m, n)
+            keep.append(r2)
+            r_addr = _addr(r2)
         if m:
             block = np.array([_addr(x2), _addr(packed), b_addr, r_addr, _addr(y), m], dtype=np.int64)
             fn(_addr(block))
-        out = y if n_pad == n else y[:, :n]
-        out = out.reshape(lead + (n,))
-        if spec["has_res"] and not fuse_res:
-            out = out + residual
-        return out
+        return y.reshape(lead + (n,))
 
     return run
 
