@@ -62,7 +62,7 @@ def skip_reason(skill: Any, tensors: dict[str, torch.Tensor], batch: dict[str, A
     if len(tensors) != len(batch):
         others = sorted(set(batch) - set(tensors))
         return f"{PREFIX}: takes tensors only; got non-tensor inputs {', '.join(others)}"
-    dtypes = {str(p.dtype).replace("torch.", "") for p in skill.model.parameters()}
+    dtypes = parity.parameter_dtypes(skill.model)
     if dtypes - {"float32"}:
         return f"{PREFIX}: runs float32 models; this one holds {', '.join(sorted(dtypes))}"
     precision = getattr(skill, "precision", "float32")

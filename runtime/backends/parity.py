@@ -65,6 +65,20 @@ class Prepared(Protocol):
         """Flattened outputs named as PyTorch names them (``outputs.flatten_outputs``)."""
 
 
+def parameter_dtypes(model: torch.nn.Module) -> frozenset[str]:
+    """The dtypes a model's parameters hold ("float32", "bfloat16", ...).  Scanning every
+    parameter costs a noticeable share of a small call, so the answer is kept on the model,
+    keyed by what a cast would change (the first parameter's dtype)."""
+    first = next(model.parameters(), None)
+    key = None if first is None else first.dtype
+    cached = model.__dict__.get("_skillmill_parameter_dtypes")
+    if cached is None or cached[0] != key:
+        dtypes = frozenset(str(p.dtype).replace("torch.", "") for p in model.parameters())
+        cached = (key, dtypes or frozenset({"float32"}))
+        model.__dict__["_skillmill_parameter_dtypes"] = cached
+    return cached[1]
+
+
 def signature(batch: dict[str, Any]) -> tuple:
     """What a conversion depends on: input names, dtypes and ranks (sizes stay dynamic), and
     the value of any non-tensor switch."""

@@ -29,12 +29,12 @@ def _to_float32(value: torch.Tensor) -> torch.Tensor:
 
 def model_precision(model: torch.nn.Module) -> str:
     """What a loaded model computes at when nothing is cast: its parameters' dtype."""
-    dtypes = {p.dtype for p in model.parameters()} or {torch.float32}
-    if dtypes == {torch.float32}:
+    dtypes = parity.parameter_dtypes(model)
+    if dtypes == {"float32"}:
         return "float32"
-    if dtypes == {torch.bfloat16}:
+    if dtypes == {"bfloat16"}:
         return "bf16"
-    return "+".join(sorted(str(d).replace("torch.", "") for d in dtypes))
+    return "+".join(sorted(dtypes))
 
 
 class _Eager:

@@ -39,7 +39,7 @@ def _tensors(skill: Any, batch: dict[str, Any], target: str) -> dict[str, torch.
     if len(tensors) != len(batch):
         others = sorted(set(batch) - set(tensors))
         raise BackendUnavailable(target, f"takes tensors only; got non-tensor inputs {', '.join(others)}")
-    dtypes = {str(p.dtype).replace("torch.", "") for p in skill.model.parameters()}
+    dtypes = parity.parameter_dtypes(skill.model)
     if dtypes - {"float32"}:
         raise BackendUnavailable(target, f"runs float32 models; this one holds {', '.join(sorted(dtypes))}")
     precision = getattr(skill, "precision", "float32")
