@@ -82,7 +82,8 @@ def test_hardware_report_lists_all_ten_targets():
     names = [t["name"] for t in report["targets"]]
     assert names == ["max", "cuda", "rocm", "mps", "mojo", "openvino", "qnn", "webgpu", "webnn", "cpu"]
     assert report["targets"][-1]["available"] is True
-    assert set(report["cpu_features"]) == {"sse2", "avx", "avx2", "fma", "avx512f", "neon"}
+    assert set(report["cpu_features"]) == {"sse2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl",
+                                           "avx512_vnni", "avx512_bf16", "amx_bf16", "neon"}  # fmt: skip
 
 
 def test_interrupted_full_run_leaves_the_old_tree_whole(tmp_path, monkeypatch):
