@@ -80,8 +80,8 @@ def main(ctx, models, all_types, hardware, output, check, jobs, targets_dirs, qu
         return
     if models and all_types:
         fail("give --model or --all, not both")
-    from .render import TemplateError
-    from .write import render_tree, replace_tree, stale_diff, write_files
+    from .render import TARGETS_MODULE, TemplateError
+    from .write import dropped_targets, render_tree, replace_tree, stale_diff, write_files
 
     registry = _registry()
     declarations = _declarations(targets_dirs, hardware)
@@ -116,15 +116,19 @@ def main(ctx, models, all_types, hardware, output, check, jobs, targets_dirs, qu
         if diff:
             click.echo(diff, nl=False)
             fail(f"{output} is stale: run `generate-skills` and commit the result", code=1)
-        click.echo(f"{output}: {len(files) - 1} modules up to date")
+        click.echo(f"{output}: {len(types)} skill modules (+ index, {TARGETS_MODULE}) up to date")
         return
+    dropped = [] if complete else dropped_targets(files, output)
+    if dropped:  # the other modules there import TARGETS from the same _targets.py
+        fail(f"{output}/{TARGETS_MODULE} would lose {', '.join(dropped)}, which modules this run "
+             "does not rewrite may use: render every model type, or give another --output")
     if complete:
         replace_tree(files, output)
     else:
         write_files(files, output)
     if docs:
         write_files(docs, DOCS_DIR)
-    click.echo(f"wrote {len(files) - 1} skill modules (+ index) to {output} in "
+    click.echo(f"wrote {len(types)} skill modules (+ index, {TARGETS_MODULE}) to {output} in "
                f"{time.perf_counter() - start:.1f} s")
 
 

@@ -1,4 +1,8 @@
-"""Render one skill module per model type from the registry and the templates."""
+"""Render the generated tree from the registry and the templates: one skill module per model
+type (per-model data only) and _targets.py, every hardware target rendered once.
+
+Rendering imports neither torch nor transformers: the registry snapshot and the target
+declarations are data, and the skill base classes are named, not imported."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import re
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import black
 import jinja2
@@ -36,15 +40,48 @@ def templates_root() -> Path:
     return Path(str(resources.files("skillmill.templates")))
 
 
-def template_digest(declarations: list[dict[str, Any]]) -> str:
-    """sha256 over every template file in use: stamped into each generated file."""
+# The generated tree has two kinds of file, each stamped with the digest of the templates it is
+# rendered from, so a template edit rewrites only the files that template renders:
+#   <model type>.py - skill_module.py.j2 and skills/*.py.j2, one class per registered class;
+#   _targets.py     - targets_module.py.j2, each declaration's partial and YAML and
+#                     targets_table.py.j2: every hardware target, rendered once.
+TARGETS_MODULE = "_targets.py"
+SKILL_TEMPLATES = ("skill_module.py.j2", "skills/*.py.j2")
+TARGET_TEMPLATES = ("targets_module.py.j2", "targets_table.py.j2")
+
+# The runtime's Skill base class per modality (runtime/skill.py's MODALITY_BASES), by name only:
+# importing the classes would import torch to learn a name.  A test keeps the two equal.
+BASE_CLASS_NAMES = {
+    "text": "TextSkill",
+    "vision": "VisionSkill",
+    "audio": "AudioSkill",
+    "multimodal": "MultimodalSkill",
+    "video": "VideoSkill",
+    "time-series": "TimeSeriesSkill",
+    "other": "GenericSkill",
+}
+
+
+def _digest(paths: Iterable[Path]) -> str:
     digest = hashlib.sha256()
-    files = sorted(templates_root().rglob("*.j2")) + [Path(d["partial_path"]) for d in declarations]
-    files += [Path(d["partial_path"]).with_suffix("").with_suffix(".yaml") for d in declarations]
-    for path in sorted(set(files)):
+    for path in sorted(set(paths)):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def skill_template_digest() -> str:
+    """sha256 over the templates of the per-model modules: stamped into each of them."""
+    root = templates_root()
+    return _digest(path for pattern in SKILL_TEMPLATES for path in root.glob(pattern))
+
+
+def targets_template_digest(declarations: list[dict[str, Any]]) -> str:
+    """sha256 over the hardware-target templates in use: stamped into _targets.py."""
+    files = [templates_root() / name for name in TARGET_TEMPLATES]
+    files += [Path(d["partial_path"]) for d in declarations]
+    files += [Path(d["partial_path"]).with_suffix("").with_suffix(".yaml") for d in declarations]
+    return _digest(files)
 
 
 def _pytuple(values: Iterable[Any]) -> str:
@@ -80,7 +117,8 @@ class RenderContext:
     registry: Registry
     declarations: list[dict[str, Any]]
     environment: jinja2.Environment
-    template_digest: str
+    template_digest: str  # of the per-model modules' templates
+    targets_digest: str  # of _targets.py's templates
     skillmill_version: str
 
     @classmethod
@@ -90,52 +128,68 @@ class RenderContext:
         except metadata.PackageNotFoundError:
             version = "0+unknown"
         return cls(registry, declarations, make_environment(declarations),
-                   template_digest(declarations), version)
+                   skill_template_digest(), targets_template_digest(declarations), version)
 
 
 def _class_context(record: ClassRecord, declarations: list[dict[str, Any]]) -> dict[str, Any]:
     from skillmill.registry.scan import supported_targets
-    from skillmill.runtime.skill import MODALITY_BASES
 
     data = dict(record.__dict__)
     # Recomputed from the declarations in use (the snapshot's list is for the built-in ones), so
     # `--hardware` and a template author's new target take effect without a rescan.
     data["targets"] = supported_targets(record.modality, record.family, declarations)
-    data["base"] = MODALITY_BASES[record.modality].__name__
+    data["base"] = BASE_CLASS_NAMES[record.modality]
     data["template"] = f"skills/{record.modality}.py.j2"
     return data
 
 
-def render_module(ctx: RenderContext, model_type: str, records: list[ClassRecord]) -> str:
-    classes = [_class_context(record, ctx.declarations) for record in records]
-    used = {name for data in classes for name in data["targets"]}
-    targets = []
-    for decl in ctx.declarations:
-        if decl["name"] in used:
-            targets.append({**decl, "partial_name": f"target:{decl['name']}"})
-    imports = sorted({line for t in targets for line in t.get("imports", [])})
-    bases = sorted({data["base"] for data in classes})
-    env = ctx.environment
+def _render(ctx: RenderContext, what: str, pieces: Callable[[jinja2.Environment], list[str]]) -> str:
     try:
-        pieces = [env.get_template("skill_module.py.j2").render(
-            model_type=model_type, classes=classes, imports=imports, bases=bases,
-            registry_digest=ctx.registry.digest,
-            transformers_version=ctx.registry.transformers_version,
-            template_digest=ctx.template_digest, skillmill_version=ctx.skillmill_version,
-        )]
-        pieces += [env.get_template(t["partial_name"]).render(target=t, model_type=model_type)
-                   for t in targets]
-        pieces.append(env.get_template("targets_table.py.j2").render(targets=targets))
-        pieces += [env.get_template(data["template"]).render(cls=data) for data in classes]
+        rendered = pieces(ctx.environment)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(
             f"{exc.filename or exc.name}:{exc.lineno}: template syntax error: {exc.message}"
         ) from None
     except jinja2.TemplateError as exc:
-        raise TemplateError(f"rendering {model_type}: {type(exc).__name__}: {exc}") from None
+        raise TemplateError(f"rendering {what}: {type(exc).__name__}: {exc}") from None
     # Each piece is a top-level block; black puts two blank lines between such blocks, so
-    # formatting pieces one by one (the shared partials only once) equals formatting the file.
-    return "\n\n".join(format_piece(piece, model_type) for piece in pieces)
+    # formatting pieces one by one (the shared ones only once) equals formatting the file.
+    return "\n\n".join(format_piece(piece, what) for piece in rendered)
+
+
+def render_targets_module(ctx: RenderContext) -> str:
+    """generated/_targets.py: every declared target's runner (its partial, rendered once) and
+    the TARGETS table the per-model modules pick their targets from."""
+    targets = [{**decl, "partial_name": f"target:{decl['name']}"} for decl in ctx.declarations]
+    imports = sorted({line for t in targets for line in t.get("imports", [])})
+
+    def pieces(env: jinja2.Environment) -> list[str]:
+        head = env.get_template("targets_module.py.j2").render(
+            imports=imports, template_digest=ctx.targets_digest,
+            skillmill_version=ctx.skillmill_version,
+        )
+        return ([head] + [env.get_template(t["partial_name"]).render(target=t) for t in targets]
+                + [env.get_template("targets_table.py.j2").render(targets=targets)])
+
+    return _render(ctx, "the hardware targets", pieces)
+
+
+def render_module(ctx: RenderContext, model_type: str, records: list[ClassRecord]) -> str:
+    """One model type's module: one skill class per registered class, each naming the targets
+    (in _targets.py) that support it."""
+    classes = [_class_context(record, ctx.declarations) for record in records]
+    bases = sorted({data["base"] for data in classes})
+
+    def pieces(env: jinja2.Environment) -> list[str]:
+        head = env.get_template("skill_module.py.j2").render(
+            model_type=model_type, classes=classes, bases=bases,
+            registry_digest=ctx.registry.digest,
+            transformers_version=ctx.registry.transformers_version,
+            template_digest=ctx.template_digest, skillmill_version=ctx.skillmill_version,
+        )
+        return [head] + [env.get_template(data["template"]).render(cls=data) for data in classes]
+
+    return _render(ctx, model_type, pieces)
 
 
 @functools.lru_cache(maxsize=256)
@@ -143,11 +197,11 @@ def _black(text: str) -> str:
     return black.format_str(text, mode=BLACK_MODE)
 
 
-def format_piece(text: str, model_type: str) -> str:
+def format_piece(text: str, what: str) -> str:
     try:
         return _black(text.strip("\n") + "\n")
     except black.InvalidInput as exc:
-        raise TemplateError(f"the templates produced invalid Python for {model_type}: {exc}") from None
+        raise TemplateError(f"the templates produced invalid Python for {what}: {exc}") from None
 
 
 def render_index(ctx: RenderContext) -> str:

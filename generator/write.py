@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import shutil
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
@@ -12,7 +13,14 @@ from typing import Callable, Iterable
 
 from skillmill.registry import Registry
 
-from .render import RenderContext, module_name, render_index, render_module
+from .render import (
+    TARGETS_MODULE,
+    RenderContext,
+    module_name,
+    render_index,
+    render_module,
+    render_targets_module,
+)
 
 INDEX = "__init__.py"
 
@@ -36,9 +44,11 @@ def _worker_context(registry: Registry, declarations) -> RenderContext:
 
 def render_tree(registry: Registry, declarations: list[dict], model_types: Iterable[str],
                 jobs: int = 1, progress: Callable[[int], None] | None = None) -> dict[str, str]:
-    """{file name: text} for the index and each requested model type's module."""
+    """{file name: text} for the index, _targets.py (the hardware targets every module imports)
+    and each requested model type's module."""
     types = list(model_types)
-    files = {INDEX: render_index(RenderContext.create(registry, declarations))}
+    ctx = RenderContext.create(registry, declarations)
+    files = {INDEX: render_index(ctx), TARGETS_MODULE: render_targets_module(ctx)}
     work = [(registry, declarations, t) for t in types]
     if jobs > 1 and len(work) > 8:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -53,6 +63,21 @@ def render_tree(registry: Registry, declarations: list[dict], model_types: Itera
             if progress:
                 progress(1)
     return files
+
+
+def target_names(text: str) -> set[str]:
+    """The target names a rendered _targets.py declares."""
+    return set(re.findall(r"HardwareTarget\(\s*['\"]([a-z][a-z0-9_]*)['\"]", text))
+
+
+def dropped_targets(files: dict[str, str], output: Path) -> list[str]:
+    """Targets the _targets.py in ``output`` declares that the rendered one would drop, when
+    ``output`` holds modules this render does not rewrite (they may still name those targets)."""
+    old = output / TARGETS_MODULE
+    others = {p.name for p in output.glob("*.py")} - set(files) if output.is_dir() else set()
+    if not old.exists() or not others:
+        return []
+    return sorted(target_names(old.read_text(encoding="utf-8")) - target_names(files[TARGETS_MODULE]))
 
 
 def stale_diff(files: dict[str, str], output: Path, complete: bool) -> str:

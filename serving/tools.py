@@ -101,9 +101,10 @@ def detect_hardware() -> dict[str, Any]:
 
 def generate_skill(model_type: str, output_dir: str, hardware: list[str] | None = None) -> dict:
     """Render the skill module of one model type into ``output_dir`` (never the package's own
-    generated/ tree, which only ``generate-skills`` rewrites)."""
+    generated/ tree, which only ``generate-skills`` rewrites), with the _targets.py it imports
+    (``from ._targets import TARGETS``: import the module as part of its folder's package)."""
     from skillmill.generator.cli import DEFAULT_OUTPUT
-    from skillmill.generator.render import TemplateError
+    from skillmill.generator.render import TARGETS_MODULE, TemplateError
     from skillmill.generator.targets import TargetDeclarationError, load_declarations
     from skillmill.generator.write import INDEX, render_tree, write_files
     from skillmill.registry import load_registry
@@ -139,10 +140,12 @@ def generate_skill(model_type: str, output_dir: str, hardware: list[str] | None 
     except TemplateError as exc:
         raise ToolFailure(f"rendering {model_type} failed: {exc}") from None
     files.pop(INDEX)  # the index lists every module; only this type's module is asked for
-    write_files(files, output)
+    targets = files.pop(TARGETS_MODULE)  # the hardware targets the module imports, beside it
+    write_files({**files, TARGETS_MODULE: targets}, output)
     return {
         "output_dir": str(output),
         "files": sorted(str(output / name) for name in files),
+        "targets_module": str(output / TARGETS_MODULE),
         "classes": [r.class_name for r in registry.model_types[model_type]],
         "hardware": [d["name"] for d in declarations],
         "seconds": round(time.perf_counter() - start, 3),

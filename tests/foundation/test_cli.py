@@ -43,6 +43,17 @@ def test_check_passes_on_fresh_output_and_fails_with_a_diff_when_stale(tmp_path)
     assert "--- a/" in out and "+++ b/" in out and "is stale" in out
 
 
+def test_partial_run_refuses_to_drop_targets_other_modules_use(tmp_path):
+    code, _ = run("--model", "bert", "--model", "gpt2", "--output", str(tmp_path), "-q")
+    assert code == 0
+    targets = (tmp_path / "_targets.py").read_text()
+    code, out = run("--model", "bert", "--hardware", "cuda", "--output", str(tmp_path), "-q")
+    assert code == 2 and "_targets.py would lose max, mojo, mps" in out
+    assert (tmp_path / "_targets.py").read_text() == targets  # nothing written
+    code, out = run("--model", "bert", "--hardware", "cuda", "--output", str(tmp_path / "alone"), "-q")
+    assert code == 0, out
+
+
 def test_template_syntax_error_is_exit_2_and_names_the_file(tmp_path):
     targets = tmp_path / "targets"
     targets.mkdir()

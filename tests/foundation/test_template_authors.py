@@ -1,5 +1,7 @@
-"""A template author adds a hardware target: one partial plus one declaration in any folder."""
+"""A template author adds a hardware target: one partial plus one declaration in any folder.
+The partial is rendered once, into the output's _targets.py, which every module there imports."""
 
+import importlib
 import importlib.util
 import sys
 
@@ -29,12 +31,16 @@ def run_on_fakenpu(skill, batch):
 '''
 
 
-def _import(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+def _import_package(folder, name):
+    """The output folder as a package (its index is __init__.py), so ``from ._targets import``
+    in its modules finds the folder's own _targets.py."""
+    spec = importlib.util.spec_from_file_location(
+        name, folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package
+    spec.loader.exec_module(package)
+    return package
 
 
 def test_throwaway_target_from_a_temporary_folder(tmp_path, monkeypatch):
@@ -48,9 +54,22 @@ def test_throwaway_target_from_a_temporary_folder(tmp_path, monkeypatch):
     )
     assert result.exit_code == 0, result.output
 
-    bert = _import(out / "bert.py", "fake_generated_bert")
-    assert list(bert.BertModelSkill.targets)[:2] == ["max", "fakenpu"]  # priority 95 sits after max
+    # The partial is rendered once, into _targets.py; the modules name the target where it fits.
+    assert "def run_on_fakenpu" in (out / "_targets.py").read_text()
+    assert "def run_on_" not in (out / "bert.py").read_text()
     assert "fakenpu" not in (out / "vit.py").read_text()  # supports says text encoders only
+
+    _import_package(out, "fake_generated")
+    try:
+        bert = importlib.import_module("fake_generated.bert")
+        _check_the_target_runs(bert, tmp_path, monkeypatch)
+    finally:
+        for name in [m for m in sys.modules if m == "fake_generated" or m.startswith("fake_generated.")]:
+            del sys.modules[name]
+
+
+def _check_the_target_runs(bert, tmp_path, monkeypatch):
+    assert list(bert.BertModelSkill.targets)[:2] == ["max", "fakenpu"]  # priority 95 sits after max
 
     skill = bert.BertModelSkill(model="tiny")
     monkeypatch.delenv("FAKE_NPU_HOME", raising=False)
