@@ -226,7 +226,9 @@ class TextSkill(Skill):
         if self.family == "encoder" and isinstance(hidden, torch.Tensor) and hidden.dim() == 3:
             mask = batch.get("attention_mask")
             mask = mask.numpy() if isinstance(mask, torch.Tensor) else np.ones(hidden.shape[:2])
-            pooling = sentence_pooling(self.model_source)
+            pooling = self.__dict__.get("_pooling")
+            if pooling is None:  # read once: the checkpoint's files do not change under a skill
+                pooling = self.__dict__["_pooling"] = sentence_pooling(self.model_source)
             hidden_np = hidden.float().numpy()
             if pooling["mode"] == "cls":
                 pooled = np.ascontiguousarray(hidden_np[:, 0])
