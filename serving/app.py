@@ -96,6 +96,7 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> Fa
             "kind": served.kind,
             "backend": served.backend,
             "device": served.device,
+            "engine": served.engine,
             "requested_device": served.requested_device,
             "fallback_reason": served.fallback_reason or "",
             "decoder": getattr(served.stepper, "name", "") or "",

@@ -105,6 +105,9 @@ class ServedModel:
                 )
             else:
                 self.stepper = RecomputeStepper(self.skill, order=self.order)
+        # What computes the answers there: the probe's engine ("max", "native", ...) for calls
+        # through skill.process; PyTorch itself where the KV-cache stepper drives the module.
+        self.engine = "torch" if isinstance(self.stepper, KVCacheStepper) else probe.engine
         self.load_seconds = time.perf_counter() - started
         self.created = int(time.time())
 
@@ -129,6 +132,7 @@ class ServedModel:
             "requested_device": self.requested_device,
             "backend": self.backend,
             "device": self.device,
+            "engine": self.engine,
             "fallback_reason": self.fallback_reason,
             "skipped": self.skipped,
             "decoder": getattr(self.stepper, "name", None),

@@ -3,7 +3,8 @@
 Each configuration gets its own server process (so the load generator does not share a
 Python interpreter with the model), the same request mix, the same number of concurrent
 clients and requests, and a time limit.  Reported per run: requests, errors, throughput,
-p50/p95/p99 latency and the mean batch size the server's /metrics recorded."""
+p50/p95/p99 latency and the mean batch size the server's /metrics recorded over the measured
+requests (the warm-up requests before them are left out)."""
 
 from __future__ import annotations
 
@@ -154,6 +155,8 @@ async def _drive(
         status, answer = await connections[0].post(*_request(workload, model_id, i))
         if status != 200:
             raise RuntimeError(f"warm-up request failed: {status}: {answer[:200]!r}")
+    async with httpx.AsyncClient(base_url=url) as client:  # the measured phase starts here
+        metrics_before = (await client.get("/metrics")).text
     deadline = time.monotonic() + time_limit
 
     async def worker(connection: _KeepAliveClient) -> None:
@@ -188,15 +191,27 @@ async def _drive(
         "seconds": elapsed,
         "stopped_by_time_limit": issued < total,
         "metrics": metrics,
+        "metrics_before": metrics_before,
     }
 
 
-def _mean_batch(metrics: str) -> float | None:
+def _batch_totals(metrics: str) -> tuple[float, float]:
+    """(rows, model calls) so far, from the server's skillmill_batch_size histogram."""
     total = re.search(r"^skillmill_batch_size_sum\{[^}]*\} ([0-9.e+]+)$", metrics, re.M)
     count = re.search(r"^skillmill_batch_size_count\{[^}]*\} ([0-9.e+]+)$", metrics, re.M)
-    if not total or not count or float(count.group(1)) == 0:
-        return None
-    return float(total.group(1)) / float(count.group(1))
+    if not total or not count:
+        return 0.0, 0.0
+    return float(total.group(1)), float(count.group(1))
+
+
+def _mean_batch(metrics: str, before: str | None = None) -> float | None:
+    """Mean rows per model call; with ``before`` (the /metrics text when the measured phase
+    began), over the calls made since then only, so warm-up requests do not dilute it."""
+    rows, calls = _batch_totals(metrics)
+    if before is not None:
+        rows_before, calls_before = _batch_totals(before)
+        rows, calls = rows - rows_before, calls - calls_before
+    return rows / calls if calls > 0 else None
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -242,7 +257,9 @@ def run_one(
         "p95_ms": round(_percentile(lat, 95), 2) if lat else None,
         "p99_ms": round(_percentile(lat, 99), 2) if lat else None,
         "mean_ms": round(statistics.fmean(lat), 2) if lat else None,
-        "mean_batch_rows": round(b, 2) if (b := _mean_batch(raw["metrics"])) else None,
+        "mean_batch_rows": (
+            round(b, 2) if (b := _mean_batch(raw["metrics"], raw["metrics_before"])) else None
+        ),
         "stopped_by_time_limit": raw["stopped_by_time_limit"],
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in load_after],

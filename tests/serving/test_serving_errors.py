@@ -204,20 +204,39 @@ def test_internal_failure_is_500_with_an_id_and_the_server_goes_on(gpt2_server, 
     assert httpx.get(gpt2_server.url + "/health").json()["status"] == "ok"
 
 
+def _sample(text, series):
+    """The value of one series in /metrics text (0 when the series is not there yet)."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def test_health_and_metrics_say_where_the_model_runs(gpt2_server):
     health = httpx.get(gpt2_server.url + "/health").json()
-    assert health["backend"] == "cpu" and health["decoder"] == "pytorch-kv-cache"
-    assert "fallback_reason" in health and health["batching"]["enabled"]
-    post(gpt2_server, "/v1/completions", {"model": health["model"], "prompt": "x", "max_tokens": 1})
-    text = httpx.get(gpt2_server.url + "/metrics").text
-    assert httpx.get(gpt2_server.url + "/metrics").headers["content-type"].startswith("text/plain")
+    assert health["requested_device"] == "cpu"
+    assert (health["backend"], health["device"], health["engine"]) == ("cpu", "cpu", "torch")
+    assert health["decoder"] == "pytorch-kv-cache"
+    assert health["fallback_reason"] is None  # cpu was asked for and cpu runs it
+    assert health["batching"]["enabled"] and health["batching"]["max_batch_size"] > 1
+    ok_series = 'skillmill_requests_total{method="POST",route="/v1/completions",status="200"}'
+    tokens_series = 'skillmill_tokens_total{kind="completion"}'
+    before = httpx.get(gpt2_server.url + "/metrics").text  # shared server: compare two readings
+    answer = post(
+        gpt2_server, "/v1/completions", {"model": health["model"], "prompt": "x", "max_tokens": 1}
+    )
+    assert answer.status_code == 200 and answer.headers["x-skillmill-backend"] == "cpu"
+    metrics = httpx.get(gpt2_server.url + "/metrics")
+    text = metrics.text
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert _sample(text, ok_series) == _sample(before, ok_series) + 1
+    assert _sample(text, tokens_series) == _sample(before, tokens_series) + 1
     for needle in (
-        'skillmill_requests_total{method="POST",route="/v1/completions",status="200"}',
         "# TYPE skillmill_request_latency_seconds histogram",
         'skillmill_request_latency_seconds_bucket{route="/v1/completions",le="+Inf"}',
         "# TYPE skillmill_batch_size histogram",
-        'skillmill_tokens_total{kind="completion"}',
-        'skillmill_backend_info{model="GPT2LMHeadModel-tiny",kind="generation",backend="cpu"',
+        'skillmill_backend_info{model="GPT2LMHeadModel-tiny",kind="generation",backend="cpu",'
+        'device="cpu",engine="torch",requested_device="cpu",fallback_reason=""',
     ):
         assert needle in text, needle
     for line in text.splitlines():  # every sample line is `name{labels} number`

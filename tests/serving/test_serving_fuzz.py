@@ -83,6 +83,7 @@ def check(response):
     assert response.status_code < 500, f"{response.status_code}: {response.text[:500]}"
     if response.status_code >= 400:
         error = response.json()["error"]
+        assert set(error) >= {"message", "type", "param", "code"}, error
         assert isinstance(error["message"], str) and error["message"]
     elif response.headers.get("content-type", "").startswith("text/event-stream"):
         assert '"server_error"' not in response.text, response.text[:500]
@@ -113,6 +114,8 @@ def http():
 @pytest.mark.parametrize("path", ["/v1/embeddings", "/v1/completions", "/v1/chat/completions"])
 def test_mutated_bodies_never_500(servers, bodies, http, path):
     server = servers[path]
+    valid = http.post(server.url + path, json=bodies[path])  # the fuzzer's starting point works
+    assert valid.status_code == 200, valid.text[:500]
 
     @FUZZ
     @given(body=mutated(bodies[path]))
@@ -167,16 +170,21 @@ def test_odd_paths_and_methods_never_500(small_gpt2_server, http):
     def run(path, method):
         response = http.request(method, small_gpt2_server.url + "/" + path.lstrip("/"))
         assert response.status_code < 500, f"{method} /{path}: {response.status_code}"
+        if method != "HEAD":  # a HEAD answer has no body to check
+            check(response)
 
     run()
 
 
 def test_deeply_nested_json_is_a_400(small_gpt2_server, http):
     body = b'{"model": "x", "prompt": ' + b"[" * 20000 + b"]" * 20000 + b"}"
-    check(
+    response = check(
         http.post(
             small_gpt2_server.url + "/v1/completions",
             content=body,
             headers={"content-type": "application/json"},
         )
     )
+    assert response.status_code == 400, response.text[:500]
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    assert http.get(small_gpt2_server.url + "/health").status_code == 200

@@ -139,44 +139,73 @@ def test_stop_string_cuts_the_text_in_both_modes(gpt2_client, gpt2_served):
     assert streamed == expected
 
 
+def _greedy_answer(served, prompt_ids, max_new):
+    """(text, completion tokens, finish reason) that greedy decoding must give, from
+    transformers' generate: the answer stops at the first end-of-sequence token (counted)."""
+    tokens = _greedy_reference(served, prompt_ids, max_new)
+    eos = [i for i, t in enumerate(tokens) if t in served.codec.eos_ids]
+    if eos:
+        return served.codec.decode(tokens[: eos[0]]), eos[0] + 1, "stop"
+    return served.codec.decode(tokens), max_new, "length"
+
+
 def test_n_and_several_prompts(gpt2_client, gpt2_served):
     response = gpt2_client.completions.create(
         model=gpt2_served.id, prompt=["abc", "xyz"], n=2, max_tokens=4, temperature=0
     )
     assert [c.index for c in response.choices] == [0, 1, 2, 3]
-    texts = [c.text for c in response.choices]
-    assert texts[0] == texts[1] and texts[2] == texts[3]  # greedy: the n copies agree
+    expected = [_greedy_answer(gpt2_served, gpt2_served.codec.encode(p), 4) for p in ("abc", "xyz")]
+    for i, choice in enumerate(response.choices):  # choice index = prompt * n + copy
+        text, _, finish = expected[i // 2]
+        assert (choice.text, choice.finish_reason) == (text, finish), i
     assert response.usage.prompt_tokens == 6  # each prompt counted once (3 bytes each)
-    if all(c.finish_reason == "length" for c in response.choices):
-        assert response.usage.completion_tokens == 4 * 4
-    assert response.usage.completion_tokens <= 4 * 4
+    assert response.usage.completion_tokens == 2 * sum(tokens for _, tokens, _ in expected)
+
+
+def _generation_batches(server):
+    """(model calls, calls that held one row) so far: the server is shared with other tests, so
+    callers compare two readings."""
+    import httpx
+
+    counts = {}
+    for line in httpx.get(server.url + "/metrics").text.splitlines():
+        if line.startswith('skillmill_batch_size_bucket{kind="generation",le="1"}'):
+            counts["le1"] = float(line.split()[-1])
+        if line.startswith('skillmill_batch_size_count{kind="generation"}'):
+            counts["all"] = float(line.split()[-1])
+    return counts.get("all", 0.0), counts.get("le1", 0.0)
 
 
 def test_concurrent_requests_are_batched_and_answer_as_alone(gpt2_server, gpt2_served):
     from openai import AsyncOpenAI
 
     prompts = [f"prompt number {i} " * (i % 3 + 1) for i in range(8)]
-    client = AsyncOpenAI(base_url=gpt2_server.url + "/v1", api_key="unused", max_retries=0)
 
-    async def ask(prompt):
+    async def ask(client, prompt):
         response = await client.completions.create(
             model=gpt2_served.id, prompt=prompt, max_tokens=8, temperature=0
         )
         return response.choices[0].text
 
-    async def both():
-        batched = await asyncio.gather(*(ask(p) for p in prompts))
-        return batched, [await ask(p) for p in prompts]
+    async def concurrently():
+        async with AsyncOpenAI(
+            base_url=gpt2_server.url + "/v1", api_key="unused", max_retries=0
+        ) as client:
+            return await asyncio.gather(*(ask(client, p) for p in prompts))
 
-    batched, alone = asyncio.run(both())
+    async def one_by_one():
+        async with AsyncOpenAI(
+            base_url=gpt2_server.url + "/v1", api_key="unused", max_retries=0
+        ) as client:
+            return [await ask(client, p) for p in prompts]
+
+    calls_before, single_before = _generation_batches(gpt2_server)
+    batched = asyncio.run(concurrently())
+    calls_after, single_after = _generation_batches(gpt2_server)
+    alone = asyncio.run(one_by_one())
     assert batched == alone
-    import httpx
-
-    metrics = httpx.get(gpt2_server.url + "/metrics").text
-    counts = {}
-    for line in metrics.splitlines():
-        if line.startswith('skillmill_batch_size_bucket{kind="generation",le="1"}'):
-            counts["le1"] = float(line.split()[-1])
-        if line.startswith('skillmill_batch_size_count{kind="generation"}'):
-            counts["all"] = float(line.split()[-1])
-    assert counts["all"] > counts["le1"], "no model call ever held more than one row"
+    calls, multi_row = calls_after - calls_before, (calls_after - single_after) - (
+        calls_before - single_before
+    )
+    assert calls < len(prompts), f"8 concurrent requests took {calls:.0f} model calls"
+    assert multi_row >= 1, "no model call during the concurrent requests held more than one row"
