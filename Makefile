@@ -1,6 +1,7 @@
 # Two entry points, each doing all set-up from a fresh clone (see README.md):
 #   make demo   generate the skills, then run the real all-MiniLM-L6-v2 skill on a few sentences
 #   make test   check generated/ and the registry snapshot are current, then run the test suite
+#   make test-all   make test, then the slow tests and the mutation check (what .ci/run runs)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -10,7 +11,7 @@ STAMP  := $(VENV)/.installed-stamp
 export MODULAR_CACHE_DIR ?= $(HOME)/.cache/skillmill/modular
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test install generate check clean
+.PHONY: demo test test-slow mutation test-all install generate check clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard native/src/*) $(wildcard native/include/*) native/build_native.py
 	$(PYTHON) -m venv $(VENV)
@@ -34,9 +35,22 @@ check: $(STAMP)
 	$(BIN)/generate-skills --check --quiet
 	$(BIN)/generate-skills scan --check
 
+# SKILLMILL_STRICT_SKIPS=1: a test that would skip because a declared dependency is missing
+# fails instead (tests/conftest.py), so a broken install cannot pass as "skipped".
 test: check
-	@$(BIN)/python -m pytest -q -m "not slow" tests; rc=$$?; \
+	@SKILLMILL_STRICT_SKIPS=1 $(BIN)/python -m pytest -q -m "not slow" tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; exit $$rc
+
+# The nightly-style rest: the slow tests (random-shape kernel sweeps, ...) and the hand-written
+# mutants of the code that proves engines (tests/mutation/run.py); .ci/run calls it after `test`.
+test-slow: $(STAMP)
+	@SKILLMILL_STRICT_SKIPS=1 $(BIN)/python -m pytest -q -m slow tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no slow tests: failing on purpose"; exit 1; fi; exit $$rc
+
+mutation: $(STAMP)
+	$(BIN)/python tests/mutation/run.py
+
+test-all: test test-slow mutation
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
