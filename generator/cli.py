@@ -56,7 +56,8 @@ def _registry():
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help=f"Folder to write. Default: the package's generated/ ({DEFAULT_OUTPUT}).")
 @click.option("--check", is_flag=True,
-              help="Write nothing; exit 1 with a unified diff if the folder is stale.")
+              help="Write nothing; exit 1 with a unified diff if the folder, or a doc rendered "
+                   "from registry/ and registry/support/ (support matrix, coverage.md), is stale.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Worker processes for rendering.")
 @click.option("--targets-dir", "targets_dirs", multiple=True,
@@ -106,9 +107,12 @@ def main(ctx, models, all_types, hardware, output, check, jobs, targets_dirs, qu
     complete = not models
     docs = {}
     if complete and output == DEFAULT_OUTPUT:  # the support matrix documents the default tree
+        from .coverage import REPORT_MD, render_markdown
         from .docs import DOCS_DIR, SUPPORT_MATRIX, render_support_matrix
 
-        docs = {SUPPORT_MATRIX: render_support_matrix(registry, declarations)}
+        # Both rendered from registry/support/ as well: a sweep's report and its docs go together.
+        docs = {SUPPORT_MATRIX: render_support_matrix(registry, declarations),
+                REPORT_MD.name: render_markdown()}  # fmt: skip
     if check:
         diff = stale_diff(files, output, complete=complete)
         if docs:
@@ -116,6 +120,14 @@ def main(ctx, models, all_types, hardware, output, check, jobs, targets_dirs, qu
         if diff:
             click.echo(diff, nl=False)
             fail(f"{output} is stale: run `generate-skills` and commit the result", code=1)
+        if docs:
+            from skillmill.registry import support
+
+            broken = support.problems(registry.base_classes)
+            if broken:
+                click.echo("\n".join(broken))
+                fail("the support table (registry/support/) is inconsistent: rerun the sweep "
+                     "(`generate-skills coverage --backend NAME`)", code=1)
         click.echo(f"{output}: {len(types)} skill modules (+ index, {TARGETS_MODULE}) up to date")
         return
     dropped = [] if complete else dropped_targets(files, output)

@@ -6,27 +6,28 @@ The model is converted once per skill and input signature (names, dtypes, ranks)
 conversion.  The first run of a conversion is checked against PyTorch eager on the same inputs
 (``parity.run_proven``, float32 tolerance); a conversion that disagrees is never used.
 
-What is tried is data, not code: ``native_support.yaml`` (written by ``generate-skills coverage
---backend native``) holds each model type's result in the native coverage sweep, and only the
-types that passed are converted.  ``SKILLMILL_NATIVE=0`` (or ``load_skill(..., native=False)``)
+What is tried is data, not code: the support table (registry/support/native.yaml, written by
+``generate-skills coverage --backend native``, read through ``skillmill.registry.support``) holds
+each model type's result in the native coverage sweep, and only the types that passed are
+converted.  ``SKILLMILL_NATIVE=0`` (or ``load_skill(..., native=False)``)
 turns the native path off; ``SKILLMILL_NATIVE=all`` (or ``native="all"``) tries every model.
 """
 
 from __future__ import annotations
 
-import functools
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from skillmill.registry import support
+
 from . import BackendOutput, parity, torch_runner
 
 ENV_SWITCH = "SKILLMILL_NATIVE"
 OFF_VALUES = ("0", "false", "no", "off")
-SUPPORT_FILE = Path(__file__).with_name("native_support.yaml")
+ENGINE = "native"  # its name in the support table
 PREFIX = "native executor"
 
 
@@ -41,17 +42,6 @@ def native_mode(skill: Any) -> tuple[str, str]:
     if value in OFF_VALUES:
         return "off", f"{ENV_SWITCH}={value}"
     return ("all" if value == "all" else "auto"), f"{ENV_SWITCH}={value or 'unset'}"
-
-
-@functools.lru_cache(maxsize=1)
-def sweep_results() -> dict[str, str]:
-    """model_type -> "pass" or why the native coverage sweep failed it."""
-    import yaml
-
-    if not SUPPORT_FILE.exists():
-        return {}
-    data = yaml.safe_load(SUPPORT_FILE.read_text(encoding="utf-8")) or {}
-    return {str(k): str(v) for k, v in (data.get("model_types") or {}).items()}
 
 
 def skip_reason(skill: Any, tensors: dict[str, torch.Tensor], batch: dict[str, Any]) -> str | None:
@@ -70,10 +60,10 @@ def skip_reason(skill: Any, tensors: dict[str, torch.Tensor], batch: dict[str, A
         return f"{PREFIX}: computes at float32 only; {precision} was asked ({getattr(skill, 'precision_source', '')})"
     if mode == "all":
         return None
-    verdict = sweep_results().get(skill.model_type)
+    verdict = support.verdict(skill.model_type, ENGINE, "float32")
     if verdict is None:
         return (f"{PREFIX}: model type '{skill.model_type}' is not in the native coverage sweep "
-                f"({SUPPORT_FILE.name}); {ENV_SWITCH}=all tries it anyway")  # fmt: skip
+                f"({support.name(ENGINE)}); {ENV_SWITCH}=all tries it anyway")  # fmt: skip
     if verdict != "pass":
         return f"{PREFIX}: not used for '{skill.model_type}', the native coverage sweep failed it: {verdict}"
     return None

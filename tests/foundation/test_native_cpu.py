@@ -54,7 +54,9 @@ def test_skill_option_turns_it_off():
 
 
 def test_type_the_sweep_failed_is_not_converted():
-    verdicts = native_runner.sweep_results()
+    from skillmill.registry import support
+
+    verdicts = support.verdicts(native_runner.ENGINE, "float32")
     failed = sorted(t for t, v in verdicts.items() if v != "pass")
     assert failed, "the native sweep passes every type: pick another fallback example"
     from skillmill.registry import load_registry

@@ -29,9 +29,10 @@ def test_report_meets_the_floor(native_report):
 
 
 def test_cpu_target_reads_the_same_verdicts(native_report):
-    from skillmill.runtime.backends.native_runner import sweep_results
+    from skillmill.registry import support
+    from skillmill.runtime.backends.native_runner import ENGINE
 
-    verdicts = sweep_results()
+    verdicts = support.verdicts(ENGINE, "float32")
     rows = native_report["model_types"]
     assert set(verdicts) == set(rows)
     assert {t for t, v in verdicts.items() if v == "pass"} == {

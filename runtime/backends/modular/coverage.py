@@ -419,7 +419,7 @@ CONVERSION_STAGES = ("registry", "tiny_model", "inputs", "convert")
 
 
 def _native_rows() -> dict[str, dict[str, Any]]:
-    """The committed native sweep's rows (docs/coverage/native.yaml): which types it passed,
+    """The committed native sweep's rows (registry/support/native.yaml): which types it passed,
     their graph sizes, and where the others failed."""
     from skillmill.generator.coverage import load_report
 
@@ -429,7 +429,7 @@ def _native_rows() -> dict[str, dict[str, Any]]:
 def conversion_failures(types: list[str],
                         native: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Rows for the types whose conversion to the IR failed in the committed native sweep
-    (docs/coverage/native.yaml): the MAX path starts from the same conversion, so they are not
+    (registry/support/native.yaml): the MAX path starts from the same conversion, so they are not
     exported again; the row quotes the native sweep's reason."""
     native = _native_rows() if native is None else native
     rows = {}
@@ -468,7 +468,7 @@ def measured_on(target: str = "cpu") -> str:
 
 
 def report_extra() -> dict[str, Any]:
-    """Top-level fields of docs/coverage/max.yaml: versions, tolerance, floor, the machine."""
+    """Top-level fields of registry/support/max.yaml: versions, tolerance, floor, the machine."""
     import importlib.metadata
     import platform
 

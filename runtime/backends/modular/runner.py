@@ -7,6 +7,11 @@ lowering, the compiler's message, the export failure) and the skill falls back t
 target.  The first run of each conversion is checked against PyTorch eager on the same inputs
 (``parity.run_proven``, float32 tolerance); one that disagrees is never used.
 
+Before any compile the target reads its verdict in the support table (registry/support/<target>.yaml,
+``skillmill.registry.support``): a model type its coverage sweep failed is declined with the
+sweep's reason, as the cpu target does with the native sweep's; ``SKILLMILL_MAX=all``
+(``SKILLMILL_MOJO=all``) tries it anyway.  A type the sweep has not measured is tried.
+
 A MAX graph or Mojo module costs a compile the first time (MAX: about a minute of CPU; cached
 on disk after), so ``device="auto"`` uses these targets only when asked: ``device="max"`` /
 ``"mojo"``, ``USE_MOJO_MAX_TARGET=1``, or ``skill.process_with_mojo_max(...)``.
@@ -15,10 +20,13 @@ on disk after), so ``device="auto"`` uses these targets only when asked: ``devic
 from __future__ import annotations
 
 import importlib.util
+import os
 from typing import Any
 
 import numpy as np
 import torch
+
+from skillmill.registry import support
 
 from ...errors import BackendUnavailable
 from .. import BackendOutput, parity
@@ -47,6 +55,18 @@ def _tensors(skill: Any, batch: dict[str, Any], target: str) -> dict[str, torch.
         raise BackendUnavailable(target, f"computes at float32 only; {precision} was asked "
                                  f"({getattr(skill, 'precision_source', '')})")  # fmt: skip
     return tensors
+
+
+def _check_verdict(skill: Any, target: str) -> None:
+    """Decline a model type ``target``'s coverage sweep failed, before paying for a compile."""
+    switch = f"SKILLMILL_{target.upper()}"
+    if os.environ.get(switch, "").strip().lower() == "all":
+        return
+    verdict = support.verdict(skill.model_type, target, "float32")
+    if verdict not in (None, "pass"):
+        raise BackendUnavailable(target, f"not used for '{skill.model_type}', the {target} coverage "
+                                 f"sweep failed it ({support.name(target)}): {verdict}; "
+                                 f"{switch}=all tries it anyway")  # fmt: skip
 
 
 class _Prepared:
@@ -84,6 +104,7 @@ def _prepare(skill: Any, tensors: dict[str, torch.Tensor], target: str, referenc
 def _run(skill: Any, batch: dict[str, Any], target: str) -> BackendOutput:
     _check_request(skill, target)
     tensors = _tensors(skill, batch, target)
+    _check_verdict(skill, target)
     try:
         outputs, prepared, proof = parity.run_proven(
             skill, target, "float32", tensors, lambda reference: _prepare(skill, tensors, target, reference)
