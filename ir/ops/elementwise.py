@@ -104,21 +104,27 @@ UNARY: dict[str, Callable[..., Any]] = {
 _BOOL_RESULT = {"Not", "IsNaN", "IsInf"}
 
 
+def _integers(a, b) -> bool:
+    return np.asarray(a).dtype.kind in "iu" and np.asarray(b).dtype.kind in "iu"
+
+
+# A python scalar operand (attr a/b) is passed on as it is, not as a 0-d float64 array: numpy
+# then lets the tensor's type decide (float32 / 2.0 is float32, as in torch and as
+# _binary_infer says), where a 0-d float64 array would make the result float64.
 def _div(a, b):
-    a, b = np.asarray(a), np.asarray(b)
     with np.errstate(divide="ignore", invalid="ignore"):
-        if a.dtype.kind in "iu" and b.dtype.kind in "iu":
+        if _integers(a, b):
             return np.true_divide(a, b).astype(np.float32)
         return np.true_divide(a, b)
 
 
 def _div_trunc(a, b):
     """ONNX Div: integer division truncates toward zero; floats divide."""
-    a, b = np.asarray(a), np.asarray(b)
     with np.errstate(divide="ignore", invalid="ignore"):
-        if a.dtype.kind in "iu" and b.dtype.kind in "iu":
+        if _integers(a, b):
+            a, b = np.asarray(a), np.asarray(b)
             return (np.trunc(a.astype(np.float64) / b)).astype(np.result_type(a, b))
-        return np.true_divide(a, b).astype(np.result_type(a, b))
+        return np.asarray(np.true_divide(a, b))
 
 
 def _floor_div(a, b):
@@ -127,8 +133,8 @@ def _floor_div(a, b):
 
 
 def _pow(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    if a.dtype.kind in "iu" and b.dtype.kind in "iu":
+    if _integers(a, b):
+        a, b = np.asarray(a), np.asarray(b)
         return np.power(a, np.abs(b)) * (b >= 0)  # torch/onnx: negative int exponent -> 0 or 1
     with np.errstate(all="ignore"):
         return np.power(a, b)

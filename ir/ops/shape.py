@@ -172,8 +172,12 @@ def _split(inputs, axis=0, sizes=None, num_outputs=None):
 
 
 def _gather(inputs, dim=0):
-    """torch.gather: out[i][j] = x[index[i][j]][j] along ``dim``."""
-    return np.take_along_axis(np.asarray(inputs[0]), np.asarray(inputs[1]), axis=dim)
+    """torch.gather: out[i][j] = x[index[i][j]][j] along ``dim``; the index may be smaller than
+    x in the other dims (only that leading block of x is read)."""
+    x, idx = np.asarray(inputs[0]), np.asarray(inputs[1])
+    dim = norm_axis(dim, x.ndim)
+    block = tuple(slice(None) if d == dim else slice(0, n) for d, n in enumerate(idx.shape))
+    return np.take_along_axis(x[block], idx, axis=dim)
 
 
 def _take(inputs, axis=0):
@@ -237,8 +241,10 @@ def _index_put(inputs, positions=None, accumulate=False):
 
 def _scatter(inputs, dim=0, reduce=None):
     x = np.array(inputs[0], copy=True)
-    idx, src = np.asarray(inputs[1]), inputs[2]
-    src = np.broadcast_to(np.asarray(src, dtype=x.dtype), idx.shape)
+    idx, src = np.asarray(inputs[1]), np.asarray(inputs[2], dtype=x.dtype)
+    if src.ndim == idx.ndim:  # torch: src may be larger than the index; its leading block is read
+        src = src[tuple(slice(0, n) for n in idx.shape)]
+    src = np.broadcast_to(src, idx.shape)
     grids = list(np.indices(idx.shape, sparse=True))
     grids[dim] = np.where(idx < 0, idx + x.shape[dim], idx)
     if reduce in ("add", "sum"):
@@ -277,7 +283,7 @@ def _arange(inputs, start=0, end=None, step=1, dtype="int64"):
 
 def _flatten(inputs, axis=1):
     x = np.asarray(inputs[0])
-    axis = axis % x.ndim if x.ndim else 0
+    axis = axis + x.ndim if axis < 0 else axis  # ONNX: axis in [-rank, rank]; rank gives [N, 1]
     return x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), -1) if x.size else x.reshape(
         int(np.prod(x.shape[:axis], dtype=np.int64)), int(np.prod(x.shape[axis:], dtype=np.int64)))
 

@@ -63,6 +63,7 @@ def test_tiny_bert_round_trip(tmp_path):
 
     want = Executor(graph).run(feeds)
     got = load_mojomodel(path).run(feeds)
+    assert sorted(got) == sorted(want) == sorted(graph.outputs)
     for name in want:
         np.testing.assert_array_equal(got[name], want[name])
 

@@ -45,6 +45,7 @@ def test_planned_runs_equal_unplanned(kind):
             }
             got = executor.run(feeds)
             want = executor.run_unplanned(feeds)
+            assert sorted(got) == sorted(want) == sorted(executor.output_names)
             for name in want:
                 np.testing.assert_allclose(
                     got[name], want[name], rtol=1e-5, atol=1e-5, err_msg=name
@@ -134,6 +135,7 @@ def test_packed_weight_budget_falls_back_to_unpacked(monkeypatch):
     want = executor.run_unplanned(feeds)
     for _ in range(2):
         got = executor.run(feeds)
+        assert sorted(got) == sorted(want) == sorted(executor.output_names)
         for name in want:
             np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5)
     kinds = planned_kinds(executor)[0]

@@ -36,10 +36,11 @@ def test_tiny_model_parity_across_shapes(kind):
         want = torch_outputs(model, feeds)
         for attempt in ("plans", "planned"):  # the first run of a shape builds its plan
             got = executor.run({k: v.numpy() for k, v in feeds.items()})
-            assert set(got) <= set(want), (set(got), set(want))
-            for name, value in got.items():
-                assert value.shape == want[name].shape, name
-                assert rel_err(value, want[name]) <= TOL, (kind, batch, seq, name, attempt)
+            # every tensor PyTorch returns, by name: a dropped or extra output fails
+            assert sorted(got) == sorted(want) == sorted(graph.outputs), (sorted(got), sorted(want))
+            for name, expected in want.items():
+                assert got[name].shape == expected.shape, name
+                assert rel_err(got[name], expected) <= TOL, (kind, batch, seq, name, attempt)
 
 
 def test_symbolic_dims_are_named():

@@ -2,13 +2,11 @@
 where the ``max`` package is absent.  Compiled graphs and modules are cached under
 MODULAR_CACHE_DIR (default ~/.cache/skillmill/modular), so only a cold cache pays the compiles."""
 
-import importlib.util
-
 import pytest
 import torch
 
-if importlib.util.find_spec("max") is None:
-    pytest.skip("Modular MAX is not installed (pip install 'skillmill[modular]')", allow_module_level=True)
+# an importorskip, so that SKILLMILL_STRICT_SKIPS=1 (tests/conftest.py) turns it into a failure
+pytest.importorskip("max", reason="Modular MAX is not installed (pip install 'skillmill[modular]')")
 
 from modular_helpers import SENTENCES
 

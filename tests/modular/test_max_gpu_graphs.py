@@ -3,6 +3,7 @@
 as a tensor, say) fails here as it did on the first real H100 run ("Input values must be on the
 same device")."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -56,9 +57,11 @@ def test_symbolic_slice_and_negative_index_lower_for_the_gpu():
 
 def test_reshape_max_cannot_prove_is_asserted_at_run_time():
     """musicgen views (batch, seq) as (batch // 4, 4, seq): MAX cannot prove (batch // 4) * 4 ==
-    batch and refuses the reshape, so the lowering flattens and rebinds the element count."""
+    batch and refuses the reshape, so the lowering flattens and rebinds the element count, which
+    MAX checks when the graph runs: the graph is built for the GPU and run on the CPU."""
     from skillmill.ir.graph import Graph, Node, TensorSpec
     from skillmill.runtime.backends.modular.lowering import lower_graph
+    from skillmill.runtime.backends.modular.max_model import MaxModel
 
     g = Graph(name="codebooks")
     g.inputs["x"] = TensorSpec("int64", ["batch", "seq"])
@@ -72,5 +75,14 @@ def test_reshape_max_cannot_prove_is_asserted_at_run_time():
         Node("again", "Reshape", ["view"], ["again"], {"shape": [{"$ref": "n"}, {"$ref": "s"}]}),
     ]
     g.outputs = ["back", "again"]
-    for target in ("cpu", "gpu"):
-        assert lower_graph(g, target, {}, []).output_names
+    assert lower_graph(g, "gpu", {}, []).output_names == ["back", "again"]  # builds for the GPU
+    # on the CPU it runs: a batch of 8 splits into 2 x 4 and comes back unchanged ...
+    model = MaxModel.from_graph(g, "cpu")
+    x = np.arange(8 * 5, dtype=np.int64).reshape(8, 5)
+    got = model.run({"x": x})
+    assert sorted(got) == ["again", "back"]
+    for name in ("back", "again"):
+        np.testing.assert_array_equal(got[name], x, err_msg=name)
+    # ... while a batch of 6 (6 // 4 * 4 != 6) is refused when it runs, not reshaped wrongly
+    with pytest.raises(ValueError, match=r"(split|back|view|again): reshape changes the element count"):
+        model.run({"x": np.zeros((6, 5), np.int64)})

@@ -165,11 +165,12 @@ def test_activation_large_parallel(rng):
 def test_add(isa, rng, row):
     a = rand(rng, 3, 130)
     b = rand(rng, 130) if row else rand(rng, 3, 130)
-    assert np.array_equal(native.add(a, b), a + b)
-    native.add(a, b, out=a)
-    assert np.array_equal(
-        native.add(np.zeros((0, 4), np.float32), np.zeros(4, np.float32)).shape, (0, 4)
-    )
+    want = a + b
+    assert np.array_equal(native.add(a, b), want)
+    out = np.full_like(want, np.nan)
+    assert native.add(a, b, out=out) is out and np.array_equal(out, want)
+    assert native.add(a, b, out=a) is a and np.array_equal(a, want)  # in place
+    assert native.add(np.zeros((0, 4), np.float32), np.zeros(4, np.float32)).shape == (0, 4)
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8])
