@@ -19,6 +19,7 @@ FOLDERS = {
     "skillmill.native": "native",
     "skillmill.ir": "ir",
     "skillmill.serving": "serving",
+    "skillmill.measure": "measure",
 }
 
 packages, package_dir = [], {}

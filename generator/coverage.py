@@ -1,260 +1,23 @@
-"""Coverage over the registry, one sweep per backend (``BACKENDS``), each over every base model
-type in forked workers (registry/sweep.py), each with a committed report.
-
-- ``skill`` (the foundation): build the tiny random model, run it through the generated skill and
-  compare with calling the transformers model directly.  It pins the cpu target's engine to
-  PyTorch eager (``native=False``): it measures the skill wiring, not the executor.
-- ``native``: convert the tiny model for skillmill's native executor and compare with PyTorch at
-  two shapes (``skillmill.ir.coverage.check_native``); the cpu target converts a model only when
-  its type passed here.
-- ``max``: lower the same IR to a MAX graph, compile and compare; the max target declines a
-  type that failed here before paying for a compile.
-
-Each report is one engine's document in the support table, registry/support/<engine>.yaml
-(model type x engine x precision -> pass, or why not, and where it was measured), which
-``skillmill.registry.support`` reads for the runners.  `generate-skills coverage [--backend NAME]`
-rewrites that document, then docs/coverage.md and docs/support-matrix.md, both rendered from the
-table (`generate-skills --check` fails when either is stale).  Every failure is recorded with its
-stage and reason, never skipped.  Another backend is one ``register_backend`` call."""
+"""The coverage reports: each sweep's rows (measure/sweeps/, ``BACKENDS``) written as its
+engine's document in the support table, registry/support/<engine>.yaml (model type x engine x
+precision -> pass, or why not, and where it was measured), which ``skillmill.registry.support``
+reads for the runners; then docs/coverage.md and docs/support-matrix.md, both rendered from the
+table (`generate-skills --check` fails when either is stale).  `generate-skills coverage
+[--backend NAME]` measures and calls ``write_report``."""
 
 from __future__ import annotations
 
-import copy
 import os
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
+from skillmill.measure.sweeps import BACKENDS, load_report
 from skillmill.registry import support
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT_MD = ROOT / "docs" / "coverage.md"
-RTOL, ATOL = 1e-4, 1e-5
-
-
-def _reason(exc: BaseException) -> str:
-    message = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {message[:300]}"
-
-
-def compare_outputs(got: dict[str, Any], want: dict[str, Any]) -> tuple[bool, float, str]:
-    """(equal within RTOL/ATOL, max abs difference, what differs)."""
-    import torch
-
-    worst = 0.0
-    for name, expected in want.items():
-        actual = got.get(name)
-        if actual is None:
-            return False, float("inf"), f"output '{name}' missing from the skill's result"
-        if actual.shape != expected.shape:
-            return False, float("inf"), f"output '{name}' shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-        if expected.is_floating_point() or expected.is_complex():
-            diff = (actual.double() - expected.double()).abs()
-            diff = diff[~torch.isnan(expected.double())] if diff.numel() else diff
-            worst = max(worst, float(diff.max()) if diff.numel() else 0.0)
-            if not torch.allclose(actual.double(), expected.double(), rtol=RTOL, atol=ATOL, equal_nan=True):
-                return False, worst, f"output '{name}' differs by up to {worst:.3g}"
-        elif not torch.equal(actual, expected):
-            return False, float("inf"), f"output '{name}' differs"
-    return True, worst, ""
-
-
-def known_failure(model_type: str) -> str | None:
-    """Why a family is known not to run here (its `_why` in tiny_overrides.yaml), if it is."""
-    from skillmill.registry.tiny import load_overrides
-
-    return (load_overrides().get(model_type) or {}).get("_why")
-
-
-def check_skill(model_type: str) -> dict[str, Any]:
-    """Run one base model type's tiny model through its skill and directly; never raises."""
-    import torch
-
-    from skillmill import load_skill
-    from skillmill.registry import load_registry
-    from skillmill.registry.tiny import tiny_config
-    from skillmill.runtime.outputs import flatten_outputs
-
-    row: dict[str, Any] = {"status": "fail", "backend": None}
-    start = time.perf_counter()
-    stage = "registry"
-    try:
-        registry = load_registry()
-        class_name = registry.base_classes[model_type]
-        row["class"] = class_name
-        stage = "config"
-        config = tiny_config(model_type)
-        stage = "load_skill"
-        # device="cpu", native=False: this sweep measures the skill wiring (inputs, outputs,
-        # names) with PyTorch eager; the native executor, MAX and OpenVINO have their own checks.
-        skill = load_skill(class_name, model=config, device="cpu", native=False)
-        # The same weights, called directly below (a copy: the skill may move its model).
-        reference = copy.deepcopy(skill.model)
-        stage = "inputs"
-        inputs = skill.example_inputs()
-        stage = "skill.process"
-        torch.manual_seed(0)
-        result = skill.process(dict(inputs))
-        row["backend"] = result.backend
-        row["engine"] = result.engine
-        if (result.backend, result.engine, result.precision) != ("cpu", "torch", "float32"):
-            raise AssertionError(f"expected PyTorch eager float32 on the cpu target, ran {result.engine} "
-                                 f"at {result.precision} on {result.backend}")  # fmt: skip
-        stage = "reference"
-        torch.manual_seed(0)
-        with torch.inference_mode():
-            want = flatten_outputs(reference(**dict(inputs)))
-        stage = "compare"
-        if not want:
-            raise ValueError("the model returned no tensors to compare")
-        equal, worst, what = compare_outputs(result.outputs, want)
-        row["max_abs_diff"] = float(f"{worst:.3g}")
-        if not equal:
-            raise AssertionError(what)
-        row["status"] = "pass"
-        stage = "done"
-    except BaseException as exc:  # noqa: BLE001 — a coverage run records every failure
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        row["stage"] = stage
-        row["reason"] = _reason(exc)
-        why = known_failure(model_type)
-        if why:  # the family's known cause (registry/tiny_overrides.yaml), then what was seen
-            row["reason"] = f"{why} -- {row['reason']}"
-    row["seconds"] = round(time.perf_counter() - start, 2)
-    return row
-
-
-
-# -- backends ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CoverageBackend:
-    """One coverage sweep: how a row is measured, where its report lives, how it is shown."""
-
-    name: str
-    check: Callable[[str], dict[str, Any]]  # model_type -> row with "status" ("pass" or not)
-    engine: str  # what it measures: the support table's engine (registry/support/<engine>.yaml)
-    title: str  # its section heading in docs/coverage.md
-    what: str  # one sentence: what a row measures and against what
-    env: dict[str, str] = field(default_factory=dict)  # set in the parent before forking
-    warm_up: Callable[[], Any] | None = None  # run once in the parent: workers start warm
-    normalise: Callable[[dict[str, Any]], dict[str, Any]] = lambda row: row
-    first: tuple[str, ...] = ()  # types listed first in the markdown (the floor families)
-    written: Callable[[dict[str, dict[str, Any]]], list[Path]] | None = None  # extra outputs
-    extra: Callable[[], dict[str, Any]] = dict  # extra top-level report fields
-    # Runs the whole sweep itself (types, jobs, on_result) instead of one forked check per type:
-    # MAX compiles several types per graph (runtime/backends/modular/coverage.py says why).
-    sweep: Callable[..., Any] | None = None
-    precision: str = support.DEFAULT_PRECISION  # what every row computes at
-
-    @property
-    def report(self) -> Path:
-        """The committed YAML report: this engine's document in the support table."""
-        return support.path(self.engine, self.precision)
-
-
-BACKENDS: dict[str, CoverageBackend] = {}
-
-
-def register_backend(backend: CoverageBackend) -> None:
-    BACKENDS[backend.name] = backend
-
-
-def _check_native(model_type: str) -> dict[str, Any]:
-    from skillmill.ir.coverage import check_native
-
-    return check_native(model_type)
-
-
-def _warm_native() -> None:
-    from skillmill.ir.coverage import warm_up
-
-    warm_up()
-
-
-def _normalise_native(row: dict[str, Any]) -> dict[str, Any]:
-    from skillmill.ir.coverage import normalise_row
-
-    return normalise_row(row)
-
-
-def _native_extra() -> dict[str, Any]:
-    import torch
-
-    from skillmill.ir.coverage import FLOOR_TYPES, TOLERANCE
-
-    return {"tolerance": TOLERANCE, "torch_version": str(torch.__version__), "floor": list(FLOOR_TYPES)}
-
-
-register_backend(CoverageBackend(
-    name="skill",
-    check=check_skill,
-    engine="torch",
-    title="Foundation: every base model type through its generated skill",
-    what="tiny random model of each base model type through its generated skill, compared with "
-         f"the transformers model called directly (rtol {RTOL}, atol {ATOL})",
-    warm_up=lambda: check_skill("bert"),
-))  # fmt: skip
-register_backend(CoverageBackend(
-    name="native",
-    check=_check_native,
-    engine="native",
-    title="Native executor: every base model type converted from PyTorch and run on skillmill.ir",
-    what="tiny random model of each base model type exported with torch.export (dynamic batch and "
-         "sequence), lowered to skillmill's IR, optimised and run on the native executor at "
-         "(batch, seq) = (2, 8) and (3, 11), every output compared with PyTorch eager: relative "
-         "error max|native - torch| / max|torch| <= 1e-4",
-    warm_up=_warm_native,
-    normalise=_normalise_native,
-    first=("bert", "roberta", "distilbert", "albert", "electra", "gpt2", "gpt_neox", "llama",
-           "mistral", "qwen2", "phi", "gemma", "t5", "bart", "vit", "deit", "convnext", "resnet",
-           "whisper", "clip"),
-    extra=_native_extra,
-))  # fmt: skip
-
-
-def _check_max(model_type: str) -> dict[str, Any]:
-    from skillmill.runtime.backends.modular.coverage import check_one
-
-    return check_one(model_type)
-
-
-def _sweep_max(types: list[str], jobs: int, on_result: Callable[[str, dict], None]) -> Any:
-    from skillmill.runtime.backends.modular.coverage import run_coverage
-
-    return run_coverage(types, jobs=jobs, on_result=on_result)
-
-
-def _max_extra() -> dict[str, Any]:
-    from skillmill.runtime.backends.modular.coverage import report_extra
-
-    return report_extra()
-
-
-register_backend(CoverageBackend(
-    name="max",
-    check=_check_max,
-    engine="max",
-    title="Modular MAX: every base model type's IR lowered to a MAX graph, compiled and run",
-    what="tiny random model of each base model type exported with torch.export (dynamic batch and "
-         "sequence), optimised in skillmill's IR, lowered to a MAX graph, compiled by MAX on the "
-         "CPU and run at (batch, seq) = (2, 8) and (3, 11), every output compared with PyTorch "
-         "eager: relative error max|max - torch| / max|torch| <= 1e-4 (types are compiled "
-         "several to a MAX graph, as many as each row's group_size, each with its own inputs and "
-         "outputs, with MAX's built-in ops only; the "
-         "skills' CPU default adds skillmill's Mojo kernels as MAX custom ops, which CI checks on a "
-         "subset; see runtime/backends/modular/coverage.py); "
-         "a type whose tiny model, inputs or IR conversion failed in the native sweep is not "
-         "exported again, and its row quotes that sweep's reason",
-    first=("bert", "roberta", "distilbert", "albert", "electra", "gpt2", "gpt_neox", "llama",
-           "mistral", "qwen2", "phi", "gemma", "t5", "bart", "vit", "deit", "convnext", "resnet",
-           "whisper", "clip"),
-    extra=_max_extra,
-    sweep=_sweep_max,
-))  # fmt: skip
 
 
 # -- reports ----------------------------------------------------------------------------------
@@ -324,13 +87,6 @@ def _by_machine(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"passed_here": here, "share_here": round(here / max(len(rows), 1), 4),
             "passed_elsewhere": elsewhere,
             "measured_elsewhere_on": sorted({r["measured_on"] for r in merged})}  # fmt: skip
-
-
-def load_report(backend: str = "skill") -> dict[str, Any]:
-    """``backend``'s committed report, read through the support table (a fresh copy: callers
-    may change it)."""
-    spec = BACKENDS[backend]
-    return copy.deepcopy(support.report(spec.engine, spec.precision))
 
 
 def _cell(text: Any) -> str:

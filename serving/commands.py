@@ -190,8 +190,11 @@ def bench_serve(workload, model, clients, total, batch_size, max_wait_ms, rounds
     """Load test on loopback: the same requests with dynamic batching on and off."""
     import json
 
-    from .loadtest import format_report, run_comparison
+    from skillmill.generator.commands import minilm_folder
+    from skillmill.measure.bench.serving import format_report, run_comparison
 
+    if workload == "embeddings":
+        minilm_folder()  # a clear error when the weights package is missing
     report = run_comparison(workload=workload, model=model, clients=clients, total=total,
                             batch_size=batch_size, max_wait_ms=max_wait_ms,
                             time_limit=time_limit, rounds=rounds, threads=threads,

@@ -7,7 +7,8 @@
 
 Folders map onto this namespace: registry/ -> skillmill.registry, generator/ ->
 skillmill.generator, templates/ -> skillmill.templates, generated/ -> skillmill.generated,
-runtime/ -> skillmill.runtime, native/ -> skillmill.native, ir/ -> skillmill.ir.
+runtime/ -> skillmill.runtime, native/ -> skillmill.native, ir/ -> skillmill.ir, serving/ ->
+skillmill.serving, measure/ -> skillmill.measure (every sweep and benchmark).
 
 The model IR's API is here too, imported on first use so ``import skillmill`` stays light::
 

@@ -3,7 +3,7 @@
 What is *declared* lives in registry/registry.yaml (each class's targets); what was *measured*
 lives here, one YAML document per engine and precision (``<engine>.yaml`` at float32,
 ``<engine>-<precision>.yaml`` otherwise), each the committed report of one sweep
-(`generate-skills coverage --backend NAME`, generator/coverage.py): ``engine``, ``precision``,
+(`generate-skills coverage --backend NAME`: measure/sweeps/ measures, generator/coverage.py writes): ``engine``, ``precision``,
 the sweep's settings, and one row per base model type with its ``status`` ("pass" or why not),
 ``stage``, ``reason`` and, for a row merged from another machine, ``measured_on``.
 

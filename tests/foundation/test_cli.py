@@ -123,7 +123,7 @@ def test_console_script_help_explains():
 
 
 def test_coverage_resume_keeps_verdicts_and_retries_matching_failures():
-    from skillmill.generator.commands import rows_to_keep
+    from skillmill.measure.harness import rows_to_keep
 
     rows = {"a": {"status": "pass"}, "b": {"status": "not_measured", "reason": "sweep stopped"},
             "c": {"status": "unsupported", "op": "MaskedScatter", "reason": "no MAX lowering for MaskedScatter"},
@@ -146,10 +146,9 @@ def test_demo_embeds_real_minilm_and_reports_a_median_warm_latency(minilm_dir):
 def test_coverage_merge_lays_rows_measured_elsewhere_over_the_report():
     import json
 
-    import click
     import pytest
 
-    from skillmill.generator.commands import merge_rows
+    from skillmill.measure.harness import RowRefused, merge_rows
 
     classes = {"bert": "BertModel", "gpt2": "GPT2Model"}
     here = "AMD EPYC, 2 cores, MAX target cpu, torch 2.13.0+cpu"
@@ -167,14 +166,16 @@ def test_coverage_merge_lays_rows_measured_elsewhere_over_the_report():
         "measured_on None": json.dumps({"model_type": "bert", "status": "pass"}),
     }  # fmt: skip
     for why, bad in refused.items():
-        with pytest.raises(click.ClickException, match=why):
+        with pytest.raises(RowRefused, match=why):
             merge_rows(report, [line, bad], classes)
+    result = CliRunner().invoke(main, ["coverage", "--backend", "max", "--merge", "-"], input="{\n")
+    assert result.exit_code == 1 and "Error: line 1: not JSON" in result.output  # refused, nothing written
     result = CliRunner().invoke(main, ["coverage", "--backend", "native", "--merge", "-"], input=line)
     assert result.exit_code == 2 and "--merge goes with --backend max alone" in result.output
 
 
 def test_resume_with_types_keeps_every_other_row():
-    from skillmill.generator.commands import resume_plan
+    from skillmill.measure.harness import resume_plan
 
     rows = {"a": {"status": "pass"}, "b": {"status": "not_measured"},
             "c": {"status": "unsupported", "reason": "empty slice"}, "d": {"status": "not_measured"}}  # fmt: skip

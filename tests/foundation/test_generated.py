@@ -54,7 +54,7 @@ def test_every_registered_class_has_a_skill(registry):
 
 
 def test_every_base_type_has_a_coverage_row(registry):
-    from skillmill.generator.coverage import load_report
+    from skillmill.measure.sweeps import load_report
 
     rows = load_report()["model_types"]
     assert set(rows) == set(registry.base_classes), "run `generate-skills coverage`"

@@ -3,7 +3,7 @@ CPU path, says why, and its embeddings are compared with the CPU's for real."""
 
 import torch
 
-from skillmill.runtime.backends import gpu_check
+from skillmill.measure import gpu_check
 
 
 def test_gpu_check_reports_the_fallback_and_a_measured_difference(monkeypatch):

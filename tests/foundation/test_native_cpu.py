@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from skillmill import load_skill
-from skillmill.ir.coverage import relative_error
+from skillmill.ir.numerics import relative_error
 from skillmill.runtime.backends import native_runner, parity
 
 TOL = 1e-4
@@ -63,7 +63,7 @@ def test_type_the_sweep_failed_is_not_converted():
 
     # a text model the sweep failed (cheap to build), run through its skill
     registry = load_registry()
-    from skillmill.generator.coverage import load_report
+    from skillmill.measure.sweeps import load_report
 
     runs_on_torch = {t for t, r in load_report("skill")["model_types"].items() if r["status"] == "pass"}
     records = {t: registry.classes.get(registry.base_classes[t]) for t in failed if t in runs_on_torch}

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from skillmill import load_skill
-from skillmill.generator.coverage import check_skill
+from skillmill.measure.sweeps.skill import check_skill
 from skillmill.runtime.errors import SkillInputError, SkillLoadError, UnknownDeviceError
 
 # One or more per modality and family; the full sweep is `generate-skills coverage`.

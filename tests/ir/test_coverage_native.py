@@ -4,8 +4,10 @@ issue's floor; and a fixed representative subset through the real check on every
 import numpy as np
 import pytest
 
-from skillmill.generator.coverage import BACKENDS, load_report
-from skillmill.ir.coverage import CI_SUBSET, FLOOR_TYPES, TOLERANCE, check_native, relative_error
+from skillmill.ir.numerics import relative_error
+from skillmill.measure.constants import CI_SUBSET, FLOOR_TYPES, TOLERANCE
+from skillmill.measure.sweeps import BACKENDS, load_report
+from skillmill.measure.sweeps.native import check_native
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The Modular benchmark's ratios: each backend against PyTorch eager on its own device."""
 
-from skillmill.runtime.backends.modular import bench
+from skillmill.measure.bench import modular as bench
 
 
 def _results(latency):

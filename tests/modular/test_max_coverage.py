@@ -5,7 +5,8 @@ broadcast-fusion miscompile is pinned by the smallest graph that showed it."""
 import numpy as np
 import pytest
 
-from skillmill.generator.coverage import BACKENDS, load_report
+from skillmill.measure.constants import FLOOR_TYPES, TOLERANCE
+from skillmill.measure.sweeps import BACKENDS, load_report
 
 # Causal + padding masks (gpt2, llama: the MAX 26.7 outer-broadcast miscompile), relative
 # position buckets (t5), a vision transformer and a CNN.
@@ -30,14 +31,12 @@ def test_every_base_type_has_a_max_row(registry, max_report):
         assert row["status"] == "pass" or row.get("reason"), f"{model_type}: a failure needs its reason"
     passed = [t for t, r in rows.items() if r["status"] == "pass"]
     assert max_report["passed"] == len(passed) and max_report["total"] == len(rows)
-    assert all(rows[t]["max_rel_err"] <= 1e-4 for t in passed)
+    assert all(rows[t]["max_rel_err"] <= TOLERANCE for t in passed)
 
 
 def test_report_says_floor_families_pass_on_max(max_report):
     """Reads the committed report, not the code: test_ci_subset_on_max_equals_pytorch checks the
     code live on a subset, and `coverage --backend max` re-measures the report."""
-    from skillmill.ir.coverage import FLOOR_TYPES
-
     rows = max_report["model_types"]
     failing = {t: rows[t].get("reason") for t in FLOOR_TYPES if rows[t]["status"] != "pass"}
     assert not failing, failing
@@ -69,7 +68,7 @@ def test_passes_merged_from_another_machine_count_separately(max_report):
 def test_sweep_goes_floor_first_then_small_native_passes_in_bounded_chunks():
     """What an interrupted sweep has measured: the floor, then the native passes smallest first;
     no MAX graph holds more than NODE_BUDGET nodes unless one type alone is larger."""
-    from skillmill.runtime.backends.modular.coverage import NODE_BUDGET, chunked, sweep_order
+    from skillmill.measure.sweeps.max import NODE_BUDGET, chunked, sweep_order
 
     native = load_report("native")["model_types"]
     passes = [t for t, r in native.items() if r["status"] == "pass" and t not in ("bert", "gpt2")]
@@ -84,7 +83,7 @@ def test_sweep_goes_floor_first_then_small_native_passes_in_bounded_chunks():
 
 
 def test_ci_subset_on_max_equals_pytorch():
-    from skillmill.runtime.backends.modular.coverage import TOLERANCE, run_coverage
+    from skillmill.measure.sweeps.max import run_coverage
 
     rows = run_coverage(list(CI_SUBSET), jobs=2, custom_ops=True)  # as the skills compile
     assert set(rows) == set(CI_SUBSET)
@@ -389,7 +388,7 @@ def test_unfold_follows_torch():
 def test_chunks_never_show_torch_the_gpu(monkeypatch, tmp_path):
     """A chunk forks its exports: on a CUDA build of torch a parent that touched CUDA makes each
     one fail, whatever MAX's target, so the chunk runs with CUDA hidden; a GPU group gets it back."""
-    from skillmill.runtime.backends.modular import coverage
+    from skillmill.measure.sweeps import max as coverage
 
     seen = []
     monkeypatch.setattr(coverage, "_chunk_in_subprocess", lambda folder, chunk, env: seen.append(env) or {})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from native_helpers import native  # noqa: F401  (skips the module when the kernels are missing)
 
-from skillmill.native import bench
+from skillmill.measure.bench import kernels as bench
 
 
 def test_quick_benchmark_report():
@@ -25,7 +25,7 @@ def test_quick_benchmark_report():
 
 def test_machine_line_names_the_cpu_simd_path_and_peak():
     from skillmill.native import control
-    from skillmill.native.machine import describe_machine, machine_line
+    from skillmill.measure.machine import describe_machine, machine_line
 
     info = describe_machine(1, peak={"per_core_gflops": 123.4, "threads_gflops": 123.4, "peak_gflops": 123.4})
     assert info["isa"] == control.get_isa() and info["cores"] >= 1 and info["threads"] == 1

@@ -10,17 +10,18 @@ import torch
 from click.testing import CliRunner
 
 from skillmill.generator import coverage as cov
+from skillmill.measure.sweeps import BACKENDS, load_report
 from skillmill.registry import support
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_sweep_writes_its_engine_document_at_float32():
-    assert {name: spec.engine for name, spec in cov.BACKENDS.items()} == {
+    assert {name: spec.engine for name, spec in BACKENDS.items()} == {
         "skill": "torch", "native": "native", "max": "max"}  # fmt: skip
-    for name, spec in cov.BACKENDS.items():
+    for name, spec in BACKENDS.items():
         assert spec.report == ROOT / "registry" / "support" / f"{spec.engine}.yaml"
-        document = cov.load_report(name)
+        document = load_report(name)
         assert (document["engine"], document["precision"]) == (spec.engine, "float32")
     assert not (ROOT / "docs" / "coverage").exists(), "measured data does not live under docs/"
     assert not (ROOT / "runtime" / "backends" / "native_support.yaml").exists()

@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 import yaml
-from skillmill.generator.coverage import check_skill
+from skillmill.measure.sweeps.skill import check_skill
 from skillmill.registry.dummy_inputs import IMAGE_LAYOUTS, INPUT_OPTIONS
 from skillmill.registry.tiny import OVERRIDES_PATH, quiet_config_warnings, tiny_config
 

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from skillmill.generator.cli import main
-from skillmill.serving import loadtest
+from skillmill.measure.bench import serving as loadtest
 
 
 def test_serve_and_mcp_are_registered():

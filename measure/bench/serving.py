@@ -47,7 +47,7 @@ def _free_port() -> int:
 
 def _default_model(workload: str) -> tuple[str, str]:
     if workload == "embeddings":
-        from skillmill.generator.commands import minilm_folder
+        from .models import minilm_folder
 
         return "BertModel", minilm_folder()
     return "GPT2LMHeadModel", "tiny"

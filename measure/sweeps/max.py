@@ -3,8 +3,8 @@ and optimised exactly as the skills do, lowered to MAX, compiled, run at two (ba
 and compared with PyTorch eager (relative error max|max - torch| / max|torch| <= 1e-4).
 
     generate-skills coverage --backend max [--types bert --types gpt2]      # the report
-    python -m skillmill.runtime.backends.modular.coverage --types bert,gpt2  # print only
-    python -m skillmill.runtime.backends.modular.coverage --floor --target gpu  # on a GPU
+    python -m skillmill.measure.sweeps.max --types bert,gpt2                # print only
+    python -m skillmill.measure.sweeps.max --floor --target gpu             # on a GPU
 
 Why types are compiled in groups: every MAX compile pays a fixed cost however small the graph
 (measured on this 2-core machine with a warm cache: an element-wise graph 14 s, one 8x8 matmul
@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -39,8 +38,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-TOLERANCE = 1e-4
-SHAPES = ((2, 8), (3, 11))
+from skillmill.ir.numerics import relative_error
+
+from ..constants import FLOOR_TYPES, SHAPES, TOLERANCE
+from ..harness import json_from_module, run_parallel, summarise
+from .native import _torch_outputs, base_model_types, coverage_model, normalise_row
 # Eight types a graph: a tiny type costs about 2.5 core-minutes of kernel code generation in a
 # group (docs/modular.md), so a chunk of eight lands its rows in about 20 minutes; sixteen took
 # 40-60 and lost an hour of both cores whenever anything else slowed it past its time limit.
@@ -64,7 +66,6 @@ def chunk_timeout(types: int) -> float:
 # -- stage 1: prepare (forked workers) -------------------------------------------------------
 def prepare_type(model_type: str, workdir: Path) -> dict[str, Any]:
     """Tiny model -> optimised IR + feeds + PyTorch references on disk; never raises."""
-    from skillmill.ir.coverage import _torch_outputs, base_model_types, coverage_model
     from skillmill.ir.errors import ConversionError, UnsupportedOp
     from skillmill.ir.frontends.pytorch import convert_from_pytorch
     from skillmill.ir.mojomodel import compile_to_mojomodel
@@ -87,7 +88,7 @@ def prepare_type(model_type: str, workdir: Path) -> dict[str, Any]:
         graph, _ = optimize_graph(convert_from_pytorch(model, example))
         row["nodes"] = len(graph.nodes)
         row["stage"] = "lowering check"
-        from .lowering import missing_ops
+        from skillmill.runtime.backends.modular.lowering import missing_ops
 
         missing = missing_ops(graph)
         if missing:
@@ -152,11 +153,9 @@ def run_group(workdir: Path, types: list[str]) -> dict[str, dict[str, Any]]:
 
     Lowering failures are per type (that type is left out); a compile or run failure raises
     (the caller splits the group)."""
-    from skillmill.ir.coverage import relative_error
-
-    from . import adapter
-    from .custom_op import defaults
-    from .lowering import MaxLoweringError, lower_graphs
+    from skillmill.runtime.backends.modular import adapter
+    from skillmill.runtime.backends.modular.custom_op import defaults
+    from skillmill.runtime.backends.modular.lowering import MaxLoweringError, lower_graphs
 
     # run_coverage sets both for us: the device, and whether skillmill's custom ops are used
     target = os.environ.get("SKILLMILL_MAX_TARGET", "cpu")
@@ -231,11 +230,9 @@ def trace_type(folder: Path, limit: int = 400, shape_index: int = 0) -> list[tup
     """Debugging a mismatch: compile the type's graph with every float intermediate as an extra
     output (one compile), and compare each with the IR's numpy reference.  Returns (node, op,
     relative error) for every node, in graph order."""
-    from skillmill.ir.coverage import relative_error
     from skillmill.ir.graph import resolve_attr
     from skillmill.ir.ops import run_reference
-
-    from .max_model import MaxModel
+    from skillmill.runtime.backends.modular.max_model import MaxModel
 
     graph, feeds, _ = _load(folder)
     env: dict[str, Any] = dict(graph.weights)
@@ -254,17 +251,9 @@ def trace_type(folder: Path, limit: int = 400, shape_index: int = 0) -> list[tup
 # -- driving ---------------------------------------------------------------------------------
 def _json_from_subprocess(args: list[str], timeout: float,
                           env: dict[str, str] | None = None) -> tuple[Any, str, str | None]:  # fmt: skip
-    """Run ``python -m <this module> *args``: (its last JSON line or None, why not, its stderr;
-    None if it timed out)."""
-    cmd = [sys.executable, "-m", "skillmill.runtime.backends.modular.coverage", *args]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return None, f"no result after {timeout:.0f} s", None
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode == 0 and lines:
-        return json.loads(lines[-1]), "", proc.stderr
-    return None, (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1], proc.stderr
+    """Run ``python -m <this module> *args`` (measure/harness.py): (its last JSON line or None,
+    why not, its stderr; None if it timed out)."""
+    return json_from_module("skillmill.measure.sweeps.max", args, timeout, env)
 
 
 # On a GPU machine the chunk process hides the GPU from torch (CUDA_VISIBLE_DEVICES=""): its
@@ -313,9 +302,6 @@ def _chunk_in_subprocess(workdir: Path, types: list[str], env: dict[str, str]) -
 def run_chunk(workdir: Path, types: list[str]) -> dict[str, dict[str, Any]]:
     """One chunk end to end: prepare each type (a forked worker each, so a hang costs one
     type), then lower the ready ones into one MAX graph, compile and compare (a subprocess)."""
-    from skillmill.ir.coverage import normalise_row
-    from skillmill.registry.sweep import run_parallel
-
     prepared = run_parallel(types, lambda t: prepare_type(t, workdir), jobs=1, timeout=PREPARE_TIMEOUT)
     rows = {t: normalise_row(r) for t, r in prepared.items() if r.get("status") != "ready"}
     ready = [t for t in types if t not in rows]
@@ -331,8 +317,6 @@ def sweep_order(types: list[str], native: dict[str, dict[str, Any]] | None = Non
     so an interrupted sweep has measured what matters most and as many types as its time
     allowed (in registry order one chunk of large VLM and MoE models held both cores for
     over 40 minutes while hundreds of small types waited)."""
-    from skillmill.ir.coverage import FLOOR_TYPES
-
     native = _native_rows() if native is None else native
 
     def rank(model_type: str) -> tuple[int, int]:
@@ -374,8 +358,6 @@ def run_coverage(model_types: list[str] | None = None, jobs: int = 2, group_size
     MAX's own compiler makes of the type; ``True`` uses the skills' CPU defaults (skillmill's
     Mojo kernels as MAX custom ops where they fit; CI checks its subset that way).  ``target``
     "gpu" compiles and runs on the first accelerator (references stay PyTorch on the CPU)."""
-    from skillmill.ir.coverage import base_model_types
-
     types = list(model_types) if model_types else list(base_model_types())
     native = _native_rows()
     own = workdir is None
@@ -421,7 +403,7 @@ CONVERSION_STAGES = ("registry", "tiny_model", "inputs", "convert")
 def _native_rows() -> dict[str, dict[str, Any]]:
     """The committed native sweep's rows (registry/support/native.yaml): which types it passed,
     their graph sizes, and where the others failed."""
-    from skillmill.generator.coverage import load_report
+    from . import load_report
 
     return load_report("native").get("model_types", {})
 
@@ -474,28 +456,12 @@ def report_extra() -> dict[str, Any]:
 
     import torch
 
-    from skillmill.ir.coverage import FLOOR_TYPES
-
     return {"tolerance": TOLERANCE, "torch_version": str(torch.__version__),
             "max_version": importlib.metadata.version("max"), "device": "cpu",
             "machine": f"{platform.machine()}, {os.cpu_count()} cores (a row with measured_on was "
                        "measured there and merged with `coverage --merge`)", "group_size": GROUP_SIZE,
             "lowering": "MAX's built-in ops (the sweep sets SKILLMILL_MAX_CUSTOM_OPS=0)",
             "floor": list(FLOOR_TYPES)}  # fmt: skip
-
-
-def summarise(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    from skillmill.ir.coverage import FLOOR_TYPES
-
-    passed = [t for t, r in rows.items() if r["status"] == "pass"]
-    return {
-        "passed": len(passed),
-        "total": len(rows),
-        "share": round(len(passed) / max(len(rows), 1), 4),
-        "floor_failing": [t for t in FLOOR_TYPES if t in rows and t not in passed],
-        "by_status": {s: sum(r["status"] == s for r in rows.values())
-                      for s in sorted({r["status"] for r in rows.values()})},  # fmt: skip
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -505,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'MISMATCH' if not err <= TOLERANCE else 'ok      '} {err:10.3g} {op:14} {name}")
         return 0
     if argv[:1] == ["--chunk"]:
-        from skillmill.ir.coverage import warm_up
+        from .native import warm_up
 
         warm_up()  # forked prepare workers then start warm
         print(json.dumps(run_chunk(Path(argv[1]), argv[2].split(","))))
@@ -526,8 +492,6 @@ def main(argv: list[str] | None = None) -> int:
                              "(`generate-skills coverage --backend max --merge FILE` adds them to the report)")
     parser.add_argument("--target", choices=("cpu", "gpu"), default="cpu", help="MAX's device (gpu: the first accelerator)")
     args = parser.parse_args(argv)
-    from skillmill.ir.coverage import FLOOR_TYPES
-
     types = args.types.split(",") if args.types else (list(FLOOR_TYPES) if args.floor else None)
 
     stamp = measured_on(args.target)

@@ -4,9 +4,9 @@ convert it from PyTorch, optimise, run it on the executor and compare every outp
 checks that the batch/sequence dims stayed dynamic).
 
     generate-skills coverage --backend native [--types bert --types gpt2] [-j 2]   # the report
-    python -m skillmill.ir.coverage [--types bert,gpt2] [--floor] [--jobs 2]       # print only
+    python -m skillmill.measure.sweeps.native [--types bert,gpt2] [--floor] [--jobs 2]  # print only
 
-Each type runs in a forked worker with a timeout (``registry/sweep.py``), so one crash or hang
+Each type runs in a forked worker with a timeout (``measure/harness.py``), so one crash or hang
 costs one row.
 """
 
@@ -19,19 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from .numerics import relative_error  # noqa: F401 — re-exported for the sweeps and tests
+from skillmill.ir.numerics import relative_error
 
-TOLERANCE = 1e-4
-# The issue's floor: these must pass.
-FLOOR_TYPES = ("bert", "roberta", "distilbert", "albert", "electra", "gpt2", "gpt_neox", "llama",
-               "mistral", "qwen2", "phi", "gemma", "t5", "bart", "vit", "deit", "convnext", "resnet",
-               "whisper", "clip")  # fmt: skip
-# A fixed representative subset that CI runs through the real check on every push: an encoder,
-# a decoder with rotary attention and GQA, an encoder-decoder, a vision transformer, a CNN and
-# a two-tower text/vision model.
-CI_SUBSET = ("bert", "llama", "t5", "vit", "resnet", "clip")
-# The two (batch, sequence) shapes every type runs at; the first is also the export example.
-SHAPES = ((2, 8), (3, 11))
+from ..constants import FLOOR_TYPES, SHAPES, TOLERANCE
+from ..harness import run_parallel, summarise
 
 
 def base_model_types() -> dict[str, str]:
@@ -57,10 +48,9 @@ def check_native(model_type: str, shapes: tuple[tuple[int, int], ...] = SHAPES) 
 
     status: pass, mismatch (ran, differs or lacks an output), unsupported (an op without an IR
     lowering), export_failed (torch.export or lowering failed), error (anything else)."""
+    from skillmill.ir.errors import ConversionError, UnsupportedOp
+    from skillmill.ir.executor import NativeModel
     from skillmill.registry.dummy_inputs import dummy_inputs
-
-    from .errors import ConversionError, UnsupportedOp
-    from .executor import NativeModel
 
     started = time.perf_counter()
     result: dict[str, Any] = {"status": "error", "stage": "registry"}
@@ -158,8 +148,6 @@ def warm_up() -> None:
 def run_coverage(model_types: list[str] | None = None, timeout: float = 300.0, jobs: int = 2,
                  on_result: Any = None) -> dict[str, dict[str, Any]]:  # fmt: skip
     """{model_type: row} for every base model type (or the given ones), in forked workers."""
-    from skillmill.registry.sweep import run_parallel
-
     types = list(model_types) if model_types else list(base_model_types())
     warm_up()
     rows = run_parallel(types, check_native, jobs=jobs, timeout=timeout, on_result=on_result)
@@ -171,18 +159,6 @@ def normalise_row(row: dict[str, Any]) -> dict[str, Any]:
     if row.get("status") == "fail":
         row = {**row, "status": "timeout" if row.get("stage") == "timeout" else "crash"}
     return row
-
-
-def summarise(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    passed = [t for t, r in rows.items() if r["status"] == "pass"]
-    return {
-        "passed": len(passed),
-        "total": len(rows),
-        "share": round(len(passed) / max(len(rows), 1), 4),
-        "floor_failing": [t for t in FLOOR_TYPES if t in rows and t not in passed],
-        "by_status": {s: sum(r["status"] == s for r in rows.values())
-                      for s in sorted({r["status"] for r in rows.values()})},  # fmt: skip
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,160 @@
+"""The coverage sweeps, one per backend (``BACKENDS``, the registry `generate-skills coverage
+--backend` lists), each over every base model type in forked workers (measure/harness.py), each
+with a committed report.
+
+- ``skill`` (the foundation, skill.py): build the tiny random model, run it through the generated
+  skill and compare with calling the transformers model directly.  It pins the cpu target's
+  engine to PyTorch eager (``native=False``): it measures the skill wiring, not the executor.
+- ``native`` (native.py): convert the tiny model for skillmill's native executor and compare with
+  PyTorch at two shapes; the cpu target converts a model only when its type passed here.
+- ``max`` (max.py): lower the same IR to a MAX graph, compile and compare; the max target declines
+  a type that failed here before paying for a compile.
+
+Each report is one engine's document in the support table, registry/support/<engine>.yaml
+(model type x engine x precision -> pass, or why not, and where it was measured), which
+``skillmill.registry.support`` reads for the runners; generator/coverage.py writes it and renders
+docs/coverage.md and docs/support-matrix.md from the table (`generate-skills --check` fails when
+either is stale).  Every failure is recorded with its stage and reason, never skipped.  Another
+backend is one ``register_backend`` call.  tiny.py, the tiny forward of every base model type
+(registry/tiny_failures.yaml), is a sweep of its own with no engine, run with `python -m`."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from skillmill.registry import support
+
+from ..constants import ATOL, FLOOR_TYPES, RTOL
+from .skill import check_skill
+
+
+@dataclass(frozen=True)
+class CoverageBackend:
+    """One coverage sweep: how a row is measured, where its report lives, how it is shown."""
+
+    name: str
+    check: Callable[[str], dict[str, Any]]  # model_type -> row with "status" ("pass" or not)
+    engine: str  # what it measures: the support table's engine (registry/support/<engine>.yaml)
+    title: str  # its section heading in docs/coverage.md
+    what: str  # one sentence: what a row measures and against what
+    env: dict[str, str] = field(default_factory=dict)  # set in the parent before forking
+    warm_up: Callable[[], Any] | None = None  # run once in the parent: workers start warm
+    normalise: Callable[[dict[str, Any]], dict[str, Any]] = lambda row: row
+    first: tuple[str, ...] = ()  # types listed first in the markdown (the floor families)
+    written: Callable[[dict[str, dict[str, Any]]], list[Path]] | None = None  # extra outputs
+    extra: Callable[[], dict[str, Any]] = dict  # extra top-level report fields
+    # Runs the whole sweep itself (types, jobs, on_result) instead of one forked check per type:
+    # MAX compiles several types per graph (measure/sweeps/max.py says why).
+    sweep: Callable[..., Any] | None = None
+    precision: str = support.DEFAULT_PRECISION  # what every row computes at
+
+    @property
+    def report(self) -> Path:
+        """The committed YAML report: this engine's document in the support table."""
+        return support.path(self.engine, self.precision)
+
+
+BACKENDS: dict[str, CoverageBackend] = {}
+
+
+def register_backend(backend: CoverageBackend) -> None:
+    BACKENDS[backend.name] = backend
+
+
+def load_report(backend: str = "skill") -> dict[str, Any]:
+    """``backend``'s committed report, read through the support table (a fresh copy: callers
+    may change it)."""
+    spec = BACKENDS[backend]
+    return copy.deepcopy(support.report(spec.engine, spec.precision))
+
+
+# -- the three sweeps (native and MAX import torch, transformers and MAX only when they run) --
+def _check_native(model_type: str) -> dict[str, Any]:
+    from .native import check_native
+
+    return check_native(model_type)
+
+
+def _warm_native() -> None:
+    from .native import warm_up
+
+    warm_up()
+
+
+def _normalise_native(row: dict[str, Any]) -> dict[str, Any]:
+    from .native import normalise_row
+
+    return normalise_row(row)
+
+
+def _native_extra() -> dict[str, Any]:
+    import torch
+
+    from ..constants import TOLERANCE
+
+    return {"tolerance": TOLERANCE, "torch_version": str(torch.__version__), "floor": list(FLOOR_TYPES)}
+
+
+def _check_max(model_type: str) -> dict[str, Any]:
+    from .max import check_one
+
+    return check_one(model_type)
+
+
+def _sweep_max(types: list[str], jobs: int, on_result: Callable[[str, dict], None]) -> Any:
+    from .max import run_coverage
+
+    return run_coverage(types, jobs=jobs, on_result=on_result)
+
+
+def _max_extra() -> dict[str, Any]:
+    from .max import report_extra
+
+    return report_extra()
+
+
+register_backend(CoverageBackend(
+    name="skill",
+    check=check_skill,
+    engine="torch",
+    title="Foundation: every base model type through its generated skill",
+    what="tiny random model of each base model type through its generated skill, compared with "
+         f"the transformers model called directly (rtol {RTOL}, atol {ATOL})",
+    warm_up=lambda: check_skill("bert"),
+))  # fmt: skip
+register_backend(CoverageBackend(
+    name="native",
+    check=_check_native,
+    engine="native",
+    title="Native executor: every base model type converted from PyTorch and run on skillmill.ir",
+    what="tiny random model of each base model type exported with torch.export (dynamic batch and "
+         "sequence), lowered to skillmill's IR, optimised and run on the native executor at "
+         "(batch, seq) = (2, 8) and (3, 11), every output compared with PyTorch eager: relative "
+         "error max|native - torch| / max|torch| <= 1e-4",
+    warm_up=_warm_native,
+    normalise=_normalise_native,
+    first=FLOOR_TYPES,
+    extra=_native_extra,
+))  # fmt: skip
+register_backend(CoverageBackend(
+    name="max",
+    check=_check_max,
+    engine="max",
+    title="Modular MAX: every base model type's IR lowered to a MAX graph, compiled and run",
+    what="tiny random model of each base model type exported with torch.export (dynamic batch and "
+         "sequence), optimised in skillmill's IR, lowered to a MAX graph, compiled by MAX on the "
+         "CPU and run at (batch, seq) = (2, 8) and (3, 11), every output compared with PyTorch "
+         "eager: relative error max|max - torch| / max|torch| <= 1e-4 (types are compiled "
+         "several to a MAX graph, as many as each row's group_size, each with its own inputs and "
+         "outputs, with MAX's built-in ops only; the "
+         "skills' CPU default adds skillmill's Mojo kernels as MAX custom ops, which CI checks on a "
+         "subset; see measure/sweeps/max.py); "
+         "a type whose tiny model, inputs or IR conversion failed in the native sweep is not "
+         "exported again, and its row quotes that sweep's reason",
+    first=FLOOR_TYPES,
+    extra=_max_extra,
+    sweep=_sweep_max,
+))  # fmt: skip

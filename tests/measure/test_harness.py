@@ -1,0 +1,34 @@
+"""The harness: forked sweep workers with a memory cap on top of what each one inherits, and
+modules run in their own process with a time limit."""
+
+import os
+import resource
+
+from skillmill.measure import harness
+
+
+def _limits(_item):
+    return {"cap": resource.getrlimit(resource.RLIMIT_AS)[0], "mapped": harness._address_space_bytes()}
+
+
+def test_worker_memory_cap_counts_on_top_of_the_inherited_address_space():
+    """A CUDA build of torch maps several GB before any model exists; a flat cap failed every
+    type on an H100 machine with MemoryError."""
+    import torch  # noqa: F401  (what the sweeps import before forking)
+
+    inherited = harness._address_space_bytes()
+    row = harness.run_parallel(["one"], _limits, jobs=1, timeout=60)["one"]
+    assert inherited > 0
+    assert row["cap"] >= inherited + harness.MEMORY_LIMIT_BYTES
+    assert row["cap"] <= row["mapped"] + harness.MEMORY_LIMIT_BYTES
+
+
+def test_a_module_in_its_own_process_answers_with_its_last_json_line_or_says_why_not(tmp_path):
+    (tmp_path / "answers.py").write_text("print('warming up')\nprint('{\"a\": 1}')\nprint('{\"a\": 2}')\n")
+    (tmp_path / "fails.py").write_text("print('{\"a\": 1}')\nraise ValueError('boom')\n")
+    (tmp_path / "hangs.py").write_text("import time\ntime.sleep(60)\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    assert harness.json_from_module("answers", [], 60, env) == ({"a": 2}, "", "")
+    row, why, stderr = harness.json_from_module("fails", [], 60, env)
+    assert row is None and why == "ValueError: boom" and "Traceback" in stderr
+    assert harness.json_from_module("hangs", [], 1, env) == (None, "no result after 1 s", None)
