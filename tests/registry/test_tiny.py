@@ -1,5 +1,5 @@
 """Fast checks of the tiny-model registry: normalized configs, tiny configs, dummy inputs and a
-representative forward pass per modality (the full sweep is `python -m skillmill.registry.tiny_sweep`).
+representative forward pass per modality (the full sweep is `python -m skillmill.measure.sweeps.tiny`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import torch
 from skillmill.registry.dummy_inputs import UnknownInputError, dummy_inputs
 from skillmill.registry.normalized_config import NormalizedConfig
 from skillmill.registry.tiny import param_count, tiny_config, tiny_model
-from skillmill.registry.tiny_sweep import check_model_type
+from skillmill.measure.sweeps.tiny import check_model_type
 
 REPRESENTATIVE = [
     "bert",
@@ -95,7 +95,7 @@ def test_tiny_configs_are_small(model_type):
 
 
 def tiny_model_class(model_type):
-    from skillmill.registry.tiny_sweep import base_model_types
+    from skillmill.measure.sweeps.tiny import base_model_types
 
     return base_model_types()[model_type]
 
