@@ -67,6 +67,10 @@ MUTANTS = (
     Mutant("relative error ignores the scale", "ir/numerics.py",
            "    return diff / scale if scale else diff", "    return diff / (scale * 1e6) if scale else diff",
            (f"{ENGINES}::test_openvino_that_computes_something_else_falls_back_with_engine_error_and_tolerance",)),
+    Mutant("dynamic batching switched off", "serving/app.py",
+           "        max_batch_size=settings.batch_size,", "        max_batch_size=1,",
+           ("tests/serving/test_serving_commands.py::test_batching_on_vs_off_under_the_same_load",
+            "tests/serving/test_serving_openai_client.py::test_concurrent_requests_are_batched_and_answer_as_alone")),
 )  # fmt: skip
 
 
