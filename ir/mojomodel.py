@@ -76,8 +76,10 @@ def compile_to_mojomodel(ir: Graph, output_path: str | os.PathLike, metadata: di
     return path
 
 
-class MojoModel:
-    """A loaded .mojomodel: ``.run({input: array}) -> {output: array}`` on the native executor."""
+class LoadedMojoModel:
+    """A loaded .mojomodel container: ``.run({input: array}) -> {output: array}`` on the native
+    executor.  No Mojo is involved (the name is the file format's); the Mojo engine's model is
+    ``skillmill.runtime.backends.modular.mojo_model.MojoModel``."""
 
     def __init__(self, graph: Graph, metadata: dict[str, Any], path: str, content_sha256: str):
         from .executor import Executor
@@ -100,10 +102,10 @@ class MojoModel:
         return self.executor.run(feeds)
 
     def __repr__(self) -> str:
-        return f"MojoModel({self.path!r}, inputs={self.input_names}, outputs={self.output_names})"
+        return f"LoadedMojoModel({self.path!r}, inputs={self.input_names}, outputs={self.output_names})"
 
 
-def load_mojomodel(path: str | os.PathLike) -> MojoModel:
+def load_mojomodel(path: str | os.PathLike) -> LoadedMojoModel:
     """Load and verify a .mojomodel; raises MojoModelError on any corruption or mismatch."""
     path = str(path)
     if not os.path.exists(path) and os.path.exists(path + ".mojomodel"):
@@ -121,7 +123,7 @@ def load_mojomodel(path: str | os.PathLike) -> MojoModel:
         from .ops import OPS
 
         graph.validate(set(OPS))
-        return MojoModel(graph, metadata, path, content)
+        return LoadedMojoModel(graph, metadata, path, content)
     except MojoModelError:
         raise
     except (IRError, ValueError, KeyError, TypeError, UnicodeDecodeError, AttributeError) as exc:
