@@ -17,11 +17,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from skillmill.native._checks import ACTIVATIONS as _NATIVE_ACTIVATIONS
+
 from .native import native_module
 
 _F32 = np.dtype(np.float32)
 _I64 = np.dtype(np.int64)
-ACTIVATION_IDS = {"none": 0, "relu": 1, "gelu": 2, "gelu_tanh": 3, "silu": 4, "tanh": 5}
+# The C kernels' activation enum, from its one Python spelling (native/_checks.py, beside skm_api.h).
+ACTIVATION_IDS = {name: code for name, code in _NATIVE_ACTIVATIONS.items() if name != "gelu_erf"}
 
 
 @dataclass(frozen=True)
