@@ -60,7 +60,8 @@ def check(devices: tuple[str, ...] = ("cuda", "max")) -> dict[str, Any]:
         # Only a row that ran where it was asked is a comparison: a fallback to the CPU path, or
         # the CPU row itself, would compare the CPU with itself.
         ran_there = index > 0 and row["backend"] == row["requested"].split(":", 1)[0]
-        row["max_abs_diff_vs_cpu"] = (float(np.max(np.abs(got - want))) if got.shape == want.shape else None) if ran_there else None
+        comparable = ran_there and got.shape == want.shape
+        row["max_abs_diff_vs_cpu"] = float(np.max(np.abs(got - want))) if comparable else None
     return {"torch": torch.__version__,
             "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "rows": rows}  # fmt: skip

@@ -52,12 +52,9 @@ def skip_reason(skill: Any, tensors: dict[str, torch.Tensor], batch: dict[str, A
     if len(tensors) != len(batch):
         others = sorted(set(batch) - set(tensors))
         return f"{PREFIX}: takes tensors only; got non-tensor inputs {', '.join(others)}"
-    dtypes = parity.parameter_dtypes(skill.model)
-    if dtypes - {"float32"}:
-        return f"{PREFIX}: runs float32 models; this one holds {', '.join(sorted(dtypes))}"
-    precision = getattr(skill, "precision", "float32")
-    if precision != "float32":
-        return f"{PREFIX}: computes at float32 only; {precision} was asked ({getattr(skill, 'precision_source', '')})"
+    why = parity.float32_only(skill)
+    if why:
+        return f"{PREFIX}: {why}"
     if mode == "all":
         return None
     verdict = support.verdict(skill.model_type, ENGINE, "float32")

@@ -45,7 +45,7 @@ class _Compiled:
 def _compile(skill: Any, tensors: dict[str, torch.Tensor], reference: dict) -> _Compiled:
     import openvino
 
-    precision = getattr(skill, "precision", "float32")
+    precision = skill.precision
     # Converting traces the model; models that sample inside forward must not see a different
     # random stream because a backend was tried first.
     with torch.random.fork_rng(devices=[]):
@@ -71,7 +71,7 @@ def run(skill: Any, batch: dict[str, Any]) -> BackendOutput:
         raise BackendUnavailable(
             ENGINE, f"non-tensor arguments ({', '.join(switches)}) cannot reach a converted model"
         )
-    precision = getattr(skill, "precision", "float32")
+    precision = skill.precision
     try:
         outputs, prepared, proof = parity.run_proven(
             skill, ENGINE, precision, tensors, lambda reference: _compile(skill, tensors, reference)

@@ -79,6 +79,17 @@ def parameter_dtypes(model: torch.nn.Module) -> frozenset[str]:
     return cached[1]
 
 
+def float32_only(skill: Any) -> str | None:
+    """Why an engine that computes at float32 only (the native executor, MAX, Mojo) cannot run
+    this skill — its model holds other dtypes, or another precision was asked — or None."""
+    dtypes = parameter_dtypes(skill.model)
+    if dtypes - {"float32"}:
+        return f"runs float32 models; this one holds {', '.join(sorted(dtypes))}"
+    if skill.precision != "float32":
+        return f"computes at float32 only; {skill.precision} was asked ({skill.precision_source})"
+    return None
+
+
 def signature(batch: dict[str, Any]) -> tuple:
     """What a conversion depends on: input names, dtypes and ranks (sizes stay dynamic), and
     the value of any non-tensor switch."""
@@ -103,6 +114,19 @@ def reference_outputs(skill: Any, batch: dict[str, Any]) -> dict[str, torch.Tens
     sample inside forward must not see their random stream moved by a check."""
     with torch.random.fork_rng(devices=[]), torch.inference_mode():
         return flatten_outputs(skill.model(**batch))
+
+
+def _reference_for(skill: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """``reference_outputs``, computed once for a batch that several engines try in turn (one
+    declines, the next proves itself on the same tensors).  The batch's tensors are held with
+    the answer, so their ids stay theirs; ``_version`` notices an in-place change."""
+    key = tuple(sorted((name, id(v), v._version) if isinstance(v, torch.Tensor) else (name, repr(v))
+                       for name, v in batch.items()))  # fmt: skip
+    held = skill.__dict__.get("_last_reference")
+    if held is None or held[0] != key:
+        held = (key, tuple(batch.values()), reference_outputs(skill, batch))
+        skill.__dict__["_last_reference"] = held
+    return held[2]
 
 
 def check_parity(engine: str, precision: str, outputs: dict[str, torch.Tensor],
@@ -145,7 +169,7 @@ def run_proven(skill: Any, engine: str, precision: str, batch: dict[str, Any],
     entry = cache.get(key)
     if entry is None:
         try:
-            reference = reference_outputs(skill, batch)
+            reference = _reference_for(skill, batch)
         except Exception as exc:  # noqa: BLE001 — these inputs, not the engine: keep no verdict
             raise EngineDeclined(f"{engine}: not tried, PyTorch eager rejects these inputs: {describe(exc)}") from exc
         try:

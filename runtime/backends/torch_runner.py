@@ -67,7 +67,7 @@ def run(skill: Any, batch: dict[str, Any], device: str) -> BackendOutput:
         eager = _Eager(skill, target, "float32")
     except (RuntimeError, AssertionError) as exc:  # e.g. "Torch not compiled with CUDA enabled"
         raise BackendUnavailable(target.type, f"cannot place the model on {target}: {exc}") from exc
-    precision = getattr(skill, "precision", "float32")
+    precision = skill.precision
     if precision == "float32":
         return BackendOutput(eager.run(batch), str(target), engine="torch", precision=model_precision(eager.model))
     reason = None

@@ -230,6 +230,26 @@ def test_run_proven_prepares_once_per_signature_and_keeps_both_verdicts():
     assert len(calls) == 2
 
 
+def test_engines_tried_in_turn_on_one_batch_share_one_reference(monkeypatch):
+    """A declined engine and the next one proving itself on the same tensors run PyTorch for
+    the reference once; new tensors, or the same ones changed in place, get a new reference."""
+    skill, inputs = _bert()
+    calls = []
+    real = parity.reference_outputs
+    monkeypatch.setattr(parity, "reference_outputs", lambda *a: calls.append(1) or real(*a))
+
+    def broken(reference):
+        raise RuntimeError("cannot")
+
+    with pytest.raises(parity.EngineDeclined):
+        parity.run_proven(skill, "first", "float32", inputs, broken)
+    parity.run_proven(skill, "second", "float32", inputs, lambda ref: _Fake(lambda b: real(skill, b)))
+    assert len(calls) == 1
+    inputs["attention_mask"][0, -1] = 0  # in place: the reference must be computed again
+    parity.run_proven(skill, "third", "float32", inputs, lambda ref: _Fake(lambda b: real(skill, b)))
+    assert len(calls) == 2
+
+
 def test_a_dropped_or_reshaped_output_fails_the_proof():
     skill, inputs = _bert()
 

@@ -47,13 +47,9 @@ def _tensors(skill: Any, batch: dict[str, Any], target: str) -> dict[str, torch.
     if len(tensors) != len(batch):
         others = sorted(set(batch) - set(tensors))
         raise BackendUnavailable(target, f"takes tensors only; got non-tensor inputs {', '.join(others)}")
-    dtypes = parity.parameter_dtypes(skill.model)
-    if dtypes - {"float32"}:
-        raise BackendUnavailable(target, f"runs float32 models; this one holds {', '.join(sorted(dtypes))}")
-    precision = getattr(skill, "precision", "float32")
-    if precision != "float32":
-        raise BackendUnavailable(target, f"computes at float32 only; {precision} was asked "
-                                 f"({getattr(skill, 'precision_source', '')})")  # fmt: skip
+    why = parity.float32_only(skill)
+    if why:
+        raise BackendUnavailable(target, why)
     return tensors
 
 
