@@ -85,5 +85,5 @@ def run(skill: Any, batch: dict[str, Any], device: str) -> BackendOutput:
         except parity.EngineDeclined as exc:
             reason = exc.reason
     ran = BackendOutput(eager.run(batch), str(target), engine="torch", precision=model_precision(eager.model))
-    ran.engine_fallback = f"{reason}; ran PyTorch eager at float32"
+    ran.engine_fallback = f"{reason}; ran PyTorch eager at {ran.precision}"  # the model's own dtype
     return ran
