@@ -18,7 +18,7 @@ from . import BackendOutput, parity
 ENGINE = "openvino"
 # skillmill's precision names -> OpenVINO's element types, and back.
 HINTS = {"float32": "f32", "bf16": "bf16"}
-COMPILED = {"f32": "float32", "bf16": "bf16", "f16": "float16"}
+COMPILED = {hint: name for name, hint in HINTS.items()}  # another element type keeps its OpenVINO name
 
 
 def compiled_precision(compiled: Any) -> str:
