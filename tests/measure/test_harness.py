@@ -18,8 +18,11 @@ def test_worker_memory_cap_counts_on_top_of_the_inherited_address_space():
 
     inherited = harness._address_space_bytes()
     row = harness.run_parallel(["one"], _limits, jobs=1, timeout=60)["one"]
-    assert inherited > 0
-    assert row["cap"] >= inherited + harness.MEMORY_LIMIT_BYTES
+    assert inherited > 256 * 1024**2  # torch alone maps several hundred MB
+    # The worker measures its own mapping after the fork; the parent's may shrink or grow by a
+    # few MB in between (allocator trims, pipe buffers), so compare against half of it: a flat
+    # cap (the bug) leaves nothing of the inherited space above MEMORY_LIMIT_BYTES.
+    assert row["cap"] - harness.MEMORY_LIMIT_BYTES >= inherited // 2
     assert row["cap"] <= row["mapped"] + harness.MEMORY_LIMIT_BYTES
 
 
