@@ -16,6 +16,7 @@ FOLDERS = {
     "skillmill.templates": "templates",
     "skillmill.generated": "generated",
     "skillmill.runtime": "runtime",
+    "skillmill.engines": "engines",
     "skillmill.native": "native",
     "skillmill.ir": "ir",
     "skillmill.serving": "serving",

@@ -1,4 +1,4 @@
-"""The measuring subcommands of `generate-skills`: coverage, bench and demo.  What they run
+"""The measuring subcommands of `generate-skills`: coverage, bench, demo and tune.  What they run
 lives in skillmill.measure (the sweeps, the benchmarks, the harness); this is the command line."""
 
 from __future__ import annotations
@@ -256,7 +256,87 @@ def bench_modular(rounds, repeats, backends, no_cold, json_path):
             json.dump(results, handle, indent=1)
 
 
+@bench.command("gpu-check")
+@click.option("--devices", default="cuda,max", show_default=True, help="Skill devices to check beside the CPU.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
+def bench_gpu_check(devices, json_path):
+    """Real all-MiniLM-L6-v2 skill on each device beside device="cpu": where it ran, first-call
+    and warm times, and the largest difference from the CPU's outputs (n/a after a fallback)."""
+    from skillmill.measure import gpu_check
+
+    minilm_folder()
+    argv = ["--devices", devices] + (["--json", json_path] if json_path else [])
+    raise SystemExit(gpu_check.main(argv))
+
+
+def _parse_shapes(ctx, param, value: str) -> list[tuple[int, int]]:
+    shapes = []
+    for item in (part.strip() for part in value.split(",") if part.strip()):
+        batch, sep, seq = item.lower().partition("x")
+        if not (sep and batch.isdigit() and seq.isdigit() and int(batch) > 0 and int(seq) > 0):
+            raise click.BadParameter(f"'{item}' is not BATCHxSEQ (e.g. 1x16)")
+        shapes.append((int(batch), int(seq)))
+    if not shapes:
+        raise click.BadParameter("give at least one BATCHxSEQ shape")
+    return shapes
+
+
+@click.command()
+@click.option("--skill", "class_name", required=True, metavar="CLASS",
+              help="The transformers model class, e.g. BertModel.")
+@click.option("--model", "model", required=True, metavar="DIR_OR_tiny",
+              help="A local checkpoint folder, or 'tiny' for the registry's tiny random model.")
+@click.option("--shapes", default="1x16,1x128,32x128", show_default=True, callback=_parse_shapes,
+              help="Comma-separated BATCHxSEQ shapes to measure; each becomes one table entry "
+                   "(the sequence is bucketed up to a power of two).")
+@click.option("--repeats", type=click.IntRange(1, 100000), default=20, show_default=True,
+              help="Timed rounds per shape; each round runs every engine once, in rotating order.")
+@click.option("--engines", default=None, metavar="LIST",
+              help="Comma-separated engines (native, torch, openvino, onnxruntime, cuda, max, "
+                   "mojo, ...); default: every engine present here.")
+@click.option("--include-compiled", is_flag=True,
+              help="Also measure max and mojo: each compiles the model on its first call, which "
+                   "can take minutes.")
+@click.option("--precision", default=None, type=click.Choice(["float32", "bf16"]),
+              help="What to compute at (default: SKILLMILL_PRECISION, else float32).")
+@click.option("--startup-budget", type=float, default=5.0, show_default=True,
+              help="Seconds of first-call cost auto accepts; used here only to show the choice "
+                   "(the table keeps every figure).")
+def tune(class_name, model, shapes, repeats, engines, include_compiled, precision, startup_budget):
+    """Measure every engine present for one skill and remember the figures for device="auto".
+
+    Per shape, each engine's first call (conversion, compile, parity check against PyTorch eager
+    float32) is timed on its own, then the engines alternate round by round.  A call that did not
+    run on the engine asked for (a fallback) is never timed as that engine; its row says why.
+    The figures go to the decision table ($SKILLMILL_DECISIONS, else
+    ~/.cache/skillmill/decisions.json), keyed by the class, a digest of the weights, the shape
+    bucket, the precision and this machine's fingerprint (CPU, SIMD, cores, GPUs, and the
+    versions of torch, max, openvino and onnxruntime).  From then on a skill loaded with
+    device="auto" on these weights tries the fastest engine whose parity passed first, and says
+    why in result.choice."""
+    from skillmill.measure.manager import UnifiedBackendManager, format_report
+    from skillmill.runtime.decisions import Constraints
+    from skillmill.runtime.errors import SkillError
+    from skillmill.runtime.precision import resolve_precision
+
+    wanted = [e.strip() for e in engines.split(",") if e.strip()] if engines else None
+    manager = UnifiedBackendManager(echo=click.echo, progress=True)
+    try:
+        reports = manager.benchmark_backends(
+            class_name, model=model, shapes=shapes, engines=wanted, repeats=repeats,
+            include_compiled=include_compiled, precision=precision,
+            constraints=Constraints(precisions=(resolve_precision(precision)[0],),
+                                    startup_budget_s=startup_budget),
+        )  # fmt: skip
+    except (SkillError, KeyError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    label = " (tiny)" if model == "tiny" else f" ({model})"
+    click.echo(format_report(reports, label))
+    click.echo(f"\nwrote {len(reports)} entries to {manager.path}")
+
+
 def register_commands(main: click.Group) -> None:
     main.add_command(coverage)
     main.add_command(demo)
     main.add_command(bench)
+    main.add_command(tune)

@@ -79,7 +79,7 @@ def compile_to_mojomodel(ir: Graph, output_path: str | os.PathLike, metadata: di
 class LoadedMojoModel:
     """A loaded .mojomodel container: ``.run({input: array}) -> {output: array}`` on the native
     executor.  No Mojo is involved (the name is the file format's); the Mojo engine's model is
-    ``skillmill.runtime.backends.modular.mojo_model.MojoModel``."""
+    ``skillmill.engines.modular.mojo_model.MojoModel``."""
 
     def __init__(self, graph: Graph, metadata: dict[str, Any], path: str, content_sha256: str):
         from .executor import Executor

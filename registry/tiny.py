@@ -684,7 +684,7 @@ def _fix_encoder_in_channels(level: dict[str, Any]) -> None:
 
 def tiny_model(model_class, config=None, seed: int = 0) -> torch.nn.Module:
     """The seeded, float32, eval-mode model of `model_class` (class or name) on a tiny config."""
-    from skillmill.runtime.loading import resolve_model_class
+    from .classes import resolve_model_class
 
     cls = resolve_model_class(model_class) if isinstance(model_class, str) else model_class
     with quiet_config_warnings():

@@ -148,39 +148,16 @@ def probe_openvino_device(device: str):
     return True, f"OpenVINO {openvino.__version__} device {device}", openvino.__version__
 
 
-def probe_max_engine(device: str):
-    """Modular MAX really starts here: the adapter imports ``max`` (engine, graph, driver); for
-    ``gpu`` MAX must also see an accelerator."""
-    if importlib.util.find_spec("max") is None:
-        return False, "Python package 'max' not installed (pip install 'skillmill[modular]')", None
-    try:
-        from skillmill.runtime.backends.modular import adapter
-    except Exception as exc:  # an import that fails is a MAX that is not usable here
-        return False, f"MAX cannot start: {type(exc).__name__}: {exc}", None
-    accelerators = adapter.accelerator_count()
-    if device == "gpu" and not accelerators:
-        return False, f"MAX {adapter.MAX_VERSION} sees no accelerator", adapter.MAX_VERSION
-    return True, f"MAX {adapter.MAX_VERSION}: cpu + {accelerators} accelerator(s)", adapter.MAX_VERSION
-
-
-def probe_mojo_compiler(_: Any):
-    """The ``mojo`` compiler is installed and answers ``--version``."""
-    from skillmill.runtime.backends.modular.mojo_build import compiler_version, mojo_executable
-
-    exe = mojo_executable()
-    if exe is None:
-        return False, "the Mojo compiler is not installed (pip install 'skillmill[modular]')", None
-    version = compiler_version()
-    if not version.lower().startswith("mojo"):
-        return False, f"{exe} does not answer --version ({version})", None
-    return True, f"{exe} ({version})", version.split()[1] if len(version.split()) > 1 else version
-
-
 def probe_callable(spec: str):
-    module_name, _, func_name = spec.partition(":")
+    """``"package.module:function"`` or ``"package.module:function argument"``: the function
+    answers ``(present, found)`` or ``(present, found, version)``.  Engines keep their own probes
+    this way (skillmill.engines.modular.probes), so detection imports no engine."""
+    target, _, argument = spec.partition(" ")
+    module_name, _, func_name = target.partition(":")
     func = getattr(importlib.import_module(module_name), func_name)
-    present, found = func()
-    return bool(present), str(found), None
+    answer = func(argument) if argument else func()
+    present, found, version = (*answer, None)[:3]
+    return bool(present), str(found), version
 
 
 PROBES: dict[str, Probe] = {
@@ -191,8 +168,6 @@ PROBES: dict[str, Probe] = {
     "torch_device": probe_torch_device,
     "onnxruntime_provider": probe_onnxruntime_provider,
     "openvino_device": probe_openvino_device,
-    "max_engine": probe_max_engine,
-    "mojo_compiler": probe_mojo_compiler,
     "callable": probe_callable,
 }
 

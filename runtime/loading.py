@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from skillmill.registry import classes
+
 from .errors import SkillLoadError
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -18,25 +20,11 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 
 
 def resolve_model_class(class_name: str, model_type: str | None = None) -> type:
-    """The transformers class called `class_name`; a base class the top-level namespace does not
-    export is found through `model_type`'s entry in MODEL_MAPPING."""
-    import transformers
-
-    model_class = getattr(transformers, class_name, None)
-    if model_class is None:  # a base class the top-level namespace does not export
-        from transformers import CONFIG_MAPPING, MODEL_MAPPING
-
-        if model_type is None or model_type not in CONFIG_MAPPING:
-            raise SkillLoadError(f"unknown model class {class_name!r}: not exported by transformers")
-        model_class = MODEL_MAPPING[CONFIG_MAPPING[model_type]]
-    from transformers import PreTrainedModel
-
-    if not (isinstance(model_class, type) and issubclass(model_class, PreTrainedModel)):
-        raise SkillLoadError(
-            f"transformers cannot build {class_name} here: {getattr(model_class, '__name__', model_class)}"
-            " is a placeholder for a missing optional dependency"
-        )
-    return model_class
+    """``skillmill.registry.classes.resolve_model_class``, its error a ``SkillLoadError``."""
+    try:
+        return classes.resolve_model_class(class_name, model_type)
+    except classes.ModelClassError as exc:
+        raise SkillLoadError(str(exc)) from None
 
 
 def _config_from_dict(model_class: type, data: dict[str, Any]):

@@ -1,7 +1,7 @@
 """The numeric precision a skill computes at: float32 unless the caller asks for another.
 
 One table here says which precisions exist and how close each must come to PyTorch eager
-float32 when an engine proves itself (``backends/parity.py``).  An engine that cannot compute at
+float32 when an engine proves itself (``engines/parity.py``).  An engine that cannot compute at
 the asked precision declines with the reason and the next one runs; PyTorch eager can always run
 both, so the precision a result reports is the one that was asked for.
 

@@ -27,8 +27,10 @@ _LAZY = {
     "compile_to_mojomodel": "skillmill.ir.mojomodel",
     "load_mojomodel": "skillmill.ir.mojomodel",
     "deploy_max": "skillmill.serving",
-    "compile_to_max": "skillmill.runtime.backends.modular.compile_api",
-    "compile_to_mojo": "skillmill.runtime.backends.modular.compile_api",
+    "compile_to_max": "skillmill.engines.modular.compile_api",
+    "compile_to_mojo": "skillmill.engines.modular.compile_api",
+    "UnifiedBackendManager": "skillmill.measure.manager",
+    "Constraints": "skillmill.runtime.decisions",
 }
 
 __all__ = ["load_skill", "skill_class", "detect_hardware", *_LAZY]

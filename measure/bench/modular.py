@@ -96,12 +96,12 @@ def _load_backend(backend: str, ir_path: str) -> Any:
     graph = load_mojomodel(ir_path).graph
     names = set(graph.inputs)
     if backend in ("max", "max-builtin", "max-gpu"):
-        from skillmill.runtime.backends.modular.max_model import MaxModel
+        from skillmill.engines.modular.max_model import MaxModel
 
         builtin = {"custom_kernels": {}, "custom_extensions": []} if backend == "max-builtin" else {}
         model = MaxModel.from_graph(graph, "gpu" if backend == "max-gpu" else "cpu", **builtin)
     elif backend == "mojo":
-        from skillmill.runtime.backends.modular.mojo_model import MojoModel
+        from skillmill.engines.modular.mojo_model import MojoModel
 
         model = MojoModel.from_graph(graph)
     else:
@@ -145,7 +145,7 @@ def _compile_worker(kind: str, ir_path: str) -> dict[str, Any]:
     graph = load_mojomodel(ir_path).graph
     started = time.perf_counter()
     if kind.startswith("max"):
-        from skillmill.runtime.backends.modular.max_model import MaxModel
+        from skillmill.engines.modular.max_model import MaxModel
 
         if kind == "max_new_graph":
             graph = _salted(graph)
@@ -153,7 +153,7 @@ def _compile_worker(kind: str, ir_path: str) -> dict[str, Any]:
         model = MaxModel.from_graph(graph, target, use_cache=kind != "max_new_graph")
         return {"seconds": time.perf_counter() - started, "compile_s": model.compile_seconds,
                 "cache_hit": model.cache_hit}  # fmt: skip
-    from skillmill.runtime.backends.modular.mojo_model import MojoModel
+    from skillmill.engines.modular.mojo_model import MojoModel
 
     model = MojoModel.from_graph(graph)
     return {"seconds": time.perf_counter() - started, "compile_s": model.build_seconds,

@@ -88,7 +88,7 @@ def prepare_type(model_type: str, workdir: Path) -> dict[str, Any]:
         graph, _ = optimize_graph(convert_from_pytorch(model, example))
         row["nodes"] = len(graph.nodes)
         row["stage"] = "lowering check"
-        from skillmill.runtime.backends.modular.lowering import missing_ops
+        from skillmill.engines.modular.lowering import missing_ops
 
         missing = missing_ops(graph)
         if missing:
@@ -153,9 +153,9 @@ def run_group(workdir: Path, types: list[str]) -> dict[str, dict[str, Any]]:
 
     Lowering failures are per type (that type is left out); a compile or run failure raises
     (the caller splits the group)."""
-    from skillmill.runtime.backends.modular import adapter
-    from skillmill.runtime.backends.modular.custom_op import defaults
-    from skillmill.runtime.backends.modular.lowering import MaxLoweringError, lower_graphs
+    from skillmill.engines.modular import adapter
+    from skillmill.engines.modular.custom_op import defaults
+    from skillmill.engines.modular.lowering import MaxLoweringError, lower_graphs
 
     # run_coverage sets both for us: the device, and whether skillmill's custom ops are used
     target = os.environ.get("SKILLMILL_MAX_TARGET", "cpu")
@@ -232,7 +232,7 @@ def trace_type(folder: Path, limit: int = 400, shape_index: int = 0) -> list[tup
     relative error) for every node, in graph order."""
     from skillmill.ir.graph import resolve_attr
     from skillmill.ir.ops import run_reference
-    from skillmill.runtime.backends.modular.max_model import MaxModel
+    from skillmill.engines.modular.max_model import MaxModel
 
     graph, feeds, _ = _load(folder)
     env: dict[str, Any] = dict(graph.weights)

@@ -14,7 +14,8 @@ from skillmill import load_skill
 from skillmill.ir.numerics import relative_error
 from skillmill.registry import load_registry
 from skillmill.registry.tiny import tiny_config
-from skillmill.runtime.backends import openvino_runner, parity
+from skillmill.engines import parity
+from skillmill.engines.openvino import runner as openvino_runner
 from skillmill.runtime.outputs import flatten_outputs
 from skillmill.runtime.precision import PARITY_TOLERANCE, UnknownPrecisionError
 

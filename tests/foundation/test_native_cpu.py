@@ -7,7 +7,8 @@ import torch
 
 from skillmill import load_skill
 from skillmill.ir.numerics import relative_error
-from skillmill.runtime.backends import native_runner, parity
+from skillmill.engines import parity
+from skillmill.engines.native import runner as native_runner
 
 TOL = 1e-4
 

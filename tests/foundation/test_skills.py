@@ -72,7 +72,7 @@ def test_raw_image_and_waveform_inputs():
 
 def test_use_mojo_max_target_falls_back_with_the_reason(monkeypatch):
     # MAX/Mojo that cannot run this model (tests/modular runs them for real)
-    from skillmill.runtime.backends.modular import runner
+    from skillmill.engines.modular import runner
     from skillmill.runtime.errors import BackendUnavailable
 
     def unavailable(target):

@@ -19,7 +19,7 @@ supports:
   modalities: [text]
   families: [encoder]
 imports:
-  - from skillmill.runtime.backends import torch_runner
+  - from skillmill.engines.pytorch import runner as torch_runner
 """
 
 PARTIAL = '''\

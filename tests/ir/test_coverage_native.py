@@ -32,7 +32,7 @@ def test_report_meets_the_floor(native_report):
 
 def test_cpu_target_reads_the_same_verdicts(native_report):
     from skillmill.registry import support
-    from skillmill.runtime.backends.native_runner import ENGINE
+    from skillmill.engines.native.runner import ENGINE
 
     verdicts = support.verdicts(ENGINE, "float32")
     rows = native_report["model_types"]

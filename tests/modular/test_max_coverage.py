@@ -97,7 +97,7 @@ def test_outer_broadcast_mask_is_computed_right():
     """rows >= cols (an outer broadcast) combined with a [B, 1, 1, T] padding mask: MAX 26.7 fused
     this into one kernel and returned all true; the lowering materialises the outer result."""
     from skillmill.ir.graph import Graph, Node, TensorSpec
-    from skillmill.runtime.backends.modular.max_model import MaxModel
+    from skillmill.engines.modular.max_model import MaxModel
 
     g = Graph(name="causal_and_padding")
     g.inputs["mask"] = TensorSpec("int64", ["batch", "seq"])
@@ -125,7 +125,7 @@ def test_constant_pad_on_symbolic_dims():
     padded max pool, which pads with -inf the same way; ceil-mode average pools."""
     from skillmill.ir.executor import Executor
     from skillmill.ir.graph import Graph, Node, TensorSpec
-    from skillmill.runtime.backends.modular.max_model import MaxModel
+    from skillmill.engines.modular.max_model import MaxModel
 
     g = Graph(name="pads")
     g.inputs["x"] = TensorSpec("float32", ["batch", 3, 8, 8])
@@ -161,7 +161,7 @@ def test_scatters_indexing_and_run_time_checks():
     MaxModel checks the conditions after the run and raises the assertion's message."""
     from skillmill.ir.executor import Executor
     from skillmill.ir.graph import Graph, Node, TensorSpec
-    from skillmill.runtime.backends.modular.max_model import MaxModel
+    from skillmill.engines.modular.max_model import MaxModel
 
     g = Graph(name="scatters")
     g.inputs["x"] = TensorSpec("float32", ["batch", 4, 6])
@@ -211,7 +211,7 @@ def test_resize_follows_torch():
     import torch
 
     from skillmill.ir.graph import Graph, Node, TensorSpec
-    from skillmill.runtime.backends.modular.max_model import MaxModel
+    from skillmill.engines.modular.max_model import MaxModel
 
     g = Graph(name="resize")
     g.inputs["x"] = TensorSpec("float32", ["batch", 3, 5, 7])
@@ -239,7 +239,7 @@ def test_conv_transpose_follows_torch():
     import torch
 
     from skillmill.ir.graph import Graph, Node, TensorSpec
-    from skillmill.runtime.backends.modular.max_model import MaxModel
+    from skillmill.engines.modular.max_model import MaxModel
 
     rng = np.random.default_rng(0)
     cases = {  # name: (weight shape, attrs)
@@ -280,7 +280,7 @@ def test_grid_sample_and_antialiased_resize_follow_torch():
     import torch
 
     from skillmill.ir.graph import Graph, Node, TensorSpec
-    from skillmill.runtime.backends.modular.max_model import MaxModel
+    from skillmill.engines.modular.max_model import MaxModel
 
     cases = {"zeros": {"mode": "bilinear", "padding_mode": "zeros", "align_corners": False},
              "border": {"mode": "bilinear", "padding_mode": "border", "align_corners": False},
@@ -315,7 +315,7 @@ def test_a_scalar_attribute_read_from_a_shape_is_a_run_time_value():
     """deepseek_vl compares a count with 128 * seq: the attribute is a symbolic dim, which
     reaches MAX as a 0-d tensor computed from the input's shape (it failed as a constant)."""
     from skillmill.ir.graph import Graph, Node, TensorSpec
-    from skillmill.runtime.backends.modular.max_model import MaxModel
+    from skillmill.engines.modular.max_model import MaxModel
 
     g = Graph(name="dim_attribute")
     g.inputs["ids"] = TensorSpec("int64", ["batch", "seq"])
@@ -341,7 +341,7 @@ def test_negative_symbolic_slice_and_dim_mod():
     """bamba's mask[:, -seq:] (a symbolic negative start, which torch wraps: the whole dim) and
     seq % 4 as Dim algebra (MAX's Dim has no %) sizing an Arange."""
     from skillmill.ir.graph import Graph, Node, TensorSpec
-    from skillmill.runtime.backends.modular.max_model import MaxModel
+    from skillmill.engines.modular.max_model import MaxModel
 
     g = Graph(name="negative_slice")
     g.inputs["x"] = TensorSpec("float32", ["batch", "seq"])
@@ -370,7 +370,7 @@ def test_unfold_follows_torch():
     import torch
 
     from skillmill.ir.graph import Graph, Node, TensorSpec
-    from skillmill.runtime.backends.modular.max_model import MaxModel
+    from skillmill.engines.modular.max_model import MaxModel
 
     g = Graph(name="unfold")
     g.inputs["x"] = TensorSpec("float32", ["batch", 11, 6])

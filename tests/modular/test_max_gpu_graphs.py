@@ -28,7 +28,7 @@ def _tiny_bert_graph():
 def test_bert_lowers_to_a_gpu_graph():
     """BERT's padding mask indexes with a run-time size and slices by the symbolic sequence
     length: the size must reach the GPU, the slice bound must stay on the host."""
-    from skillmill.runtime.backends.modular.lowering import lower_graph
+    from skillmill.engines.modular.lowering import lower_graph
 
     lowered = lower_graph(_tiny_bert_graph(), "gpu", {}, [])
     assert lowered.output_names
@@ -36,7 +36,7 @@ def test_bert_lowers_to_a_gpu_graph():
 
 def test_symbolic_slice_and_negative_index_lower_for_the_gpu():
     from skillmill.ir.graph import Graph, Node, TensorSpec
-    from skillmill.runtime.backends.modular.lowering import lower_graph
+    from skillmill.engines.modular.lowering import lower_graph
 
     g = Graph(name="gpu_operands")
     g.inputs["x"] = TensorSpec("float32", ["batch", "seq"])
@@ -60,8 +60,8 @@ def test_reshape_max_cannot_prove_is_asserted_at_run_time():
     batch and refuses the reshape, so the lowering flattens and rebinds the element count, which
     MAX checks when the graph runs: the graph is built for the GPU and run on the CPU."""
     from skillmill.ir.graph import Graph, Node, TensorSpec
-    from skillmill.runtime.backends.modular.lowering import lower_graph
-    from skillmill.runtime.backends.modular.max_model import MaxModel
+    from skillmill.engines.modular.lowering import lower_graph
+    from skillmill.engines.modular.max_model import MaxModel
 
     g = Graph(name="codebooks")
     g.inputs["x"] = TensorSpec("int64", ["batch", "seq"])

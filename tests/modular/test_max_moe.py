@@ -12,7 +12,7 @@ def test_moe_routing_ops_match_the_numpy_reference():
     GroupedMatMul over an uneven split with an empty group and rows past the last offset."""
     from skillmill.ir.executor import Executor
     from skillmill.ir.graph import Graph, Node, TensorSpec
-    from skillmill.runtime.backends.modular.max_model import MaxModel
+    from skillmill.engines.modular.max_model import MaxModel
 
     rng = np.random.default_rng(0)
     g = Graph(name="moe_ops")

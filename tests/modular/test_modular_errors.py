@@ -7,7 +7,7 @@ import pytest
 def test_mojo_compiler_error_lands_in_error_message_and_the_skill_falls_back(monkeypatch):
     import skillmill
     from skillmill import load_skill
-    from skillmill.runtime.backends.modular import mojo_build
+    from skillmill.engines.modular import mojo_build
 
     real_render = mojo_build.render
     monkeypatch.setattr(mojo_build, "render", lambda ctx: real_render(ctx) + "\ndef broken(:\n")
@@ -39,7 +39,7 @@ def test_missing_max_lowering_names_the_op():
 
 def test_skill_on_max_names_the_missing_op_and_falls_back(monkeypatch):
     from skillmill import load_skill
-    from skillmill.runtime.backends.modular import lowering
+    from skillmill.engines.modular import lowering
 
     table = lowering.lowerings()
     monkeypatch.setattr(lowering, "lowerings", lambda: {k: v for k, v in table.items() if k != "LayerNorm"})
@@ -62,12 +62,14 @@ def test_auto_leaves_modular_targets_alone_unless_asked(monkeypatch):
 
 
 def test_probes_report_max_and_mojo_really_present():
-    from skillmill.runtime.hardware import probe_max_engine, probe_mojo_compiler
+    """Through the declarations, as the skills probe them (the probes live in the engine)."""
+    from skillmill.generator.targets import load_declarations
+    from skillmill.runtime.hardware import evaluate
 
-    present, found, version = probe_max_engine("cpu")
-    assert present and version == "26.7.0" and "MAX" in found
-    present, found, _ = probe_mojo_compiler(True)
-    assert present and "Mojo" in found
+    declared = {d["name"]: d for d in load_declarations()}
+    max_status, mojo_status = (evaluate(name, declared[name]["detect"]) for name in ("max", "mojo"))
+    assert max_status.available and max_status.version == "26.7.0" and "MAX" in max_status.reason
+    assert mojo_status.available and "Mojo" in mojo_status.reason
 
 
 @pytest.mark.parametrize("value", [np.float32(1.0)])
@@ -82,7 +84,7 @@ def test_a_count_read_from_a_tensor_is_refused_as_data_dependent():
     """TopK's k read from a tensor's value (torch.export's TensorToScalar) cannot size a MAX
     output: the lowering says so by name (no compile needed to find out)."""
     from skillmill.ir.graph import Graph, Node, TensorSpec
-    from skillmill.runtime.backends.modular.lowering import MaxLoweringError, lower_graph
+    from skillmill.engines.modular.lowering import MaxLoweringError, lower_graph
 
     g = Graph(name="topk_k_from_tensor")
     g.inputs["x"] = TensorSpec("float32", ["batch", 8])

@@ -14,7 +14,7 @@ from modular_helpers import reference, relative_error
 
 
 def _host_width() -> int:
-    from skillmill.runtime.backends.modular import mojo_kernels
+    from skillmill.engines.modular import mojo_kernels
 
     return mojo_kernels.simd_width()
 
@@ -83,8 +83,8 @@ def _check(run, graph) -> None:
 def test_linear_custom_op_lowers_for_any_n(width, monkeypatch):
     """Every Linear becomes skillmill_linear in the MAX graph (none falls back to MAX's matmul
     for an N that is not a whole number of panels) and equals the IR reference."""
-    from skillmill.runtime.backends.modular import custom_op, mojo_kernels
-    from skillmill.runtime.backends.modular.max_model import MaxModel
+    from skillmill.engines.modular import custom_op, mojo_kernels
+    from skillmill.engines.modular.max_model import MaxModel
 
     monkeypatch.setattr(mojo_kernels, "simd_width", lambda: width)  # as on a CPU of this width
     graph = linear_cases_graph()
@@ -108,7 +108,7 @@ def test_mojo_target_linear_any_n(width, monkeypatch):
     """The Mojo path's own module (the same microkernel) at each width: every Linear runs on
     the Mojo kernel, never the executor's fallback, writes [M, N] itself (no padded buffer) and
     equals the IR reference."""
-    from skillmill.runtime.backends.modular import mojo_kernels, mojo_model
+    from skillmill.engines.modular import mojo_kernels, mojo_model
 
     def strict(fast, reference):  # a Linear the kernel hands back fails instead of falling back
         def kernel(args, attrs):
@@ -128,7 +128,7 @@ def test_mojo_target_linear_any_n(width, monkeypatch):
 
 
 def test_pack_weight_pads_the_last_panel():
-    from skillmill.runtime.backends.modular.mojo_kernels import pack_weight
+    from skillmill.engines.modular.mojo_kernels import pack_weight
 
     w = np.arange(7 * 3, dtype=np.float32).reshape(7, 3) + 1
     packed = pack_weight(w, 4)
@@ -145,7 +145,7 @@ def test_a_changed_template_changes_the_compile_key(tmp_path, monkeypatch):
 
     from modular_helpers import ln_linear_graph
 
-    from skillmill.runtime.backends.modular import cache, custom_op, lowering, mojo_build
+    from skillmill.engines.modular import cache, custom_op, lowering, mojo_build
 
     monkeypatch.setenv("MODULAR_CACHE_DIR", str(tmp_path / "cache"))
     original = custom_op.folder(8)

@@ -3,7 +3,7 @@ Mojo kernels rendered for MiniLM's shapes and built with `mojo build`."""
 
 from modular_helpers import SENTENCES, ln_linear_graph, reference, relative_error
 
-from skillmill.runtime.backends import parity
+from skillmill.engines import parity
 
 
 def test_minilm_embeddings_on_mojo_equal_pytorch(minilm_skill_factory, minilm_reference):
@@ -24,7 +24,7 @@ def test_compile_to_mojo_levels_map_to_compiler_flags():
     import numpy as np
 
     import skillmill
-    from skillmill.runtime.backends.modular.mojo_build import optimization_flags
+    from skillmill.engines.modular.mojo_build import optimization_flags
 
     assert optimization_flags(0)[0] == "--optimization-level=0" and "--fp-mode=contract=off" in optimization_flags(0)
     assert optimization_flags(3) == ["--optimization-level=3"]

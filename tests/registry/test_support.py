@@ -104,8 +104,8 @@ class _FakeSkill:
 
 
 def test_max_target_declines_a_type_its_sweep_failed_before_compiling(monkeypatch, registry):
-    from skillmill.runtime.backends import parity
-    from skillmill.runtime.backends.modular import runner
+    from skillmill.engines import parity
+    from skillmill.engines.modular import runner
     from skillmill.runtime.errors import BackendUnavailable
 
     model_type, verdict = _max_failed_text_type(registry)
@@ -138,7 +138,7 @@ def test_max_target_declines_a_type_its_sweep_failed_before_compiling(monkeypatc
 def test_skill_on_max_falls_back_with_the_sweeps_reason(monkeypatch, registry):
     pytest.importorskip("max")
     from skillmill import load_skill
-    from skillmill.runtime.backends.modular import runner
+    from skillmill.engines.modular import runner
 
     model_type, verdict = _max_failed_text_type(registry)
     monkeypatch.delenv("SKILLMILL_MAX", raising=False)

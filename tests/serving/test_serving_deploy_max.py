@@ -55,7 +55,7 @@ def test_deploy_max_runs_the_model_on_max(minilm_dir):
 
 def test_deploy_max_falls_back_with_the_reason_when_max_cannot_run(minilm_dir, monkeypatch):
     pytest.importorskip("max", reason="MAX (max==26.7.0) is not installed")
-    from skillmill.runtime.backends.modular.max_model import MaxModel
+    from skillmill.engines.modular.max_model import MaxModel
 
     def refuse(*args, **kwargs):
         raise RuntimeError("simulated: MAX's compiler refused the graph")

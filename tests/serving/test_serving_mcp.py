@@ -190,7 +190,7 @@ def test_compile_to_max_compiles_for_real(mcp_results):
 
 def test_compile_to_mojo_builds_for_real(mcp_results):
     pytest.importorskip("max", reason="MAX (max==26.7.0, which brings mojo) is not installed")
-    from skillmill.runtime.backends.modular.mojo_build import mojo_executable
+    from skillmill.engines.modular.mojo_build import mojo_executable
 
     assert mojo_executable() is not None, "max is installed but its mojo compiler is not"
     result = ok(mcp_results, "mojo")

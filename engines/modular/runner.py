@@ -28,8 +28,8 @@ import torch
 
 from skillmill.registry import support
 
-from ...errors import BackendUnavailable
-from .. import BackendOutput, parity
+from skillmill.runtime.errors import BackendUnavailable
+from skillmill.engines import BackendOutput, parity
 
 INSTALL_HINT = "pip install 'skillmill[modular]' (max==26.7.0)"
 

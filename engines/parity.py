@@ -20,8 +20,8 @@ import torch
 
 from skillmill.ir.numerics import relative_error
 
-from ..outputs import flatten_outputs
-from ..precision import PARITY_TOLERANCE
+from skillmill.runtime.outputs import flatten_outputs
+from skillmill.runtime.precision import PARITY_TOLERANCE
 
 REFERENCE = "PyTorch eager float32"
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from ..errors import BackendUnavailable
-from . import BackendOutput, parity
+from skillmill.runtime.errors import BackendUnavailable
+from skillmill.engines import BackendOutput, parity
 
 ENGINE = "openvino"
 # skillmill's precision names -> OpenVINO's element types, and back.

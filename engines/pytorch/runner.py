@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from ..errors import BackendUnavailable, SkillInputError
-from ..outputs import flatten_outputs
-from . import BackendOutput, parity
+from skillmill.runtime.errors import BackendUnavailable, SkillInputError
+from skillmill.runtime.outputs import flatten_outputs
+from skillmill.engines import BackendOutput, parity
 
 AUTOCAST = {"bf16": torch.bfloat16}
 AUTOCAST_DEVICES = ("cpu", "cuda")  # where torch.autocast runs bf16

@@ -23,7 +23,8 @@ import torch
 
 from skillmill.registry import support
 
-from . import BackendOutput, parity, torch_runner
+from skillmill.engines import BackendOutput, parity
+from skillmill.engines.pytorch import runner as torch_runner
 
 ENV_SWITCH = "SKILLMILL_NATIVE"
 OFF_VALUES = ("0", "false", "no", "off")

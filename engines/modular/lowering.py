@@ -61,7 +61,7 @@ LOWERING_VERSION = f"skillmill-max-lowering/{_lowering_source_digest()}"  # part
 class MaxLoweringError(Exception):
     """The IR uses something the MAX lowering cannot express; names the op and node."""
 
-    plain_message = True  # fallback reasons quote it as it stands (backends/parity.describe)
+    plain_message = True  # fallback reasons quote it as it stands (engines/parity.describe)
 
     def __init__(self, op: str, node: str, reason: str):
         self.op = op
