@@ -1,5 +1,7 @@
-"""The measuring subcommands of `generate-skills`: coverage, bench, demo and tune.  What they run
-lives in skillmill.measure (the sweeps, the benchmarks, the harness); this is the command line."""
+"""The measuring subcommands of `generate-skills`: coverage, bench, demo and tune, and export (a
+skill's model to an ONNX file, validated against PyTorch).  What they run lives in
+skillmill.measure (the sweeps, the benchmarks, the harness) and skillmill.engines; this is the
+command line."""
 
 from __future__ import annotations
 
@@ -335,8 +337,144 @@ def tune(class_name, model, shapes, repeats, engines, include_compiled, precisio
     click.echo(f"\nwrote {len(reports)} entries to {manager.path}")
 
 
+# Batches for `export`: the first is traced, all are validated.  Different batch sizes, and for
+# text different sequence lengths (with padding), as HuggingFace optimum validates an export.
+EXPORT_SENTENCES = (
+    ("A man is eating food.", "Two men pushed carts through the woods."),
+    ("A man is riding a horse.",),
+    ("The girl is carrying a baby.", "A man is eating a piece of bread.",
+     "A quick brown fox jumps over the lazy dog and runs along the bank of the river."),
+)  # fmt: skip
+EXPORT_BATCH_SIZES = (2, 1, 3)
+
+
+def _raw_examples(skill, rng) -> list:
+    """Raw inputs in the skill's own modality, one entry per batch, or [] for none."""
+    import numpy as np
+
+    from skillmill.runtime.skill import AudioSkill, TextSkill, VisionSkill
+
+    if isinstance(skill, TextSkill):
+        return [list(texts) for texts in EXPORT_SENTENCES]
+    if isinstance(skill, VisionSkill):
+        return [[rng.integers(0, 256, (40, 48, 3), dtype=np.uint8) for _ in range(n)]
+                for n in EXPORT_BATCH_SIZES]  # fmt: skip
+    if isinstance(skill, AudioSkill) and "input_values" in skill.input_names:
+        return [[rng.standard_normal(16000).astype(np.float32) for _ in range(n)]
+                for n in EXPORT_BATCH_SIZES]  # fmt: skip
+    return []
+
+
+def export_batches(skill) -> list[dict]:
+    """Batches for tracing (the first) and validating (all): the skill's own input preparation
+    (tokenizer, image or waveform preprocessing) on fixed example inputs, or the registry's dummy
+    inputs for a modality that takes tensors.  A batch the export cannot take is left out: away
+    from the batch axis and the text inputs' sequence axis, its shapes must be the traced ones."""
+    import numpy as np
+    import torch
+
+    from skillmill.engines.onnxruntime.export import is_sequence_input
+
+    try:
+        raws = _raw_examples(skill, np.random.default_rng(0))
+        batches = [skill.prepare_inputs(raw) for raw in raws]
+    except Exception:  # noqa: BLE001 — e.g. a multimodal model that needs more than text
+        batches = []
+    if not batches:
+        batches = [skill.example_inputs(batch_size=n, seq_len=length)
+                   for n, length in zip(EXPORT_BATCH_SIZES, (16, 8, 24))]  # fmt: skip
+    batches = [{k: v for k, v in b.items() if isinstance(v, torch.Tensor)} for b in batches]
+
+    def fixed_dims(batch: dict) -> dict:
+        return {name: tuple(t.shape[2:] if is_sequence_input(t) else t.shape[1:])
+                for name, t in batch.items()}  # fmt: skip
+
+    traced = fixed_dims(batches[0])
+    return [batches[0]] + [b for b in batches[1:] if fixed_dims(b) == traced]
+
+
+@click.command("export")
+@click.option("--skill", "class_name", required=True, metavar="CLASS",
+              help="The model class to export, e.g. BertModel (see `generate-skills list`).")
+@click.option("--model", "model_source", required=True, metavar="DIR|tiny",
+              help="A local checkpoint folder, or 'tiny' for the registry's tiny random model.")
+@click.option("--format", "file_format", type=click.Choice(["onnx"]), default="onnx",
+              show_default=True, help="The file format (ONNX is the one there is so far).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The file to write, e.g. bert.onnx; its folder must exist.")
+@click.option("--opset", type=click.IntRange(9, 20), default=17, show_default=True,
+              help="The ONNX opset (9 to 20, what the TorchScript exporter writes).")
+@click.option("--no-validate", is_flag=True, help="Write the file; skip the check against PyTorch.")
+def export(class_name, model_source, file_format, out, opset, no_validate):
+    """Export a skill's model to ONNX and check ONNX Runtime against PyTorch eager.
+
+    The example inputs come from the skill's own input preparation (its tokenizer, or its image
+    or waveform preprocessing; dummy tensors for the other modalities).  The file's inputs are
+    the model's input names and its outputs are named as the skill's outputs (last_hidden_state,
+    pooler_output, logits, ...).  Dim 0 of every input and output is `batch`; dim 1 of the text
+    inputs, and the output dims that follow it, are `sequence`.
+
+    Validation runs ONNX Runtime (CPU) and PyTorch eager float32 on the traced batch and on other
+    batch sizes and sequence lengths, and prints per shape and output the largest relative error
+    (max|onnx - torch| / max|torch|) beside the float32 tolerance.  The exit status is 1 when any
+    output is beyond it.
+
+    \b
+    Example:
+      generate-skills export --skill BertModel --model tiny --format onnx --out bert.onnx
+    """
+    from skillmill import load_skill
+    from skillmill.engines.onnxruntime.export import OnnxExportError, export_onnx, validate
+    from skillmill.runtime.errors import SkillError
+
+    try:
+        skill = load_skill(class_name, model=model_source)
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0] if exc.args else exc)) from None
+    except SkillError as exc:
+        raise click.ClickException(str(exc)) from None
+    batches = export_batches(skill)
+    try:
+        report = export_onnx(skill.model, batches[0], out, opset=opset)
+    except OnnxExportError as exc:
+        raise click.ClickException(str(exc)) from None
+    axes = "; ".join(f"{name} " + ",".join(f"{dim}={axis}" for dim, axis in dims.items())
+                     for name, dims in report.dynamic_axes.items() if dims)  # fmt: skip
+    click.echo(f"wrote {report.path} ({file_format}, opset {report.opset}, "
+               f"{report.size_bytes / 1e6:.2f} MB) in {report.seconds:.1f} s")  # fmt: skip
+    click.echo(f"inputs: {', '.join(report.input_names)}")
+    click.echo(f"outputs: {', '.join(report.output_names)}")
+    click.echo(f"dynamic axes: {axes}")
+    if report.trace_warnings:
+        click.echo(f"tracer warnings (a value fixed at trace time, which validating other shapes "
+                   f"checks): {len(report.trace_warnings)}; the first: "
+                   f"{report.trace_warnings[0][:90]}")  # fmt: skip
+    if no_validate:
+        click.echo("not validated (--no-validate)")
+        return
+    try:
+        rows = validate(report.path, skill.model, batches)
+    except OnnxExportError as exc:
+        raise click.ClickException(str(exc)) from None
+    header = ("shape", "output", "max rel error", "tolerance", "pass")
+    table = [header] + [(r.shape, r.output, f"{r.error:.2e}", f"{r.tolerance:g}",
+                         ("yes" if r.passed else "NO") + (f" ({r.note})" if r.note else ""))
+                        for r in rows]  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    click.echo(f"ONNX Runtime against PyTorch eager float32 on {len(batches)} shapes:")
+    for row in table:
+        click.echo("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    failed = [r for r in rows if not r.passed]
+    if failed:
+        click.echo(f"validation failed: {len(failed)} of {len(rows)} outputs beyond tolerance",
+                   err=True)  # fmt: skip
+        raise SystemExit(1)
+    click.echo(f"validation passed: {len(rows)} of {len(rows)} outputs within tolerance")
+
+
 def register_commands(main: click.Group) -> None:
     main.add_command(coverage)
     main.add_command(demo)
     main.add_command(bench)
     main.add_command(tune)
+    main.add_command(export)

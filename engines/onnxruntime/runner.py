@@ -1,0 +1,85 @@
+"""The ``onnxruntime`` target: the skill's model exported to ONNX once per input signature
+(``export.export_onnx``, in a temporary folder) and run by an ``onnxruntime.InferenceSession`` on
+the CPU execution provider, with as many intra-op threads as torch uses.  The first run of each
+export is proven against PyTorch eager float32 (``parity.run_proven``); one that disagrees is
+never used.
+
+Used only when asked for, ``device="onnxruntime"``: ``device="auto"`` does not pick it (its
+declaration ranks it below cpu, and the runner declines a skill that did not ask) until a later
+issue ranks the engines from measurements."""
+
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from skillmill.engines import BackendOutput, parity
+from skillmill.runtime.errors import BackendUnavailable
+
+from . import export
+
+ENGINE = "onnxruntime"
+
+
+class _Session:
+    """An InferenceSession for one input signature, and the PyTorch output layout it reproduces."""
+
+    def __init__(self, session: Any, reference: dict[str, torch.Tensor]):
+        self.session = session
+        self.names = list(reference)
+        self.dtypes = {name: value.dtype for name, value in reference.items()}
+        self.device = f"{ENGINE}:{session.get_providers()[0]}"
+
+    def run(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        outputs = export.run_session(self.session, tensors)
+        return {name: outputs[name].to(self.dtypes[name]) for name in self.names if name in outputs}
+
+
+def _prepare(skill: Any, tensors: dict[str, torch.Tensor], reference: dict) -> _Session:
+    """Export for this signature and open a session; the file is read into the session, so the
+    temporary folder goes when the session is open."""
+    with tempfile.TemporaryDirectory(prefix="skillmill-onnx-") as folder:
+        path = Path(folder) / f"{skill.model_class_name}.onnx"
+        written = export.export_onnx(skill.model, tensors, path, reference=reference)
+        missing = [name for name in reference if name not in written.output_names]
+        if missing:
+            raise parity.Refused(f"the export lacks the outputs {', '.join(missing)}")
+        session = export.open_session(path)
+    return _Session(session, reference)
+
+
+def _asked(skill: Any) -> bool:
+    return str(getattr(skill, "device_request", "auto")).split(":", 1)[0] == ENGINE
+
+
+def run_onnxruntime(skill: Any, batch: dict[str, Any]) -> BackendOutput:
+    """ONNX Runtime on the CPU, float32, proven once per input signature against PyTorch."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise BackendUnavailable(ENGINE, "Python package 'onnxruntime' not installed "
+                                 "(pip install 'skillmill[onnx]')")  # fmt: skip
+    if not _asked(skill):
+        raise BackendUnavailable(ENGINE, f"used when asked for (device='{ENGINE}'); device='auto' "
+                                 "does not pick it until the engines are ranked from "
+                                 "measurements")  # fmt: skip
+    tensors = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    switches = sorted(
+        k for k, v in batch.items() if not isinstance(v, torch.Tensor) and v is not None
+    )
+    if switches:  # an exported graph takes tensors only; dropping a switch would change the model
+        raise BackendUnavailable(
+            ENGINE, f"non-tensor arguments ({', '.join(switches)}) cannot reach an exported model"
+        )
+    why = parity.float32_only(skill)
+    if why:
+        raise BackendUnavailable(ENGINE, why)
+    try:
+        outputs, prepared, proof = parity.run_proven(
+            skill, ENGINE, "float32", tensors, lambda reference: _prepare(skill, tensors, reference)
+        )
+    except parity.EngineDeclined as exc:
+        raise BackendUnavailable(ENGINE, exc.reason.removeprefix(f"{ENGINE}: ")) from exc
+    return BackendOutput(outputs, prepared.device, engine=ENGINE, precision="float32", parity=proof)
