@@ -10,6 +10,9 @@
     measure/bench/         the benchmarks `generate-skills bench` runs: kernels, models,
                            modular, serving
     measure/gpu_check.py   a skill's GPU paths run for real and compared with its CPU path
+    measure/manager.py     ``UnifiedBackendManager``: every engine present timed for one skill
+                           (`generate-skills tune`), written to the decision table that
+                           device="auto" reads (runtime/decisions.py)
 
 The direction is one way: measure/ imports the runtime, the IR, the registry and the native
 kernels; none of them imports measure/ (tests/foundation/test_import_direction.py).  The verdicts

@@ -35,6 +35,10 @@ class SkillResult(Mapping):
     # PyTorch eager float32 (``.relative_error``, ``.tolerance``); None when PyTorch eager
     # float32 ran, being the reference itself.
     parity: Any = None
+    # device="auto" only: which engine the measured decision table chose and why, or why the
+    # fixed order ran (no measurement for this shape here, a changed machine, a corrupt table);
+    # None for an explicit device.
+    choice: str | None = None
 
     @property
     def embeddings(self):
@@ -64,6 +68,7 @@ class SkillResult(Mapping):
             "parity": self.parity.summary() if self.parity is not None else None,
             "latency_ms": round(self.latency_ms, 3),
             "fallback_reason": self.fallback_reason,
+            "choice": self.choice,
             "skipped": self.skipped,
             "postprocess_backend": self.postprocess_backend,
             "outputs": {k: list(getattr(v, "shape", ())) for k, v in self.items()},

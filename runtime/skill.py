@@ -6,6 +6,7 @@ fallback, and post-processing live here, once."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import postprocess
+from . import decisions, postprocess
 from .errors import BackendUnavailable, SkillError, SkillInputError, UnknownDeviceError
 from .inputs import ByteTokenizer, check_mapping, is_text, tokenize
 from .loading import load_model, resolve_model_class, sentence_pooling
@@ -41,14 +42,20 @@ class Skill(MojoMaxTargetMixin):
     input_names: tuple[str, ...] = ()
     main_input_names: tuple[str, ...] = ()
     targets: dict[str, Any] = {}
+    # While device="auto" runs the engine the decision table chose: its name ("onnxruntime").
+    routed_engine: str | None = None
 
     def __init__(self, model: Any = None, device: str = "auto", dtype: Any = None,
-                 native: bool | str | None = None, precision: str | None = None):  # fmt: skip
+                 native: bool | str | None = None, precision: str | None = None,
+                 constraints: decisions.Constraints | None = None):  # fmt: skip
         # native: the cpu target's native executor; None follows SKILLMILL_NATIVE, False turns
         # it off, "all" tries it even for model types the native coverage sweep did not pass.
         self.native = native
         # precision: "float32" (the default) or "bf16"; None follows SKILLMILL_PRECISION.
         self.precision, self.precision_source = resolve_precision(precision)
+        # constraints: what device="auto" may choose from the measured decision table
+        # (runtime/decisions.py); the default allows this skill's own precision.
+        self.constraints = constraints or decisions.Constraints(precisions=(self.precision,))
         self.device_request = self._check_device(device)
         self.model_class = resolve_model_class(self.model_class_name, self.model_type)
         self.model_source = model
@@ -147,10 +154,49 @@ class Skill(MojoMaxTargetMixin):
         asked = set(MODULAR_TARGETS) & set(self.targets) if use_mojo_max_target() else set()
         return self.preferred_order(), asked
 
+    def _measured_choice(self, batch: dict[str, Any]) -> decisions.Choice:
+        """What the decision table says for ``device="auto"`` on this batch (runtime/decisions.py):
+        an engine to try first, or why the fixed order runs.  Kept per bucket until the table
+        file or the constraints change: a call pays a stat and a dictionary look-up."""
+        bucket = decisions.shape_bucket(self, batch)
+        table = decisions.read_table()  # the same object while the file is unchanged
+        memo = self.__dict__.get("_choices")
+        if memo is None or memo[0] is not table or memo[1] is not self.constraints:
+            memo = self.__dict__["_choices"] = (table, self.constraints, {})
+        choice = memo[2].get(bucket)
+        if choice is None:
+            choice = memo[2][bucket] = decisions.decide(self, bucket, self.constraints, table=table)
+        return choice
+
+    @contextlib.contextmanager
+    def _routed(self, choice: decisions.Choice | None):
+        """Run the chosen engine as it was measured: PyTorch eager on the cpu target turns the
+        native executor off for the call, MAX/Mojo count as asked for, and ``routed_engine``
+        names the engine (a runner that runs only when asked for may take it as asked).  The
+        switches live on the skill for the call's duration, as ``process_with_mojo_max``'s do."""
+        if choice is None or choice.route is None:
+            yield
+            return
+        saved = self.native, self._modular_asked, self.routed_engine
+        if choice.route.native_off:
+            self.native = False
+        if choice.route.modular:
+            self._modular_asked = True
+        self.routed_engine = choice.engine
+        try:
+            yield
+        finally:
+            self.native, self._modular_asked, self.routed_engine = saved
+
     def process(self, inputs: Any, order: list[str] | None = None) -> SkillResult:
         """Run the model on ``inputs``; see ``SkillResult`` for what comes back."""
         batch = self.prepare_inputs(inputs)
         names, asked = self._plan(order)
+        choice = None
+        if order is None and self.device_request == "auto":
+            choice = self._measured_choice(batch)
+            if choice.route is not None:  # the measured engine first, then today's order
+                names = [choice.route.target, *(n for n in names if n != choice.route.target)]
         skipped: dict[str, str] = {}
         failures: list[str] = []
         for name in names:
@@ -167,27 +213,45 @@ class Skill(MojoMaxTargetMixin):
                 if name in asked:
                     failures.append(f"{name}: not present: {status.reason}")
                 continue
+            routed = choice is not None and choice.target == name
+            route = choice.route if routed else None
             start = time.perf_counter()
             try:
-                ran = target.runner(self, batch)
+                with self._routed(choice if routed else None):
+                    ran = target.runner(self, batch)
             except BackendUnavailable as exc:
                 skipped[name] = f"unavailable: {exc.reason}"
                 failures.append(f"{name}: unavailable: {exc.reason}")
                 continue
             latency_ms = (time.perf_counter() - start) * 1000.0
             extra = self.postprocess(ran.outputs, batch, raw_text=is_text(inputs))
-            if ran.engine_fallback:  # e.g. the cpu target's native executor fell back to torch
+            engine = ran.engine or name
+            chosen_as_measured = route is not None and route.ran_as_itself(name, engine)
+            # PyTorch eager chosen on the cpu target: the native executor was left out on purpose
+            if ran.engine_fallback and not (chosen_as_measured and route.native_off):
                 failures.append(ran.engine_fallback)
             return SkillResult(
                 outputs=ran.outputs, backend=name, device=ran.device, latency_ms=latency_ms,
                 fallback_reason="; ".join(failures) or None, skipped=skipped,
                 postprocessed=extra, postprocess_backend=postprocess.backend_name(),
-                engine=ran.engine or name, precision=ran.precision, parity=ran.parity,
+                engine=engine, precision=ran.precision, parity=ran.parity,
+                choice=self._choice_note(choice, name, engine, chosen_as_measured),
             )
         raise SkillError(
             f"no hardware target could run {self.model_class_name}: "
             + "; ".join(f"{k}: {v}" for k, v in skipped.items())
         )
+
+    @staticmethod
+    def _choice_note(choice: decisions.Choice | None, name: str, engine: str,
+                     as_measured: bool) -> str | None:  # fmt: skip
+        """The result's ``choice``: auto's explanation, plus what happened when the chosen
+        engine did not run as itself (``fallback_reason`` and ``skipped`` say why)."""
+        if choice is None:
+            return None
+        if choice.route is None or as_measured:
+            return choice.explanation
+        return f"{choice.explanation}; but {choice.engine} did not run here, {engine} on {name} did"
 
     # ---- post-processing -------------------------------------------------------------------
     def postprocess(self, outputs: dict[str, Any], batch: dict[str, Any], raw_text: bool) -> dict:
@@ -202,6 +266,19 @@ class Skill(MojoMaxTargetMixin):
                 extra["next_token_top_k"] = {"probabilities": values, "token_ids": indices}
         return extra
 
+
+    # ---- tasks -----------------------------------------------------------------------------
+    def __call__(self, inputs: Any, task: str | None = None, **options: Any) -> Any:
+        """Do the model's job: what ``transformers.pipeline(task)(inputs, **options)`` returns,
+        every forward pass run by ``process`` (the class's main task when ``task`` is None)."""
+        return self.run_task(inputs, task, **options).output
+
+    def run_task(self, inputs: Any, task: str | None = None, **options: Any):
+        """``__call__``, and which target and engine ran each forward pass
+        (``runtime.tasks.TaskOutput``)."""
+        from .tasks import run_task
+
+        return run_task(self, inputs, task, **options)
 
 class TextSkill(Skill):
     """Text in: a string or a list of strings (tokenized), or a dict of tensors."""

@@ -7,6 +7,10 @@ import pytest
 # Tests never reach a hub: everything is built from configs or the packaged MiniLM.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# device="auto" reads the decision table `generate-skills tune` writes (runtime/decisions.py);
+# the suite never sees the developer's own: it points at a file that does not exist, and the
+# tests that need a table set their own.
+os.environ["SKILLMILL_DECISIONS"] = "/nonexistent-skillmill-test-table/decisions.json"
 
 # SKILLMILL_STRICT_SKIPS=1 (CI): a test that would skip because a *declared* dependency is
 # missing -- pytest.importorskip of a package listed in pyproject.toml's dependencies or its
