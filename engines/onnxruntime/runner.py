@@ -53,7 +53,10 @@ def _prepare(skill: Any, tensors: dict[str, torch.Tensor], reference: dict) -> _
 
 
 def _asked(skill: Any) -> bool:
-    return str(getattr(skill, "device_request", "auto")).split(":", 1)[0] == ENGINE
+    """Asked for by name, or chosen by ``device="auto"`` from this machine's measurements
+    (runtime/decisions.py sets ``routed_engine`` for that call)."""
+    named = str(getattr(skill, "device_request", "auto")).split(":", 1)[0] == ENGINE
+    return named or getattr(skill, "routed_engine", None) == ENGINE
 
 
 def run_onnxruntime(skill: Any, batch: dict[str, Any]) -> BackendOutput:

@@ -130,6 +130,19 @@ def test_auto_runs_the_measured_choice_and_says_why(tuned, table, auto_skill, mo
         )  # torch chosen: the native executor left out on purpose
 
 
+
+def test_auto_runs_onnxruntime_when_the_table_chose_it(table, auto_skill, monkeypatch):
+    """onnxruntime is never in the fixed order (used when asked for), but a measured choice asks."""
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setattr(auto_skill, "constraints", Constraints(startup_budget_s=1e9))
+    key, entry = entry_for(auto_skill, {"onnxruntime": row(1.0, target="onnxruntime"),
+                                        "torch": row(50.0, reference=True)})  # fmt: skip
+    write_table(table, {key: entry})
+    result = auto_skill.process(auto_skill.example_inputs(1, 16))
+    assert (result.backend, result.engine) == ("onnxruntime", "onnxruntime"), result.summary()
+    assert result.choice.startswith("auto chose onnxruntime: 1 ms vs torch 50 ms"), result.choice
+    assert result.fallback_reason is None and result.parity.error <= 1e-4
+
 def test_without_an_entry_auto_keeps_the_fixed_order_and_says_so(table, auto_skill):
     result = auto_skill.process(auto_skill.example_inputs(1, 16))
     assert result.backend == auto_skill.get_default_device_with_mojo_max()
