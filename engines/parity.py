@@ -20,8 +20,11 @@ import torch
 
 from skillmill.ir.numerics import relative_error
 
+from skillmill.runtime.errors import BackendUnavailable
 from skillmill.runtime.outputs import flatten_outputs
 from skillmill.runtime.precision import PARITY_TOLERANCE
+
+from . import BackendOutput
 
 REFERENCE = "PyTorch eager float32"
 
@@ -109,11 +112,16 @@ def describe(exc: BaseException, limit: int = 400) -> str:
     return f"{type(exc).__name__}: {message}"
 
 
-def reference_outputs(skill: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """PyTorch eager float32 on the CPU: what every engine is compared with.  Models that
-    sample inside forward must not see their random stream moved by a check."""
+def model_outputs(model: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """PyTorch eager, flattened by output name.  Models that sample inside forward must not see
+    their random stream moved by a check."""
     with torch.random.fork_rng(devices=[]), torch.inference_mode():
-        return flatten_outputs(skill.model(**batch))
+        return flatten_outputs(model(**batch))
+
+
+def reference_outputs(skill: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """PyTorch eager float32 on the CPU: what every engine is compared with."""
+    return model_outputs(skill.model, batch)
 
 
 def _reference_for(skill: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -142,7 +150,7 @@ def check_parity(engine: str, precision: str, outputs: dict[str, torch.Tensor],
         if tuple(got.shape) != tuple(want.shape):
             raise Refused(f"{engine} output '{name}' has shape {tuple(got.shape)}, "
                              f"{REFERENCE} {tuple(want.shape)}")  # fmt: skip
-        error = relative_error(_as_numpy(got), _as_numpy(want))
+        error = relative_error(as_numpy(got), as_numpy(want))
         if not error <= tolerance:
             raise Refused(f"{engine} output '{name}' differs from {REFERENCE} (relative error "
                              f"{error:.2e} > tolerance {tolerance:g} at {precision})")  # fmt: skip
@@ -151,7 +159,8 @@ def check_parity(engine: str, precision: str, outputs: dict[str, torch.Tensor],
     return Parity(engine, precision, worst, tolerance, worst_name)
 
 
-def _as_numpy(tensor: torch.Tensor):
+def as_numpy(tensor: torch.Tensor):
+    """What ``relative_error`` takes: float16/bf16 widened to float32 (numpy has no bf16)."""
     tensor = tensor.detach().cpu()
     return (tensor.float() if tensor.dtype in (torch.bfloat16, torch.float16) else tensor).numpy()
 
@@ -189,6 +198,27 @@ def run_proven(skill: Any, engine: str, precision: str, batch: dict[str, Any],
     except Exception as exc:  # noqa: BLE001 — e.g. a shape the conversion fixed
         raise EngineDeclined(f"{engine}: run failed for {skill.model_class_name}: {describe(exc)}") from exc
 
+
+
+def run_converted(skill: Any, target: str, precision: str, batch: dict[str, Any],
+                  prepare: Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor]], Prepared],
+                  ) -> BackendOutput:  # fmt: skip
+    """The runner of an engine that converts the model (OpenVINO, ONNX Runtime, MAX, Mojo):
+    ``prepare(tensors, reference)`` once per signature, proven through ``run_proven``; a
+    declined verdict becomes ``BackendUnavailable``, so the skill falls back with the reason.
+    A converted graph takes tensors only: a Python switch in the batch (None is an input left
+    out) is refused, since dropping it would change the model."""
+    tensors = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    switches = sorted(k for k, v in batch.items() if not isinstance(v, torch.Tensor) and v is not None)
+    if switches:
+        raise BackendUnavailable(target, f"non-tensor arguments ({', '.join(switches)}) cannot "
+                                 "reach a converted model")  # fmt: skip
+    try:
+        outputs, prepared, proof = run_proven(skill, target, precision, tensors,
+                                              lambda reference: prepare(tensors, reference))  # fmt: skip
+    except EngineDeclined as exc:
+        raise BackendUnavailable(target, exc.reason.removeprefix(f"{target}: ")) from exc
+    return BackendOutput(outputs, prepared.device, engine=target, precision=precision, parity=proof)
 
 def ir_graph(skill: Any, tensors: dict[str, torch.Tensor]) -> tuple[Any, dict[str, Any]]:
     """The skill's model as optimised IR for this input signature (torch.export, dynamic batch

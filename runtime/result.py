@@ -32,7 +32,7 @@ class SkillResult(Mapping):
     # (runtime/precision.py).
     precision: str = "float32"
     # What that engine's first run for these input names, dtypes and ranks proved against
-    # PyTorch eager float32 (``.relative_error``, ``.tolerance``); None when PyTorch eager
+    # PyTorch eager float32 (``.error``, ``.tolerance``); None when PyTorch eager
     # float32 ran, being the reference itself.
     parity: Any = None
     # device="auto" only: which engine the measured decision table chose and why, or why the

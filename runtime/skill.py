@@ -266,7 +266,6 @@ class Skill(MojoMaxTargetMixin):
                 extra["next_token_top_k"] = {"probabilities": values, "token_ids": indices}
         return extra
 
-
     # ---- tasks -----------------------------------------------------------------------------
     def __call__(self, inputs: Any, task: str | None = None, **options: Any) -> Any:
         """Do the model's job: what ``transformers.pipeline(task)(inputs, **options)`` returns,
@@ -279,6 +278,7 @@ class Skill(MojoMaxTargetMixin):
         from .tasks import run_task
 
         return run_task(self, inputs, task, **options)
+
 
 class TextSkill(Skill):
     """Text in: a string or a list of strings (tokenized), or a dict of tensors."""

@@ -42,17 +42,6 @@ def _check_request(skill: Any, target: str) -> None:
                                  "compile per model takes about a minute")  # fmt: skip
 
 
-def _tensors(skill: Any, batch: dict[str, Any], target: str) -> dict[str, torch.Tensor]:
-    tensors = {name: v for name, v in batch.items() if isinstance(v, torch.Tensor)}
-    if len(tensors) != len(batch):
-        others = sorted(set(batch) - set(tensors))
-        raise BackendUnavailable(target, f"takes tensors only; got non-tensor inputs {', '.join(others)}")
-    why = parity.float32_only(skill)
-    if why:
-        raise BackendUnavailable(target, why)
-    return tensors
-
-
 def _check_verdict(skill: Any, target: str) -> None:
     """Decline a model type ``target``'s coverage sweep failed, before paying for a compile."""
     switch = f"SKILLMILL_{target.upper()}"
@@ -99,15 +88,12 @@ def _prepare(skill: Any, tensors: dict[str, torch.Tensor], target: str, referenc
 
 def _run(skill: Any, batch: dict[str, Any], target: str) -> BackendOutput:
     _check_request(skill, target)
-    tensors = _tensors(skill, batch, target)
+    why = parity.float32_only(skill)
+    if why:
+        raise BackendUnavailable(target, why)
     _check_verdict(skill, target)
-    try:
-        outputs, prepared, proof = parity.run_proven(
-            skill, target, "float32", tensors, lambda reference: _prepare(skill, tensors, target, reference)
-        )
-    except parity.EngineDeclined as exc:
-        raise BackendUnavailable(target, exc.reason.removeprefix(f"{target}: ")) from exc
-    return BackendOutput(outputs, prepared.device, engine=target, parity=proof)
+    return parity.run_converted(skill, target, "float32", batch,
+                                lambda tensors, reference: _prepare(skill, tensors, target, reference))  # fmt: skip
 
 
 def run_max(skill: Any, batch: dict[str, Any]) -> BackendOutput:

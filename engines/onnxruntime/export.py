@@ -30,6 +30,8 @@ from skillmill.ir.numerics import relative_error
 from skillmill.runtime.outputs import flatten_outputs
 from skillmill.runtime.precision import PARITY_TOLERANCE
 
+from ..parity import as_numpy, model_outputs
+
 DEFAULT_OPSET = 17
 BATCH, SEQUENCE = "batch", "sequence"
 PROVIDER = "CPUExecutionProvider"
@@ -74,14 +76,6 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     text = lines[0][:limit] if lines else "(no message)"
     return f"{type(exc).__name__}: {text}"
-
-
-def eager_outputs(
-    model: torch.nn.Module, batch: dict[str, torch.Tensor]
-) -> dict[str, torch.Tensor]:
-    """PyTorch eager, flattened; a model that samples inside forward keeps its random stream."""
-    with torch.random.fork_rng(devices=[]), torch.inference_mode():
-        return flatten_outputs(model(**batch))
 
 
 def is_sequence_input(tensor: torch.Tensor) -> bool:
@@ -132,7 +126,7 @@ def dynamic_axes(model: torch.nn.Module, batch: dict[str, torch.Tensor],
     probe: dict[str, torch.Tensor] = {}
     if sequences:
         try:  # the output dims that move with the sequence are the ones that carry it
-            probe = eager_outputs(model, _one_token_fewer(batch))
+            probe = model_outputs(model, _one_token_fewer(batch))
         except Exception:  # noqa: BLE001 — e.g. a model that needs a multiple of a block size
             probe = {}
     for name, tensor in reference.items():
@@ -168,7 +162,7 @@ def export_onnx(model: torch.nn.Module, example_batch: dict[str, torch.Tensor], 
                               f"{', '.join(others)} (pass them as tensors, or leave them out)")  # fmt: skip
     name = type(model).__name__
     try:
-        reference = eager_outputs(model, example_batch) if reference is None else reference
+        reference = model_outputs(model, example_batch) if reference is None else reference
     except Exception as exc:  # noqa: BLE001 — the inputs, not the exporter
         raise OnnxExportError(f"{name} rejects the example batch in PyTorch eager, so there is "
                               f"nothing to trace: {first_line(exc)}") from exc  # fmt: skip
@@ -244,11 +238,6 @@ def describe_shape(batch: dict[str, torch.Tensor]) -> str:
     return f"{name} {'x'.join(str(d) for d in tensor.shape)}"
 
 
-def _as_numpy(tensor: torch.Tensor) -> np.ndarray:
-    tensor = tensor.detach().cpu()
-    return (tensor.float() if tensor.dtype in (torch.bfloat16, torch.float16) else tensor).numpy()
-
-
 def validate(path: str | Path, model: torch.nn.Module,
              batches: list[dict[str, torch.Tensor]]) -> list[ValidationRow]:  # fmt: skip
     """ONNX Runtime on ``path`` against PyTorch eager ``model``, one row per batch and output.
@@ -260,7 +249,7 @@ def validate(path: str | Path, model: torch.nn.Module,
     rows: list[ValidationRow] = []
     for batch in batches:
         shape = describe_shape(batch)
-        want = eager_outputs(model, batch)
+        want = model_outputs(model, batch)
         try:
             got = run_session(session, batch)
         except OnnxExportError:
@@ -279,6 +268,6 @@ def validate(path: str | Path, model: torch.nn.Module,
                 continue
             note = "" if tuple(value.shape) == tuple(expected.shape) else (
                 f"shape {tuple(value.shape)}, PyTorch {tuple(expected.shape)}")  # fmt: skip
-            error = relative_error(_as_numpy(value), _as_numpy(expected))
+            error = relative_error(as_numpy(value), as_numpy(expected))
             rows.append(ValidationRow(shape, name, error, tolerance, error <= tolerance, note))
     return rows

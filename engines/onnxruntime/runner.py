@@ -4,9 +4,10 @@ the CPU execution provider, with as many intra-op threads as torch uses.  The fi
 export is proven against PyTorch eager float32 (``parity.run_proven``); one that disagrees is
 never used.
 
-Used only when asked for, ``device="onnxruntime"``: ``device="auto"`` does not pick it (its
-declaration ranks it below cpu, and the runner declines a skill that did not ask) until a later
-issue ranks the engines from measurements."""
+Used when asked for, ``device="onnxruntime"``, or when ``device="auto"`` picks it from this
+machine's measurements (``generate-skills tune``; the skill names it in ``routed_engine``): its
+declaration ranks it below cpu, so auto's fixed order never reaches it, and the runner declines a
+skill that did not ask."""
 
 from __future__ import annotations
 
@@ -65,24 +66,11 @@ def run_onnxruntime(skill: Any, batch: dict[str, Any]) -> BackendOutput:
         raise BackendUnavailable(ENGINE, "Python package 'onnxruntime' not installed "
                                  "(pip install 'skillmill[onnx]')")  # fmt: skip
     if not _asked(skill):
-        raise BackendUnavailable(ENGINE, f"used when asked for (device='{ENGINE}'); device='auto' "
-                                 "does not pick it until the engines are ranked from "
-                                 "measurements")  # fmt: skip
-    tensors = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
-    switches = sorted(
-        k for k, v in batch.items() if not isinstance(v, torch.Tensor) and v is not None
-    )
-    if switches:  # an exported graph takes tensors only; dropping a switch would change the model
-        raise BackendUnavailable(
-            ENGINE, f"non-tensor arguments ({', '.join(switches)}) cannot reach an exported model"
-        )
+        raise BackendUnavailable(ENGINE, f"used when asked for (device='{ENGINE}'), or when "
+                                 "device='auto' picks it from this machine's measurements "
+                                 "(generate-skills tune)")  # fmt: skip
     why = parity.float32_only(skill)
     if why:
         raise BackendUnavailable(ENGINE, why)
-    try:
-        outputs, prepared, proof = parity.run_proven(
-            skill, ENGINE, "float32", tensors, lambda reference: _prepare(skill, tensors, reference)
-        )
-    except parity.EngineDeclined as exc:
-        raise BackendUnavailable(ENGINE, exc.reason.removeprefix(f"{ENGINE}: ")) from exc
-    return BackendOutput(outputs, prepared.device, engine=ENGINE, precision="float32", parity=proof)
+    return parity.run_converted(skill, ENGINE, "float32", batch,
+                                lambda tensors, reference: _prepare(skill, tensors, reference))  # fmt: skip

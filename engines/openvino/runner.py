@@ -63,19 +63,5 @@ def _compile(skill: Any, tensors: dict[str, torch.Tensor], reference: dict) -> _
 def run(skill: Any, batch: dict[str, Any]) -> BackendOutput:
     if importlib.util.find_spec("openvino") is None:
         raise BackendUnavailable(ENGINE, "Python package 'openvino' not installed")
-    tensors = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
-    switches = sorted(
-        k for k, v in batch.items() if not isinstance(v, torch.Tensor) and v is not None
-    )
-    if switches:  # a converted graph takes tensors only; dropping a switch would change the model
-        raise BackendUnavailable(
-            ENGINE, f"non-tensor arguments ({', '.join(switches)}) cannot reach a converted model"
-        )
-    precision = skill.precision
-    try:
-        outputs, prepared, proof = parity.run_proven(
-            skill, ENGINE, precision, tensors, lambda reference: _compile(skill, tensors, reference)
-        )
-    except parity.EngineDeclined as exc:
-        raise BackendUnavailable(ENGINE, exc.reason.removeprefix(f"{ENGINE}: ")) from exc
-    return BackendOutput(outputs, prepared.device, engine=ENGINE, precision=precision, parity=proof)
+    return parity.run_converted(skill, ENGINE, skill.precision, batch,
+                                lambda tensors, reference: _compile(skill, tensors, reference))  # fmt: skip
