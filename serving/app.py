@@ -2,8 +2,10 @@
 
 Endpoints: /v1/models, /v1/embeddings (encoder skills), /v1/completions and
 /v1/chat/completions (causal-LM skills; greedy or sampled, optionally streamed as server-sent
-events), /health and /metrics.  Every refusal is a 4xx in the OpenAI error format; an
-unexpected failure is a 500 whose id is logged beside the traceback, and the server goes on."""
+events), text-embeddings-inference's /embed, /predict, /rerank and /tokenize (``tei.py``),
+/health and /metrics.  Every refusal is a 4xx in the OpenAI error format (TEI's on TEI's
+routes); a full queue is a 429; an unexpected failure is a 500 whose id is logged beside the
+traceback, and the server goes on."""
 
 from __future__ import annotations
 
@@ -18,14 +20,25 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .batching import DynamicBatcher
+from skillmill.runtime.postprocess import l2_normalize
+
+from .batching import DynamicBatcher, QueueFull
 from .engine import GenerationJob, RowOutcome, ServedModel
-from .errors import APIError, context_too_long, error_body, invalid, model_not_found
+from .errors import (
+    APIError,
+    context_too_long,
+    error_body,
+    input_too_long,
+    invalid,
+    model_not_found,
+    overloaded,
+)
 from .metrics import Metrics
 from .middleware import ServingMiddleware
 from .sampling import SamplingParams
@@ -37,6 +50,7 @@ from .schemas import (
     SamplingFields,
     unsupported_options,
 )
+from .tei import TEI_PATHS, RequestAccount, add_tei_routes
 
 log = logging.getLogger("skillmill.serving")
 
@@ -50,6 +64,11 @@ class ServeSettings:
     max_completion_tokens: int = 1024
     default_completion_max_tokens: int = 16  # OpenAI's default for /v1/completions
     max_body_bytes: int = 2 * 1024 * 1024
+    # Tokens per model batch (encoder models), summed over the inputs as TEI does; an input
+    # longer than this is refused, or truncated when the request asks for it.
+    max_batch_tokens: int | None = 16384
+    # Requests admitted at once (waiting or in the model); beyond it, 429 (TEI's default).
+    max_concurrent_requests: int | None = 512
 
     @property
     def batching(self) -> bool:
@@ -60,15 +79,38 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> Fa
     settings = settings or ServeSettings()
     metrics = Metrics()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skillmill-model")
-    # Looked up per call, so a test (or an operator's hook) can wrap the model method.
-    method = "embed_batch" if served.kind == "embedding" else "generate_batch"
+    method = {"embedding": "embed_batch", "classification": "classify_batch"}.get(
+        served.kind, "generate_batch"
+    )
+    encoder = served.kind != "generation"
+    # A budget applies to encoders only: a generation batch's size is set by its rows.
+    budget = settings.max_batch_tokens if encoder else None
+
+    def run_batch(items: list) -> list:
+        # Looked up per call, so a test (or an operator's hook) can wrap the model method.
+        model = getattr(served, method)
+        return model(items, max_tokens=budget) if encoder else model(items)
+
+    def on_batch(rows: int, tokens: int) -> None:
+        metrics.batch(served.kind, rows)
+        metrics.tei_observe("te_batch_next_size", rows)
+        metrics.tei_observe("te_batch_next_tokens", tokens)
+
     batcher = DynamicBatcher(
-        lambda items: getattr(served, method)(items),
+        run_batch,
         executor=executor,
         max_batch_size=settings.batch_size,
         max_wait_s=settings.max_wait_ms / 1000.0,
-        on_batch=lambda rows: metrics.batch(served.kind, rows),
+        max_batch_tokens=budget,
+        max_pending=settings.max_concurrent_requests,
+        on_batch=on_batch,
     )
+
+    async def run_model(item: Any, size: int, tokens: int = 0, timing: dict | None = None):
+        try:
+            return await batcher.submit(item, size=size, tokens=tokens, timing=timing)
+        except QueueFull as full:
+            raise overloaded(full.limit) from None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -86,6 +128,7 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> Fa
     app.state.served = served
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.batcher = batcher
     _install_error_handlers(app)
     app.add_middleware(ServingMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     served_headers = {"x-skillmill-backend": served.backend}
@@ -124,15 +167,22 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> Fa
             **served.describe(),
             "batching": {
                 "max_batch_size": settings.batch_size,
+                "max_batch_tokens": budget,
                 "max_wait_ms": settings.max_wait_ms,
                 "enabled": settings.batching,
+            },
+            "queue": {
+                "max_concurrent_requests": settings.max_concurrent_requests,
+                "pending": batcher.pending,
+                "waiting": batcher.waiting,
             },
         }
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics_text() -> PlainTextResponse:
         return PlainTextResponse(
-            metrics.render(info()), media_type="text/plain; version=0.0.4; charset=utf-8"
+            metrics.render(info(), queue_size=batcher.waiting),
+            media_type="text/plain; version=0.0.4; charset=utf-8",
         )
 
     def model_card() -> dict[str, Any]:
@@ -159,6 +209,10 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> Fa
     # ---- embeddings ------------------------------------------------------------------------
     @app.post("/v1/embeddings")
     async def embeddings(body: EmbeddingRequest) -> JSONResponse:
+        with RequestAccount(metrics, "single" if isinstance(body.input, str) else "batch") as acc:
+            return await embeddings_answer(body, acc)
+
+    async def embeddings_answer(body: EmbeddingRequest, account: RequestAccount) -> JSONResponse:
         check_model(body.model, "embedding")
         if body.dimensions is not None and body.dimensions != served.dimensions:
             raise invalid(
@@ -167,8 +221,11 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> Fa
                 param="dimensions",
             )
         inputs = prompt_ids(body.input, "input")
-        vectors = await batcher.submit(inputs, size=len(inputs))
         tokens = sum(len(ids) for ids in inputs)
+        metrics.tei_count("te_embed_count", len(inputs))
+        pooled = await run_model(inputs, size=len(inputs), tokens=tokens, timing=account.timing)
+        vectors = l2_normalize(np.ascontiguousarray(pooled, dtype=np.float32))
+        metrics.tei_count("te_embed_success", len(inputs))
         metrics.count_tokens("prompt", tokens)
         data = [
             {
@@ -223,6 +280,9 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> Fa
                     param=param,
                     code="context_length_exceeded",
                 )
+            if encoder and budget is not None and len(ids) > budget:
+                why = "the most one batch holds (--max-batch-tokens)"
+                raise input_too_long(i, len(ids), budget, why, param)
         return rows
 
     # ---- completions -------------------------------------------------------------------------
@@ -304,14 +364,14 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> Fa
     ) -> Any:
         ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         if body.stream:
+            if batcher.full:  # refused before the headers go: a stream cannot change status
+                raise overloaded(settings.max_concurrent_requests)
             return StreamingResponse(
                 stream(ident, body, rows, params, prompt_tokens, chat, prefixes),
                 media_type="text/event-stream",
                 headers={**served_headers, "cache-control": "no-cache"},
             )
-        outcomes: list[RowOutcome] = await batcher.submit(
-            GenerationJob(rows, params), size=len(rows)
-        )
+        outcomes: list[RowOutcome] = await run_model(GenerationJob(rows, params), size=len(rows))
         completion_tokens = sum(o.completion_tokens for o in outcomes)
         metrics.count_tokens("prompt", prompt_tokens)
         metrics.count_tokens("completion", completion_tokens)
@@ -438,6 +498,7 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> Fa
             job.cancelled.set()  # a client that left stops its rows; a finished job ignores it
             task.cancel()
 
+    add_tei_routes(app, served, metrics, run_model, settings.max_inputs, budget)
     return app
 
 
@@ -449,11 +510,13 @@ def _encode_vector(vector: Any, encoding: str) -> Any:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
-    async def api_error(_: Request, exc: APIError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+    async def api_error(request: Request, exc: APIError) -> JSONResponse:
+        body = exc.tei_body() if request.url.path in TEI_PATHS else exc.body()
+        headers = {"retry-after": "1"} if exc.status == 429 else None
+        return JSONResponse(body, status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
@@ -464,6 +527,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             message, param = "Invalid request: the body is not valid JSON.", None
         if len(errors) > 1:
             message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+        if request.url.path in TEI_PATHS:  # TEI's format; a well-formed body of wrong shape: 422
+            request.app.state.metrics.tei_count("te_request_failure", err="validation")
+            status = 400 if first.get("type") == "json_invalid" else 422
+            return JSONResponse({"error": message, "error_type": "validation"}, status_code=status)
         return JSONResponse(
             error_body(message, "invalid_request_error", param, "invalid_value"), status_code=400
         )

@@ -64,6 +64,23 @@ def set_compute_threads(n: int) -> None:
     help="How long the oldest waiting request waits for others to batch with.",
 )
 @click.option(
+    "--max-batch-tokens",
+    default=16384,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Most tokens per model batch (encoders; summed over inputs, as TEI). A longer input "
+    "is refused with 413, or truncated when the request asks for truncation.",
+)
+@click.option(
+    "--max-concurrent-requests",
+    "--max-queue",
+    "max_concurrent_requests",
+    default=512,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Most requests admitted at once (waiting or in the model); beyond it, HTTP 429.",
+)
+@click.option(
     "--max-body-bytes", default=2 * 1024 * 1024, show_default=True, type=click.IntRange(1024)
 )
 @click.option(
@@ -87,6 +104,8 @@ def serve(
     name,
     batch_size,
     max_wait_ms,
+    max_batch_tokens,
+    max_concurrent_requests,
     max_body_bytes,
     threads,
     log_level,
@@ -95,7 +114,9 @@ def serve(
 
     \b
     Endpoints: /v1/models, /v1/embeddings (encoders), /v1/completions and
-    /v1/chat/completions (causal LMs, stream=true for SSE), /health, /metrics.
+    /v1/chat/completions (causal LMs, stream=true for SSE), /health, /metrics;
+    text-embeddings-inference's /embed, /predict and /rerank (sequence
+    classifiers, cross-encoders) and /tokenize.
     Example:
       generate-skills serve --skill GPT2LMHeadModel --model tiny --port 8000
     """
@@ -115,7 +136,11 @@ def serve(
         err=True,
     )
     settings = ServeSettings(
-        batch_size=batch_size, max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes
+        batch_size=batch_size,
+        max_wait_ms=max_wait_ms,
+        max_body_bytes=max_body_bytes,
+        max_batch_tokens=max_batch_tokens,
+        max_concurrent_requests=max_concurrent_requests,
     )
     serve_forever(served, settings, host, port, log_level=log_level)
 

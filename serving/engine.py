@@ -13,17 +13,21 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 import torch
 
-from skillmill.runtime.postprocess import l2_normalize
+from skillmill.runtime import postprocess
+from skillmill.runtime.loading import sentence_pooling
 
 from .decoding import Row, generate
 from .sampling import SamplingParams
 from .steppers import KVCacheStepper, RecomputeStepper
 from .textcodec import TextCodec
+from .tokens import TokenRow
+
+EncoderRow = Union[list[int], TokenRow]  # plain ids, or ids with a pair's segment ids
 
 TORCH_TARGETS = ("cpu", "cuda", "rocm", "mps")
 GENERIC_FOLDER_NAMES = {"model", "checkpoint", "weights", "snapshot"}
@@ -91,7 +95,13 @@ class ServedModel:
         self.skipped = dict(probe.skipped)
         self.order = [probe.backend]
         self.stepper = None
-        if self.kind == "embedding":
+        self.id2label: dict[int, str] = {}
+        if self.kind == "classification":
+            logits = probe["logits"]
+            self.id2label = _labels(self.skill.model.config, int(logits.shape[-1]))
+            self.dimensions = None
+        elif self.kind == "embedding":
+            self.pooling = sentence_pooling(self.skill.model_source)  # read once
             if probe.embeddings is None:
                 raise ServeError(
                     f"{class_name} gave no embeddings for text; it cannot serve " "/v1/embeddings"
@@ -111,17 +121,29 @@ class ServedModel:
         self.load_seconds = time.perf_counter() - started
         self.created = int(time.time())
 
+    @property
+    def is_reranker(self) -> bool:
+        """A cross-encoder: a sequence classifier with one score (TEI's rule)."""
+        return self.kind == "classification" and len(self.id2label) == 1
+
     def _kind(self) -> str:
         skill = self.skill
         if skill.family == "decoder" and "text-generation" in skill.tasks:
             return "generation"
+        if (
+            skill.modality == "text"
+            and skill.family == "encoder"
+            and self.class_name.endswith("ForSequenceClassification")
+        ):
+            return "classification"
         if skill.modality == "text" and skill.family == "encoder":
             return "embedding"
         raise ServeError(
             f"{self.class_name} is a {skill.modality}/{skill.family} model with tasks "
             f"{', '.join(skill.tasks) or 'none'}; the server serves text encoders (embeddings, e.g. "
-            "BertModel) and causal language models (completions, e.g. GPT2LMHeadModel, "
-            "LlamaForCausalLM)"
+            "BertModel), sequence classifiers and cross-encoders (/predict, /rerank, e.g. "
+            "BertForSequenceClassification) and causal language models (completions, e.g. "
+            "GPT2LMHeadModel, LlamaForCausalLM)"
         )
 
     def describe(self) -> dict[str, Any]:
@@ -139,37 +161,88 @@ class ServedModel:
             "tokenizer": self.codec.kind,
             "context_length": self.context_length,
             "embedding_dimensions": self.dimensions,
+            "labels": [self.id2label[i] for i in sorted(self.id2label)] or None,
             "load_seconds": round(self.load_seconds, 3),
         }
 
-    # ---- embeddings ------------------------------------------------------------------------
-    def _encoder_batch(self, rows: list[list[int]]) -> dict[str, torch.Tensor]:
-        width = max(len(r) for r in rows)
+    # ---- encoders: embeddings and classification ------------------------------------------
+    def _encoder_batch(self, rows: list[EncoderRow]) -> dict[str, torch.Tensor]:
+        width = max(len(_ids(r)) for r in rows)
         ids = torch.full((len(rows), width), self.codec.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
+        types = torch.zeros((len(rows), width), dtype=torch.long)
         for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-            mask[i, : len(row)] = 1
+            row_ids = _ids(row)
+            ids[i, : len(row_ids)] = torch.tensor(row_ids, dtype=torch.long)
+            mask[i, : len(row_ids)] = 1
+            if isinstance(row, TokenRow) and row.type_ids is not None:
+                types[i, : len(row_ids)] = torch.tensor(row.type_ids, dtype=torch.long)
         batch = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self.skill.input_names:
-            batch["token_type_ids"] = torch.zeros_like(ids)
+            batch["token_type_ids"] = types  # a pair's second segment is 1 (cross-encoders)
         return batch
 
-    def embed_batch(self, jobs: list[list[list[int]]]) -> list[np.ndarray]:
-        """L2-normalised sentence embeddings, one array [inputs, dims] per job."""
-        flat = [ids for job in jobs for ids in job]
+    def _calls(self, rows: list[EncoderRow], max_tokens: int | None) -> list[list[EncoderRow]]:
+        """Rows split into model calls of at most ``max_rows`` rows and ``max_tokens`` tokens
+        (a row longer than the budget was refused or truncated before it got here)."""
+        calls: list[list[EncoderRow]] = []
+        current: list[EncoderRow] = []
+        tokens = 0
+        for row in rows:
+            n = len(_ids(row))
+            if current and (
+                len(current) >= self.max_rows
+                or (max_tokens is not None and tokens + n > max_tokens)
+            ):
+                calls.append(current)
+                current, tokens = [], 0
+            current.append(row)
+            tokens += n
+        if current:
+            calls.append(current)
+        return calls
+
+    def _encoder_outputs(
+        self, jobs: Sequence[Sequence[EncoderRow]], max_tokens: int | None, read: Callable
+    ) -> list[np.ndarray]:
+        flat = [row for job in jobs for row in job]
         pieces = []
-        for start in range(0, len(flat), self.max_rows):
-            result = self.skill.process(
-                self._encoder_batch(flat[start : start + self.max_rows]), order=self.order
-            )
-            pieces.append(l2_normalize(result.embeddings))
-        vectors = np.concatenate(pieces)
+        for rows in self._calls(flat, max_tokens):
+            batch = self._encoder_batch(rows)
+            pieces.append(read(self.skill.process(batch, order=self.order), batch))
+        values = np.concatenate(pieces)
         out, at = [], 0
         for job in jobs:
-            out.append(vectors[at : at + len(job)])
+            out.append(values[at : at + len(job)])
             at += len(job)
         return out
+
+    def embed_batch(
+        self, jobs: Sequence[Sequence[EncoderRow]], max_tokens: int | None = None
+    ) -> list[np.ndarray]:
+        """Pooled sentence embeddings, not normalised (the caller decides), one array
+        [inputs, dims] per job."""
+        return self._encoder_outputs(jobs, max_tokens, self._pooled)
+
+    def classify_batch(
+        self, jobs: Sequence[Sequence[EncoderRow]], max_tokens: int | None = None
+    ) -> list[np.ndarray]:
+        """Raw logits, one array [inputs, labels] per job."""
+        return self._encoder_outputs(jobs, max_tokens, lambda result, _: _numpy(result["logits"]))
+
+    def _pooled(self, result: Any, batch: dict[str, torch.Tensor]) -> np.ndarray:
+        """The checkpoint's pooling (mean, cls or max) before any normalisation, so that
+        normalize=false on /embed means what it says even where the checkpoint normalises."""
+        pooling = self.pooling
+        if not pooling["normalize"]:
+            return np.asarray(result.embeddings, dtype=np.float32)
+        hidden = _numpy(result["last_hidden_state"])
+        mask = batch["attention_mask"].numpy()
+        if pooling["mode"] == "cls":
+            return np.ascontiguousarray(hidden[:, 0])
+        if pooling["mode"] == "max":
+            return np.where(mask[..., None] > 0, hidden, -np.inf).max(1).astype(np.float32)
+        return postprocess.mean_pool(hidden, mask)
 
     # ---- generation ------------------------------------------------------------------------
     def generate_batch(self, jobs: list[GenerationJob]) -> list[list[RowOutcome]]:
@@ -212,3 +285,19 @@ class ServedModel:
         if current:
             groups.append(current)
         return groups
+
+
+def _ids(row: EncoderRow) -> list[int]:
+    return row.ids if isinstance(row, TokenRow) else row
+
+
+def _labels(config: Any, count: int) -> dict[int, str]:
+    """id -> label from the config, for every output; a missing name becomes LABEL_i."""
+    given = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
+    return {i: given.get(i, f"LABEL_{i}") for i in range(count)}
+
+
+def _numpy(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().float().cpu().numpy()
+    return np.asarray(value, dtype=np.float32)

@@ -1,4 +1,7 @@
-"""Errors in the OpenAI wire format: ``{"error": {"message", "type", "param", "code"}}``.
+"""Errors in two wire formats: OpenAI's ``{"error": {"message", "type", "param", "code"}}`` on
+the OpenAI routes, and text-embeddings-inference's ``{"error": message, "error_type": kind}``
+on TEI's routes (/embed, /predict, /rerank, /tokenize), so each kind of client parses what it
+expects.  One ``APIError`` carries what both need; the app picks the format by the route.
 
 Every 4xx names what was wrong with the request; a 500 carries an id that is also in the
 server's log beside the traceback, so an operator can find it without the body leaking it."""
@@ -19,6 +22,7 @@ class APIError(Exception):
         type: str = "invalid_request_error",
         param: str | None = None,
         code: str | None = None,
+        tei_type: str | None = None,
     ):
         super().__init__(message)
         self.status = status
@@ -26,9 +30,17 @@ class APIError(Exception):
         self.type = type
         self.param = param
         self.code = code
+        # TEI's error_type: validation, tokenizer, overloaded, backend (its own vocabulary)
+        self.tei_type = tei_type or TEI_TYPES.get(status, "validation")
 
     def body(self) -> dict[str, Any]:
         return error_body(self.message, self.type, self.param, self.code)
+
+    def tei_body(self) -> dict[str, Any]:
+        return {"error": self.message, "error_type": self.tei_type}
+
+
+TEI_TYPES = {429: "overloaded", 424: "backend", 503: "unhealthy"}
 
 
 def error_body(
@@ -58,4 +70,26 @@ def context_too_long(prompt_tokens: int, max_tokens: int, limit: int, param: str
         "completion). Please reduce the prompt or max_tokens.",
         param=param,
         code="context_length_exceeded",
+    )
+
+
+def overloaded(limit: int) -> APIError:
+    return APIError(
+        429,
+        f"Model is overloaded: this server holds at most {limit} concurrent requests "
+        "(--max-concurrent-requests); retry later.",
+        type="server_overloaded",
+        code="queue_full",
+    )
+
+
+def input_too_long(index: int, tokens: int, limit: int, why: str, param: str) -> APIError:
+    """One input longer than the model reads or than a batch holds: 413, naming both numbers."""
+    return APIError(
+        413,
+        f"'{param}[{index}]' is {tokens} tokens long; {why} is {limit} tokens. Shorten it, or "
+        "ask for truncation (truncate: true on the TEI routes).",
+        param=param,
+        code="input_too_long",
+        tei_type="validation",
     )

@@ -1,5 +1,7 @@
 """Prometheus text exposition (format 0.0.4) for the server: requests by endpoint and status,
-a request latency histogram, a batch size histogram, token counters and the backend in use.
+a request latency histogram, a batch size histogram, token counters and the backend in use;
+and, beside them, text-embeddings-inference's own series under its names (``te_*``, see
+``TEI_SERIES``), so a dashboard built for TEI reads this server unchanged.
 
 Written here rather than pulled in from prometheus_client: a few counters and two histograms,
 with labels limited to route templates so a fuzzer's random paths cannot grow the series."""
@@ -13,6 +15,27 @@ from typing import Any, Iterable
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+POWERS_OF_TWO = tuple(2**i for i in range(21))  # TEI's buckets for sizes and token counts
+
+# TEI's metric names (router/src and core/src of text-embeddings-inference): counters carry no
+# _total suffix there, and neither do they here.  name -> (type, help, histogram buckets)
+TEI_SERIES: dict[str, tuple[str, str, tuple]] = {
+    "te_request_count": ("counter", "Requests received, by method (single|batch).", ()),
+    "te_request_success": ("counter", "Requests answered, by method.", ()),
+    "te_request_failure": ("counter", "Requests refused or failed, by reason (err).", ()),
+    "te_embed_count": ("counter", "Inputs sent to be embedded.", ()),
+    "te_embed_success": ("counter", "Inputs embedded.", ()),
+    "te_predict_count": ("counter", "Inputs (or pairs) sent to be classified.", ()),
+    "te_predict_success": ("counter", "Inputs (or pairs) classified.", ()),
+    "te_request_duration": ("histogram", "Seconds per request.", LATENCY_BUCKETS),
+    "te_request_tokenization_duration": ("histogram", "Seconds tokenizing.", LATENCY_BUCKETS),
+    "te_request_queue_duration": ("histogram", "Seconds waiting for the model.", LATENCY_BUCKETS),
+    "te_request_inference_duration": ("histogram", "Seconds in the model call.", LATENCY_BUCKETS),
+    "te_request_input_length": ("histogram", "Tokens per input.", POWERS_OF_TWO),
+    "te_batch_next_size": ("histogram", "Requests per model batch.", POWERS_OF_TWO[:13]),
+    "te_batch_next_tokens": ("histogram", "Tokens per model batch.", POWERS_OF_TWO),
+    "te_queue_size": ("gauge", "Requests waiting for the model.", ()),
+}
 
 
 class Histogram:
@@ -45,6 +68,8 @@ class Metrics:
         self.batches: dict[str, Histogram] = {}
         self.tokens: dict[str, int] = defaultdict(int)
         self.in_flight = 0
+        self.tei_counts: dict[tuple[str, tuple], int] = defaultdict(int)
+        self.tei_histograms: dict[str, Histogram] = {}
 
     def started(self) -> None:
         with self._lock:
@@ -64,7 +89,15 @@ class Metrics:
         with self._lock:
             self.tokens[kind] += n
 
-    def render(self, info: dict[str, Any]) -> str:
+    def tei_count(self, name: str, n: int = 1, **labels: str) -> None:
+        with self._lock:
+            self.tei_counts[(name, tuple(sorted(labels.items())))] += n
+
+    def tei_observe(self, name: str, value: float) -> None:
+        with self._lock:
+            self.tei_histograms.setdefault(name, Histogram(TEI_SERIES[name][2])).observe(value)
+
+    def render(self, info: dict[str, Any], queue_size: int = 0) -> str:
         """The exposition text; ``info`` labels the skillmill_backend_info series."""
         with self._lock:
             lines = [
@@ -100,7 +133,23 @@ class Metrics:
                 "# TYPE skillmill_backend_info gauge",
                 f"skillmill_backend_info{_labels({k: str(v) for k, v in info.items()})} 1",
             ]
+            lines += self._tei_lines(queue_size)
         return "\n".join(lines) + "\n"
+
+    def _tei_lines(self, queue_size: int) -> list[str]:
+        lines = []
+        for name, (kind, text, _) in TEI_SERIES.items():
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+            if kind == "gauge":
+                lines.append(f"{name} {queue_size}")
+            elif kind == "histogram":
+                if name in self.tei_histograms:
+                    lines += self.tei_histograms[name].lines(name, {})
+            else:
+                series = sorted((k[1], n) for k, n in self.tei_counts.items() if k[0] == name)
+                for labels, n in series or [((), 0)]:
+                    lines.append(f"{name}{_labels(dict(labels)) if labels else ''} {n}")
+        return lines
 
 
 def _number(value: float) -> str:
@@ -112,4 +161,6 @@ def _escape(value: str) -> str:
 
 
 def _labels(labels: dict[str, str]) -> str:
+    if not labels:
+        return ""
     return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"

@@ -1,4 +1,4 @@
-"""Request bodies of the OpenAI-compatible endpoints, validated strictly.
+"""Request bodies of the OpenAI-compatible and the TEI endpoints, validated strictly.
 
 Strict mode so that ``"temperature": "hot"`` or ``"n": 1.5`` is a 400 naming the field rather
 than a silent coercion; unknown fields are refused (the real API does the same), so a typo such
@@ -115,3 +115,35 @@ def unsupported_options(request: SamplingFields) -> list[tuple[str, str]]:
         if request.tools:
             found.append(("tools", "tool calling is not supported by this server"))
     return found
+
+
+# ---- text-embeddings-inference's routes (field names and defaults as TEI documents them) ----
+TruncationDirection = Literal["Right", "Left"]
+
+
+class TruncationFields(StrictModel):
+    truncate: bool = False
+    truncation_direction: TruncationDirection = "Right"
+
+
+class EmbedRequest(TruncationFields):
+    inputs: Union[str, list[str]]
+    normalize: bool = True
+
+
+class PredictRequest(TruncationFields):
+    # a text, a [text, text_pair] pair, or a batch of [text] / [text, text_pair] entries
+    inputs: Union[str, list[str], list[list[str]]]
+    raw_scores: bool = False
+
+
+class RerankRequest(TruncationFields):
+    query: str
+    texts: list[str]
+    raw_scores: bool = False
+    return_text: bool = False
+
+
+class TokenizeRequest(StrictModel):
+    inputs: Union[str, list[str]]
+    add_special_tokens: bool = True

@@ -48,6 +48,23 @@ FIELDS = [
     "tools",
     "tool_choice",
 ]
+TEI_FIELDS = [
+    "inputs",
+    "normalize",
+    "truncate",
+    "truncation_direction",
+    "raw_scores",
+    "query",
+    "texts",
+    "return_text",
+    "add_special_tokens",
+]
+TEI_BODIES = {
+    "/embed": {"inputs": ["hello", "world"], "normalize": True, "truncate": False},
+    "/tokenize": {"inputs": "hello", "add_special_tokens": True},
+    "/predict": {"inputs": [["hello", "world"], ["again"]], "raw_scores": False},
+    "/rerank": {"query": "q", "texts": ["a", "b"], "return_text": True, "truncate": True},
+}
 FUZZ = settings(
     max_examples=120,
     deadline=None,
@@ -65,7 +82,7 @@ def valid_bodies(embedding_model, generation_model):
     }
 
 
-def mutated(base):
+def mutated(base, fields=FIELDS):
     """A valid body with some fields replaced by arbitrary JSON, some added, some dropped."""
     return st.builds(
         lambda replace, add, drop: {
@@ -74,14 +91,17 @@ def mutated(base):
             **add,
         },
         st.dictionaries(st.sampled_from(sorted(base)), JSON_VALUES, max_size=2),
-        st.dictionaries(st.sampled_from(FIELDS), JSON_VALUES, max_size=2),
+        st.dictionaries(st.sampled_from(fields), JSON_VALUES, max_size=2),
         st.sets(st.sampled_from(sorted(base)), max_size=1),
     )
 
 
 def check(response):
     assert response.status_code < 500, f"{response.status_code}: {response.text[:500]}"
-    if response.status_code >= 400:
+    if response.status_code >= 400 and response.url.path in TEI_BODIES:  # TEI's error format
+        body = response.json()
+        assert set(body) == {"error", "error_type"} and body["error"], body
+    elif response.status_code >= 400:
         error = response.json()["error"]
         assert set(error) >= {"message", "type", "param", "code"}, error
         assert isinstance(error["message"], str) and error["message"]
@@ -188,3 +208,40 @@ def test_deeply_nested_json_is_a_400(small_gpt2_server, http):
     assert response.status_code == 400, response.text[:500]
     assert response.json()["error"]["type"] == "invalid_request_error"
     assert http.get(small_gpt2_server.url + "/health").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def tiny_cross_encoder_server():
+    """A tiny random cross-encoder (one label), so /predict and /rerank run their pair path."""
+    from skillmill.registry.tiny import tiny_config
+    from skillmill.serving.app import ServeSettings
+    from skillmill.serving.engine import ServedModel
+    from skillmill.serving.server import start_server
+
+    config = tiny_config("bert")
+    config.num_labels = 1
+    served = ServedModel("BertForSequenceClassification", config, device="cpu")
+    settings = ServeSettings(max_inputs=8, max_body_bytes=64 * 1024, max_batch_tokens=96)
+    with start_server(served, settings) as server:
+        yield server
+
+
+@pytest.mark.parametrize("path", sorted(TEI_BODIES))
+def test_tei_bodies_never_500(tiny_bert_server, tiny_cross_encoder_server, http, path):
+    server = tiny_bert_server if path in ("/embed", "/tokenize") else tiny_cross_encoder_server
+    valid = http.post(server.url + path, json=TEI_BODIES[path])
+    assert valid.status_code == 200, valid.text[:500]
+
+    @FUZZ
+    @given(body=mutated(TEI_BODIES[path], TEI_FIELDS))
+    def run(body):
+        check(
+            http.post(
+                server.url + path,
+                content=json.dumps(body, allow_nan=True),
+                headers={"content-type": "application/json"},
+            )
+        )
+
+    run()
+    assert http.get(server.url + "/health").status_code == 200

@@ -127,7 +127,7 @@ def test_batch_off_means_one_row_per_call():
             executor=ThreadPoolExecutor(1),
             max_batch_size=1,
             max_wait_s=0.0,
-            on_batch=sizes.append,
+            on_batch=lambda rows, tokens: sizes.append(rows),
         )
         await asyncio.gather(*(batcher.submit(i) for i in range(6)))
         await batcher.stop()
