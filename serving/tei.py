@@ -159,7 +159,8 @@ def add_tei_routes(
 
     @app.post("/predict")
     async def predict(body: PredictRequest) -> JSONResponse:
-        with RequestAccount(metrics, _method(body.inputs)) as account:
+        batch = isinstance(body.inputs, list) and any(isinstance(v, list) for v in body.inputs)
+        with RequestAccount(metrics, "batch" if batch else "single") as account:  # a pair is one
             require("/predict", "a sequence classifier", served.kind == "classification")
             pairs, batched = _predict_inputs(body.inputs, max_inputs)
             rows = rows_for(account, pairs, body, "inputs")
