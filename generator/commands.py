@@ -283,6 +283,65 @@ def _parse_shapes(ctx, param, value: str) -> list[tuple[int, int]]:
     return shapes
 
 
+@bench.command("backends")
+@click.option("--skill", "class_name", required=True, metavar="CLASS",
+              help="The transformers model class, e.g. BertModel.")
+@click.option("--model", "model", required=True, metavar="DIR_OR_tiny",
+              help="A local checkpoint folder, or 'tiny' for the registry's tiny random model.")
+@click.option("--shapes", default="1x16,1x128,32x128", show_default=True, callback=_parse_shapes,
+              help="Comma-separated BATCHxSEQ shapes.")
+@click.option("--out", "out_dir", default="bench-backends", show_default=True,
+              type=click.Path(file_okay=False), help="Folder for backends.json, the PNGs and "
+              "backends.html.")  # fmt: skip
+@click.option("--engines", default=None, metavar="LIST",
+              help="Comma-separated engines (native, torch, openvino, onnxruntime, max, mojo, "
+                   "cuda, ...); default: every engine present here. One named here is run even "
+                   "where absent, and shown falling back.")
+@click.option("--rounds", type=click.IntRange(1, 100), default=2, show_default=True,
+              help="Alternating rounds; each starts one process per engine.")
+@click.option("--repeats", type=click.IntRange(1, 100000), default=10, show_default=True,
+              help="Timed calls per shape in each process.")
+@click.option("--warm-up", type=click.IntRange(0, 1000), default=2, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 1024), default=None,
+              help="Threads for every engine (default: all cores).")
+@click.option("--precision", default=None, type=click.Choice(["float32", "bf16"]))
+@click.option("--no-compiled", is_flag=True, help="Leave out max and mojo (they compile per model).")
+@click.option("--compile-budget", type=float, default=300.0, show_default=True,
+              help="Seconds a max or mojo process may take before it is stopped and reported as "
+                   "not compiled in time.")
+def bench_backends(class_name, model, shapes, out_dir, engines, rounds, repeats, warm_up, threads,
+                   precision, no_compiled, compile_budget):  # fmt: skip
+    """Every engine present for one skill, each in its own process and alternated, over a grid
+    of shapes: a table here, and backends.json, PNG plots (latency against sequence length and
+    batch, peak memory, first call, error against float32) and one self-contained
+    backends.html in --out.  An engine that fell back at a shape is marked so, with the reason,
+    and never timed as itself."""
+    import shlex
+
+    from skillmill.measure.bench.backends import run_backends
+    from skillmill.measure.bench.backends_report import format_table, write_report
+
+    from pathlib import Path
+
+    if model != "tiny" and not Path(model).is_dir():
+        raise click.BadParameter(f"{model!r} is not a checkpoint folder (or 'tiny')",
+                                 param_hint="--model")  # fmt: skip
+    wanted = [e.strip() for e in engines.split(",") if e.strip()] if engines else None
+    command = "generate-skills " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
+        if sys.argv[1:2] == ["bench"] else None  # fmt: skip
+    try:
+        results = run_backends(class_name, model, shapes, engines=wanted, rounds=rounds,
+                               repeats=repeats, warm_up=warm_up, threads=threads,
+                               precision=precision, include_compiled=not no_compiled,
+                               compile_budget_s=compile_budget, progress=True,
+                               echo=lambda line: click.echo(line, err=True), command=command)  # fmt: skip
+    except (KeyError, ValueError) as exc:
+        raise click.ClickException(str(exc.args[0] if exc.args else exc)) from None
+    click.echo(format_table(results))
+    paths = write_report(results, out_dir)
+    click.echo(f"\nwrote {paths['json']}, {len(paths) - 2} plots and {paths['html']}")
+
+
 @click.command()
 @click.option("--skill", "class_name", required=True, metavar="CLASS",
               help="The transformers model class, e.g. BertModel.")
@@ -478,3 +537,6 @@ def register_commands(main: click.Group) -> None:
     main.add_command(bench)
     main.add_command(tune)
     main.add_command(export)
+    from .quantize_command import quantize
+
+    main.add_command(quantize)

@@ -11,11 +11,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
 import re
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -123,10 +125,18 @@ def json_from_module(module: str, args: list[str], timeout: float,
     """Run ``python -m module *args``: (its last JSON line or None, why not, its stderr; None if
     it timed out)."""
     cmd = [sys.executable, "-m", module, *args]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return None, f"no result after {timeout:.0f} s", None
+    # Its own process group, all of it stopped on a timeout: a MAX or Mojo compile runs child
+    # processes that would otherwise go on taking the cores from the next measurement.
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env, start_new_session=True) as proc:  # fmt: skip
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return None, f"no result after {timeout:.0f} s", None
+    proc = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode == 0 and lines:
         return json.loads(lines[-1]), "", proc.stderr

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -40,6 +40,8 @@ DEFAULT_ENGINES = ("native", "torch", "openvino", "onnxruntime", "cuda", "rocm",
 OPTIONAL = ("cuda", "rocm", "mps")
 WARM_UP = 2
 REPEATS = 20
+# What ``recommend`` (the MCP tool get_hardware_recommendations) answers for.
+USE_CASES = ("low-latency", "throughput", "memory")
 
 
 @dataclass
@@ -98,6 +100,16 @@ def _ran_instead(name: str, route: decisions.Route, result: Any) -> str | None:
         return None
     why = result.fallback_reason or "; ".join(f"{k}: {v}" for k, v in result.skipped.items())
     return f"asked for {name}, {result.engine} on {result.backend} ran instead: {why or 'no reason given'}"
+
+
+def timing_summary(values: list[float], batch_size: int) -> dict[str, Any]:
+    """Median and p95 milliseconds, items per second and the count of timed calls (seconds in),
+    as the table stores them; every report of timed calls goes through here."""
+    median = float(np.median(values)) * 1e3
+    return {"median_ms": round(median, 4),
+            "p95_ms": round(float(np.percentile(values, 95)) * 1e3, 4),
+            "throughput": round(batch_size / (median / 1e3), 2),
+            "runs": len(values)}  # fmt: skip
 
 
 def machine_summary() -> str:
@@ -168,7 +180,7 @@ class UnifiedBackendManager:
         name such as ``"BertModel"`` (then ``model`` is a checkpoint folder, a config or
         ``"tiny"``).  ``engines``: names from ``decisions.ROUTES``; default: every engine present
         here (``include_compiled`` adds max and mojo)."""
-        base = self._base_skill(skill_or_class, model, precision)
+        base = self.base_skill(skill_or_class, model, precision)
         if repeats < 1:
             raise ValueError("repeats must be at least 1")
         if engines is None:
@@ -192,7 +204,10 @@ class UnifiedBackendManager:
                                                warm_up, constraints))  # fmt: skip
         return reports
 
-    def _base_skill(self, skill_or_class: Any, model: Any, precision: str | None) -> Any:
+    def base_skill(self, skill_or_class: Any, model: Any = None,
+                   precision: str | None = None) -> Any:  # fmt: skip
+        """The skill whose weights are measured: ``skill_or_class`` itself when it is a skill,
+        else the class (or class name) loaded from ``model`` on the cpu target."""
         if hasattr(skill_or_class, "process") and not isinstance(skill_or_class, type):
             return skill_or_class
         if isinstance(skill_or_class, str):
@@ -210,8 +225,16 @@ class UnifiedBackendManager:
         return type(base)(model=base.model, device=route.target, native=native,
                           precision=base.precision)  # fmt: skip
 
-    def _measure_shape(self, base: Any, shape: tuple[int, int], planned: dict[str, str | None],
-                       repeats: int, warm_up: int, constraints: Constraints) -> ShapeReport:  # fmt: skip
+    def measure_engines(self, base: Any, shape: tuple[int, int], planned: dict[str, str | None],
+                        repeats: int = REPEATS, warm_up: int = WARM_UP,
+                        ) -> tuple[Any, Bucket, dict[str, dict[str, Any]], dict[str, list[float]]]:  # fmt: skip
+        """Measure the ``planned`` engines ({name: None, or why it is not run}) at one (batch,
+        seq) shape: each one's first call on its own (with the process's peak-memory growth and
+        the parity verdict), ``warm_up`` then ``repeats`` alternating rounds.  Returns (the
+        batch, its bucket, the table rows by engine, each engine's timed calls in seconds).  A
+        call that ran elsewhere leaves the row's ``fallback_reason`` and no timing.  Writes
+        nothing: ``benchmark_backends`` records the rows, ``measure.bench.backends`` reports
+        them."""
         batch = base.example_inputs(batch_size=shape[0], seq_len=shape[1])
         bucket = decisions.shape_bucket(base, batch)
         rows: dict[str, dict[str, Any]] = {}
@@ -245,19 +268,26 @@ class UnifiedBackendManager:
         for name, values in times.items():
             if "fallback_reason" in rows[name] or not values:
                 continue
-            median = float(np.median(values)) * 1e3
-            rows[name].update(median_ms=round(median, 4),
-                              p95_ms=round(float(np.percentile(values, 95)) * 1e3, 4),
-                              throughput=round(shape[0] / (median / 1e3), 2),
-                              runs=len(values))  # fmt: skip
+            rows[name].update(timing_summary(values, shape[0]))
+        return batch, bucket, rows, times
+
+    def _measure_shape(self, base: Any, shape: tuple[int, int], planned: dict[str, str | None],
+                       repeats: int, warm_up: int, constraints: Constraints) -> ShapeReport:  # fmt: skip
+        _, bucket, rows, _ = self.measure_engines(base, shape, planned, repeats, warm_up)
         entry = decisions.new_entry(base, bucket, shape, rows, repeats)
         key = decisions.entry_key(base.model_class_name, entry["weights"], bucket, base.precision)
         notes = []
-        note = decisions.record({key: entry}, self._path)
+        try:
+            note = decisions.record({key: entry}, self._path)
+        except OSError as exc:  # a read-only cache: the figures still answer this call
+            note = f"the decision table {self.path} could not be written ({exc}); this " \
+                   f"measurement is not remembered"  # fmt: skip
+            table = decisions.Table(self.path, {key: entry})
+        else:
+            table = decisions.read_table(self.path)
         if note:
             notes.append(note)
             self.echo(note)
-        table = decisions.read_table(self.path)
         choice = decisions.decide(base, bucket, constraints, table=table)
         return ShapeReport(shape, bucket, key, entry, choice, notes)
 
@@ -327,6 +357,81 @@ class UnifiedBackendManager:
         else:
             bucket = min(buckets, key=size)
         return decisions.decide(skill, bucket, constraints, table=table)
+
+    def recommend(self, skill: Any, use_case: str = "low-latency") -> dict[str, Any]:
+        """Which engine to use for ``skill`` and why, from the decision table (the MCP tool
+        ``get_hardware_recommendations``).  ``use_case``: "low-latency" (the fastest call at the
+        smallest measured batch), "throughput" (the most items per second at the largest) or
+        "memory" (the smallest peak-memory growth, at the largest measured shape, among the
+        engines auto may choose).  Without a usable measurement, ``measured`` is False, the
+        answer is the fixed order's first present target, and ``explanation`` says why."""
+        if use_case not in USE_CASES:
+            raise ValueError(f"use_case must be one of {', '.join(USE_CASES)}, not {use_case!r}")
+        objective = "throughput" if use_case in ("throughput", "memory") else "latency"
+        constraints = replace(skill.constraints, objective=objective)
+        choice = self.get_optimal_backend(skill, constraints)
+        engine = choice.engine
+        explanation = choice.explanation
+        table = decisions.read_table(self.path)
+        entry = None  # the entry the choice was made from (none read: no measurement, or the
+        # table, the fingerprint or the precision ruled it out, as the explanation says)
+        if choice.bucket is not None and (choice or choice.excluded):
+            key = decisions.entry_key(skill.model_class_name, decisions.weights_hash(skill),
+                                      choice.bucket, skill.precision)  # fmt: skip
+            entry = table.entries.get(key)
+        if use_case == "memory" and entry is not None and choice.timings_ms:
+            peaks = {name: entry["engines"][name].get("peak_rss_delta_bytes")
+                     for name in choice.timings_ms}  # fmt: skip
+            known = {n: p for n, p in peaks.items() if isinstance(p, (int, float))}
+            if known:
+                ranked = sorted(known, key=lambda n: (known[n], choice.timings_ms[n]))
+                engine = ranked[0]
+                versus = "".join(f" vs {n} +{known[n] / 2**20:.0f} MB" for n in ranked[1:])
+                explanation = (f"chose {engine} for memory: its first call grew the process by "
+                               f"+{known[engine] / 2**20:.0f} MB{versus} at "
+                               f"{choice.bucket.describe()}, measured "
+                               f"{str(entry.get('measured_at', '?'))[:10]}; by latency: "
+                               f"{choice.explanation}")  # fmt: skip
+        answer: dict[str, Any] = {
+            "use_case": use_case,
+            "measured": engine is not None,
+            "engine": engine,
+            "explanation": explanation,
+            "table": str(table.path),
+        }
+        if engine is not None:
+            route = decisions.ROUTES[engine]
+            answer["recommended"] = route.target
+            answer["load_with"] = {"device": route.target, **({"native": False}
+                                                                if route.native_off else {})}  # fmt: skip
+        else:
+            fixed = skill.get_default_device_with_mojo_max()
+            answer["recommended"] = fixed
+            answer["load_with"] = {"device": fixed}
+            answer["note"] = (
+                f"{explanation}. So this is the fixed priority order's first target "
+                f"present here, not a measured choice; benchmark_hardware_targets (or "
+                f"`generate-skills tune --skill {skill.model_class_name} --model ...`) measures "
+                f"this model on this machine, and later answers come from that measurement")  # fmt: skip
+        if entry is not None:
+            answer["bucket"] = choice.bucket.describe()
+            answer["measured_at"] = entry.get("measured_at")
+            answer["engines"] = {name: _measured_figures(name, row, skill, constraints)
+                                 for name, row in entry["engines"].items()}  # fmt: skip
+        return answer
+
+
+def _measured_figures(name: str, row: dict[str, Any], skill: Any,
+                      constraints: Constraints) -> dict[str, Any]:  # fmt: skip
+    """One engine's row of a table entry, as a recommendation shows it."""
+    parity = row.get("parity") or {}
+    peak = row.get("peak_rss_delta_bytes")
+    figures = {key: row[key] for key in ("median_ms", "p95_ms", "throughput", "first_call_s")
+               if key in row}  # fmt: skip
+    figures["peak_growth_mb"] = round(peak / 2**20, 1) if isinstance(peak, (int, float)) else None
+    figures["max_relative_error"] = parity.get("max_relative_error")
+    figures["not_eligible"] = decisions.why_not(name, row, skill, constraints)  # None: eligible
+    return figures
 
 
 # ---- the report --------------------------------------------------------------------------------

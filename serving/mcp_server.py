@@ -19,6 +19,7 @@ from . import tools
 
 log = logging.getLogger("skillmill.mcp")
 
+UseCase = Literal["low-latency", "throughput", "memory"]
 Modality = Literal["text", "vision", "audio", "video", "multimodal", "time-series", "other"]
 ClassName = Annotated[
     str, Field(min_length=1, max_length=200, description="transformers class name, e.g. BertModel")
@@ -35,8 +36,10 @@ ModelSource = Annotated[
 
 INSTRUCTIONS = (
     "skillmill turns transformers model classes into runnable skills. list_models searches the "
-    "registry; detect_hardware and get_hardware_recommendations say where a model can run; "
-    "run_inference and benchmark_hardware_targets run it for real; generate_skill renders a "
+    "registry; detect_hardware says where a model can run; benchmark_hardware_targets measures "
+    "it on every engine here and remembers the figures; get_hardware_recommendations answers "
+    "from those measurements (and says when there are none); run_inference runs it; "
+    "generate_skill renders a "
     "skill module into a folder you name; compile_to_max / compile_to_mojo compile it for "
     "Modular's backends where this build has them."
 )
@@ -128,19 +131,26 @@ def build_server() -> MCPServer:
         batch_size: Annotated[int, Field(ge=1, le=256)] = 1,
         seq_len: Annotated[int, Field(ge=1, le=4096)] = 16,
         repeats: Annotated[int, Field(ge=1, le=100)] = 5,
-        targets: list[str] | None = None,
+        engines: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Median latency of the skill on each target present (same random inputs for all),
-        and the reason for each target that cannot run it."""
+        """Measure the skill on each engine present (native, torch, openvino, onnxruntime, the
+        GPUs; or the engines named, max and mojo included): median and p95 latency, first call,
+        parity against PyTorch eager float32, the reason for each that cannot run.  The figures
+        are remembered for device='auto' and get_hardware_recommendations."""
         return tools.benchmark_hardware_targets(
-            class_name, model, batch_size, seq_len, repeats, targets
+            class_name, model, batch_size, seq_len, repeats, engines
         )
 
     @server.tool()
     @_as_tool_errors
-    def get_hardware_recommendations(class_name: ClassName) -> dict[str, Any]:
-        """Targets the registry allows for this model, which are present here, and the one
-        device='auto' picks."""
-        return tools.get_hardware_recommendations(class_name)
+    def get_hardware_recommendations(
+        model_id: ClassName,
+        use_case: UseCase = "low-latency",
+        model: ModelSource = "tiny",
+    ) -> dict[str, Any]:
+        """The engine to use for this model class and weights on this machine for a use case
+        (low-latency, throughput, memory), from measurements; says plainly when there are none
+        (then it is the fixed priority order's first present target)."""
+        return tools.get_hardware_recommendations(model_id, use_case, model)
 
     return server

@@ -7,7 +7,6 @@ seconds) and model work is serialised, since tools run on worker threads."""
 
 from __future__ import annotations
 
-import statistics
 import threading
 import time
 from collections import OrderedDict
@@ -230,102 +229,105 @@ def benchmark_hardware_targets(
     batch_size: int = 1,
     seq_len: int = 16,
     repeats: int = 5,
-    targets: list[str] | None = None,
+    engines: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Median latency of the skill on each target that can run it, the same inputs for all;
-    the reason for each target that cannot."""
+    """Measure each engine present (or those named) on the skill through the backend manager
+    (``UnifiedBackendManager.benchmark_backends``: first call, parity against PyTorch eager
+    float32, alternating timed rounds), remember the figures in the decision table that
+    ``device="auto"`` and ``get_hardware_recommendations`` read, and say which engine auto now
+    picks at this shape and why.  An engine that is absent or ran as another is listed with
+    the reason, never timed."""
+    from skillmill.measure.manager import UnifiedBackendManager, machine_summary
+    from skillmill.runtime import decisions
     from skillmill.runtime.errors import SkillError
 
-    with _model_lock:
-        skill = _skill(class_name, model, "auto")
-        names = list(targets) if targets else list(skill.targets)
-        unknown = [t for t in names if t not in skill.targets]
+    if engines:
+        unknown = [e for e in engines if e not in decisions.ROUTES]
         if unknown:
             raise ToolFailure(
-                f"{class_name} has no target(s) {', '.join(unknown)}; its targets: "
-                f"{', '.join(skill.targets)}"
+                f"unknown engine(s) {', '.join(unknown)}; known: {', '.join(decisions.ROUTES)}"
             )
-        inputs = skill.example_inputs(batch_size=batch_size, seq_len=seq_len)
-        rows = []
-        for name in names:
-            status = skill.targets[name].status()
-            if not status.available:
-                rows.append(
-                    {"target": name, "ran": False, "reason": f"not present: {status.reason}"}
-                )
-                continue
-            try:
-                first = skill.process(inputs, order=[name])  # warm-up: one-off costs
-                times = []
-                for _ in range(repeats):
-                    start = time.perf_counter()
-                    skill.process(inputs, order=[name])
-                    times.append((time.perf_counter() - start) * 1000.0)
-            except SkillError as exc:
-                rows.append({"target": name, "ran": False, "reason": str(exc)})
-                continue
-            rows.append(
-                {
-                    "target": name,
-                    "ran": True,
-                    "device": first.device,
-                    "median_ms": round(statistics.median(times), 3),
-                    "min_ms": round(min(times), 3),
-                    "repeats": repeats,
-                    "fallback_reason": first.fallback_reason,
-                }
+    manager = UnifiedBackendManager()
+    with _model_lock:
+        skill = _skill(class_name, model, "cpu")  # the weights; each engine gets its own skill
+        try:
+            [report] = manager.benchmark_backends(
+                skill, shapes=[(batch_size, seq_len)], engines=engines, repeats=repeats
             )
-    ran = [r for r in rows if r["ran"]]
-    fastest = min(ran, key=lambda r: r["median_ms"])["target"] if ran else None
+        except (SkillError, ValueError) as exc:
+            raise ToolFailure(f"{class_name} could not be measured: {exc}") from None
+    rows = []
+    for name, row in report.entry["engines"].items():
+        parity = row.get("parity") or {}
+        ran = "fallback_reason" not in row
+        answer = {"engine": name, "target": row["target"], "ran": ran}
+        if ran:
+            answer.update(
+                {k: row.get(k) for k in ("median_ms", "p95_ms", "throughput", "first_call_s", "runs")}
+            )
+            answer["parity_passed"] = parity.get("passed")
+            answer["max_relative_error"] = parity.get("max_relative_error")
+        else:
+            answer["reason"] = row["fallback_reason"]
+        rows.append(answer)
+    fair = [r for r in rows if r["ran"] and r.get("parity_passed") and r.get("median_ms")]
     return {
         "class_name": class_name,
         "model": model,
         "batch_size": batch_size,
         "seq_len": seq_len,
+        "bucket": report.bucket.describe(),
+        "machine": machine_summary(),
         "results": rows,
-        "fastest": fastest,
+        "fastest": min(fair, key=lambda r: r["median_ms"])["engine"] if fair else None,
+        "auto_choice": report.choice.engine,
+        "explanation": report.choice.explanation,
+        "recorded_in": str(manager.path),
+        "notes": report.notes,
     }
 
 
-def get_hardware_recommendations(class_name: str) -> dict[str, Any]:
-    """Which targets the registry lets this model use, which are present here, and the one
-    ``device="auto"`` would pick — from the skill's own target table and the live probes."""
-    from skillmill import skill_class
+def get_hardware_recommendations(
+    model_id: str, use_case: str = "low-latency", model: str = "tiny"
+) -> dict[str, Any]:
+    """The engine to use for ``model_id`` (a class name) on these weights for ``use_case``
+    ("low-latency", "throughput" or "memory"), from the measured decision table through
+    ``UnifiedBackendManager.recommend``.  Without a measurement it says so plainly
+    (``measured: false`` and a ``note``) and gives the fixed priority order's first present
+    target; the registry's targets and their probes are listed either way."""
+    from skillmill.measure.manager import USE_CASES, UnifiedBackendManager
     from skillmill.runtime.mixin import use_mojo_max_target
 
-    try:
-        cls = skill_class(class_name)
-    except KeyError as exc:
-        raise ToolFailure(str(exc.args[0] if exc.args else exc)) from None
-    report = detect_hardware()
-    declared = {t["name"]: t for t in report["targets"]}
+    if use_case not in USE_CASES:
+        raise ToolFailure(f"use_case must be one of {', '.join(USE_CASES)}, not {use_case!r}")
+    with _model_lock:
+        skill = _skill(model_id, model, "cpu")
+        answer = UnifiedBackendManager().recommend(skill, use_case)
     rows = []
-    for name, target in cls.targets.items():
+    for name, target in skill.targets.items():
         status = target.status()
         rows.append(
-            {
-                "target": name,
-                "priority": target.priority,
-                "present": status.available,
-                "detail": status.reason,
-            }
+            {"target": name, "priority": target.priority, "present": status.available,
+             "detail": status.reason}  # fmt: skip
         )
-    present = [r["target"] for r in rows if r["present"]]
-    unsupported = sorted(set(declared) - set(cls.targets))
-    return {
-        "class_name": class_name,
-        "modality": cls.modality,
-        "family": cls.family,
-        "auto_order": [r["target"] for r in rows],
-        "recommended": present[0] if present else "cpu",
-        "present_and_supported": present,
-        "not_supported_by_registry": unsupported,
-        "targets": rows,
-        "use_mojo_max_target": use_mojo_max_target(),
-        "best_simd": report.get("best_simd"),
-        "note": "the recommended target is the first present one in priority order; a run "
-        "still falls back (with its reason) if that target cannot execute this model",
-    }
+    report = detect_hardware()
+    return _jsonable(
+        {
+            "model_id": model_id,
+            "model": model,
+            **answer,
+            "modality": skill.modality,
+            "family": skill.family,
+            "auto_order": list(skill.preferred_order()),
+            "present_and_supported": [r["target"] for r in rows if r["present"]],
+            "not_supported_by_registry": sorted(
+                {t["name"] for t in report["targets"]} - set(skill.targets)
+            ),
+            "targets": rows,
+            "use_mojo_max_target": use_mojo_max_target(),
+            "best_simd": report.get("best_simd"),
+        }
+    )
 
 
 def _jsonable(value: Any) -> Any:

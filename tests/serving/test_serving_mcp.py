@@ -31,11 +31,12 @@ def _tree_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-async def _session_calls(calls):
+async def _session_calls(calls, table: Path):
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
-    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    # benchmark_hardware_targets writes the decision table: a fresh one, never the user's
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "SKILLMILL_DECISIONS": str(table)}
     if os.environ.get("MODULAR_CACHE_DIR"):  # the compile tools use the tests' compile cache
         env["MODULAR_CACHE_DIR"] = os.environ["MODULAR_CACHE_DIR"]
     params = StdioServerParameters(
@@ -90,16 +91,17 @@ def mcp_results(tmp_path_factory):
         (
             "bench",
             "benchmark_hardware_targets",
-            {"class_name": "BertModel", "targets": ["cpu", "cuda"], "repeats": 3},
+            {"class_name": "BertModel", "engines": ["torch", "cuda"], "repeats": 3},
         ),
-        ("recommend", "get_hardware_recommendations", {"class_name": "GPT2LMHeadModel"}),
+        ("recommend", "get_hardware_recommendations", {"model_id": "GPT2LMHeadModel"}),
         ("unknown_class", "run_inference", {"class_name": "NoSuchModel", "inputs": ["x"]}),
         ("bad_type", "run_inference", {"class_name": "BertModel", "inputs": "not a list"}),
         ("bad_range", "compile_to_mojo", {"class_name": "BertModel", "optimization_level": 9}),
         ("unknown_type", "generate_skill", {"model_type": "bertt", "output_dir": str(out)}),
         ("after_errors", "list_models", {"task": "text-generation", "limit": 1}),
     ]
-    results = asyncio.run(asyncio.wait_for(_session_calls(calls), timeout=900))
+    table = tmp_path_factory.mktemp("decisions") / "decisions.json"
+    results = asyncio.run(asyncio.wait_for(_session_calls(calls, table), timeout=900))
     results["__committed_untouched__"] = before == _tree_digest(DEFAULT_OUTPUT)
     results["__out__"] = out
     return results
@@ -136,7 +138,10 @@ def test_registry_and_hardware_tools(mcp_results):
     assert cpu and cpu[0]["available"] and "cpu_features" in hardware
     recommend = ok(mcp_results, "recommend")
     assert "cpu" in recommend["present_and_supported"]
-    assert recommend["recommended"] == recommend["present_and_supported"][0]
+    # nothing measured for GPT-2: the fixed order's first present target, and it says so
+    assert recommend["measured"] is False and "not a measured choice" in recommend["note"]
+    first = [t for t in recommend["auto_order"] if t in recommend["present_and_supported"]]
+    assert recommend["recommended"] == (first[0] if first else "cpu")
 
 
 def test_generate_skill_writes_only_where_asked(mcp_results):
@@ -165,10 +170,11 @@ def test_run_inference_and_benchmark_run_for_real(mcp_results):
     top = own_lm.postprocessed["next_token_top_k"]["token_ids"].tolist()
     assert lm["next_token_top_k"]["token_ids"] == top and len(top[0]) == 5
     bench = ok(mcp_results, "bench")
-    rows = {r["target"]: r for r in bench["results"]}
-    assert rows["cpu"]["ran"] and rows["cpu"]["median_ms"] > 0
+    rows = {r["engine"]: r for r in bench["results"]}
+    assert rows["torch"]["ran"] and rows["torch"]["median_ms"] > 0
     assert not rows["cuda"]["ran"] and rows["cuda"]["reason"]
-    assert bench["fastest"] == "cpu"
+    assert bench["fastest"] == "torch" and bench["auto_choice"] == "torch"
+    assert bench["recorded_in"].endswith("decisions.json") and bench["machine"].startswith("machine:")
 
 
 def test_compile_to_max_compiles_for_real(mcp_results):
