@@ -82,12 +82,21 @@ def parameter_dtypes(model: torch.nn.Module) -> frozenset[str]:
     return cached[1]
 
 
-def float32_only(skill: Any) -> str | None:
-    """Why an engine that computes at float32 only (the native executor, MAX, Mojo) cannot run
-    this skill — its model holds other dtypes, or another precision was asked — or None."""
+def float32_model(skill: Any) -> str | None:
+    """Why a converting engine cannot take this skill's model — it holds other dtypes than
+    float32 — or None."""
     dtypes = parameter_dtypes(skill.model)
     if dtypes - {"float32"}:
         return f"runs float32 models; this one holds {', '.join(sorted(dtypes))}"
+    return None
+
+
+def float32_only(skill: Any) -> str | None:
+    """Why an engine that computes at float32 only (MAX, Mojo, ONNX Runtime) cannot run this
+    skill — its model holds other dtypes, or another precision was asked — or None."""
+    why = float32_model(skill)
+    if why:
+        return why
     if skill.precision != "float32":
         return f"computes at float32 only; {skill.precision} was asked ({skill.precision_source})"
     return None

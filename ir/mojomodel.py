@@ -30,11 +30,15 @@ import numpy as np
 
 from .errors import IRError, MojoModelError
 from .graph import Graph
+from .ops.quantized import check_quantized_layers
 from .serialize import SCHEMA, dumps_graph, graph_from_json, weights_from_bytes, weights_to_bytes
 
 MAGIC = b"MOJOMDL\x00"
 END_MAGIC = b"MOJOEND\x00"
-FORMAT_VERSION = 1
+# 2: QLinear nodes with int8 / uint8 weights and float32 scales (quantized models).  Version 1
+# files hold none, and read as before.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 SECTIONS = ("ir", "weights", "metadata")
 _PREFIX = struct.Struct("<8sIQ")
 _MAX_HEADER = 1 << 20
@@ -123,6 +127,7 @@ def load_mojomodel(path: str | os.PathLike) -> LoadedMojoModel:
         from .ops import OPS
 
         graph.validate(set(OPS))
+        check_quantized_layers(graph)
         return LoadedMojoModel(graph, metadata, path, content)
     except MojoModelError:
         raise
@@ -139,9 +144,9 @@ def _verify(data: bytes, path: str) -> tuple[dict, dict[str, bytes], str]:
     magic, version, header_length = _PREFIX.unpack_from(data, 0)
     if magic != MAGIC:
         raise MojoModelError(f"{path}: not a .mojomodel file (bad magic {magic!r})")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise MojoModelError(f"{path}: format version {version} is not supported "
-                             f"(this skillmill reads version {FORMAT_VERSION})")  # fmt: skip
+                             f"(this skillmill reads versions {', '.join(map(str, READABLE_VERSIONS))})")  # fmt: skip
     if data[-len(END_MAGIC) :] != END_MAGIC:
         raise MojoModelError(f"{path}: truncated (end marker missing)")
     body, digest = data[: -32 - len(END_MAGIC)], data[-32 - len(END_MAGIC) : -len(END_MAGIC)]
@@ -155,8 +160,8 @@ def _verify(data: bytes, path: str) -> tuple[dict, dict[str, bytes], str]:
         raise MojoModelError(f"{path}: corrupt header: {exc}") from exc
     if not isinstance(header, dict) or header.get("format") != "mojomodel":
         raise MojoModelError(f"{path}: header is not a mojomodel header")
-    if header.get("version") != FORMAT_VERSION:
-        raise MojoModelError(f"{path}: header version {header.get('version')!r} != {FORMAT_VERSION}")
+    if header.get("version") != version:
+        raise MojoModelError(f"{path}: header version {header.get('version')!r} != {version}")
     if header.get("schema") != SCHEMA:
         raise MojoModelError(f"{path}: IR schema {header.get('schema')!r} is not supported ({SCHEMA})")
     payload = body[_PREFIX.size + header_length :]

@@ -6,6 +6,11 @@ the asked precision declines with the reason and the next one runs; PyTorch eage
 both, so the precision a result reports is the one that was asked for.
 
     load_skill("BertModel", model=path, precision="bf16")     # or SKILLMILL_PRECISION=bf16
+    load_skill("BertModel", model=path, quantize="int8")      # int8 or q4_0 weights
+
+A quantization scheme is a precision too: the result says "int8" only when quantized weights
+computed it (the native executor, ``ir/passes/quantize.py``); an engine that cannot run the
+scheme declines with the reason, and the last resort, PyTorch eager, runs float32 and says so.
 """
 
 from __future__ import annotations
@@ -22,18 +27,35 @@ DEFAULT = "float32"
 # bf16: 8 significant bits (a rounding step of 2^-8 = 3.9e-3 relative) at every matmul input;
 # through a dozen layers that adds up to a few 1e-2 (OpenVINO's bf16 ResNet: 6.4e-2), so 1e-1
 # passes honest bf16 and still catches a conversion that computes something else.
-PARITY_TOLERANCE = {"float32": 1e-4, "bf16": 1e-1}
+# int8 / q4_0: weight rounding (per-channel int8: ~1% of a weight's norm on MiniLM's worst layer;
+# Q4_0: ~10%) moves the largest hidden-state values by up to ~9% of the largest one on MiniLM
+# (cosine to float32 stays >= 0.9997 for int8); a wrong conversion is off by ~100%.  Whether a
+# scheme is good enough for a model is the quality gate's question (`generate-skills quantize`),
+# not this one's.
+PARITY_TOLERANCE = {"float32": 1e-4, "bf16": 1e-1, "int8": 2e-1, "q4_0": 5e-1}
+# Weight-quantization schemes (ir/passes/quantize.py); the native executor runs them.
+QUANTIZED = ("int8", "q4_0")
 
 ALIASES = {"float32": "float32", "fp32": "float32", "f32": "float32",
-           "bf16": "bf16", "bfloat16": "bf16"}  # fmt: skip
+           "bf16": "bf16", "bfloat16": "bf16", "int8": "int8", "q4_0": "q4_0", "q4": "q4_0"}  # fmt: skip
 
 
 class UnknownPrecisionError(SkillError, ValueError):
     """``precision=`` (or ``SKILLMILL_PRECISION``) names no precision skillmill computes at."""
 
 
-def resolve_precision(requested: str | None) -> tuple[str, str]:
-    """(precision, where the choice came from): the argument, else the environment, else float32."""
+def resolve_precision(requested: str | None, quantize: str | None = None) -> tuple[str, str]:
+    """(precision, where the choice came from): ``quantize=``, else the argument, else the
+    environment, else float32."""
+    if quantize is not None:
+        scheme = ALIASES.get(quantize.strip().lower()) if isinstance(quantize, str) else None
+        if scheme not in QUANTIZED:
+            raise UnknownPrecisionError(f"unknown quantization scheme {quantize!r} (quantize=); "
+                                        f"choose one of: {', '.join(QUANTIZED)}")  # fmt: skip
+        if requested is not None and ALIASES.get(str(requested).strip().lower()) not in ("float32", scheme):
+            raise UnknownPrecisionError(f"quantize={quantize!r} and precision={requested!r} contradict each "
+                                        "other: quantized weights compute with float32 activations")  # fmt: skip
+        return scheme, f"quantize={quantize}"
     if requested is not None:
         source, value = "precision=", requested
     else:

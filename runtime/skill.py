@@ -47,12 +47,13 @@ class Skill(MojoMaxTargetMixin):
 
     def __init__(self, model: Any = None, device: str = "auto", dtype: Any = None,
                  native: bool | str | None = None, precision: str | None = None,
-                 constraints: decisions.Constraints | None = None):  # fmt: skip
+                 quantize: str | None = None, constraints: decisions.Constraints | None = None):  # fmt: skip
         # native: the cpu target's native executor; None follows SKILLMILL_NATIVE, False turns
         # it off, "all" tries it even for model types the native coverage sweep did not pass.
         self.native = native
         # precision: "float32" (the default) or "bf16"; None follows SKILLMILL_PRECISION.
-        self.precision, self.precision_source = resolve_precision(precision)
+        # quantize: "int8" or "q4_0" weights (runtime/precision.py), run by the native executor.
+        self.precision, self.precision_source = resolve_precision(precision, quantize)
         # constraints: what device="auto" may choose from the measured decision table
         # (runtime/decisions.py); the default allows this skill's own precision.
         self.constraints = constraints or decisions.Constraints(precisions=(self.precision,))

@@ -11,6 +11,10 @@ What is tried is data, not code: the support table (registry/support/native.yaml
 each model type's result in the native coverage sweep, and only the types that passed are
 converted.  ``SKILLMILL_NATIVE=0`` (or ``load_skill(..., native=False)``)
 turns the native path off; ``SKILLMILL_NATIVE=all`` (or ``native="all"``) tries every model.
+
+``quantize="int8"`` / ``"q4_0"`` (the skill's precision) runs the same conversion with its Linear
+weights quantized (``ir/passes/quantize.py``), proven against PyTorch float32 at the scheme's
+tolerance; a model with no Linear layer to quantize falls back with that reason.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 import torch
 
 from skillmill.registry import support
+from skillmill.runtime.precision import QUANTIZED
 
 from skillmill.engines import BackendOutput, parity
 from skillmill.engines.pytorch import runner as torch_runner
@@ -53,7 +58,7 @@ def skip_reason(skill: Any, tensors: dict[str, torch.Tensor], batch: dict[str, A
     if len(tensors) != len(batch):
         others = sorted(set(batch) - set(tensors))
         return f"{PREFIX}: takes tensors only; got non-tensor inputs {', '.join(others)}"
-    why = parity.float32_only(skill)
+    why = parity.float32_model(skill) if skill.precision in QUANTIZED else parity.float32_only(skill)
     if why:
         return f"{PREFIX}: {why}"
     if mode == "all":
@@ -95,6 +100,12 @@ def _prepare(skill: Any, tensors: dict[str, torch.Tensor], reference: dict) -> _
     from skillmill.ir.executor import NativeModel
 
     graph, optimization = parity.ir_graph(skill, tensors)
+    if skill.precision in QUANTIZED:
+        from skillmill.ir.passes.quantize import quantize_graph
+
+        graph, quantization = quantize_graph(graph, skill.precision)
+        optimization = {**optimization, "optimizations_applied": graph.metadata["optimizations_applied"],
+                        "quantization": quantization.as_dict()}  # fmt: skip
     try:
         model = NativeModel(graph, optimization)
     except UnsupportedOp:
@@ -111,9 +122,9 @@ def run(skill: Any, batch: dict[str, Any]) -> BackendOutput:
     if reason is None:
         try:
             outputs, prepared, proof = parity.run_proven(
-                skill, PREFIX, "float32", tensors, lambda reference: _prepare(skill, tensors, reference)
+                skill, PREFIX, skill.precision, tensors, lambda reference: _prepare(skill, tensors, reference)
             )
-            return BackendOutput(outputs, "cpu", engine="native", parity=proof)
+            return BackendOutput(outputs, "cpu", engine="native", precision=skill.precision, parity=proof)
         except parity.EngineDeclined as exc:
             reason = exc.reason
     ran = torch_runner.run(skill, batch, device="cpu")

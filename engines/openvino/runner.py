@@ -63,5 +63,8 @@ def _compile(skill: Any, tensors: dict[str, torch.Tensor], reference: dict) -> _
 def run(skill: Any, batch: dict[str, Any]) -> BackendOutput:
     if importlib.util.find_spec("openvino") is None:
         raise BackendUnavailable(ENGINE, "Python package 'openvino' not installed")
+    if skill.precision not in HINTS:  # quantized weights: NNCF's compression is not wired in yet
+        raise BackendUnavailable(ENGINE, f"runs {', '.join(HINTS)}; {skill.precision} was asked "
+                                 f"({skill.precision_source})")  # fmt: skip
     return parity.run_converted(skill, ENGINE, skill.precision, batch,
                                 lambda tensors, reference: _compile(skill, tensors, reference))  # fmt: skip

@@ -13,6 +13,7 @@ import torch
 
 from skillmill.runtime.errors import BackendUnavailable, SkillInputError
 from skillmill.runtime.outputs import flatten_outputs
+from skillmill.runtime.precision import QUANTIZED
 from skillmill.engines import BackendOutput, parity
 
 AUTOCAST = {"bf16": torch.bfloat16}
@@ -71,7 +72,10 @@ def run(skill: Any, batch: dict[str, Any], device: str) -> BackendOutput:
     if precision == "float32":
         return BackendOutput(eager.run(batch), str(target), engine="torch", precision=model_precision(eager.model))
     reason = None
-    if target.type not in AUTOCAST_DEVICES:
+    if precision in QUANTIZED:
+        reason = (f"PyTorch eager does not run {precision} weights (the native executor on the cpu "
+                  "target does)")  # fmt: skip
+    elif target.type not in AUTOCAST_DEVICES:
         reason = f"PyTorch eager runs {precision} on {', '.join(AUTOCAST_DEVICES)} only, not {target.type}"
     elif model_precision(eager.model) != "float32":
         reason = f"PyTorch eager casts float32 models to {precision}; this one holds {model_precision(eager.model)}"

@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 
 from ..graph import Node, TensorSpec, numpy_dtype
-from . import elementwise, extended, nn, shape
+from . import elementwise, extended, nn, quantized, shape
 from .base import OpDef, spec_of
 
-OPS: dict[str, OpDef] = {**elementwise.build(), **shape.build(), **nn.build(), **extended.build()}
+OPS: dict[str, OpDef] = {**elementwise.build(), **shape.build(), **nn.build(), **extended.build(),
+                       **quantized.build()}
 
 
 def run_reference(op: str, inputs: list[Any], attrs: dict[str, Any]) -> list[Any]:

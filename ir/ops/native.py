@@ -239,8 +239,34 @@ def _two(value: Any) -> list[int]:
     return value * 2 if len(value) == 1 else value
 
 
+def _qlinear(lib, attrs):
+    matmul = {"int8": lib.matmul_int8, "q4_0": lib.matmul_q4_0}.get(attrs.get("scheme"))
+    activation = attrs.get("activation", "none")
+    if matmul is None or activation not in ("none", "relu", "gelu", "gelu_tanh", "silu", "tanh"):
+        return None
+
+    def fast(inputs, attrs):
+        x, q, scales = inputs[0], inputs[1], inputs[2]
+        bias = inputs[3] if len(inputs) > 3 and inputs[3] is not None else None
+        residual = inputs[4] if len(inputs) > 4 else None
+        if not _f32(x) or x.ndim < 1 or (bias is not None and not _f32(bias)):
+            return None
+        if x.shape[-1] != int(attrs.get("in_features", -1)):
+            return None
+        # The wrappers check the weight's layout against x; a mismatch is an error, not a fallback.
+        y = matmul(_c(x), q, scales, None if bias is None else _c(bias), activation)
+        if residual is not None:
+            if not _f32(residual) or residual.shape != y.shape:
+                return None
+            y += residual  # the kernel has no residual epilogue; one pass over y
+        return y
+
+    return fast
+
+
 _BINDERS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
     "Linear": _linear,
+    "QLinear": _qlinear,
     "MatMul": _matmul,
     "Softmax": _softmax,
     "LayerNorm": _layer_norm,

@@ -122,7 +122,9 @@ def test_appended_garbage_is_refused(model_file, tmp_path):
 
 def test_wrong_version_is_refused(model_file, tmp_path):
     data = open(model_file, "rb").read()
-    _refused(tmp_path, _rehash(data, header_edit=lambda h: 2), match="version 2")
+    _refused(tmp_path, _rehash(data, header_edit=lambda h: 3), match="version 3")
+    # the prefix and the header must agree on the version
+    _refused(tmp_path, _rehash(data, header_edit=lambda h: 1), match="header version 2 != 1")
     _refused(tmp_path, _rehash(data, header_edit=lambda h: h.update(version=9)), match="version")
     _refused(tmp_path, _rehash(data, header_edit=lambda h: h.update(schema="other/9")), match="schema")
 

@@ -1,0 +1,74 @@
+"""A skill asked for quantized weights (``load_skill(..., quantize=...)``): the native executor
+runs the scheme and the result says so; every engine that cannot run it declines with the
+reason; bad requests are refused by name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from skillmill import load_skill
+from skillmill.engines import parity
+from skillmill.runtime.precision import PARITY_TOLERANCE, UnknownPrecisionError
+
+
+@pytest.fixture(scope="module")
+def batch():
+    gen = torch.Generator().manual_seed(5)
+    return {"input_ids": torch.randint(1, 90, (2, 9), generator=gen),
+            "attention_mask": torch.ones(2, 9, dtype=torch.int64)}  # fmt: skip
+
+
+@pytest.mark.parametrize("scheme", ["int8", "q4_0"])
+def test_the_cpu_target_runs_the_scheme_on_the_native_executor(batch, scheme):
+    reference = load_skill("BertModel", model="tiny", device="cpu", native=False).process(batch)
+    skill = load_skill("BertModel", model="tiny", device="cpu", quantize=scheme, native="all")
+    result = skill.process(batch)
+    assert (result.engine, result.precision) == ("native", scheme)
+    assert result.parity.precision == scheme and result.parity.tolerance == PARITY_TOLERANCE[scheme]
+    assert 0 < result.parity.error <= result.parity.tolerance
+    want, got = reference.outputs["last_hidden_state"], result.outputs["last_hidden_state"]
+    assert not torch.equal(want, got)  # quantized weights really ran
+    cos = torch.nn.functional.cosine_similarity(want.flatten(1), got.flatten(1))
+    assert cos.min() > (0.999 if scheme == "int8" else 0.98), cos
+    prepared = next(v for v in parity.verdicts(skill, "native executor").values() if not isinstance(v, str))
+    assert f"quantize_{scheme}" in prepared.model.optimization["optimizations_applied"]
+
+
+def test_auto_skips_engines_that_cannot_run_int8_with_their_reasons(batch):
+    result = load_skill("BertModel", model="tiny", quantize="int8", native="all").process(batch)
+    assert (result.engine, result.precision) == ("native", "int8")
+    assert "int8 was asked (quantize=int8)" in result.skipped["openvino"]
+
+
+def test_without_an_engine_for_the_scheme_pytorch_runs_float32_and_says_so(batch):
+    result = load_skill("BertModel", model="tiny", device="cpu", quantize="int8", native=False).process(batch)
+    assert (result.engine, result.precision) == ("torch", "float32")
+    assert "PyTorch eager does not run int8 weights" in result.fallback_reason
+    assert "ran PyTorch eager at float32" in result.fallback_reason
+
+
+def test_a_model_with_nothing_to_quantize_falls_back_with_that_reason():
+    skill = load_skill("ResNetModel", model="tiny", device="cpu", quantize="int8", native="all")
+    result = skill.process({"pixel_values": torch.randn(1, 3, 32, 32)})
+    if result.engine == "native":  # ResNet's Linear-free graph must not pass as quantized
+        pytest.fail(f"ran natively at {result.precision} without a layer to quantize")
+    assert result.precision == "float32"
+    assert "nothing to quantize" in result.fallback_reason, result.fallback_reason
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"quantize": "int3"}, "unknown quantization scheme 'int3'"),
+    ({"quantize": "int8", "precision": "bf16"}, "contradict"),
+    ({"quantize": 8}, "unknown quantization scheme 8"),
+])  # fmt: skip
+def test_bad_quantize_requests_are_refused_by_name(kwargs, match):
+    with pytest.raises(UnknownPrecisionError, match=match):
+        load_skill("BertModel", model="tiny", device="cpu", **kwargs)
+
+
+def test_quantize_agrees_with_an_explicit_float32_precision(batch):
+    skill = load_skill("BertModel", model="tiny", device="cpu", quantize="q4", precision="float32", native="all")
+    assert (skill.precision, skill.precision_source) == ("q4_0", "quantize=q4")
+    assert np.isfinite(skill.process(batch).outputs["last_hidden_state"].numpy()).all()
