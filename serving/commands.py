@@ -10,13 +10,15 @@ import click
 BATCH_HELP = "Most rows per model call (dynamic batching); 1 turns batching off."
 
 
-def _served_model(skill: str, model: str, device: str, name: str | None, batch_size: int):
+def _served_model(skill: str, model: str, device: str, name: str | None, batch_size: int,
+                  **skill_options):  # fmt: skip
     from skillmill.runtime.errors import SkillError
 
     from .engine import ServedModel, ServeError
 
     try:
-        return ServedModel(skill, model, device=device, model_id=name, max_rows=batch_size)
+        return ServedModel(skill, model, device=device, model_id=name, max_rows=batch_size,
+                           skill_options=skill_options)  # fmt: skip
     except (ServeError, SkillError, KeyError) as exc:
         raise click.ClickException(str(exc.args[0] if exc.args else exc)) from None
 
@@ -50,6 +52,19 @@ def set_compute_threads(n: int) -> None:
     help="Local checkpoint folder, or 'tiny' for the tiny random model.",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, max, ...")
+@click.option(
+    "--precision",
+    default=None,
+    type=click.Choice(["float32", "bf16"]),
+    help="What to compute at (default: SKILLMILL_PRECISION, else float32).",
+)
+@click.option(
+    "--quantize",
+    default=None,
+    type=click.Choice(["int8", "q4_0"]),
+    help="Quantized weights, run by the native executor (see `generate-skills quantize` for "
+    "what a scheme costs in quality); /health says what ran.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--name", default=None, help="Model id clients use (default: from the folder).")
@@ -99,6 +114,8 @@ def serve(
     skill,
     model,
     device,
+    precision,
+    quantize,
     host,
     port,
     name,
@@ -126,8 +143,10 @@ def serve(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     if threads:
         set_compute_threads(threads)
-    served = _served_model(skill, model, device, name, batch_size)
-    where = served.backend + (
+    served = _served_model(
+        skill, model, device, name, batch_size, precision=precision, quantize=quantize
+    )
+    where = f"{served.backend} at {served.precision}" + (
         f" (fallback: {served.fallback_reason})" if served.fallback_reason else ""
     )
     click.echo(

@@ -73,8 +73,10 @@ class ServedModel:
         model_id: str | None = None,
         max_rows: int = 32,
         order: list[str] | None = None,
+        skill_options: dict[str, Any] | None = None,
     ):
-        """``order``: target names to try, best first (default: what ``device`` implies)."""
+        """``order``: target names to try, best first (default: what ``device`` implies);
+        ``skill_options``: more ``load_skill`` arguments (precision, quantize)."""
         from skillmill import load_skill
 
         started = time.perf_counter()
@@ -82,7 +84,8 @@ class ServedModel:
         self.id = model_id or default_model_id(class_name, model)
         self.requested_device = device
         self.max_rows = max_rows
-        self.skill = load_skill(class_name, model=model, device=device)
+        options = {k: v for k, v in (skill_options or {}).items() if v is not None}
+        self.skill = load_skill(class_name, model=model, device=device, **options)
         self.kind = self._kind()
         self.codec = TextCodec(
             self.skill.tokenizer, getattr(self.skill.model.config, "eos_token_id", None)
@@ -92,6 +95,7 @@ class ServedModel:
         probe = self.skill.process(["warm up"], order=order)
         self.backend, self.device = probe.backend, probe.device
         self.fallback_reason = probe.fallback_reason
+        self.precision = probe.precision
         self.skipped = dict(probe.skipped)
         self.order = [probe.backend]
         self.stepper = None
@@ -155,6 +159,7 @@ class ServedModel:
             "backend": self.backend,
             "device": self.device,
             "engine": self.engine,
+            "precision": self.precision,
             "fallback_reason": self.fallback_reason,
             "skipped": self.skipped,
             "decoder": getattr(self.stepper, "name", None),
