@@ -201,6 +201,40 @@ def time_variant(variant: str, model: str, class_name: str, path: str, shape: tu
     return statistics.median(times)
 
 
+# A ~10M-parameter random Llama: big enough that every layer is quantized, small enough to run
+# 1,024 positions through PyTorch and the native executor in seconds.
+DECODER_CONFIG = {"vocab_size": 2048, "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4,
+                  "num_attention_heads": 8, "num_key_value_heads": 4, "max_position_embeddings": 256,
+                  "tie_word_embeddings": False}  # fmt: skip
+
+
+def decoder_quality(scheme: str, batch: int = 8, seq: int = 128, seed: int = 0,
+                    class_name: str = "LlamaForCausalLM", config: dict | None = None) -> dict[str, Any]:  # fmt: skip
+    """Next-token agreement and KL(float32 || quantized) over ``batch * seq`` positions of a
+    random-weight decoder: a numerical check of the scheme (random weights carry no meaning)."""
+    import torch
+
+    from skillmill import load_skill
+
+    torch.manual_seed(seed)
+    reference = load_skill(class_name, model=dict(config or DECODER_CONFIG), device="cpu", native=False)
+    quantized = load_skill(class_name, model=reference.model, device="cpu", quantize=scheme, native="all")
+    gen = torch.Generator().manual_seed(seed)
+    feeds = {"input_ids": torch.randint(0, reference.model.config.vocab_size, (batch, seq), generator=gen),
+             "attention_mask": torch.ones(batch, seq, dtype=torch.int64)}  # fmt: skip
+    want = reference.process(feeds)
+    got = quantized.process(feeds)
+    if (got.engine, got.precision) != ("native", scheme):
+        raise RuntimeError(f"{scheme} did not run natively: {got.fallback_reason}")
+    p = torch.log_softmax(want.outputs["logits"].double(), -1)
+    q = torch.log_softmax(got.outputs["logits"].double(), -1)
+    kl = (p.exp() * (p - q)).sum(-1)
+    agree = (p.argmax(-1) == q.argmax(-1)).double()
+    return {"scheme": scheme, "class": class_name, "positions": int(agree.numel()),
+            "top1_agreement": float(agree.mean()), "mean_kl": float(kl.mean()), "max_kl": float(kl.max()),
+            "logit_std": float(want.outputs["logits"].std())}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m skillmill.measure.quantize")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -211,7 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     timer.add_argument("--path", default="")
     timer.add_argument("--shape", required=True)
     timer.add_argument("--repeats", type=int, default=10)
+    decoder = sub.add_parser("decoder", help="next-token agreement and KL of a scheme on a random decoder")
+    decoder.add_argument("--scheme", default="int8")
     args = parser.parse_args(argv)
+    if args.command == "decoder":
+        print(json.dumps(decoder_quality(args.scheme)))
+        return 0
     batch, seq = (int(v) for v in args.shape.split("x"))
     ms = time_variant(args.variant, args.model, args.skill, args.path, (batch, seq), args.repeats)
     print(json.dumps({"ms": ms}))
