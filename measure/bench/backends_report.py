@@ -60,7 +60,7 @@ def format_table(results: dict[str, Any]) -> str:
              f"{results['model_class']} ({results['model']}), {results['precision']}: "
              f"{results['rounds']} alternating rounds, one process per engine each, "
              f"{results['repeats']} timed calls per round after {results['warm_up']} warm-up, "
-             f"{results['threads']} threads; load average before {_load(results, 'before')}, "
+             f"{results['threads']} thread{'s' if results['threads'] != 1 else ''}; load average before {_load(results, 'before')}, "
              f"after {_load(results, 'after')}", ""]  # fmt: skip
     header = (f"{'shape':<9}{'engine':<13}{'median ms':>10}{'p95 ms':>10}{'items/s':>10}"
               f"{'first call s':>13}{'peak MB':>9}{'error':>10}  status")  # fmt: skip
@@ -243,7 +243,7 @@ def render_html(results: dict[str, Any], plots: dict[str, Path]) -> str:
         parts.append(f"<p>command: <code>{esc(results['command'])}</code></p>")
     parts.append(f"<p>{esc(results['precision'])}; {results['rounds']} alternating rounds, one "
                  f"process per engine each; {results['repeats']} timed calls per round after "
-                 f"{results['warm_up']} warm-up; {results['threads']} threads; load average before "
+                 f"{results['warm_up']} warm-up; {results['threads']} thread{'s' if results['threads'] != 1 else ''}; load average before "
                  f"{_load(results, 'before')}, after {_load(results, 'after')}; measured "
                  f"{esc(results['started_at'])} to {esc(results['finished_at'])}</p>")  # fmt: skip
     parts.append("<table id=results><tr><th>shape</th><th>engine</th><th>status</th>"
