@@ -18,7 +18,13 @@ Linear algebra
     linear_packed(x, packed, bias=None, activation="none", residual=None, out=None)
                                                  act(x @ w.T + bias) + residual, no packing
     quantize_int8(w) -> (q, scales)               per-output-channel symmetric int8
-    matmul_int8(x, q, scales, bias=None, activation="none", out=None)
+    matmul_int8(x, q, scales, bias=None, activation="none", out=None)   weight-only int8
+    linear_int8_dynamic(x, q, scales, bias=None, activation="none", out=None)
+                                                 int8 x int8: x quantized per token at run
+                                                 time, exact int32 products, scaled back;
+                                                 q int8 [out, in] or pack_int8_weight(q)
+    pack_int8_weight(q) -> PackedInt8Weight       q repacked once for the active ISA
+    quantize_per_token_int8(x) -> (xq, xs)       that activation quantization on its own
     quantize_q4_0(w) -> (q, scales)               32-value blocks, one fp32 scale each
     matmul_q4_0(x, q, scales, bias=None, activation="none", out=None)
     dequantize_int8(q, scales), dequantize_q4_0(q, scales, in_features)
@@ -84,16 +90,20 @@ from .control import (
 )
 from .conv import avg_pool2d, conv2d, max_pool2d
 from .linalg import (
+    PackedInt8Weight,
     PackedLinearWeight,
     dequantize_int8,
     dequantize_q4_0,
     linear,
+    linear_int8_dynamic,
     linear_packed,
     matmul,
     matmul_int8,
     matmul_q4_0,
+    pack_int8_weight,
     pack_linear_weight,
     quantize_int8,
+    quantize_per_token_int8,
     quantize_q4_0,
 )
 from .nn import (
@@ -114,6 +124,7 @@ from .postprocess import l2_normalize, mean_pool, topk
 
 __all__ = [
     "NativeUnavailableError",
+    "PackedInt8Weight",
     "PackedLinearWeight",
     "activation",
     "add",
@@ -134,16 +145,19 @@ __all__ = [
     "l2_normalize",
     "layer_norm",
     "linear",
+    "linear_int8_dynamic",
     "linear_packed",
     "matmul",
     "matmul_int8",
     "matmul_q4_0",
     "max_pool2d",
     "mean_pool",
+    "pack_int8_weight",
     "pack_linear_weight",
     "peak_gflops",
     "qkv_attention",
     "quantize_int8",
+    "quantize_per_token_int8",
     "quantize_q4_0",
     "relu",
     "reset_arena",

@@ -83,6 +83,7 @@ if ffi is not None:
         np.dtype(np.float32): ffi.typeof("float[]"),
         np.dtype(np.int64): ffi.typeof("int64_t[]"),
         np.dtype(np.int8): ffi.typeof("int8_t[]"),
+        np.dtype(np.int16): ffi.typeof("int16_t[]"),
         np.dtype(np.uint8): ffi.typeof("uint8_t[]"),
     }
     _FLOATS = _CTYPES[np.dtype(np.float32)]
@@ -96,7 +97,7 @@ def fptr(arr: np.ndarray | None):
 
 
 def ptr(arr: np.ndarray | None):
-    """Like fptr for the other element types the API takes (int64, int8, uint8)."""
+    """Like fptr for the other element types the API takes (int64, int8, int16, uint8)."""
     if arr is None:
         return _NULL
     return _from_buffer(_CTYPES[arr.dtype], arr)

@@ -12,7 +12,7 @@ from ._lib import check_rc, require
 
 ISAS = {"scalar": 0, "avx2": 1, "avx512": 2, "neon": 3}
 _ISA_NAMES = {v: k for k, v in ISAS.items()}
-_FEATURES = {1: "avx2", 2: "fma", 4: "avx512f", 8: "neon"}
+_FEATURES = {1: "avx2", 2: "fma", 4: "avx512f", 8: "neon", 16: "avx512bw", 32: "avx512_vnni"}
 _notes: list[str] = []
 
 

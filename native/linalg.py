@@ -1,5 +1,6 @@
-"""Matrix products: SGEMM (batched, broadcasting), linear with fused epilogue, and the
-weight-only quantized linears (int8 per channel, Q4_0 blocks) with their quantizers.
+"""Matrix products: SGEMM (batched, broadcasting), linear with fused epilogue, the
+weight-only quantized linears (int8 per channel, Q4_0 blocks) with their quantizers, and the
+int8 x int8 linear with activations quantized per token at run time (linear_int8_dynamic).
 
 Weights follow torch's nn.Linear layout, ``w[out_features, in_features]``, so state dicts
 load without transposing; the GEMM packs ``w`` as B = w.T on the fly."""
@@ -229,10 +230,7 @@ def dequantize_int8(q: np.ndarray, scales: np.ndarray) -> np.ndarray:
 
 
 def _int8_checks(q, scales):
-    q = chk.array("q", q)
-    if q.dtype != np.int8 or q.ndim != 2:
-        raise TypeError(f"q must be a 2-D int8 array from quantize_int8, got {q.dtype} {q.shape}")
-    chk.layout("q", q)
+    q = _int8_weight("q", q)
     scales = chk.finite("scales", chk.f32("scales", scales, ndim=1))
     chk.same("scales.shape[0]", scales.shape[0], "q.shape[0]", q.shape[0])
     return q, scales
@@ -261,6 +259,136 @@ def matmul_int8(
         fptr(x), ptr(q), fptr(scales), fptr(bias), fptr(res), rows, n_out, k, act
     )
     check_rc(rc, "matmul_int8")
+    return res
+
+
+# K * 128 * 127 must fit the int32 accumulators (skm_api.h SKM_INT8_MAX_K; 0 when not built)
+INT8_MAX_K = int(getattr(lib, "SKM_INT8_MAX_K", 0))
+
+
+def quantize_per_token_int8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The activation quantization of ``linear_int8_dynamic``, on its own: returns
+    (xq int8 x.shape, xs float32 x.shape[:-1]) with, per row (token) of the last axis,
+    ``xs = max|x| / 127`` and ``xq = rint(clip(x / xs, -127, 127))`` in float32, rint rounding
+    half to even.  A row whose xs is 0 gives zeros; a row holding NaN/inf gives xs = NaN and
+    zeros.  Every ISA path gives these exact bytes."""
+    require()
+    x = chk.f32("x", x, min_ndim=1)
+    xq = np.empty(x.shape, np.int8)
+    xs = np.empty(x.shape[:-1], np.float32)
+    rows, k = math.prod(x.shape[:-1]), x.shape[-1]
+    if rows:
+        rc = lib.skm_quantize_rows_int8(fptr(x), ptr(xq), fptr(xs), rows, k)
+        check_rc(rc, "quantize_per_token_int8")
+    return xq, xs
+
+
+class PackedInt8Weight:
+    """An int8 weight ``q[out, in]`` (from quantize_int8) with the panels the active ISA's
+    int8 x int8 kernel reads (``pack_int8_weight``); ``linear_int8_dynamic`` takes it in place
+    of q and skips the per-call repacking.  ``panels`` is None on paths that read q as it
+    lies (scalar, NEON, AVX-512 VNNI).  Read-only."""
+
+    __slots__ = ("q", "panels", "isa", "isa_id")
+
+    def __init__(self, q: np.ndarray, panels: np.ndarray | None, isa: str, isa_id: int):
+        self.q = q
+        self.panels = panels
+        self.isa = isa
+        self.isa_id = isa_id
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.q.shape
+
+    def __repr__(self) -> str:
+        n, k = self.q.shape
+        return f"PackedInt8Weight({n}x{k}, isa={self.isa})"
+
+
+def pack_int8_weight(q: np.ndarray) -> PackedInt8Weight:
+    """Repacks ``q`` (int8 [out, in], quantize_int8's layout) once for the active ISA's
+    ``linear_int8_dynamic``; pack again after ``set_isa`` (a weight packed for another ISA is
+    refused).  The packed object keeps a reference to q (read-only view)."""
+    require()
+    from .control import ISAS, get_isa
+
+    q = _int8_weight("q", q)
+    n, k = q.shape
+    _int8_k_limit(k)
+    isa = get_isa()
+    elems = int(lib.skm_int8_panel_elems(ISAS[isa], n, k))
+    check_rc(min(elems, 0), "pack_int8_weight")
+    panels = None
+    if elems > 0:
+        panels = np.empty(elems, np.int16)
+        check_rc(lib.skm_pack_int8_weight(ISAS[isa], ptr(q), n, k, ptr(panels)), "pack_int8_weight")
+        panels.setflags(write=False)
+    view = q.view()
+    view.setflags(write=False)
+    return PackedInt8Weight(view, panels, isa, ISAS[isa])
+
+
+def _int8_k_limit(k: int) -> None:
+    if k > INT8_MAX_K:
+        raise ValueError(f"in_features ({k}) exceeds {INT8_MAX_K}, the int32 accumulator's limit")
+
+
+def _int8_weight(name: str, q: object) -> np.ndarray:
+    q = chk.array(name, q)
+    if q.dtype != np.int8 or q.ndim != 2:
+        raise TypeError(
+            f"{name} must be a 2-D int8 array from quantize_int8, got {q.dtype} {q.shape}"
+        )
+    return chk.layout(name, q)
+
+
+def linear_int8_dynamic(
+    x: np.ndarray,
+    q: np.ndarray | PackedInt8Weight,
+    scales: np.ndarray,
+    bias: np.ndarray | None = None,
+    activation: str = "none",
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """int8 x int8 linear: x float32[..., K] is quantized per row at run time
+    (``quantize_per_token_int8``: xq, xs), multiplied with the int8 weight q[N, K]
+    (``quantize_int8``'s layout, any int8 value; or ``pack_int8_weight(q)``) in exact int32
+    arithmetic, and scaled back: ``out = act(acc * xs[..., None] * scales + bias)`` (float32,
+    evaluated left to right).  A zero row gives ``act(bias)``; a row with NaN/inf gives NaN.
+    K <= INT8_MAX_K.  activation: none | relu | gelu (erf) | gelu_tanh | silu | tanh."""
+    require()
+    act = chk.activation_id(activation)
+    x = chk.f32("x", x, min_ndim=1)
+    panels, panels_isa = None, -1
+    if isinstance(q, PackedInt8Weight):
+        from .control import get_isa
+
+        isa = get_isa()
+        if q.isa != isa:
+            raise ValueError(f"q was packed for {q.isa} but the active ISA is {isa}; pack it again")
+        panels, panels_isa, q = q.panels, q.isa_id, q.q
+    q, scales = _int8_checks(q, scales)
+    n_out, k = q.shape
+    chk.same("x.shape[-1]", x.shape[-1], "q.shape[1]", k)
+    _int8_k_limit(k)
+    bias, res, rows = _linear_checks(x, n_out, k, bias, out, (x, q, scales))
+    if res.size == 0:
+        return res
+    rc = lib.skm_linear_int8_dynamic(
+        fptr(x),
+        ptr(q),
+        ptr(panels),
+        panels_isa,
+        fptr(scales),
+        fptr(bias),
+        fptr(res),
+        rows,
+        n_out,
+        k,
+        act,
+    )
+    check_rc(rc, "linear_int8_dynamic")
     return res
 
 

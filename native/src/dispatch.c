@@ -60,6 +60,8 @@ static int detect_features(void) {
     if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
         if (((b >> 5) & 1) && ymm_ok) f |= SKM_CPU_AVX2;
         if (((b >> 16) & 1) && zmm_ok) f |= SKM_CPU_AVX512F;
+        if (((b >> 30) & 1) && zmm_ok) f |= SKM_CPU_AVX512BW;
+        if (((c >> 11) & 1) && zmm_ok) f |= SKM_CPU_AVX512VNNI;
     }
 #elif defined(__aarch64__)
     f |= SKM_CPU_NEON;
@@ -253,6 +255,42 @@ int skm_linear_int8(const float *x, const int8_t *q, const float *scales, const 
                     float *out, int64_t m, int64_t n, int64_t k, int act) {
     if (!NONNEG(m) || !NONNEG(n) || !NONNEG(k) || !act_ok(act)) return SKM_EINVAL;
     CALL(t->linear(x, q, SKM_W_INT8, scales, bias, out, m, n, k, act));
+}
+
+int skm_linear_int8_dynamic(const float *x, const int8_t *q, const int16_t *panels,
+                            int panels_isa, const float *scales, const float *bias, float *out,
+                            int64_t m, int64_t n, int64_t k, int act) {
+    if (!NONNEG(m) || !NONNEG(n) || !NONNEG(k) || k > SKM_INT8_MAX_K || !act_ok(act))
+        return SKM_EINVAL;
+    const skm_kernel_table *t = enter();
+    int rc = panels == NULL || panels_isa == active_isa
+                 ? t->linear_int8_dynamic(x, q, panels, scales, bias, out, m, n, k, act)
+                 : SKM_EINVAL;
+    leave();
+    return rc;
+}
+
+int64_t skm_int8_panel_elems(int isa, int64_t n, int64_t k) {
+    const skm_kernel_table *t = table_for(isa);
+    if (t == NULL || !skm_isa_supported(isa)) return SKM_EUNSUPPORTED;
+    if (!NONNEG(n) || !NONNEG(k) || k > SKM_INT8_MAX_K) return SKM_EINVAL;
+    return t->int8_panel_elems(n, k);
+}
+
+/* Like skm_pack_linear_weight: the panels belong to the ISA they were packed for. */
+int skm_pack_int8_weight(int isa, const int8_t *q, int64_t n, int64_t k, int16_t *panels) {
+    const skm_kernel_table *t = table_for(isa);
+    if (t == NULL || !skm_isa_supported(isa)) return SKM_EUNSUPPORTED;
+    if (!NONNEG(n) || !NONNEG(k) || k > SKM_INT8_MAX_K) return SKM_EINVAL;
+    enter(); /* the pool serves one kernel at a time */
+    int rc = t->pack_int8_weight(q, n, k, panels);
+    leave();
+    return rc;
+}
+
+int skm_quantize_rows_int8(const float *x, int8_t *xq, float *xs, int64_t rows, int64_t cols) {
+    if (!NONNEG(rows) || !NONNEG(cols)) return SKM_EINVAL;
+    CALL(t->quantize_rows_int8(x, xq, xs, rows, cols));
 }
 
 int skm_linear_q4_0(const float *x, const uint8_t *q, const float *scales, const float *bias,

@@ -35,6 +35,12 @@ typedef struct {
     int (*linear_packed)(const float *x, const float *packed, const float *bias,
                          const float *residual, float *out, int64_t m, int64_t n, int64_t k,
                          int act);
+    int (*linear_int8_dynamic)(const float *x, const int8_t *q, const int16_t *panels,
+                               const float *scales, const float *bias, float *out, int64_t m,
+                               int64_t n, int64_t k, int act);
+    int64_t (*int8_panel_elems)(int64_t n, int64_t k);
+    int (*pack_int8_weight)(const int8_t *q, int64_t n, int64_t k, int16_t *panels);
+    int (*quantize_rows_int8)(const float *x, int8_t *xq, float *xs, int64_t m, int64_t k);
     int (*conv2d)(const float *x, const float *w, const float *bias, float *out,
                   int64_t batch, int64_t c_in, int64_t h, int64_t w_in, int64_t c_out,
                   int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,

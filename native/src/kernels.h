@@ -58,6 +58,7 @@ SKM_INLINE skv apply_act(skv v, int act) {
 }
 
 #include "k_gemm.h"      /* SGEMM: packing, microkernel, blocking, threads; matmul, linear */
+#include "k_int8.h"      /* int8 x int8 linear, activations quantized per token at run time */
 #include "k_rowwise.h"   /* softmax, norms, activations, add, pooling over the sequence */
 #include "k_attention.h" /* fused scaled-dot-product attention */
 #include "k_conv.h"      /* conv2d, pool2d, and the peak-FMA probe */
@@ -77,6 +78,10 @@ const skm_kernel_table SKM_CAT(skm_table, SKM_SUFFIX) = {
     .attention = SKM_FN(attention),
     .pack_weight = SKM_FN(pack_weight),
     .linear_packed = SKM_FN(linear_packed),
+    .linear_int8_dynamic = SKM_FN(linear_int8_dynamic),
+    .int8_panel_elems = SKM_FN(int8_panel_elems),
+    .pack_int8_weight = SKM_FN(pack_int8_weight),
+    .quantize_rows_int8 = SKM_FN(quantize_rows_i8),
     .conv2d = SKM_FN(conv2d),
     .pool2d = SKM_FN(pool2d),
     .mean_pool = SKM_FN(mean_pool),

@@ -35,6 +35,11 @@
 #define SKM_CPU_FMA 2
 #define SKM_CPU_AVX512F 4
 #define SKM_CPU_NEON 8
+#define SKM_CPU_AVX512BW 16
+#define SKM_CPU_AVX512VNNI 32
+
+/* Largest K of the int8 x int8 linear: K * 128 * 127 still fits the int32 accumulators. */
+#define SKM_INT8_MAX_K 131072
 
 /* ---- configuration ---- */
 int skm_cpu_features(void);
@@ -69,6 +74,21 @@ int skm_linear_int8(const float *x, const int8_t *q, const float *scales, const 
                     float *out, int64_t m, int64_t n, int64_t k, int act);
 int skm_linear_q4_0(const float *x, const uint8_t *q, const float *scales, const float *bias,
                     float *out, int64_t m, int64_t n, int64_t k, int act);
+/* int8 x int8 linear with x quantized per row (token) at run time: xs[i] = max|x[i,:]| / 127,
+ * xq = rint(clamp(x / xs, -127, 127)) (half to even), acc = xq q^T in int32 (exact), out =
+ * act(acc * xs[i] * scales[j] + bias[j]).  A zero row gives act(bias); a row with NaN/inf
+ * gives NaN.  q int8 [n, k] as quantize_int8 writes it; k <= SKM_INT8_MAX_K.  panels: NULL,
+ * or q repacked once by skm_pack_int8_weight for ISA panels_isa (SKM_EINVAL if that is not
+ * the active ISA); q is passed either way. */
+int skm_linear_int8_dynamic(const float *x, const int8_t *q, const int16_t *panels,
+                            int panels_isa, const float *scales, const float *bias, float *out,
+                            int64_t m, int64_t n, int64_t k, int act);
+/* int16 elements of the panels skm_pack_int8_weight writes for this ISA; 0 when its int8
+ * path reads q as it lies (then there is nothing to pack). */
+int64_t skm_int8_panel_elems(int isa, int64_t n, int64_t k);
+int skm_pack_int8_weight(int isa, const int8_t *q, int64_t n, int64_t k, int16_t *panels);
+/* The activation quantization above alone: xq int8 [rows, cols], xs float [rows]. */
+int skm_quantize_rows_int8(const float *x, int8_t *xq, float *xs, int64_t rows, int64_t cols);
 int skm_quantize_int8(const float *w, int8_t *q, float *scales, int64_t rows, int64_t cols);
 int skm_quantize_q4_0(const float *w, uint8_t *q, float *scales, int64_t rows, int64_t cols);
 int skm_activation(const float *x, float *out, int64_t n, int act);

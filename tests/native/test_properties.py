@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from native_helpers import ISAS, native, nerr
+from native_helpers import ISAS, native, nerr, ref_linear_int8
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -123,6 +123,33 @@ def test_quantized_linears_any_shape(isa, m, k, n, seed):
             else 1
         )
         assert nerr(out, ref, scale or 1.0) < 2e-6 * math.sqrt(k)
+
+
+@FAST
+@given(
+    isa=isas,
+    m=st.integers(0, 20),
+    k=st.integers(1, 200).filter(lambda k: k % 32 != 0),
+    n=st.integers(1, 40),
+    batch=st.lists(st.integers(1, 3), max_size=2),
+    seed=seeds,
+)
+def test_linear_int8_dynamic_any_shape(isa, m, k, n, batch, seed):
+    """K off the 32-byte vector step: the tails go through the same exact integer sums."""
+    x = arr(seed, *batch, m, k, scale=2.0)
+    rng = np.random.default_rng(seed)
+    q = rng.integers(-128, 128, (n, k), dtype=np.int8)
+    scales, bias = rng.random(n).astype(np.float32), arr(seed + 2, n)
+    with native.using_isa(isa):
+        out = native.linear_int8_dynamic(x, q, scales, bias)
+        xq, xs = native.quantize_per_token_int8(x)
+    with native.using_isa("scalar"):
+        rq, rs = native.quantize_per_token_int8(x)
+        ref_out = native.linear_int8_dynamic(x, q, scales, bias)
+    np.testing.assert_array_equal(xq, rq)
+    np.testing.assert_array_equal(xs, rs)
+    np.testing.assert_array_equal(out, ref_out)
+    assert nerr(out, ref_linear_int8(x, q, scales, bias)) <= 1e-6
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ def z(*shape, dtype=f32):
 
 X = z(4, 8)
 W = z(6, 8)
+Q8, S8 = np.zeros((6, 8), np.int8), np.ones(6, np.float32)
 
 # (exception, what its message must say: the bad argument by name, and the problem, call)
 BAD_CALLS = [
@@ -73,6 +74,37 @@ BAD_CALLS = [
         ),
     ),
     (ValueError, r"^w contains NaN or inf", lambda: native.quantize_int8(np.full((2, 2), np.nan, f32))),
+    # linear_int8_dynamic / pack_int8_weight / quantize_per_token_int8
+    (TypeError, r"^x must have dtype float32, got float64",
+     lambda: native.linear_int8_dynamic(z(4, 8, dtype=np.float64), Q8, S8)),
+    (TypeError, r"^q must be a 2-D int8 array from quantize_int8, got uint8",
+     lambda: native.linear_int8_dynamic(X, z(6, 8, dtype=np.uint8), S8)),
+    (TypeError, r"^q must be a 2-D int8 array from quantize_int8, got int8 \(6, 8, 1\)",
+     lambda: native.linear_int8_dynamic(X, z(6, 8, 1, dtype=np.int8), S8)),
+    (ValueError, r"^q must be C-contiguous", lambda: native.linear_int8_dynamic(X, z(8, 6, dtype=np.int8).T, S8)),
+    (ValueError, r"^x must be C-contiguous", lambda: native.linear_int8_dynamic(z(4, 16)[:, ::2], Q8, S8)),
+    (ValueError, r"^x must have at least 1 dims", lambda: native.linear_int8_dynamic(np.zeros((), np.float32), Q8, S8)),
+    (ValueError, r"^x\.shape\[-1\] \(8\) does not match q\.shape\[1\] \(7\)",
+     lambda: native.linear_int8_dynamic(X, z(6, 7, dtype=np.int8), S8)),
+    (ValueError, r"^scales\.shape\[0\] \(5\) does not match q\.shape\[0\] \(6\)",
+     lambda: native.linear_int8_dynamic(X, Q8, z(5))),
+    (ValueError, r"^scales must be 1-D", lambda: native.linear_int8_dynamic(X, Q8, z(6, 1))),
+    (TypeError, r"^scales must have dtype float32, got float64",
+     lambda: native.linear_int8_dynamic(X, Q8, z(6, dtype=np.float64))),
+    (ValueError, r"^scales contains NaN or inf", lambda: native.linear_int8_dynamic(X, Q8, np.full(6, np.inf, f32))),
+    (ValueError, r"^bias must have shape \(6,\), got \(5,\)", lambda: native.linear_int8_dynamic(X, Q8, S8, bias=z(5))),
+    (TypeError, r"^bias must have dtype float32, got float16",
+     lambda: native.linear_int8_dynamic(X, Q8, S8, bias=z(6, dtype=np.float16))),
+    (ValueError, r"^activation must be one of .* got 'swish'",
+     lambda: native.linear_int8_dynamic(X, Q8, S8, activation="swish")),
+    (ValueError, r"^out must have shape \(4, 6\), got \(4, 5\)", lambda: native.linear_int8_dynamic(X, Q8, S8, out=z(4, 5))),
+    (ValueError, r"^out overlaps an input", lambda: _aliased_int8()),
+    (ValueError, r"^in_features \(131073\) exceeds 131072",
+     lambda: native.linear_int8_dynamic(z(1, 131073), z(1, 131073, dtype=np.int8), z(1))),
+    (TypeError, r"^q must be a 2-D int8 array", lambda: native.pack_int8_weight(z(6, 8))),
+    (ValueError, r"^in_features \(131073\) exceeds 131072", lambda: native.pack_int8_weight(z(1, 131073, dtype=np.int8))),
+    (TypeError, r"^x must have dtype float32, got int8", lambda: native.quantize_per_token_int8(z(3, 4, dtype=np.int8))),
+    (ValueError, r"^x must be C-contiguous", lambda: native.quantize_per_token_int8(z(4, 4).T)),
     (ValueError, r"^eps must be a finite number, got nan", lambda: native.layer_norm(X, eps=float("nan"))),
     (
         ValueError,
@@ -105,6 +137,11 @@ def _readonly(*shape):
 def _aliased_matmul():
     a = z(4, 4)
     return native.matmul(a, z(4, 4), out=a)
+
+
+def _aliased_int8():
+    buf = z(48)
+    return native.linear_int8_dynamic(buf[:32].reshape(4, 8), Q8, S8, out=buf[8:32].reshape(4, 6))
 
 
 def _partial_overlap_gelu():
@@ -199,6 +236,9 @@ ZERO_SIZE_CALLS = [
     (lambda: native.l2_normalize(z(0, 4)), [((0, 4), f32)]),
     (lambda: native.topk(z(0, 4), 2), [((0, 2), f32), ((0, 2), I64)]),
     (lambda: native.quantize_int8(z(0, 4)), [((0, 4), I8), ((0,), f32)]),
+    (lambda: native.linear_int8_dynamic(z(0, 8), Q8, S8), [((0, 6), f32)]),
+    (lambda: native.linear_int8_dynamic(z(2, 0), z(6, 0, dtype=I8), S8), [((2, 6), f32)]),
+    (lambda: native.quantize_per_token_int8(z(3, 0)), [((3, 0), I8), ((3,), f32)]),
     (lambda: native.quantize_q4_0(z(3, 0)), [((3, 0, 16), U8), ((3, 0), f32)]),
     (lambda: native.conv2d(z(0, 3, 5, 5), z(4, 3, 3, 3)), [((0, 4, 3, 3), f32)]),
     (lambda: native.max_pool2d(z(0, 3, 4, 4), 2), [((0, 3, 2, 2), f32)]),

@@ -87,6 +87,18 @@ static void test_isa(int isa) {
         skm_quantize_int8(w, q8, s8, n, k);
         BOTH(isa, out, ref, m * n, skm_linear_int8(a, q8, s8, bias, dst, m, n, k, 0));
         expect_close("linear_int8", isa, out, ref, m * n, 1e-5);
+        /* int8 x int8, x quantized per row: exact integer sums, so the very same floats */
+        BOTH(isa, out, ref, m * n, skm_linear_int8_dynamic(a, q8, NULL, -1, s8, bias, dst, m, n, k, 1));
+        expect_close("linear_int8_dynamic", isa, out, ref, m * n, 0);
+        BOTH(isa, out, ref, m * n, {
+            int cur = skm_active_isa();
+            int64_t elems = skm_int8_panel_elems(cur, n, k);
+            int16_t *panels = elems > 0 ? malloc((size_t)elems * sizeof(int16_t)) : NULL;
+            if (panels != NULL) skm_pack_int8_weight(cur, q8, n, k, panels);
+            skm_linear_int8_dynamic(a, q8, panels, cur, s8, NULL, dst, m, n, k, 0);
+            free(panels);
+        });
+        expect_close("linear_int8_dynamic packed", isa, out, ref, m * n, 0);
         int64_t blocks = (k + 31) / 32;
         uint8_t *q4 = malloc(n * blocks * 16);
         float *s4 = malloc(n * blocks * sizeof(float));
@@ -191,6 +203,13 @@ static void test_emu16(void) {
         E->linear(a, q4, 2, s4, NULL, out, m, n, k, 0);
         S->linear(a, q4, 2, s4, NULL, ref, m, n, k, 0);
         expect_close("emu16 linear_q4_0", 0, out, ref, m * n, 1e-5);
+        int8_t *q8 = malloc(n * k);
+        float *s8 = malloc(n * sizeof(float));
+        skm_quantize_int8(w, q8, s8, n, k);
+        E->linear_int8_dynamic(a, q8, NULL, s8, bias, out, m, n, k, 0);
+        S->linear_int8_dynamic(a, q8, NULL, s8, bias, ref, m, n, k, 0);
+        expect_close("emu16 linear_int8_dynamic", 0, out, ref, m * n, 0);
+        free(q8), free(s8);
         E->softmax(x, out, m, n, NULL, NULL, 1, m, 0.7f);
         S->softmax(x, ref, m, n, NULL, NULL, 1, m, 0.7f);
         expect_close("emu16 softmax", 0, out, ref, m * n, 1e-5);
