@@ -27,7 +27,9 @@
  * as they lie, blocks of 2 x rows x 4 weight rows: |w| is the unsigned operand and w's sign
  * moves to x (w x = |w| (sign(w) x); |w| <= 128 is a valid u8, and x is never -128, so -x
  * never wraps): no +128 offset, no correction term.  Scalar/NEON: the same blocks in plain C
- * loops (the reference).  Every path computes the same integers, so results agree exactly.
+ * loops (the reference).  Every path computes the same xq and integers and scales them with
+ * the same float32 operations, so the outputs before the activation are the same bytes on
+ * every ISA (gelu/silu/tanh then differ like the fp32 kernels' do, ~1e-7).
  * ====================================================================================== */
 
 #define I8_MR 2     /* x rows per register block */
@@ -174,8 +176,9 @@ static void SKM_FN(i8_dot_c)(const int8_t *x0, const int8_t *x1, const int8_t *c
 
 /* ---- the int16 path (x86): weight panels, 6 x 16 register tile ---- */
 #if I8_X86
-#define I16_MR 6
-#define I16_NR 16 /* columns per panel: two vectors of 8 columns x one k pair */
+#define I16_MR 6 /* the edge kernels below cover 1..6 rows */
+#define I16_NV 2 /* vectors of 8 columns (one k pair each) per panel step; 4 x 3 measured slower */
+#define I16_NR (8 * I16_NV) /* columns per panel */
 
 /* Panel `panel` of q [n, k] as int16: [kpairs][16 columns][2], zero past n and past k. */
 static void SKM_FN(i16_pack_panel)(const int8_t *q, int64_t n, int64_t k, int64_t panel,
@@ -183,7 +186,7 @@ static void SKM_FN(i16_pack_panel)(const int8_t *q, int64_t n, int64_t k, int64_
     int64_t kpairs = (MAX(k, 1) + 1) / 2, j0 = panel * I16_NR, p = 0; /* as kp / 2 */
     if (j0 + I16_NR <= n) { /* 16 k values (8 pairs) of 8 rows at a time: an 8x8 transpose */
         for (; 2 * p + 16 <= k; p += 8)
-            for (int h = 0; h < 2; h++) {
+            for (int h = 0; h < I16_NV; h++) {
                 __m256i r[8], t[8], u[8];
                 for (int i = 0; i < 8; i++)
                     r[i] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(q + (j0 + 8 * h + i) * k + 2 * p)));
@@ -220,24 +223,24 @@ static void SKM_FN(i16_pack_panel)(const int8_t *q, int64_t n, int64_t k, int64_
 #define I16_DEFINE_UKERNEL(R)                                                             \
     static void SKM_FN(i16_ukernel##R)(int64_t kpairs, const int16_t *x, int64_t rsx,    \
                                        const int16_t *bp, int32_t *tile) {               \
-        __m256i lo[R], hi[R];                                                            \
-        _Pragma("GCC unroll 6") for (int r = 0; r < R; r++) lo[r] = hi[r] = _mm256_setzero_si256(); \
-        for (int64_t p = 0; p < kpairs; p++) {                                           \
-            __m256i b0 = _mm256_loadu_si256((const __m256i *)(const void *)bp);          \
-            __m256i b1 = _mm256_loadu_si256((const __m256i *)(const void *)(bp + 16));   \
+        __m256i acc[R][I16_NV];                                                          \
+        _Pragma("GCC unroll 6") for (int r = 0; r < R; r++)                              \
+            _Pragma("GCC unroll 4") for (int v = 0; v < I16_NV; v++) acc[r][v] = _mm256_setzero_si256(); \
+        _Pragma("GCC unroll 4") for (int64_t p = 0; p < kpairs; p++) {                   \
             _Pragma("GCC unroll 6") for (int r = 0; r < R; r++) {                        \
                 int32_t pair;                                                            \
                 memcpy(&pair, x + r * rsx + 2 * p, sizeof pair);                         \
                 __m256i a = _mm256_set1_epi32(pair);                                     \
-                lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(a, b0));               \
-                hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(a, b1));               \
+                _Pragma("GCC unroll 4") for (int v = 0; v < I16_NV; v++) {               \
+                    __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(bp + 16 * v)); \
+                    acc[r][v] = _mm256_add_epi32(acc[r][v], _mm256_madd_epi16(a, b));    \
+                }                                                                        \
             }                                                                            \
             bp += 2 * I16_NR;                                                            \
         }                                                                                \
-        _Pragma("GCC unroll 6") for (int r = 0; r < R; r++) {                            \
-            _mm256_storeu_si256((__m256i *)(void *)(tile + r * I16_NR), lo[r]);          \
-            _mm256_storeu_si256((__m256i *)(void *)(tile + r * I16_NR + 8), hi[r]);      \
-        }                                                                                \
+        _Pragma("GCC unroll 6") for (int r = 0; r < R; r++)                              \
+            _Pragma("GCC unroll 4") for (int v = 0; v < I16_NV; v++)                     \
+                _mm256_storeu_si256((__m256i *)(void *)(tile + r * I16_NR + 8 * v), acc[r][v]); \
     }
 I16_DEFINE_UKERNEL(1)
 I16_DEFINE_UKERNEL(2)
@@ -318,7 +321,9 @@ static void SKM_FN(i8_task_range)(const i8_ctx *c, int64_t t, int64_t *r0, int64
 
 #if I8_X86
 /* Row tiles of one row block against the panels of one column group; the x block (<= 96
- * rows) stays in L2 while each panel, in L1, meets all its row tiles. */
+ * rows) stays in L2 while each panel, in L1, meets all its row tiles.  The int32 tile is
+ * scaled to floats ((float)acc * xs * scale, two roundings, no FMA) and stored, then the
+ * epilogue adds the bias and applies the activation. */
 static void SKM_FN(i16_task)(void *vctx, int64_t t, int slot) {
     (void)slot;
     const i8_ctx *c = vctx;
@@ -333,34 +338,27 @@ static void SKM_FN(i16_task)(void *vctx, int64_t t, int slot) {
         for (int64_t j = j0; j < j1; j += I16_NR) {
             int64_t nc = MIN(I16_NR, j1 - j);
             const int16_t *bp = c->wp + (j / I16_NR) * kpairs * 2 * I16_NR;
-            __m256 s0, s1;
-            if (nc == I16_NR) {
-                s0 = _mm256_loadu_ps(c->scales + j), s1 = _mm256_loadu_ps(c->scales + j + 8);
-            } else { /* a short last panel: zero scales past n, nothing stored there */
-                float sc[I16_NR] = {0};
-                memcpy(sc, c->scales + j, (size_t)nc * sizeof(float));
-                s0 = _mm256_loadu_ps(sc), s1 = _mm256_loadu_ps(sc + 8);
-            }
+            float sc[I16_NR] = {0}; /* a short last panel: zero scales past n, not stored */
+            memcpy(sc, c->scales + j, (size_t)nc * sizeof(float));
             for (int64_t i = i0; i < i1; i += I16_MR) {
                 int64_t mr = MIN(I16_MR, i1 - i);
                 SKM_FN(i16_ukernel)(mr, kpairs, xq + i * c->kp, c->kp, bp, tile);
                 for (int64_t r = 0; r < mr; r++) {
                     __m256 xs = _mm256_set1_ps(c->xs[i + r]);
                     const __m256i *tr = (const __m256i *)(const void *)(tile + r * I16_NR);
-                    __m256 v0 = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(tr[0]), xs), s0);
-                    __m256 v1 = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(tr[1]), xs), s1);
-                    float *o = c->out + (i + r) * c->n + j;
-                    if (nc == I16_NR) {
-                        _mm256_storeu_ps(o, v0), _mm256_storeu_ps(o + 8, v1);
-                    } else {
-                        float tmp[I16_NR];
-                        _mm256_storeu_ps(tmp, v0), _mm256_storeu_ps(tmp + 8, v1);
-                        memcpy(o, tmp, (size_t)nc * sizeof(float));
+                    float *o = c->out + (i + r) * c->n + j, tmp[I16_NR];
+                    float *dst = nc == I16_NR ? o : tmp;
+                    for (int v = 0; v < I16_NV; v++) {
+                        __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(tr[v]), xs);
+                        _mm256_storeu_ps(dst + 8 * v, _mm256_mul_ps(f, _mm256_loadu_ps(sc + 8 * v)));
                     }
+                    if (nc < I16_NR) memcpy(o, tmp, (size_t)nc * sizeof(float));
                 }
+                /* bias + activation while the tile is in L1 (a separate pass, as on the
+                 * other paths: the same float operations in the same order) */
+                SKM_FN(epilogue)(&c->epi, c->out + i * c->n + j, i, j, mr, nc);
             }
         }
-        SKM_FN(epilogue)(&c->epi, c->out + i0 * c->n + j0, i0, j0, i1 - i0, j1 - j0);
     }
 }
 #endif
