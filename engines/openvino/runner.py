@@ -8,11 +8,13 @@ compiled at another precision than the one asked for is declined, never run sile
 from __future__ import annotations
 
 import importlib.util
+import inspect
 from typing import Any
 
 import torch
 
 from skillmill.runtime.errors import BackendUnavailable
+from skillmill.runtime.outputs import flatten_outputs
 from skillmill.engines import BackendOutput, parity
 
 ENGINE = "openvino"
@@ -28,36 +30,80 @@ def compiled_precision(compiled: Any) -> str:
     return COMPILED.get(name, name)
 
 
+class TensorsOut(torch.nn.Module):
+    """What ``convert_model`` traces: the model called by input name, answering with the flat
+    tuple of tensors skills name (``flatten_outputs``).  TorchScript's tracer cannot type a
+    ModelOutput that holds a cache object or None, which failed every decoder, encoder-decoder
+    and two-tower model; a tuple of tensors it always can.  The KV cache is turned off where the
+    model has the switch: skills never return it (``flatten_outputs`` leaves it out), and its
+    growing-from-empty concatenation is what OpenVINO's frontend could not convert in decoders."""
+
+    def __init__(self, model: torch.nn.Module, names: list[str]):
+        super().__init__()
+        self.model, self.names = model, list(names)
+        accepted = inspect.signature(model.forward).parameters
+        self.switches = {"use_cache": False} if "use_cache" in accepted and "use_cache" not in names else {}
+
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(flatten_outputs(self.model(**dict(zip(self.names, args)), **self.switches)).values())
+
+
+class Converted:
+    """A model compiled for the CPU plugin, fed by input name, answering in flatten_outputs order."""
+
+    def __init__(self, compiled: Any, names: list[str]):
+        self.compiled, self.names = compiled, list(names)
+
+    def __call__(self, tensors: dict[str, torch.Tensor]) -> list[Any]:
+        result = self.compiled([tensors[name].numpy() for name in self.names])
+        return [result[out] for out in self.compiled.outputs]
+
+
+def convert(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> Any:
+    """The OpenVINO model.  Converting traces the model; models that sample inside forward must
+    not see a different random stream because a backend was tried first."""
+    import openvino
+
+    with torch.random.fork_rng(devices=[]):
+        return openvino.convert_model(TensorsOut(model, list(tensors)), example_input=tuple(tensors.values()))
+
+
+def compile_for_cpu(converted: Any, names: list[str], precision: str) -> tuple[Converted, Any]:
+    """(the compiled model, the Core that compiled it) at ``precision``, stated, never chosen."""
+    import openvino
+
+    core = openvino.Core()
+    compiled = core.compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": HINTS[precision]})
+    return Converted(compiled, names), core
+
+
 class _Compiled:
-    def __init__(self, compiled: Any, reference: dict[str, torch.Tensor]):
-        self.compiled = compiled
+    def __init__(self, converted: Converted, reference: dict[str, torch.Tensor]):
+        self.converted = converted
         self.names = list(reference)
         self.device = "openvino:CPU"
 
+    @property
+    def compiled(self) -> Any:
+        """OpenVINO's compiled model (its properties say what it computes at)."""
+        return self.converted.compiled
+
     def run(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        result = self.compiled({k: v.numpy() for k, v in tensors.items()})
-        values = [torch.from_numpy(result[out].copy()) for out in self.compiled.outputs]
+        values = [torch.from_numpy(value.copy()) for value in self.converted(tensors)]
         if len(values) != len(self.names):
             raise parity.Refused(f"the converted model has {len(values)} outputs, PyTorch {len(self.names)}")
         return dict(zip(self.names, values))
 
 
 def _compile(skill: Any, tensors: dict[str, torch.Tensor], reference: dict) -> _Compiled:
-    import openvino
-
     precision = skill.precision
-    # Converting traces the model; models that sample inside forward must not see a different
-    # random stream because a backend was tried first.
-    with torch.random.fork_rng(devices=[]):
-        converted = openvino.convert_model(skill.model, example_input=dict(tensors))
-    core = openvino.Core()
-    compiled = core.compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": HINTS[precision]})
-    got = compiled_precision(compiled)
+    converted, core = compile_for_cpu(convert(skill.model, tensors), list(tensors), precision)
+    got = compiled_precision(converted.compiled)
     if got != precision:
         capabilities = ", ".join(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
         raise parity.Refused(f"the CPU plugin compiled at {got} when {precision} was asked "
                              f"(this CPU's OpenVINO capabilities: {capabilities})")  # fmt: skip
-    return _Compiled(compiled, reference)
+    return _Compiled(converted, reference)
 
 
 def run(skill: Any, batch: dict[str, Any]) -> BackendOutput:

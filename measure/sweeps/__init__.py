@@ -9,6 +9,8 @@ with a committed report.
   PyTorch at two shapes; the cpu target converts a model only when its type passed here.
 - ``max`` (max.py): lower the same IR to a MAX graph, compile and compare; the max target declines
   a type that failed here before paying for a compile.
+- ``openvino`` (openvino.py): the same tiny model through ``openvino.convert_model``, compiled for
+  the CPU at float32 and compared at the same two shapes.
 
 Each report is one engine's document in the support table, registry/support/<engine>.yaml
 (model type x engine x precision -> pass, or why not, and where it was measured), which
@@ -98,6 +100,18 @@ def _native_extra() -> dict[str, Any]:
     return {"tolerance": TOLERANCE, "torch_version": str(torch.__version__), "floor": list(FLOOR_TYPES)}
 
 
+def _check_openvino(model_type: str) -> dict[str, Any]:
+    from .openvino import check_openvino
+
+    return check_openvino(model_type)
+
+
+def _warm_openvino() -> None:
+    from .openvino import warm_up
+
+    warm_up()
+
+
 def _check_max(model_type: str) -> dict[str, Any]:
     from .max import check_one
 
@@ -157,4 +171,17 @@ register_backend(CoverageBackend(
     first=FLOOR_TYPES,
     extra=_max_extra,
     sweep=_sweep_max,
+))  # fmt: skip
+register_backend(CoverageBackend(
+    name="openvino",
+    check=_check_openvino,
+    engine="openvino",
+    title="OpenVINO: every base model type converted with openvino.convert_model and run on its CPU plugin",
+    what="tiny random model of each base model type (the native sweep's) converted with "
+         "openvino.convert_model, compiled for the CPU with INFERENCE_PRECISION_HINT f32 (read back "
+         "from the compiled model) and run at (batch, seq) = (2, 8) and (3, 11), every output "
+         "compared with PyTorch eager: relative error max|openvino - torch| / max|torch| <= 1e-4",
+    warm_up=_warm_openvino,
+    normalise=_normalise_native,
+    first=FLOOR_TYPES,
 ))  # fmt: skip

@@ -1,0 +1,37 @@
+"""The OpenVINO coverage sweep (measure/sweeps/openvino.py) and the family fix it measured:
+decoders, encoder-decoders and two-tower models convert once the traced module answers with a
+flat tuple of tensors and the KV cache is off (engines/openvino/runner.py:TensorsOut)."""
+
+from __future__ import annotations
+
+import pytest
+
+from skillmill import load_skill
+from skillmill.measure.sweeps import BACKENDS
+from skillmill.measure.sweeps.openvino import check_openvino, conversion_failure
+
+
+@pytest.mark.parametrize("model_type", ["llama", "t5", "clip"])
+def test_the_families_that_failed_to_trace_now_pass(model_type):
+    row = check_openvino(model_type)
+    assert row["status"] == "pass", row
+    assert row["max_rel_err"] <= 1e-4 and row["seconds"] > 0
+
+
+def test_a_decoder_skill_runs_on_openvino_and_proves_itself():
+    skill = load_skill("GPT2Model", model="tiny", device="openvino")
+    result = skill.process(dict(skill.example_inputs()))
+    assert (result.engine, result.precision) == ("openvino", "float32"), result.fallback_reason
+    assert result.parity.error <= result.parity.tolerance
+
+
+def test_a_failure_row_names_what_openvino_could_not_convert():
+    message = "Model wasn't fully converted.\n...\nSummary:\n-- Conversion is failed for: prim::Constant\n"
+    assert conversion_failure(RuntimeError(message)) == "OpenVINO could not convert: prim::Constant"
+    row = check_openvino("not_a_type")
+    assert row["status"] == "error" and row["reason"] == "registry has no base class" and "seconds" in row
+
+
+def test_openvino_is_a_coverage_backend_with_its_own_report():
+    backend = BACKENDS["openvino"]
+    assert backend.engine == "openvino" and backend.report.name == "openvino.yaml"
