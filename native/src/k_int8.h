@@ -322,8 +322,8 @@ static void SKM_FN(i8_task_range)(const i8_ctx *c, int64_t t, int64_t *r0, int64
 #if I8_X86
 /* Row tiles of one row block against the panels of one column group; the x block (<= 96
  * rows) stays in L2 while each panel, in L1, meets all its row tiles.  The int32 tile is
- * scaled to floats ((float)acc * xs * scale, two roundings, no FMA) and stored, then the
- * epilogue adds the bias and applies the activation. */
+ * scaled to floats ((float)acc * xs * scale, two roundings, no FMA), then the bias and the
+ * activation follow exactly as the GEMM epilogue applies them. */
 static void SKM_FN(i16_task)(void *vctx, int64_t t, int slot) {
     (void)slot;
     const i8_ctx *c = vctx;
@@ -333,13 +333,16 @@ static void SKM_FN(i16_task)(void *vctx, int64_t t, int slot) {
     int64_t kpairs = c->kp / 2;
     int32_t tile[I16_MR * I16_NR] __attribute__((aligned(32)));
     const int16_t *xq = c->xq;
+    /* AVX2: bias and activation applied to the tile's registers (as epilogue() would) */
+    int fused = SKM_W == 8 && (c->epi.bias != NULL || c->epi.act != SKM_ACT_NONE);
     for (int64_t i0 = r0; i0 < r1; i0 += 96) {
         int64_t i1 = MIN(i0 + 96, r1);
         for (int64_t j = j0; j < j1; j += I16_NR) {
             int64_t nc = MIN(I16_NR, j1 - j);
             const int16_t *bp = c->wp + (j / I16_NR) * kpairs * 2 * I16_NR;
-            float sc[I16_NR] = {0}; /* a short last panel: zero scales past n, not stored */
+            float sc[I16_NR] = {0}, bs[I16_NR] = {0}; /* zero past n (a short last panel) */
             memcpy(sc, c->scales + j, (size_t)nc * sizeof(float));
+            if (c->epi.bias != NULL) memcpy(bs, c->epi.bias + j, (size_t)nc * sizeof(float));
             for (int64_t i = i0; i < i1; i += I16_MR) {
                 int64_t mr = MIN(I16_MR, i1 - i);
                 SKM_FN(i16_ukernel)(mr, kpairs, xq + i * c->kp, c->kp, bp, tile);
@@ -350,13 +353,21 @@ static void SKM_FN(i16_task)(void *vctx, int64_t t, int slot) {
                     float *dst = nc == I16_NR ? o : tmp;
                     for (int v = 0; v < I16_NV; v++) {
                         __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(tr[v]), xs);
-                        _mm256_storeu_ps(dst + 8 * v, _mm256_mul_ps(f, _mm256_loadu_ps(sc + 8 * v)));
+                        f = _mm256_mul_ps(f, _mm256_loadu_ps(sc + 8 * v));
+#if SKM_W == 8 /* the epilogue's operations, in its order, on the registers */
+                        if (fused) {
+                            __asm__("" : "+x"(f)); /* rounded product: no FMA with the bias */
+                            f = _mm256_add_ps(f, _mm256_setzero_ps());
+                            if (c->epi.bias != NULL) f = _mm256_add_ps(f, _mm256_loadu_ps(bs + 8 * v));
+                            f = apply_act(f, c->epi.act);
+                        }
+#endif
+                        _mm256_storeu_ps(dst + 8 * v, f);
                     }
                     if (nc < I16_NR) memcpy(o, tmp, (size_t)nc * sizeof(float));
                 }
-                /* bias + activation while the tile is in L1 (a separate pass, as on the
-                 * other paths: the same float operations in the same order) */
-                SKM_FN(epilogue)(&c->epi, c->out + i * c->n + j, i, j, mr, nc);
+                /* otherwise bias + activation while the tile is in L1 */
+                if (!fused) SKM_FN(epilogue)(&c->epi, c->out + i * c->n + j, i, j, mr, nc);
             }
         }
     }
