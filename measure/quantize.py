@@ -356,8 +356,9 @@ def format_report(report: dict[str, Any]) -> str:
         q = v["quality"]
         cells = " ".join(f"{c:>12.2f}" if isinstance(c, float) else f"{'fail':>12}"
                          for c in (v["ms"].get(s, "—") for s in shapes))  # fmt: skip
-        lines.append(f"{name:<16} {(size or 0) / 1e6:>8.1f} {ratio:>6} {q.get('min_cosine', float('nan')):>8.4f} "
-                     f"{q.get('spearman', float('nan')):>9.4f} {cells}")  # fmt: skip
+        cos = f"{q['min_cosine']:>8.4f}" if "min_cosine" in q else f"{'—':>8}"
+        rho = f"{q['spearman']:>9.4f}" if "spearman" in q else f"{'—':>9}"
+        lines.append(f"{name:<16} {(size or 0) / 1e6:>8.1f} {ratio:>6} {cos} {rho} {cells}")
     quant = report["quantization"]
     lines.append(f"{quant['layers_quantized']} layers quantized, {len(quant['layers_kept'])} kept float32; "
                  f"worst weight error {quant['worst_weight_error']:.2e}; pairs compared: "

@@ -27,11 +27,11 @@ DEFAULT = "float32"
 # bf16: 8 significant bits (a rounding step of 2^-8 = 3.9e-3 relative) at every matmul input;
 # through a dozen layers that adds up to a few 1e-2 (OpenVINO's bf16 ResNet: 6.4e-2), so 1e-1
 # passes honest bf16 and still catches a conversion that computes something else.
-# int8 / q4_0: weight rounding (per-channel int8: ~1% of a weight's norm on MiniLM's worst layer;
-# Q4_0: ~10%) moves the largest hidden-state values by up to ~9% of the largest one on MiniLM
-# (cosine to float32 stays >= 0.9997 for int8); a wrong conversion is off by ~100%.  Whether a
-# scheme is good enough for a model is the quality gate's question (`generate-skills quantize`),
-# not this one's.
+# int8 / q4_0 are compared on real tokens (engines/parity.py:real_positions).  int8 (weights per
+# channel, activations per token) moves all-MiniLM-L6-v2's hidden states by up to 3.5% of the
+# largest value, q4_0's 4-bit weights by up to ~9%; a wrong conversion is off by ~100%.  Whether
+# a scheme is good enough for a model is the quality gate's question (`generate-skills
+# quantize`: cosine and ranking on real sentences), not this one's.
 PARITY_TOLERANCE = {"float32": 1e-4, "bf16": 1e-1, "int8": 2e-1, "q4_0": 5e-1}
 # Weight-quantization schemes (ir/passes/quantize.py); the native executor runs them.
 QUANTIZED = ("int8", "q4_0")

@@ -240,13 +240,24 @@ def _two(value: Any) -> list[int]:
 
 
 def _qlinear(lib, attrs):
-    matmul = {"int8": lib.matmul_int8, "q4_0": lib.matmul_q4_0}.get(attrs.get("scheme"))
+    # int8: activations quantized per token too (the scheme's definition, ir/ops/quantized.py).
+    matmul = {"int8": lib.linear_int8_dynamic, "q4_0": lib.matmul_q4_0}.get(attrs.get("scheme"))
     activation = attrs.get("activation", "none")
     if matmul is None or activation not in ("none", "relu", "gelu", "gelu_tanh", "silu", "tanh"):
         return None
 
+    packed: dict[tuple, tuple] = {}  # (id(q), isa) -> (q, its int8 panels): repacked once, not per call
+
+    def weight(q):
+        if attrs.get("scheme") != "int8" or not isinstance(q, np.ndarray):
+            return q
+        key = (id(q), lib.get_isa())
+        if key not in packed:
+            packed[key] = (q, lib.pack_int8_weight(q))
+        return packed[key][1]
+
     def fast(inputs, attrs):
-        x, q, scales = inputs[0], inputs[1], inputs[2]
+        x, q, scales = inputs[0], weight(inputs[1]), inputs[2]
         bias = inputs[3] if len(inputs) > 3 and inputs[3] is not None else None
         residual = inputs[4] if len(inputs) > 4 else None
         if not _f32(x) or x.ndim < 1 or (bias is not None and not _f32(bias)):

@@ -3,15 +3,18 @@
 ``QLinear(x, q, scales[, bias[, residual]])`` computes ``act(x @ W.T + b) [+ residual]`` with
 ``W`` the weight the scheme stores:
 
-- ``int8``: ``q`` int8 [out, in], one float32 scale per output channel (symmetric).
+- ``int8``: ``q`` int8 [out, in], one float32 scale per output channel (symmetric); the
+  activations are quantized too, per token at run time (``quantize_per_token``), and the
+  product is exact int32 arithmetic scaled back: the native kernel's definition
+  (``skillmill.native.linear_int8_dynamic``), which this reference reproduces.
 - ``q4_0``: ``q`` uint8 [out, ceil(in/32), 16], two 4-bit values a byte, one float32 scale per
   32-value block (ggml's Q4_0 layout: value = (nibble - 8) * scale).
 
 ``QEmbedding(q, scales, ids)`` is ``Embedding`` over an int8 table with one scale per row: only
 the rows looked up are dequantized.
 
-The numpy reference dequantizes and runs ``Linear``'s reference, so every kernel that runs a
-QLinear is checked against exactly the weight the file stores.  The layouts are the native
+For q4_0 the numpy reference dequantizes and runs ``Linear``'s reference, so every kernel that
+runs a QLinear is checked against exactly the weight the file stores.  The layouts are the native
 library's (``skillmill.native.quantize_int8`` / ``quantize_q4_0``), which make them.
 """
 
@@ -21,7 +24,7 @@ import numpy as np
 
 from ..graph import TensorSpec
 from .base import OpDef
-from .nn import _linear
+from .nn import ACTIVATIONS, _linear
 
 SCHEMES = ("int8", "q4_0")
 Q4_BLOCK = 32
@@ -72,8 +75,40 @@ def check_quantized_layers(graph) -> None:
                              f"{scales.dtype}{list(scales.shape)}")  # fmt: skip
 
 
+def quantize_per_token(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(xq int8, xs float32[rows]): xs = max|x| / 127 per row, xq = rint(x / xs) (half to
+    even) clipped to [-127, 127], in float32 as the kernel computes it; a zero row gives xs 0
+    and zeros; a row with NaN or inf gives xs NaN (its outputs are NaN)."""
+    rows = np.asarray(x, np.float32).reshape(-1, x.shape[-1])
+    amax = np.abs(rows).max(axis=1) if rows.shape[1] else np.zeros(rows.shape[0], np.float32)
+    xs = (amax / np.float32(127)).astype(np.float32)
+    bad = ~np.isfinite(rows).all(axis=1)
+    safe = np.where(xs > 0, xs, np.float32(1)).astype(np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        xq = np.rint(np.clip(rows / safe[:, None], np.float32(-127), np.float32(127)))
+    xq[~(xs > 0) | bad] = 0
+    return xq.astype(np.int8), np.where(bad, np.float32(np.nan), xs).astype(np.float32)
+
+
+def _int8_dynamic(x: np.ndarray, q: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """act-free product of the int8 scheme: (float32(acc) * xs) * scales, acc exact."""
+    xq, xs = quantize_per_token(x)
+    acc = xq.astype(np.float64) @ q.astype(np.float64).T  # exact: integers far below 2**53
+    with np.errstate(invalid="ignore"):
+        out = (acc.astype(np.float32) * xs[:, None]) * scales.astype(np.float32)[None, :]
+    return out.reshape(x.shape[:-1] + (q.shape[0],))
+
+
 def _qlinear(inputs, scheme="int8", in_features=0, activation="none"):
-    x, q, scales = inputs[0], np.asarray(inputs[1]), np.asarray(inputs[2])
+    x, q, scales = np.asarray(inputs[0]), np.asarray(inputs[1]), np.asarray(inputs[2])
+    if scheme == "int8":
+        y = _int8_dynamic(x, q, scales)
+        if len(inputs) > 3 and inputs[3] is not None:
+            y = y + inputs[3]
+        y = ACTIVATIONS[activation](y)
+        if len(inputs) > 4 and inputs[4] is not None:
+            y = y + inputs[4]
+        return y
     weight = dequantize(q, scales, scheme, int(in_features))
     return _linear([x, weight, *inputs[3:]], activation=activation)
 
