@@ -124,6 +124,38 @@ def _linear(lib, node, attrs, ins, outs, constants, packed):
     return CCall(lib.skm_linear_packed, args, [pw])
 
 
+_I8 = np.dtype(np.int8)
+
+
+def _qlinear(lib, node, attrs, ins, outs, constants, packed):
+    """int8 QLinear (activations quantized per token) onto skm_linear_int8_dynamic, its weight
+    packed for this plan's ISA once; a residual stays its own Add (the pass splits it off)."""
+    act = ACTIVATION_IDS.get(attrs.get("activation", "none"))
+    if attrs.get("scheme") != "int8" or act is None or len(node.inputs) > 4:
+        return None
+    x, q, scales = ins[0], ins[1], ins[2]
+    names = node.inputs
+    if not _f32(x) or not x.shape or names[1] not in constants or names[2] not in constants:
+        return None
+    if q.dtype != _I8 or len(q.shape) != 2 or not q.contiguous or not _f32(scales) or scales.shape != q.shape[:1]:
+        return None
+    n, k = q.shape
+    if x.shape[-1] != k or outs[0].shape != x.shape[:-1] + (n,) or outs[0].dtype != _F32:
+        return None
+    bias = _optional(node, 3)
+    if bias and (not _f32(ins[3]) or ins[3].shape != (n,)):
+        return None
+    from skillmill import native
+
+    if k > native.INT8_MAX_K:
+        return None
+    weight = native.pack_int8_weight(constants[names[1]])
+    panels = _lit_ptr(weight.panels, "int16_t[]") if weight.panels is not None else None
+    args = [Ptr(names[0]), Ptr(names[1]), panels, weight.isa_id, Ptr(names[2]), Ptr(bias) if bias else None,
+            Out(0), math.prod(x.shape[:-1]), n, k, act]  # fmt: skip
+    return CCall(lib.skm_linear_int8_dynamic, args, [weight])
+
+
 def _mask_strides(mask: Meta | None, shape: tuple[int, int, int, int]) -> list[int] | None:
     """Element strides over (batch, head, query row) of a contiguous float mask broadcast to
     ``shape``; None when it does not broadcast or would need its key axis copied."""
@@ -309,6 +341,7 @@ def _lit_ptr(array: np.ndarray, ctype: str = "float[]") -> _Literal:
 
 _COMPILERS: dict[str, Compiler] = {
     "Linear": _linear,
+    "QLinear": _qlinear,
     "QKVAttention": _qkv_attention,
     "Attention": _attention,
     "LayerNorm": _layer_norm,

@@ -117,10 +117,16 @@ def quantize_graph(graph: Graph, scheme: str, skip: tuple[str, ...] = (),
         result.weights[q_name], result.weights[s_name] = q, scales
         report.bytes_after += q.nbytes + scales.nbytes
         report.quantized.append({"weight": weight, "shape": list(array.shape), "weight_error": error})
-        inputs = [node.inputs[0], q_name, s_name] + list(node.inputs[2:])
+        inputs = [node.inputs[0], q_name, s_name] + list(node.inputs[2:3])
         attrs = {"scheme": scheme, "in_features": int(array.shape[1]),
                  "activation": node.attrs.get("activation", "none")}  # fmt: skip
-        nodes.append(Node(node.name, "QLinear", inputs, list(node.outputs), attrs))
+        residual = node.inputs[3] if len(node.inputs) > 3 else ""
+        if residual:  # the int8 kernel has no residual epilogue: the add is a node of its own
+            product = f"{node.outputs[0]}.qlinear"
+            nodes.append(Node(node.name, "QLinear", inputs, [product], attrs))
+            nodes.append(Node(f"{node.name}.residual", "Add", [product, residual], list(node.outputs)))
+        else:
+            nodes.append(Node(node.name, "QLinear", inputs, list(node.outputs), attrs))
     if candidates == 0:
         raise NothingToQuantize(f"{graph.name}: nothing to quantize: no Linear layer or Embedding table "
                                 "with a constant float32 weight")  # fmt: skip
