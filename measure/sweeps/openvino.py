@@ -94,12 +94,19 @@ def _check(model_type: str, shapes: tuple[tuple[int, int], ...]) -> dict[str, An
 
 
 def conversion_failure(exc: BaseException) -> str:
-    """The reason in a line: OpenVINO's frontend lists the ops it failed on in a summary at the
-    end of a long message; those names are what a cluster of failures has in common."""
+    """The reason in a line: OpenVINO's frontend ends a long message with a summary of the ops
+    it had no rule for or failed on; those names are what a cluster of failures has in common."""
     message = str(exc)
-    if "Conversion is failed for:" in message:
-        ops = message.split("Conversion is failed for:", 1)[1].split("\n", 1)[0].strip()
-        return f"OpenVINO could not convert: {ops}"
+    if "Summary:" in message:
+        found = []
+        for line in message.split("Summary:", 1)[1].splitlines():
+            line = line.strip().lstrip("-").strip()
+            for prefix, label in (("No conversion rule found for operations:", "no rule for"),
+                                  ("Conversion is failed for:", "could not convert")):  # fmt: skip
+                if line.startswith(prefix):
+                    found.append(f"{label} {line[len(prefix):].strip()}")
+        if found:
+            return "OpenVINO " + "; ".join(found)
     return f"{type(exc).__name__}: {_short(exc)}"
 
 

@@ -27,7 +27,10 @@ def test_a_decoder_skill_runs_on_openvino_and_proves_itself():
 
 def test_a_failure_row_names_what_openvino_could_not_convert():
     message = "Model wasn't fully converted.\n...\nSummary:\n-- Conversion is failed for: prim::Constant\n"
-    assert conversion_failure(RuntimeError(message)) == "OpenVINO could not convert: prim::Constant"
+    assert conversion_failure(RuntimeError(message)) == "OpenVINO could not convert prim::Constant"
+    message = ("Check 'false' failed\nModel wasn't fully converted.\nSummary:\n-- No conversion rule found for "
+               "operations: aten::histc\n-- Conversion is failed for: aten::cat\n")  # fmt: skip
+    assert conversion_failure(RuntimeError(message)) == "OpenVINO no rule for aten::histc; could not convert aten::cat"
     row = check_openvino("not_a_type")
     assert row["status"] == "error" and row["reason"] == "registry has no base class" and "seconds" in row
 
