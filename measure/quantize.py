@@ -186,6 +186,7 @@ def time_variant(variant: str, model: str, class_name: str, path: str, shape: tu
         run = _skill_hidden(skill)
         import torch
 
+        # The variant must run on the engine it names, or its time would be another engine's.
         result = skill.process({k: torch.from_numpy(v) for k, v in feeds.items()})
         wanted = "torch" if variant == "torch" else "native"
         if result.engine != wanted:
@@ -321,21 +322,15 @@ def quantize_report(class_name: str, model: str, scheme: str, out: str, shapes=S
                          for name, v in variants.items()},
         }  # fmt: skip
         if not failures:
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(files[scheme], out) if _same_device(files[scheme], out) else _copy(files[scheme], out)
+            _publish(files[scheme], out)
     return report
 
 
-def _same_device(a: str, b: str) -> bool:
-    try:
-        return os.stat(a).st_dev == os.stat(Path(b).parent).st_dev
-    except OSError:
-        return False
-
-
-def _copy(source: str, target: str) -> None:
+def _publish(source: str, target: str) -> None:
+    """Copy beside the target, then rename: ``target`` appears whole or not at all."""
     import shutil
 
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
     partial = f"{target}.partial"
     shutil.copyfile(source, partial)
     os.replace(partial, target)
