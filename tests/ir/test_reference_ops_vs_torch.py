@@ -283,6 +283,36 @@ def check_linear(op, rng):
     same(ref(op, x2, w, b, alpha=0.5, beta=2.0), torch.addmm(T(b), T(x2), T(w).T, beta=2.0, alpha=0.5), atol=1e-5)
 
 
+@checks("QLinear")
+def check_qlinear(op, rng):
+    """int8: activations quantized per token (round half to even, as torch.round does), exact
+    integer products, scaled back; q4_0: nibbles unpacked with torch's bit ops, then F.linear."""
+    x, b, r = randn(rng, 2, 5, 40), randn(rng, 6), randn(rng, 2, 5, 6)
+    x[0, 0] = 0.0  # a zero row: its output is act(bias)
+    q8 = rng.integers(-128, 128, (6, 40), dtype=np.int8)
+    s8 = (rng.random(6) * 0.05).astype(f32)
+    xt = T(x)
+    xs = xt.abs().amax(-1, keepdim=True) / 127
+    xq = torch.where(xs > 0, torch.round(torch.clamp(xt / torch.where(xs > 0, xs, 1), -127, 127)), 0)
+    acc = (xq.double() @ torch.from_numpy(q8).double().T).float()
+    want = F.gelu((acc * xs) * T(s8) + T(b)) + T(r)
+    same(ref(op, x, q8, s8, b, r, scheme="int8", in_features=40, activation="gelu"), want, atol=1e-5)
+    q4 = rng.integers(0, 256, (6, 2, 16), dtype=np.uint8)  # 40 values: 2 blocks, the last one short
+    s4 = (rng.random((6, 2)) * 0.1).astype(f32)
+    nibbles = torch.stack([T(q4).int() & 15, T(q4).int() >> 4], -1).reshape(6, 2, 32).float() - 8
+    w = (nibbles * T(s4)[..., None]).reshape(6, 64)[:, :40]
+    same(ref(op, x, q4, s4, b, scheme="q4_0", in_features=40, activation="silu"),
+         F.silu(F.linear(xt, w, T(b))), atol=1e-5)  # fmt: skip
+
+
+@checks("QEmbedding")
+def check_qembedding(op, rng):
+    q = rng.integers(-127, 128, (9, 4), dtype=np.int8)
+    scales = (rng.random(9) * 0.1).astype(f32)
+    ids = rng.integers(0, 9, (2, 3))
+    same(ref(op, q, scales, ids), F.embedding(T(ids), T(q).float() * T(scales)[:, None]))
+
+
 @checks("Softmax", "LogSoftmax")
 def check_softmax(op, rng):
     x = randn(rng, 3, 4, 7, scale=5.0)
