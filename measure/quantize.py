@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -193,13 +192,15 @@ def time_variant(variant: str, model: str, class_name: str, path: str, shape: tu
             raise RuntimeError(f"{variant} ran on {result.engine}: {result.fallback_reason}")
     for _ in range(2):
         run(feeds)
-    times: list[float] = []
+    from .manager import timing_summary
+
+    seconds: list[float] = []
     stop = time.perf_counter() + budget_s
-    while len(times) < repeats and (not times or time.perf_counter() < stop):
+    while len(seconds) < repeats and (not seconds or time.perf_counter() < stop):
         start = time.perf_counter()
         run(feeds)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+        seconds.append(time.perf_counter() - start)
+    return timing_summary(seconds, shape[0])["median_ms"]
 
 
 # A ~10M-parameter random Llama: big enough that every layer is quantized, small enough to run

@@ -39,29 +39,22 @@ def gemm_err(c, a, b) -> float:
 
 
 def ref_quantize_per_token(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """xs = max|x| / 127, xq = rint(clip(x / xs, -127, 127)) per row, all in float32 (rint
-    rounds half to even); xs == 0 rows give zeros; rows with NaN/inf give xs = NaN, zeros."""
-    rows = x.reshape(-1, x.shape[-1])
-    amax = np.abs(rows).max(axis=1) if rows.shape[1] else np.zeros(rows.shape[0], np.float32)
-    xs = (amax / np.float32(127)).astype(np.float32)
-    bad = ~np.isfinite(rows).all(axis=1)
-    safe = np.where(xs > 0, xs, np.float32(1)).astype(np.float32)
-    with np.errstate(invalid="ignore", over="ignore"):
-        xq = np.rint(np.clip(rows / safe[:, None], np.float32(-127), np.float32(127)))
-    xq[~(xs > 0) | bad] = 0
-    xs = np.where(bad, np.float32(np.nan), xs).astype(np.float32)
-    return xq.astype(np.int8).reshape(x.shape), xs.reshape(x.shape[:-1])
+    """The definition the kernel must match byte for byte: the IR's reference of the int8
+    scheme (skillmill.ir.ops.quantized.quantize_per_token), shaped like x."""
+    from skillmill.ir.ops.quantized import quantize_per_token
+
+    xq, xs = quantize_per_token(x)
+    return xq.reshape(x.shape), xs.reshape(x.shape[:-1])
 
 
 def ref_linear_int8(x, q, scales, bias=None):
-    """linear_int8_dynamic's pre-activation output, the definition (native/src/k_int8.h):
-    (float32(acc) * xs) * scales + bias in float32, acc exact (float64 BLAS on integers below
-    2**53 is exact)."""
-    xq, xs = ref_quantize_per_token(x)
-    k = x.shape[-1]
-    acc = xq.reshape(-1, k).astype(np.float64) @ q.astype(np.float64).T
-    with np.errstate(invalid="ignore"):
-        out = (acc.astype(np.float32) * xs.reshape(-1, 1)) * scales[None, :]
-        if bias is not None:
+    """linear_int8_dynamic's pre-activation output, the definition (native/src/k_int8.h and the
+    IR's reference, skillmill.ir.ops.quantized): (float32(acc) * xs) * scales + bias in
+    float32, acc exact."""
+    from skillmill.ir.ops.quantized import _int8_dynamic
+
+    out = _int8_dynamic(x, q, scales)
+    if bias is not None:
+        with np.errstate(invalid="ignore"):
             out = out + bias
-    return out.astype(np.float32).reshape(x.shape[:-1] + (q.shape[0],))
+    return out.astype(np.float32)
