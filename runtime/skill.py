@@ -317,6 +317,14 @@ class TextSkill(Skill):
             extra["embeddings"] = postprocess.l2_normalize(pooled) if pooling["normalize"] else pooled
         return extra
 
+    def generate(self, prompts: Any, generation_config: Any = None, **options: Any):
+        """Generate text from ``prompts`` (strings or token ids) with transformers'
+        ``GenerationConfig`` semantics, on the first target that decodes with a KV cache;
+        returns ``runtime.generation.GenerationResult`` (ids, text, backend, engine, why)."""
+        from .generation.api import generate
+
+        return generate(self, prompts, generation_config, **options)
+
 
 class VisionSkill(Skill):
     """Images in: HxWxC uint8/float arrays or PIL images (resized to the model's image size,

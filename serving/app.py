@@ -41,7 +41,7 @@ from .errors import (
 )
 from .metrics import Metrics
 from .middleware import ServingMiddleware
-from .sampling import SamplingParams
+from skillmill.runtime.generation.sampling import SamplingParams
 from .schemas import (
     MAX_STOP_STRINGS,
     ChatCompletionRequest,

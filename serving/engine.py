@@ -21,10 +21,10 @@ import torch
 from skillmill.runtime import postprocess
 from skillmill.runtime.loading import sentence_pooling
 
-from .decoding import Row, generate
-from .sampling import SamplingParams
-from .steppers import KVCacheStepper, RecomputeStepper
-from .textcodec import TextCodec
+from skillmill.runtime.generation.loop import Row, generate
+from skillmill.runtime.generation.sampling import SamplingParams
+from skillmill.runtime.generation.steppers import KVCacheStepper, RecomputeStepper
+from skillmill.runtime.generation.textcodec import TextCodec
 from .tokens import TokenRow
 
 EncoderRow = Union[list[int], TokenRow]  # plain ids, or ids with a pair's segment ids

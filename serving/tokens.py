@@ -9,7 +9,7 @@ so the caller can name the untruncated length when it refuses instead."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from .textcodec import TextCodec
+from skillmill.runtime.generation.textcodec import TextCodec
 
 
 @dataclass

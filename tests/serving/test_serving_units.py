@@ -10,10 +10,10 @@ import torch
 
 from skillmill.runtime.inputs import ByteTokenizer
 from skillmill.serving.batching import DynamicBatcher
-from skillmill.serving.decoding import Row, _settled_length, left_pad
+from skillmill.runtime.generation.loop import Row, _settled_length, left_pad
 from skillmill.serving.metrics import Metrics
-from skillmill.serving.sampling import SamplingParams, apply_penalties, choose_token, make_generator
-from skillmill.serving.textcodec import TextCodec
+from skillmill.runtime.generation.sampling import SamplingParams, apply_penalties, choose_token, make_generator
+from skillmill.runtime.generation.textcodec import TextCodec
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The decoding loop: a batch of sequences, left-padded, prefilled once, then extended one token
+"""The decoding loop, the one every generating path runs (``Skill.generate`` and the server's
+completions and chat): a batch of sequences, left-padded, prefilled once, then extended one token
 per step through a ``Stepper`` (the model's KV cache where the backend has one).
 
 Each ``Row`` keeps its own sampling parameters, random generator, stop strings and token
@@ -134,7 +135,8 @@ def generate(stepper: Stepper, rows: list[Row], pad_id: int) -> None:
         next_ids = torch.full((len(rows),), pad_id, dtype=torch.long)
         for i, row in enumerate(rows):
             if not row.done:
-                token = choose_token(logits[i], row.params, row.generator, row.tokens)
+                context = row.prompt_ids + row.tokens if row.params.repetition_penalty != 1.0 else None
+                token = choose_token(logits[i], row.params, row.generator, row.tokens, context)
                 next_ids[i] = token
                 row.accept(token)
         if all(row.done for row in rows):
