@@ -13,7 +13,8 @@ export HF_HUB_OFFLINE := 1
 
 .PHONY: demo test test-slow mutation test-all install generate check clean
 
-$(STAMP): pyproject.toml setup.py $(wildcard native/src/*) $(wildcard native/include/*) native/build_native.py
+$(STAMP): pyproject.toml setup.py $(wildcard native/src/*) $(wildcard native/include/*) native/build_native.py \
+          engines/web/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 	# torch 2.13.0 is the CPU build on this machine's disk; any other pin pulls a CUDA build.
@@ -30,6 +31,15 @@ $(STAMP): pyproject.toml setup.py $(wildcard native/src/*) $(wildcard native/inc
 	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 	    --no-install-recommends chromium-headless-shell >/dev/null; } || \
 	  echo "warning: could not install chromium-headless-shell (apt-get install chromium-headless-shell)"; }
+	# The wasm / webgpu / webnn targets (engines/web) serve the onnxruntime-web that
+	# engines/web/package-lock.json pins, from engines/web/node_modules (npm from Debian's nodejs).
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends nodejs npm >/dev/null; } || \
+	  echo "warning: could not install npm (apt-get install nodejs npm)"; }
+	@npm ci --prefix engines/web --no-audit --no-fund --ignore-scripts --loglevel=error || \
+	  echo "warning: npm ci failed in engines/web: the browser targets will say so when asked for"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -86,14 +86,15 @@ def test_list_json_has_one_object_per_class(registry):
     assert vision and all(r["modality"] == "vision" for r in vision)
 
 
-def test_hardware_report_lists_all_eleven_targets():
+def test_hardware_report_lists_all_twelve_targets():
     code, out = run("hardware", "--json")
     assert code == 0
     report = json.loads(out)
     names = [t["name"] for t in report["targets"]]
-    # onnxruntime ranks below cpu: device="auto" stops at cpu, so it runs only when asked for
-    assert names == ["max", "cuda", "rocm", "mps", "mojo", "openvino", "qnn", "webgpu", "webnn", "cpu",
-                     "onnxruntime"]  # fmt: skip
+    # onnxruntime and the browser targets rank below cpu: device="auto" stops at cpu, so they
+    # run only when asked for
+    assert names == ["max", "cuda", "rocm", "mps", "mojo", "openvino", "qnn", "cpu", "onnxruntime",
+                     "wasm", "webgpu", "webnn"]  # fmt: skip
     assert report["targets"][names.index("cpu")]["available"] is True
     assert set(report["cpu_features"]) == {"sse2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl",
                                            "avx512_vnni", "avx512_bf16", "amx_bf16", "neon"}  # fmt: skip
