@@ -23,7 +23,9 @@ from skillmill.runtime.loading import sentence_pooling
 
 from skillmill.runtime.generation.loop import Row, generate
 from skillmill.runtime.generation.sampling import SamplingParams
-from skillmill.runtime.generation.steppers import KVCacheStepper, RecomputeStepper
+from skillmill.runtime.errors import SkillError
+from skillmill.runtime.generation.api import choose_decoder
+from skillmill.runtime.generation.steppers import RecomputeStepper
 from skillmill.runtime.generation.textcodec import TextCodec
 from .tokens import TokenRow
 
@@ -113,15 +115,18 @@ class ServedModel:
             self.dimensions = int(probe.embeddings.shape[-1])
         else:
             self.dimensions = None
-            if probe.backend in TORCH_TARGETS:
-                self.stepper = KVCacheStepper(
-                    self.skill.model_on(torch.device(probe.device)), torch.device(probe.device)
-                )
-            else:
+            # skill.generate's decoder on the probe's target: the native executor's explicit
+            # cache on the cpu target, PyTorch's own cache on the other PyTorch targets
+            try:
+                decoder, _ = choose_decoder(self.skill, self.order)
+                self.stepper, self.engine = decoder.stepper, decoder.engine
+                if decoder.fallback_reason and decoder.fallback_reason != self.fallback_reason:
+                    self.fallback_reason = "; ".join(filter(None, [self.fallback_reason,
+                                                                   decoder.fallback_reason]))
+            except SkillError:  # a target with no cache (MAX, say): skill.process each step
                 self.stepper = RecomputeStepper(self.skill, order=self.order)
-        # What computes the answers there: the probe's engine ("max", "native", ...) for calls
-        # through skill.process; PyTorch itself where the KV-cache stepper drives the module.
-        self.engine = "torch" if isinstance(self.stepper, KVCacheStepper) else probe.engine
+        if self.stepper is None or isinstance(self.stepper, RecomputeStepper):
+            self.engine = probe.engine
         self.load_seconds = time.perf_counter() - started
         self.created = int(time.time())
 

@@ -63,6 +63,16 @@ def convert_from_pytorch(
     return graph
 
 
+def lower_exported(exported: Any, name: str) -> Graph:
+    """An already exported and decomposed program (``torch.export`` of a wrapper the caller
+    built, with its own dynamic shapes: a decode step, say) lowered to a Graph."""
+    import torch
+
+    graph = _Lowering(exported, name, {}).run()
+    graph.metadata.update({"source": "pytorch", "model_name": name, "torch_version": str(torch.__version__)})
+    return graph
+
+
 def dims_ladder(inputs: dict[str, Any]) -> list[dict[str, dict[int, str]]]:
     """The dynamic-dim choices to try in turn: batch and sequence, batch only, none."""
     full = default_dynamic_dims(inputs)
@@ -107,7 +117,7 @@ def export_model(model: Any, inputs: dict[str, Any], dims: dict[str, dict[int, s
     shapes: dict[str, Any] = {k: ({d: Dim.DYNAMIC for d in dims.get(k, {})} or None) for k in widened}
     if "use_cache" in inspect.signature(model.forward).parameters:
         widened["use_cache"], shapes["use_cache"] = False, None
-    attention = _eager_attention(model) if eager_attention else nullcontext()
+    attention = switch_to_eager_attention(model) if eager_attention else nullcontext()
     try:
         with _no_cache(model), attention, torch.no_grad():
             try:
@@ -174,7 +184,7 @@ def eager_attention_agrees(model: Any, inputs: dict[str, Any], tolerance: float 
 
     with _no_cache(model), torch.no_grad():
         configured = _flat_tensors(model(**inputs))
-        with _eager_attention(model) as switched:
+        with switch_to_eager_attention(model) as switched:
             if not switched:
                 return True  # already eager (or no switchable attention): nothing to compare
             eager = _flat_tensors(model(**inputs))
@@ -206,7 +216,7 @@ def _flat_tensors(value: Any) -> list[Any]:
 
 
 @contextmanager
-def _eager_attention(model: Any) -> Iterator[bool]:
+def switch_to_eager_attention(model: Any) -> Iterator[bool]:
     """Switch every config in the module tree to eager attention (restored afterwards); yields
     whether anything was switched."""
     configs = {id(c): c for c in _configs(model) if hasattr(c, "_attn_implementation_internal")}

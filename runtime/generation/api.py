@@ -15,6 +15,7 @@ anything preferred did not, as ``process`` does."""
 from __future__ import annotations
 
 import copy
+import importlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,9 @@ UNSUPPORTED = {
     "prompt_lookup_num_tokens": (None,), "max_time": (None,), "exponential_decay_length_penalty": (None,),
 }  # fmt: skip
 EXTRA_OPTIONS = ("seed", "presence_penalty", "frequency_penalty")
+# A target whose engine decodes with its own explicit cache: "module:function" (skill) -> Decoder,
+# called by name as hardware detection calls an engine's probe (the runtime imports no engine).
+ENGINE_DECODERS = {"cpu": "skillmill.engines.native.decode:decoder"}
 
 
 @dataclass
@@ -187,7 +191,7 @@ def choose_decoder(skill: Any, order: list[str] | None = None) -> tuple[Decoder,
         if not status.available:
             skipped[name] = f"not present: {status.reason}"
             continue
-        make = getattr(target, "decoder", None)
+        make = engine_decoder(name)
         if make is not None:
             try:
                 return make(skill), skipped
@@ -199,6 +203,14 @@ def choose_decoder(skill: Any, order: list[str] | None = None) -> tuple[Decoder,
         skipped[name] = "no decoder with a KV cache on this target"
     raise SkillError(f"no target can decode {skill.model_class_name}: "
                      + "; ".join(f"{k}: {v}" for k, v in skipped.items()))  # fmt: skip
+
+
+def engine_decoder(target: str):
+    spec = ENGINE_DECODERS.get(target)
+    if spec is None:
+        return None
+    module, function = spec.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def torch_decoder(skill: Any, target: str, why: str | None = None) -> Decoder:

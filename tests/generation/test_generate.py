@@ -19,7 +19,9 @@ from skillmill.runtime.errors import SkillInputError
 from skillmill.runtime.generation.sampling import SamplingParams, choose_token, make_generator, process_scores
 
 PROMPTS = [[5, 17, 99, 42, 7, 300], [11, 12, 13]]  # ragged: the loop left-pads the second
-DECODERS = ["GPT2LMHeadModel", "LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"]
+SLOW = pytest.mark.slow
+DECODERS = ["GPT2LMHeadModel", "LlamaForCausalLM", pytest.param("Qwen2ForCausalLM", marks=SLOW),
+            pytest.param("MistralForCausalLM", marks=SLOW)]  # fmt: skip
 
 
 @pytest.fixture(scope="module", params=DECODERS)

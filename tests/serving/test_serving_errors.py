@@ -215,8 +215,9 @@ def _sample(text, series):
 def test_health_and_metrics_say_where_the_model_runs(gpt2_server):
     health = httpx.get(gpt2_server.url + "/health").json()
     assert health["requested_device"] == "cpu"
-    assert (health["backend"], health["device"], health["engine"]) == ("cpu", "cpu", "torch")
-    assert health["decoder"] == "pytorch-kv-cache"
+    # the decoding loop runs the native executor's decode graph with its explicit KV cache
+    assert (health["backend"], health["device"], health["engine"]) == ("cpu", "cpu", "native")
+    assert health["decoder"] == "native-kv-cache"
     assert health["fallback_reason"] is None  # cpu was asked for and cpu runs it
     assert health["batching"]["enabled"] and health["batching"]["max_batch_size"] > 1
     ok_series = 'skillmill_requests_total{method="POST",route="/v1/completions",status="200"}'
@@ -236,7 +237,7 @@ def test_health_and_metrics_say_where_the_model_runs(gpt2_server):
         'skillmill_request_latency_seconds_bucket{route="/v1/completions",le="+Inf"}',
         "# TYPE skillmill_batch_size histogram",
         'skillmill_backend_info{model="GPT2LMHeadModel-tiny",kind="generation",backend="cpu",'
-        'device="cpu",engine="torch",requested_device="cpu",fallback_reason=""',
+        'device="cpu",engine="native",requested_device="cpu",fallback_reason=""',
     ):
         assert needle in text, needle
     for line in text.splitlines():  # every sample line is `name{labels} number`
