@@ -258,6 +258,34 @@ def bench_modular(rounds, repeats, backends, no_cold, json_path):
             json.dump(results, handle, indent=1)
 
 
+@bench.command("decode")
+@click.option("--models", default="gpt2-124m,llama-135m", show_default=True,
+              help="Comma-separated: gpt2-124m (GPT-2 small), llama-135m (SmolLM-135M's shape).")
+@click.option("--batches", default="1,8", show_default=True)
+@click.option("--engines", default="native,torch", show_default=True,
+              help="native (explicit KV cache on skillmill's executor), torch (PyTorch eager, its own cache).")
+@click.option("--threads", type=int, default=None, help="torch threads in each process (default: its own).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
+def bench_decode(models, batches, engines, threads, json_path):
+    """Greedy decode tokens/s (32-token prompt, 128 new tokens), random weights from the
+    configs, each (model, engine, batch) in its own process, beside the memory-bandwidth limit
+    measured in the same run."""
+    import json
+
+    from skillmill.measure.bench import decode
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    unknown = [m for m in names if m not in decode.MODELS]
+    if unknown:
+        raise click.UsageError(f"unknown models {', '.join(unknown)}; known: {', '.join(decode.MODELS)}")
+    results = decode.run_decode_benchmark(names, [int(b) for b in batches.split(",")],
+                                          [e.strip() for e in engines.split(",") if e.strip()],
+                                          threads=threads, log=click.echo)  # fmt: skip
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=1)
+
+
 @bench.command("gpu-check")
 @click.option("--devices", default="cuda,max", show_default=True, help="Skill devices to check beside the CPU.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
