@@ -566,5 +566,7 @@ def register_commands(main: click.Group) -> None:
     main.add_command(tune)
     main.add_command(export)
     from .quantize_command import quantize
+    from .tasks_command import task_coverage
 
     main.add_command(quantize)
+    main.add_command(task_coverage)

@@ -124,7 +124,7 @@ def render_markdown() -> str:
                       f"{doc['passed_elsewhere']} merged from another machine)")  # fmt: skip
         lines.append(f"| {spec.name} | {doc['passed']} of {doc['total']} | {share} | "
                      f"[{spec.report.name}](../registry/support/{spec.report.name}) |")  # fmt: skip
-    lines += ["", *HOW_THE_SWEEPS_RELATE]
+    lines += ["", *HOW_THE_SWEEPS_RELATE, *render_tasks_section()]
     for spec, doc in reports:
         rows = doc["model_types"]
         executor_style = any("max_rel_err" in r for r in rows.values())
@@ -154,6 +154,28 @@ def render_markdown() -> str:
             lines.append("| | | | | |")
         lines += [_row_line(t, rows[t], executor_style) for t in sorted(rows) if t not in first]
     return "\n".join(lines) + "\n"
+
+
+def render_tasks_section() -> list[str]:
+    """The task report's summary (docs/coverage/tasks.yaml, `generate-skills task-coverage`)."""
+    from skillmill.measure.sweeps import tasks
+
+    doc = tasks.load_report()
+    if not doc:
+        return []
+    lines = ["", "## Tasks: every (class, pipeline task) pair against transformers.pipeline", "",
+             f"`generate-skills task-coverage`, transformers {doc['transformers_version']}: "
+             f"**{doc['passed']} of {doc['pipeline_runs']} pairs pass where transformers' own "
+             f"pipeline runs on the tiny model ({100 * doc['share']:.1f}%; floor "
+             f"{100 * doc['floor']:.0f}%)**, of {doc['pairs']} pairs. Each pair: {doc['what']}. "
+             "Every row, with its reason, is in [tasks.yaml](coverage/tasks.yaml).", "",
+             "| task | " + " | ".join(TASK_STATUSES) + " |", "|---|" + "---|" * len(TASK_STATUSES)]  # fmt: skip
+    for task, counts in doc["by_task"].items():
+        lines.append(f"| {task} | " + " | ".join(str(counts.get(s, "")) for s in TASK_STATUSES) + " |")
+    return lines
+
+
+TASK_STATUSES = ("pass", "mismatch", "refused", "error", "pipeline_failed", "no_model", "fail")
 
 
 HOW_THE_SWEEPS_RELATE = [

@@ -39,6 +39,10 @@ class SkillResult(Mapping):
     # fixed order ran (no measurement for this shape here, a changed machine, a corrupt table);
     # None for an explicit device.
     choice: str | None = None
+    # What turned raw inputs (text, images, audio) into tensors: "checkpoint: BertTokenizerFast",
+    # or a processor built for a model that ships none, with why ("trained: ...", "byte: ...").
+    # None when the caller passed tensors.
+    processor: str | None = None
 
     @property
     def embeddings(self):
@@ -69,6 +73,7 @@ class SkillResult(Mapping):
             "latency_ms": round(self.latency_ms, 3),
             "fallback_reason": self.fallback_reason,
             "choice": self.choice,
+            "processor": self.processor,
             "skipped": self.skipped,
             "postprocess_backend": self.postprocess_backend,
             "outputs": {k: list(getattr(v, "shape", ())) for k, v in self.items()},

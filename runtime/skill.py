@@ -10,22 +10,19 @@ import contextlib
 import copy
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from . import decisions, postprocess
+from . import decisions, postprocess, processors
 from .errors import BackendUnavailable, SkillError, SkillInputError, UnknownDeviceError
-from .inputs import ByteTokenizer, check_mapping, is_text, tokenize
+from .inputs import check_mapping, is_text, tokenize
 from .loading import load_model, resolve_model_class, sentence_pooling
 from .mixin import MODULAR_TARGETS, MojoMaxTargetMixin, use_mojo_max_target
 from .precision import resolve_precision
 from .result import SkillResult
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model",
-                   "vocab.json")
 TOP_K = 5
 
 
@@ -62,7 +59,7 @@ class Skill(MojoMaxTargetMixin):
         self.model_source = model
         self.model = load_model(self.model_class, self.model_type, model, dtype)
         self._device_models: dict[str, torch.nn.Module] = {}
-        self._tokenizer: Any = None
+        self._processors: dict[str, processors.Processor | None] = {}
 
     # ---- configuration -------------------------------------------------------------------
     def _check_device(self, device: str) -> str:
@@ -105,19 +102,35 @@ class Skill(MojoMaxTargetMixin):
             self._device_models[key] = copy.deepcopy(self.model).to(device).eval()
         return self._device_models[key]
 
+    def processor(self, kind: str) -> processors.Processor | None:
+        """The model's own processor of ``kind`` ("tokenizer", "image", "audio"), loaded once:
+        the checkpoint's files through the Auto classes, else one built for the model
+        (runtime/processors.py); None when the model type has none of that kind."""
+        if kind not in self._processors:
+            load = {"tokenizer": processors.load_tokenizer, "image": processors.load_image_processor,
+                    "audio": processors.load_feature_extractor}[kind]  # fmt: skip
+            self._processors[kind] = load(self)
+        return self._processors[kind]
+
     @property
     def tokenizer(self) -> Any:
-        if self._tokenizer is None:
-            source = self.model_source
-            if isinstance(source, (str, Path)) and source != "tiny" and any(
-                (Path(source) / name).exists() for name in TOKENIZER_FILES
-            ):
-                from transformers import AutoTokenizer
+        return self.processor("tokenizer").value
 
-                self._tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
-            else:
-                self._tokenizer = ByteTokenizer(self.vocab_size() or 256)
-        return self._tokenizer
+    def processor_note(self) -> str | None:
+        """What prepared raw inputs (``SkillResult.processor``)."""
+        return None
+
+    def with_decoder_start(self, batch: dict[str, Any], rows: int) -> dict[str, Any]:
+        """An encoder-decoder's forward needs decoder ids: one decoder-start token per row."""
+        if self.family == "encoder-decoder" and "decoder_input_ids" in self.input_names:
+            start = self.normalized_config.first("decoder_start_token_id")
+            start = start if isinstance(start, int) else self.normalized_config.first("pad_token_id", 0)
+            batch["decoder_input_ids"] = torch.full((rows, 1), int(start or 0), dtype=torch.long)
+        return batch
+
+    def takes_raw(self, inputs: Any) -> bool:
+        """Whether ``inputs`` are raw (text, images, audio) rather than named tensors."""
+        return not isinstance(inputs, Mapping)
 
     # ---- inputs ----------------------------------------------------------------------------
     def example_inputs(self, batch_size: int = 1, seq_len: int = 16) -> dict[str, torch.Tensor]:
@@ -237,6 +250,7 @@ class Skill(MojoMaxTargetMixin):
                 postprocessed=extra, postprocess_backend=postprocess.backend_name(),
                 engine=engine, precision=ran.precision, parity=ran.parity,
                 choice=self._choice_note(choice, name, engine, chosen_as_measured),
+                processor=self.processor_note() if self.takes_raw(inputs) else None,
             )
         raise SkillError(
             f"no hardware target could run {self.model_class_name}: "
@@ -268,12 +282,12 @@ class Skill(MojoMaxTargetMixin):
         return extra
 
     # ---- tasks -----------------------------------------------------------------------------
-    def __call__(self, inputs: Any, task: str | None = None, **options: Any) -> Any:
+    def __call__(self, inputs: Any = None, task: str | None = None, **options: Any) -> Any:
         """Do the model's job: what ``transformers.pipeline(task)(inputs, **options)`` returns,
         every forward pass run by ``process`` (the class's main task when ``task`` is None)."""
         return self.run_task(inputs, task, **options).output
 
-    def run_task(self, inputs: Any, task: str | None = None, **options: Any):
+    def run_task(self, inputs: Any = None, task: str | None = None, **options: Any):
         """``__call__``, and which target and engine ran each forward pass
         (``runtime.tasks.TaskOutput``)."""
         from .tasks import run_task
@@ -287,16 +301,14 @@ class TextSkill(Skill):
     def accepted_inputs(self) -> str:
         return "a string, a list of strings, or " + super().accepted_inputs()
 
+    def processor_note(self) -> str | None:
+        return self.processor("tokenizer").describe()
+
     def prepare_raw(self, inputs: Any) -> dict[str, Any] | None:
         if not is_text(inputs):
             return None
         texts = [inputs] if isinstance(inputs, str) else list(inputs)
-        batch = tokenize(self, texts)
-        if self.family == "encoder-decoder" and "decoder_input_ids" in self.input_names:
-            start = self.normalized_config.first("decoder_start_token_id")
-            start = start if isinstance(start, int) else self.normalized_config.first("pad_token_id", 0)
-            batch["decoder_input_ids"] = torch.full((len(texts), 1), int(start or 0), dtype=torch.long)
-        return check_mapping(self, batch)
+        return check_mapping(self, self.with_decoder_start(tokenize(self, texts), len(texts)))
 
     def postprocess(self, outputs: dict[str, Any], batch: dict[str, Any], raw_text: bool) -> dict:
         extra = super().postprocess(outputs, batch, raw_text)
@@ -327,11 +339,19 @@ class TextSkill(Skill):
 
 
 class VisionSkill(Skill):
-    """Images in: HxWxC uint8/float arrays or PIL images (resized to the model's image size,
-    scaled to [0, 1], normalised with mean 0.5 and std 0.5), or a dict of tensors."""
+    """Images in: HxWxC uint8/float arrays or PIL images, prepared by the checkpoint's image
+    processor (or the model type's, with its defaults at the config's image size); or a dict of
+    tensors."""
 
     def accepted_inputs(self) -> str:
         return "an image (HxWxC array or PIL image), a list of images, or " + super().accepted_inputs()
+
+    def processor_note(self) -> str | None:
+        found = self.processor("image")
+        if found is None:
+            return ("skillmill: resize to the config's image size, scale to [0, 1], mean 0.5 / "
+                    f"std 0.5 (transformers has no image processor for {self.model_type})")
+        return found.describe()
 
     def prepare_raw(self, inputs: Any) -> dict[str, Any] | None:
         images = inputs if isinstance(inputs, (list, tuple)) else [inputs]
@@ -342,43 +362,104 @@ class VisionSkill(Skill):
             if not isinstance(image, np.ndarray) or image.ndim != 3:
                 return None
             arrays.append(image)
-        size = self.normalized_config.first("image_size") or 224
-        size = tuple(size) if isinstance(size, (list, tuple)) else (int(size), int(size))
         channels = self.normalized_config.first("num_channels") or 3
-        tensors = []
         for image in arrays:
             if image.shape[-1] != channels:
                 raise SkillInputError(
                     f"images must be HxWx{channels}, got shape {image.shape} for {self.model_class_name}"
                 )
+        found = self.processor("image")
+        if found is not None:
+            prepared = found.value(images=arrays, return_tensors="pt")
+            return check_mapping(self, {k: v for k, v in prepared.items() if k in self.input_names})
+        return check_mapping(self, {"pixel_values": self._plain_pixels(arrays)})
+
+    def _plain_pixels(self, arrays: list[np.ndarray]) -> torch.Tensor:
+        """For a model type transformers has no image processor for: resize, [0, 1], ±1."""
+        size = self.normalized_config.first("image_size") or 224
+        size = tuple(size) if isinstance(size, (list, tuple)) else (int(size), int(size))
+        tensors = []
+        for image in arrays:
             pixels = torch.from_numpy(image.astype(np.float32))
             pixels = pixels / 255.0 if image.dtype == np.uint8 else pixels
             pixels = pixels.permute(2, 0, 1).unsqueeze(0)
             pixels = torch.nn.functional.interpolate(pixels, size=size[-2:], mode="bilinear",
                                                      align_corners=False)
             tensors.append((pixels - 0.5) / 0.5)
-        return check_mapping(self, {"pixel_values": torch.cat(tensors)})
+        return torch.cat(tensors)
 
 
 class AudioSkill(Skill):
-    """Audio in: a 1-D float waveform (or a list of equal-length ones) for models that take raw
-    ``input_values``; models that take spectrogram features need them as a dict."""
+    """Audio in: a 1-D float waveform, a list of them, or ``{"array": wave, "sampling_rate": hz}``
+    (as transformers' audio pipelines take it), prepared by the checkpoint's feature extractor
+    (or the model type's, with its defaults): raw ``input_values`` or spectrogram features, as
+    the model takes them.  Audio at another rate is resampled to the extractor's."""
 
     def accepted_inputs(self) -> str:
-        return "a 1-D float waveform array, or " + super().accepted_inputs()
+        return ('a 1-D float waveform array, {"array": waveform, "sampling_rate": hz}, a list of '
+                "them, or " + super().accepted_inputs())  # fmt: skip
+
+    def processor_note(self) -> str | None:
+        found = self.processor("audio")
+        if found is None:
+            return f"skillmill: the raw waveform (transformers has no feature extractor for {self.model_type})"
+        return found.describe()
+
+    @staticmethod
+    def _waves(inputs: Any) -> list[tuple[np.ndarray, int | None]] | None:
+        items = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        waves = []
+        for item in items:
+            rate = None
+            if isinstance(item, Mapping) and ("array" in item or "raw" in item):
+                rate = item.get("sampling_rate")
+                item = item.get("array", item.get("raw"))
+            if not isinstance(item, np.ndarray) or item.ndim != 1:
+                return None
+            waves.append((item, rate))
+        return waves
+
+    def takes_raw(self, inputs: Any) -> bool:
+        return not isinstance(inputs, Mapping) or "array" in inputs or "raw" in inputs
+
+    def prepare_inputs(self, inputs: Any) -> dict[str, Any]:
+        if self.takes_raw(inputs):  # {"array": ..., "sampling_rate": ...} is one waveform
+            raw = self.prepare_raw(inputs)
+            if raw is None:
+                raise SkillInputError(f"{self.model_class_name}.process takes {self.accepted_inputs()}")
+            return raw
+        return super().prepare_inputs(inputs)
 
     def prepare_raw(self, inputs: Any) -> dict[str, Any] | None:
-        waves = inputs if isinstance(inputs, (list, tuple)) else [inputs]
-        if not all(isinstance(w, np.ndarray) and w.ndim == 1 for w in waves):
+        waves = self._waves(inputs)
+        if waves is None:
             return None
-        if "input_values" not in self.input_names:
+        found = self.processor("audio")
+        if found is None:
+            if "input_values" not in self.input_names:
+                raise SkillInputError(
+                    f"{self.model_class_name} takes {', '.join(self.main_input_names)}, not raw "
+                    "waveforms, and transformers has no feature extractor for it; pass a dict of tensors"
+                )
+            if len({w.shape[0] for w, _ in waves}) != 1:
+                raise SkillInputError("waveforms in one batch must have the same length")
+            return check_mapping(self, {"input_values": np.stack([w for w, _ in waves]).astype(np.float32)})
+        extractor = found.value
+        rate = int(getattr(extractor, "sampling_rate", 16000))
+        arrays = [processors.resample(w.astype(np.float32), int(r), rate) if r is not None else w.astype(np.float32)
+                  for w, r in waves]  # fmt: skip
+        # Uneven lengths are padded to the longest, except by an extractor with a fixed window
+        # (Whisper's), which pads every input to that window itself.
+        uneven = len({a.shape[0] for a in arrays}) > 1 and not hasattr(extractor, "nb_max_frames")
+        prepared = extractor(arrays, sampling_rate=rate, return_tensors="pt",
+                             **({"padding": True} if uneven else {}))
+        feed = {k: v for k, v in prepared.items() if k in self.input_names}
+        if not feed:
             raise SkillInputError(
-                f"{self.model_class_name} takes {', '.join(self.main_input_names)}, not raw "
-                "waveforms; pass them as a dict of tensors"
+                f"{type(extractor).__name__} produced {', '.join(prepared)}, none of which "
+                f"{self.model_class_name} takes ({', '.join(self.input_names)})"
             )
-        if len({w.shape[0] for w in waves}) != 1:
-            raise SkillInputError("waveforms in one batch must have the same length")
-        return check_mapping(self, {"input_values": np.stack(waves).astype(np.float32)})
+        return check_mapping(self, self.with_decoder_start(feed, len(arrays)))
 
 
 class MultimodalSkill(TextSkill):

@@ -14,21 +14,26 @@ OpenVINO model classes slot into pipelines, applied to every skillmill engine.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from .errors import SkillInputError
-from .inputs import ByteTokenizer
 
-# The files that hold a checkpoint's image processor.
-IMAGE_PROCESSOR_FILES = ("preprocessor_config.json",)
-# The pipelines whose every forward pass is one model call a skill can take, each checked equal to
-# transformers.pipeline in tests/foundation/test_tasks.py.  The others (text generation, which
-# calls ``model.generate``; zero-shot, detection and audio pipelines) are refused until they are.
-SERVED_TASKS = ("text-classification", "token-classification", "fill-mask", "feature-extraction",
-                "image-classification")  # fmt: skip
+# Registry task names (auto-mapping names, registry/tasks.yaml) whose classes a pipeline of
+# another name serves: segmentation heads serve "image-segmentation", and a sequence classifier
+# is what "zero-shot-classification" runs (an NLI head).
+PIPELINE_ALIASES = {
+    "semantic-segmentation": ("image-segmentation",),
+    "universal-segmentation": ("image-segmentation",),
+    "instance-segmentation": ("image-segmentation",),
+    "text-classification": ("text-classification", "zero-shot-classification"),
+}
+# What a pipeline may read from its model besides calling it: anything else computed by the
+# transformers model (``generate``, ``get_image_embeddings``, ...) would run on PyTorch, behind the
+# skill's back, so it is refused with the reason instead.
+MODEL_ATTRIBUTES_READ = {"config", "dtype", "device", "can_generate", "generation_config",
+                         "main_input_name", "name_or_path", "training", "eval", "to"}  # fmt: skip
 
 
 class TaskError(SkillInputError):
@@ -60,7 +65,14 @@ class SkillForward:
         self.__dict__.update(_skill=skill, _results=results)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._skill.model, name)
+        value = getattr(self._skill.model, name)
+        computes = callable(value) and getattr(value, "__self__", None) is self._skill.model
+        if computes and name not in MODEL_ATTRIBUTES_READ:
+            raise TaskError(
+                f"the pipeline calls {self._skill.model_class_name}.{name}(), which would run on "
+                "PyTorch rather than through the skill; this task is not served by skills yet"
+            )
+        return value
 
     def __call__(self, *args: Any, **inputs: Any) -> Any:
         from transformers.utils import ModelOutput
@@ -89,19 +101,48 @@ def removed_tasks() -> tuple[str, ...]:
     return tuple(REMOVED_TASKS)
 
 
-def default_task(skill: Any) -> str:
-    """The class's main task: the first the registry lists that has a pipeline."""
+def pipeline_tasks(registry_tasks: tuple[str, ...] | list[str]) -> list[str]:
+    """The transformers pipelines that serve a class, from the tasks the registry lists for it,
+    in order (the first is its main task)."""
     known = supported_tasks()
+    found: list[str] = []
+    for task in registry_tasks:
+        for name in PIPELINE_ALIASES.get(task, (task,)):
+            if name in known and name not in found:
+                found.append(name)
+    return found
+
+
+# Tasks transformers 5 removed the pipeline of (``REMOVED_TASKS``) that skills still serve, in
+# the output format the 4.x pipeline had: the function that does it, (skill, inputs, **options)
+# -> (output, [SkillResult, ...]).
+def _question_answering(skill: Any, inputs: Any, **options: Any) -> tuple[Any, list]:
+    from .question_answering import answer
+
+    return answer(skill, inputs, **options)
+
+
+SERVED_WITHOUT_PIPELINE = {"question-answering": _question_answering}
+
+
+def served_tasks(registry_tasks: tuple[str, ...] | list[str]) -> list[str]:
+    """What a skill does: the pipelines that serve its class, then the removed tasks it serves."""
+    return pipeline_tasks(registry_tasks) + [t for t in registry_tasks if t in SERVED_WITHOUT_PIPELINE]
+
+
+def default_task(skill: Any) -> str:
+    """The class's main task: the first task the registry lists that a skill serves."""
     for task in skill.tasks:
-        if task in known:
-            return task
+        served = served_tasks((task,))
+        if served:
+            return served[0]
     raise TaskError(_no_task_message(skill, None))
 
 
 def _no_task_message(skill: Any, task: str | None) -> str:
-    served = [t for t in skill.tasks if t in supported_tasks()]
+    served = served_tasks(skill.tasks)
     asked = f"task '{task}'" if task else "a task"
-    if task in removed_tasks():
+    if task in removed_tasks() and task in skill.tasks:
         return (f"{asked}: transformers {_version()} removed that pipeline; skillmill does not serve "
                 f"it yet. {skill.model_class_name} serves: {', '.join(served) or 'none'}")  # fmt: skip
     return (f"{skill.model_class_name} cannot do {asked}; the registry lists "
@@ -116,31 +157,28 @@ def _version() -> str:
 
 
 def _processors(skill: Any, task: str) -> dict[str, Any]:
-    """The checkpoint's own processor for the task's modality, loaded offline from its folder."""
-    kind = supported_tasks()[task].get("type", "text")
+    """The model's own processors for what it takes (runtime/processors.py): the checkpoint's,
+    or ones built for a model that ships none.  A text-decoding head (CTC, seq2seq) needs a
+    tokenizer even when it takes no text."""
+    names = set(skill.input_names)
     found: dict[str, Any] = {}
-    if kind in ("text", "multimodal"):
-        tokenizer = skill.tokenizer
-        if isinstance(tokenizer, ByteTokenizer):
-            raise TaskError(
-                f"task '{task}' needs the checkpoint's own tokenizer; {skill.model_class_name} was "
-                f"loaded from {skill.model_source!r}, which has no tokenizer files (a tiny or "
-                "config-built model uses a byte tokenizer that only process() accepts)"
-            )
-        found["tokenizer"] = tokenizer
-    if kind in ("image", "multimodal"):
-        source = skill.model_source
-        if not (isinstance(source, (str, Path)) and source != "tiny"
-                and any((Path(source) / n).exists() for n in IMAGE_PROCESSOR_FILES)):  # fmt: skip
-            raise TaskError(
-                f"task '{task}' needs the checkpoint's image processor "
-                f"({' or '.join(IMAGE_PROCESSOR_FILES)}); {skill.model_source!r} has none"
-            )
-        from transformers import AutoImageProcessor
-
-        found["image_processor"] = AutoImageProcessor.from_pretrained(str(source), local_files_only=True)
-    if kind == "audio":
-        raise TaskError(f"task '{task}': audio pipelines are not served by skills yet")
+    decodes_text = task in ("automatic-speech-recognition", "image-text-to-text", "any-to-any")
+    if names & {"input_ids", "decoder_input_ids"} or decodes_text:
+        tokenizer = skill.processor("tokenizer")
+        if tokenizer.source == "byte":
+            raise TaskError(f"task '{task}' needs a real tokenizer; {skill.model_class_name} has only "
+                            f"the {tokenizer.note}")  # fmt: skip
+        found["tokenizer"] = tokenizer.value
+    if names & {"pixel_values", "pixel_values_videos"}:
+        image = skill.processor("image")
+        if image is None:
+            raise TaskError(f"task '{task}': transformers has no image processor for {skill.model_type}")
+        found["image_processor"] = image.value
+    if names & {"input_values", "input_features"}:
+        audio = skill.processor("audio")
+        if audio is None:
+            raise TaskError(f"task '{task}': transformers has no feature extractor for {skill.model_type}")
+        found["feature_extractor"] = audio.value
     return found
 
 
@@ -160,11 +198,11 @@ def _pipeline(skill: Any, task: str, results: list) -> Any:
 def run_task(skill: Any, inputs: Any, task: str | None = None, **options: Any) -> TaskOutput:
     """``transformers.pipeline(task)(inputs, **options)``, every forward pass on the skill."""
     task = task or default_task(skill)
-    if task not in supported_tasks() or task not in skill.tasks:
+    if task not in served_tasks(skill.tasks):
         raise TaskError(_no_task_message(skill, task))
-    if task not in SERVED_TASKS:
-        raise TaskError(f"task '{task}' is not served by skills yet (served: {', '.join(SERVED_TASKS)}); "
-                        f"transformers.pipeline('{task}') runs it on PyTorch")  # fmt: skip
+    if task in SERVED_WITHOUT_PIPELINE:
+        output, results = SERVED_WITHOUT_PIPELINE[task](skill, inputs, **options)
+        return TaskOutput(task, output, results)
     results: list = []
     pipe = _pipeline(skill, task, results)
     try:
