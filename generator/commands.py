@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -487,12 +488,16 @@ def export_batches(skill) -> list[dict]:
               help="A local checkpoint folder, or 'tiny' for the registry's tiny random model.")
 @click.option("--format", "file_format", type=click.Choice(["onnx"]), default="onnx",
               show_default=True, help="The file format (ONNX is the one there is so far).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False),
-              help="The file to write, e.g. bert.onnx; its folder must exist.")
+@click.option("--out", required=True, type=click.Path(),
+              help="The file to write, e.g. bert.onnx; its folder must exist.  With --target web: "
+                   "the folder to write.")
+@click.option("--target", type=click.Choice(["web"]), default=None,
+              help="web: a static folder (model.onnx, the pinned ONNX Runtime Web, index.html that "
+                   "runs the example inputs and shows backend, outputs and timings, serve.py).")
 @click.option("--opset", type=click.IntRange(9, 20), default=17, show_default=True,
               help="The ONNX opset (9 to 20, what the TorchScript exporter writes).")
 @click.option("--no-validate", is_flag=True, help="Write the file; skip the check against PyTorch.")
-def export(class_name, model_source, file_format, out, opset, no_validate):
+def export(class_name, model_source, file_format, out, opset, no_validate, target):
     """Export a skill's model to ONNX and check ONNX Runtime against PyTorch eager.
 
     The example inputs come from the skill's own input preparation (its tokenizer, or its image
@@ -506,9 +511,14 @@ def export(class_name, model_source, file_format, out, opset, no_validate):
     (max|onnx - torch| / max|torch|) beside the float32 tolerance.  The exit status is 1 when any
     output is beyond it.
 
+    With --target web, --out is a folder: the model, the pinned ONNX Runtime Web, the example
+    inputs with PyTorch's outputs, an index.html that runs them and a serve.py.  Validation opens
+    that page in headless Chromium on wasm and WebGPU and prints what it shows.
+
     \b
-    Example:
+    Examples:
       generate-skills export --skill BertModel --model tiny --format onnx --out bert.onnx
+      generate-skills export --target web --skill BertModel --model tiny --out bert-web/
     """
     from skillmill import load_skill
     from skillmill.engines.onnxruntime.export import OnnxExportError, export_onnx, validate
@@ -521,6 +531,13 @@ def export(class_name, model_source, file_format, out, opset, no_validate):
     except SkillError as exc:
         raise click.ClickException(str(exc)) from None
     batches = export_batches(skill)
+    if target == "web":
+        from .web_export import export_web
+
+        raise SystemExit(export_web(skill, batches[0], out, opset, validate=not no_validate))
+    if Path(out).is_dir():
+        raise click.ClickException(f"{out} is a folder; --out names the .onnx file to write "
+                                   "(or pass --target web to write a folder)")  # fmt: skip
     try:
         report = export_onnx(skill.model, batches[0], out, opset=opset)
     except OnnxExportError as exc:

@@ -200,8 +200,13 @@ class Browser:
     def run_script(self, script: str, argument: Any, seconds: float) -> Any:
         """Any ``page.evaluate`` script, within ``seconds`` (tests use it for a page that hangs)."""
         with self._lock:
-            return self._wait(self._evaluate(script, argument, seconds),
-                              seconds + CLOSE_SECONDS + START_SECONDS, "page script")  # fmt: skip
+            try:
+                return self._wait(self._evaluate(script, argument, seconds),
+                                  seconds + CLOSE_SECONDS + START_SECONDS, "page script")  # fmt: skip
+            except WebEngineError:
+                raise
+            except Exception as exc:  # noqa: BLE001 — Playwright's Error carries the JS message
+                raise WebEngineError(page_message(exc)) from exc
 
     def alive(self) -> bool:
         return self._browser is not None and self._browser.is_connected() and self.thread.is_alive()

@@ -192,6 +192,39 @@ def test_an_op_onnx_runtime_web_lacks_is_named(page, tmp_path):
         runner.WebSession(tmp_path / "det.onnx", "webgpu")
 
 
+def test_the_web_bundle_runs_its_examples_in_the_page_it_writes(page, tmp_path):
+    from click.testing import CliRunner
+
+    from skillmill.engines.web import bundle
+    from skillmill.generator.cli import main
+
+    out = tmp_path / "vit-web"
+    args = [
+        "export",
+        "--target",
+        "web",
+        "--skill",
+        "ViTModel",
+        "--model",
+        "tiny",
+        "--out",
+        str(out),
+        "--no-validate",
+    ]
+    answer = CliRunner().invoke(main, args)
+    assert answer.exit_code == 0, answer.output
+    assert "ort/ (onnxruntime-web 1.30.0)" in answer.output
+    names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert names == {"index.html", "model.onnx", "examples.json", "serve.py", "skillmill-web.mjs",
+                     *(f"ort/{name}" for name in runtime.RUNTIME_FILES)}  # fmt: skip
+    shown = bundle.check(out, "wasm")  # the written index.html, in the browser
+    assert shown.get("provider") == "wasm", shown
+    assert shown["crossOriginIsolated"] is True
+    assert shown["outputs"]["last_hidden_state"]["dims"][0] == 2  # the export's example batch
+    assert max(o["error"] for o in shown["outputs"].values()) <= WASM_TOLERANCE, shown
+    assert shown["medianMs"] > 0
+
+
 @pytest.fixture
 def fresh_detection():
     hardware.refresh()
