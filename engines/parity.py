@@ -22,7 +22,7 @@ from skillmill.ir.numerics import relative_error
 
 from skillmill.runtime.errors import BackendUnavailable
 from skillmill.runtime.outputs import flatten_outputs
-from skillmill.runtime.precision import PARITY_TOLERANCE, QUANTIZED
+from skillmill.runtime.precision import PARITY_TOLERANCE, QUANTIZED, STATIC_QUANTIZED
 
 from . import BackendOutput
 
@@ -151,7 +151,7 @@ def real_positions(precision: str, batch: dict[str, Any] | None) -> torch.Tensor
     everything).  A padded position's hidden state means nothing, and quantized activations
     move it a long way: MiniLM's int8 largest error sits at a padded token (5.5 against -0.65)
     while real tokens stay within 3.5% of the largest value."""
-    if precision not in QUANTIZED or not batch:
+    if (precision not in QUANTIZED and precision not in STATIC_QUANTIZED) or not batch:
         return None
     mask = batch.get("attention_mask")
     if not isinstance(mask, torch.Tensor) or mask.dim() != 2 or not bool(mask.any()):

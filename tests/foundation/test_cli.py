@@ -91,9 +91,9 @@ def test_hardware_report_lists_all_twelve_targets():
     assert code == 0
     report = json.loads(out)
     names = [t["name"] for t in report["targets"]]
-    # onnxruntime and the browser targets rank below cpu: device="auto" stops at cpu, so they
+    # onnxruntime, qnn and the browser targets rank below cpu: device="auto" stops at cpu, so they
     # run only when asked for
-    assert names == ["max", "cuda", "rocm", "mps", "mojo", "openvino", "qnn", "cpu", "onnxruntime",
+    assert names == ["max", "cuda", "rocm", "mps", "mojo", "openvino", "cpu", "onnxruntime", "qnn",
                      "wasm", "webgpu", "webnn"]  # fmt: skip
     assert report["targets"][names.index("cpu")]["available"] is True
     assert set(report["cpu_features"]) == {"sse2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl",
