@@ -20,7 +20,7 @@ import mimetypes
 import re
 import threading
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable
 from urllib.parse import unquote, urlsplit
 
 from . import runtime
@@ -121,6 +121,7 @@ class Browser:
         self.page_generation = 0  # bumped when a page is replaced: its sessions are gone
         self.console: list[str] = []  # the current page's console warnings and errors
         self.version = ""
+        self.offered: dict[str, Any] | None = None  # the page's answer to ``environment()``
         self._lock = threading.Lock()  # one page call at a time
         try:
             self._wait(self._start(), START_SECONDS, "starting the browser")

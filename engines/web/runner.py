@@ -44,7 +44,6 @@ NUMPY = {"float32": np.float32, "float64": np.float64, "int64": np.int64, "int32
          "int16": np.int16, "int8": np.int8, "uint8": np.uint8, "bool": np.bool_}  # fmt: skip
 
 _files = tempfile.TemporaryDirectory(prefix="skillmill-web-")  # removed at exit
-_environment: dict[int, dict[str, Any]] = {}  # id(browser) -> what its page offers
 _environment_lock = threading.Lock()
 
 
@@ -79,16 +78,14 @@ def decode(value: dict[str, Any]) -> torch.Tensor:
 
 
 def environment(page: browser.Browser) -> dict[str, Any]:
-    """What this browser offers each provider (asked once per browser)."""
+    """What this browser offers each provider (asked once per browser, kept on it)."""
     with _environment_lock:
-        found = _environment.get(id(page))
-        if found is None:
+        if page.offered is None:
             try:
-                found = page.call("environment", [], time_limit())
+                page.offered = page.call("environment", [], time_limit())
             except browser.WebEngineError as exc:
                 raise type(exc)(f"asking the page which execution providers it has: {exc}") from exc
-            _environment[id(page)] = found
-        return found
+        return page.offered
 
 
 def refusal(page: browser.Browser, provider: str) -> str | None:

@@ -7,18 +7,15 @@ npm runtime, a page that hangs and an op ONNX Runtime Web lacks each give a clea
 One browser for the whole module (starting Chromium costs seconds): the engine keeps it per
 process.  The tests that close the page (time limits) run last."""
 
-import json
 import os
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from skillmill import load_skill
-from skillmill.engines import parity
 from skillmill.engines.web import browser, runner, runtime
 from skillmill.ir.numerics import relative_error
 from skillmill.runtime import hardware
