@@ -15,6 +15,8 @@ keeps the verdict, or the reason it cannot run.
     engines/modular/      Modular MAX graphs and Mojo kernels: the IR -> MAX lowering, the Mojo
                           kernel rendering and build, one compile cache, and ``adapter.py``,
                           the only module that imports ``max``
+    engines/web/          the wasm, webgpu and webnn targets: the ONNX export run by the pinned
+                          ONNX Runtime Web in headless Chromium (docs/web.md)
 
 Imports run down: an engine may use the runtime's vocabulary (errors, precision, outputs), the
 IR, the registry's support table and the native kernels; the runtime's own modules never import
