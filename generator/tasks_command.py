@@ -36,9 +36,13 @@ def task_coverage(pairs, tasks, engine, jobs, timeout, resume, no_write):
     if not chosen:
         raise click.UsageError(f"no pairs for task(s) {', '.join(tasks)}")
     committed = (sweep.load_report() or {}).get("pairs_checked", {})
-    kept = {} if no_write else {p: r for p, r in committed.items() if p in every}
+    kept = {} if no_write else {p: r for p, r in committed.items()
+                                if p in every and r["status"] != sweep.NOT_MEASURED}  # fmt: skip
     if resume:
         chosen = [p for p in chosen if p not in kept]
+    # Rarer tasks first: a sweep stopped part way has still reached every task.
+    per_task = {t: sum(p.endswith("/" + t) for p in chosen) for t in {p.split("/", 1)[1] for p in chosen}}
+    chosen.sort(key=lambda p: (per_task[p.split("/", 1)[1]], p))
     bar = tqdm(total=len(chosen), desc="task coverage", unit="pair", file=sys.stderr)
     measured: dict[str, dict] = {}
 
@@ -48,14 +52,14 @@ def task_coverage(pairs, tasks, engine, jobs, timeout, resume, no_write):
         if row["status"] not in ("pass", "pipeline_failed"):
             bar.write(f"{row['status'].upper()} {pair}: {row.get('reason', '')[:150]}")
         if not no_write and len(measured) % 25 == 0:  # an interrupted sweep keeps its rows
-            sweep.write_report({**kept, **measured})
+            sweep.write_report(sweep.with_unmeasured({**kept, **measured}, every))
 
     try:
         sweep.run(chosen, jobs=jobs, timeout=timeout, engine=engine, on_result=report)
     finally:
         bar.close()
         if not no_write and measured:
-            written = [sweep.write_report({**kept, **measured}), *write_docs()]
+            written = [sweep.write_report(sweep.with_unmeasured({**kept, **measured}, every)), *write_docs()]
             click.echo("wrote " + ", ".join(str(p) for p in written))
     done = sweep.summary(measured)
     click.echo(f"tasks: {done['passed']} of {done['pipeline_runs']} pairs where the pipeline runs pass "
