@@ -42,7 +42,8 @@ def _require_runtime() -> None:
 @pytest.fixture(scope="module")
 def page():
     _require_runtime()
-    return browser.shared_browser()
+    yield browser.shared_browser()
+    browser.shutdown()  # the rest of the suite does not carry Chromium and its sessions
 
 
 @pytest.fixture(scope="module")
