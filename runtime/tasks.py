@@ -86,6 +86,32 @@ class SkillForward:
 
     forward = __call__
 
+    def generate(self, input_ids: Any = None, attention_mask: Any = None, generation_config: Any = None,
+                 **options: Any) -> torch.Tensor:  # fmt: skip
+        """What ``model.generate`` returns (the prompt rows as given, then the new tokens, padded),
+        computed by ``skill.generate``: the one decoding loop on the skill's decoder."""
+        skill = self._skill
+        if skill.family != "decoder" or input_ids is None:
+            raise TaskError(
+                f"the pipeline calls {skill.model_class_name}.generate(), which would run on PyTorch "
+                "rather than through the skill; skills generate for decoder-only models so far"
+            )
+        feed = {"input_ids": input_ids}
+        if attention_mask is not None:
+            feed["attention_mask"] = attention_mask
+        ran = skill.generate(feed, generation_config, **options)
+        self._results.append(ran)
+        rows = len(ran.sequences)
+        prompt = input_ids.repeat_interleave(rows // input_ids.shape[0], dim=0)
+        config = generation_config or skill.model.generation_config
+        pad = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
+        pad = pad[0] if isinstance(pad, (list, tuple)) else pad
+        width = max(len(s) for s in ran.sequences)
+        new = torch.full((rows, width), int(pad or 0), dtype=input_ids.dtype)
+        for i, sequence in enumerate(ran.sequences):
+            new[i, : len(sequence)] = torch.tensor(sequence, dtype=input_ids.dtype)
+        return torch.cat([prompt, new], dim=1)
+
 
 def supported_tasks() -> dict[str, Any]:
     from transformers.pipelines import SUPPORTED_TASKS

@@ -167,7 +167,10 @@ def _check(pair: str, engine: str) -> dict[str, Any]:
         skill = load_skill(class_name, model="tiny", device="cpu", **ENGINES[engine])
     except Exception as exc:  # noqa: BLE001 — the builder's words are the reason
         return {"status": "no_model", "reason": _short(exc)}
-    if task in GENERATING_TASKS or (task == "automatic-speech-recognition" and skill.family == "encoder-decoder"):
+    generates = task in GENERATING_TASKS or (task == "automatic-speech-recognition"
+                                             and skill.family == "encoder-decoder")  # fmt: skip
+    served = task == "text-generation" and skill.family == "decoder"  # SkillForward.generate
+    if generates and not served and skill.model.can_generate():
         # The pipeline calls model.generate, which a skill's forward does not serve yet
         # (runtime/tasks.py refuses it): counted against the floor without running the pipeline.
         return {"status": "refused", "reason": "the pipeline calls model.generate(), which skills do "

@@ -153,7 +153,7 @@ def test_a_task_the_class_does_not_serve_names_the_ones_it_does(checkpoints):
     assert "BertForMaskedLM cannot do task 'text-classification'" in str(info.value)
 
 
-def test_a_task_not_yet_served_is_refused_rather_than_run_on_pytorch(tmp_path, tokenizer):
+def test_text_generation_runs_on_the_skills_decoder_and_equals_the_pipeline(tmp_path, tokenizer):
     import transformers
 
     torch.manual_seed(0)
@@ -161,5 +161,15 @@ def test_a_task_not_yet_served_is_refused_rather_than_run_on_pytorch(tmp_path, t
     transformers.GPT2LMHeadModel(cfg).eval().save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     skill = load_skill("GPT2LMHeadModel", model=str(tmp_path), device="cpu")
-    with pytest.raises(TaskError, match=r"calls GPT2LMHeadModel.generate\(\), which would run on PyTorch"):
-        skill("Once upon a time")
+    options = {"max_new_tokens": 6, "do_sample": False}
+    ran = skill.run_task("Once upon a time", **options)
+    want = _reference("text-generation", str(tmp_path), "Once upon a time", **options)
+    assert ran.output == want and ran.output[0]["generated_text"] != "Once upon a time"
+    assert ran.engines == ["cpu/native"]  # skill.generate's decoder: the native KV-cache graph
+
+
+def test_a_pipeline_that_calls_generate_on_a_model_skills_cannot_decode_is_refused():
+    skill = load_skill("WhisperForConditionalGeneration", model="tiny", device="cpu", native=False)
+    wave = np.zeros(8000, dtype=np.float32)
+    with pytest.raises(TaskError, match=r"calls WhisperForConditionalGeneration.generate\(\), which would run on PyTorch"):
+        skill(wave, task="automatic-speech-recognition", generate_kwargs={"max_new_tokens": 2})
