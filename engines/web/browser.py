@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import http.server
 import mimetypes
 import re
@@ -133,7 +134,7 @@ class Browser:
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         try:
             return future.result(timeout=seconds)
-        except TimeoutError:
+        except (TimeoutError, concurrent.futures.TimeoutError):  # one class from Python 3.11
             future.cancel()
             raise PageTimeout(f"{doing} did not finish within {seconds:g} s") from None
 
