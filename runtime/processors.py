@@ -312,8 +312,11 @@ def _sized_image_processor(cls: type, config: Any) -> Any:
         kwargs["size"] = {"shortest_edge": min(height, width)}
         if _field(size, "longest_edge"):
             kwargs["size"]["longest_edge"] = max(height, width)
-    if getattr(default, "crop_size", None) is not None:
-        kwargs["crop_size"] = {"height": height, "width": width}
+    elif size is not None and _field(size, "longest_edge"):  # SAM: longest edge, then pad
+        kwargs["size"] = {"longest_edge": max(height, width)}
+    for name in ("crop_size", "pad_size"):
+        if getattr(default, name, None) is not None:
+            kwargs[name] = {"height": height, "width": width}
     return cls(**kwargs) if kwargs else default
 
 
