@@ -5,8 +5,9 @@ positional wrapper: the exporter passes inputs by position, the model takes them
 ONNX outputs are the model's PyTorch outputs flattened by ``runtime.outputs.flatten_outputs``, in
 that order and under those names, so they match what a skill returns and what
 ``engines/parity.py`` compares.  Dim 0 of every input and output is ``batch``; dim 1 of every
-2-D integer input (input_ids, attention_mask, ...) is ``sequence``, as are the output dims that
-follow it (found by running the model once more with one token fewer).
+2-D integer input (input_ids, attention_mask, ...), and of a higher-rank integer input as long
+as they are (bbox), is ``sequence``, as are the output dims that follow it (found by running the
+model once more with one token fewer).
 
 ``validate`` runs ONNX Runtime and PyTorch eager on several batches (as HuggingFace optimum
 validates an export: other batch sizes and sequence lengths than the traced one, since a trace
@@ -16,6 +17,7 @@ against the float32 parity tolerance.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
@@ -101,11 +103,26 @@ class _Positional(torch.nn.Module):
         return tuple(flat[name] for name in self.output_names)
 
 
+def _sequences(batch: dict[str, torch.Tensor]) -> set[int]:
+    """The sequence lengths of the batch's input_ids-like inputs."""
+    return {t.shape[1] for t in batch.values() if is_sequence_input(t)}
+
+
+def carries_sequence(tensor: torch.Tensor, sequences: set[int]) -> bool:
+    """An input whose dim 1 is the sequence: input_ids-like, or an integer input of higher rank
+    laid out [batch, sequence, ...] as long as the sequence (LayoutLM's bbox [batch, seq, 4])."""
+    if is_sequence_input(tensor):
+        return True
+    return (tensor.dim() > 2 and not tensor.is_floating_point() and not tensor.is_complex()
+            and tensor.shape[1] in sequences)  # fmt: skip
+
+
 def _one_token_fewer(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The batch with every sequence input one column shorter (one longer if it has one)."""
     changed = {}
+    sequences = _sequences(batch)
     for name, tensor in batch.items():
-        if not is_sequence_input(tensor):
+        if not carries_sequence(tensor, sequences):
             changed[name] = tensor
         elif tensor.shape[1] > 1:
             changed[name] = tensor[:, :-1]
@@ -118,11 +135,11 @@ def dynamic_axes(model: torch.nn.Module, batch: dict[str, torch.Tensor],
                  reference: dict[str, torch.Tensor]) -> dict[str, dict[int, str]]:  # fmt: skip
     """{name: {dim: "batch" | "sequence"}} for every input and output."""
     axes: dict[str, dict[int, str]] = {}
+    sequences = _sequences(batch)
     for name, tensor in batch.items():
         axes[name] = {0: BATCH} if tensor.dim() else {}
-        if is_sequence_input(tensor):
+        if carries_sequence(tensor, sequences):
             axes[name][1] = SEQUENCE
-    sequences = {t.shape[1] for t in batch.values() if is_sequence_input(t)}
     probe: dict[str, torch.Tensor] = {}
     if sequences:
         try:  # the output dims that move with the sequence are the ones that carry it
@@ -140,6 +157,69 @@ def dynamic_axes(model: torch.nn.Module, batch: dict[str, torch.Tensor],
             if carries:
                 axes[name][dim] = SEQUENCE
     return axes
+
+
+_REGISTERED: list[str] = []
+
+
+def register_symbolics() -> list[str]:
+    """Teach the TorchScript exporter the aten ops transformers' models use that it has no
+    symbolic for (once per process); returns their names.
+
+    - ``aten::diff`` (n=1; transformers' packed-sequence check in masking_utils, which Mimi's and
+      Pocket TTS's codecs reach): prepend and append concatenated, then the slice from 1 minus
+      the slice to -1 along ``dim`` (Xor for booleans), exactly torch's definition;
+    - ``aten::_upsample_bilinear2d_aa`` / ``_upsample_bicubic2d_aa`` (SigLIP2, DINOv2 with
+      registers, RF-DETR position embeddings): ONNX Resize before opset 18 has no antialias, so
+      they become the plain linear / cubic Resize, which is the same function when upsampling;
+      when a model downsamples, ``validate`` sees the difference and the export is a mismatch."""
+    if _REGISTERED:
+        return _REGISTERED
+    import sys
+
+    from torch.onnx._internal.torchscript_exporter import symbolic_helper as helper
+    from torch.onnx._internal.torchscript_exporter._type_utils import JitScalarType
+
+    def diff(g, input, n, dim, prepend, append):
+        if helper._maybe_get_const(n, "i") != 1:
+            return helper._unimplemented("aten::diff", "n other than 1", input)
+        axis = helper._get_const(dim, "i", "dim")
+        parts = [p for p in (prepend, input, append) if not helper._is_none(p)]
+        if len(parts) > 1:
+            input = g.op("Concat", *parts, axis_i=axis)
+        upper = helper._slice_helper(g, input, axes=[axis], starts=[1], ends=[sys.maxsize])
+        lower = helper._slice_helper(g, input, axes=[axis], starts=[0], ends=[-1])
+        boolean = JitScalarType.from_value(input, JitScalarType.UNDEFINED) == JitScalarType.BOOL
+        return g.op("Xor" if boolean else "Sub", upper, lower)
+
+    symbolics = {
+        "aten::diff": diff,
+        "aten::_upsample_bilinear2d_aa": helper._interpolate_helper("upsample_bilinear2d", 4, "linear"),
+        "aten::_upsample_bicubic2d_aa": helper._interpolate_helper("upsample_bicubic2d", 4, "cubic"),
+    }
+    for name, symbolic in symbolics.items():
+        torch.onnx.register_custom_op_symbolic(name, symbolic, 11)
+    _REGISTERED.extend(symbolics)
+    return _REGISTERED
+
+
+@contextlib.contextmanager
+def _traceable(model: torch.nn.Module):
+    """The model as the TorchScript exporter can trace it, restored afterwards: transformers'
+    grouped mixture-of-experts implementations count tokens per expert with ``torch.histc``, for
+    which the exporter has no symbolic (53 of 605 base types failed on it), so the experts run as
+    their eager loop while tracing.  The eager loop computes the same function."""
+    config = getattr(model, "config", None)
+    previous = getattr(config, "_experts_implementation", None)
+    switch = getattr(model, "set_experts_implementation", None)
+    if switch is None or previous in (None, "eager"):
+        yield
+        return
+    switch("eager")
+    try:
+        yield
+    finally:
+        switch(previous)
 
 
 def export_onnx(model: torch.nn.Module, example_batch: dict[str, torch.Tensor], path: str | Path,
@@ -179,11 +259,12 @@ def export_onnx(model: torch.nn.Module, example_batch: dict[str, torch.Tensor], 
     set_log_stream = getattr(torch._C, "_jit_set_onnx_log_output_stream", None)
     if set_log_stream is not None:
         set_log_stream("stderr")
+    register_symbolics()
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=[]), _traceable(model):
                 torch.onnx.export(_Positional(model, input_names, output_names),
                                   tuple(example_batch[n] for n in input_names), str(partial),
                                   input_names=input_names, output_names=output_names,

@@ -11,6 +11,8 @@ with a committed report.
   a type that failed here before paying for a compile.
 - ``openvino`` (openvino.py): the same tiny model through ``openvino.convert_model``, compiled for
   the CPU at float32 and compared at the same two shapes.
+- ``onnx`` (onnx.py): the same tiny model exported to ONNX (torch.onnx.export, dynamic batch and
+  sequence) and validated with ONNX Runtime against PyTorch on three shapes.
 
 Each report is one engine's document in the support table, registry/support/<engine>.yaml
 (model type x engine x precision -> pass, or why not, and where it was measured), which
@@ -112,6 +114,18 @@ def _warm_openvino() -> None:
     warm_up()
 
 
+def _check_onnx(model_type: str) -> dict[str, Any]:
+    from .onnx import check_onnx
+
+    return check_onnx(model_type)
+
+
+def _warm_onnx() -> None:
+    from .onnx import warm_up
+
+    warm_up()
+
+
 def _check_max(model_type: str) -> dict[str, Any]:
     from .max import check_one
 
@@ -182,6 +196,20 @@ register_backend(CoverageBackend(
          "from the compiled model) and run at (batch, seq) = (2, 8) and (3, 11), every output "
          "compared with PyTorch eager: relative error max|openvino - torch| / max|torch| <= 1e-4",
     warm_up=_warm_openvino,
+    normalise=_normalise_native,
+    first=FLOOR_TYPES,
+))  # fmt: skip
+register_backend(CoverageBackend(
+    name="onnx",
+    check=_check_onnx,
+    engine="onnx",
+    title="ONNX: every base model type exported with torch.onnx.export and validated with ONNX Runtime",
+    what="tiny random model of each base model type (the native sweep's) exported by "
+         "engines/onnxruntime/export.py (torch.onnx.export at opset 17, dynamic batch and sequence "
+         "axes, traced at (batch, seq) = (2, 8)) and validated as optimum validates an export: ONNX "
+         "Runtime's CPU provider run at (2, 8), (3, 11) and (1, 5), every output compared with "
+         "PyTorch eager: relative error max|onnxruntime - torch| / max|torch| <= 1e-4",
+    warm_up=_warm_onnx,
     normalise=_normalise_native,
     first=FLOOR_TYPES,
 ))  # fmt: skip
