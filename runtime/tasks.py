@@ -29,6 +29,10 @@ PIPELINE_ALIASES = {
     "instance-segmentation": ("image-segmentation",),
     "text-classification": ("text-classification", "zero-shot-classification"),
 }
+# Options a task cannot run without (the pipeline's own error would not say which).
+REQUIRED_OPTIONS = {task: "candidate_labels" for task in (
+    "zero-shot-classification", "zero-shot-image-classification", "zero-shot-object-detection",
+    "zero-shot-audio-classification")}  # fmt: skip
 # What a pipeline may read from its model besides calling it: anything else computed by the
 # transformers model (``generate``, ``get_image_embeddings``, ...) would run on PyTorch, behind the
 # skill's back, so it is refused with the reason instead.
@@ -226,6 +230,11 @@ def run_task(skill: Any, inputs: Any, task: str | None = None, **options: Any) -
     task = task or default_task(skill)
     if task not in served_tasks(skill.tasks):
         raise TaskError(_no_task_message(skill, task))
+    needed = REQUIRED_OPTIONS.get(task)
+    given = options.get(needed) if needed else None
+    if needed and not given and not (isinstance(inputs, dict) and inputs.get(needed)):
+        raise TaskError(f"task '{task}' needs {needed}=[...]: the labels to choose between "
+                        f"(e.g. {needed}=['travel', 'cooking'])")  # fmt: skip
     if task in SERVED_WITHOUT_PIPELINE:
         output, results = SERVED_WITHOUT_PIPELINE[task](skill, inputs, **options)
         return TaskOutput(task, output, results)

@@ -140,3 +140,11 @@ def test_text_given_to_an_audio_model_is_refused_clearly():
     skill = load_skill("Wav2Vec2ForCTC", model="tiny", device="cpu")
     with pytest.raises(SkillInputError, match="waveform"):
         skill.process("hello")
+
+
+def test_a_zero_shot_task_without_candidate_labels_says_what_it_needs():
+    skill = load_skill("BertForSequenceClassification", model="tiny", device="cpu", native=False)
+    with pytest.raises(TaskError, match=r"needs candidate_labels=\[\.\.\.\]"):
+        skill("I love Paris", task="zero-shot-classification")
+    with pytest.raises(TaskError, match="needs candidate_labels"):
+        skill("I love Paris", task="zero-shot-classification", candidate_labels=[])
