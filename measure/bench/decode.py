@@ -124,9 +124,12 @@ def _generate(skill: Any, prompts: list[list[int]]) -> dict[str, Any]:
 def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
+    from skillmill.native import control
+
     threads = spec.get("threads")
-    if threads:
+    if threads:  # both engines at the same thread count
         torch.set_num_threads(int(threads))
+        control.set_num_threads(int(threads))
     started = time.perf_counter()
     skill = _skill(spec["model"], spec["engine"])
     loaded = time.perf_counter() - started
@@ -141,7 +144,7 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
             "batch": spec["batch"], "asked": spec["engine"], "load_s": loaded, "warm_up_s": warm_s,
             "weight_bytes": weight_bytes(skill.model), "first_tokens": timed["tokens"][0][:16],
             "same_as_warm_up": timed["tokens"] == warm["tokens"],
-            "torch_threads": torch.get_num_threads()}  # fmt: skip
+            "torch_threads": torch.get_num_threads(), "native_threads": control.get_num_threads()}  # fmt: skip
 
 
 # ---- the driver ------------------------------------------------------------------------------
