@@ -314,7 +314,10 @@ def _wait_for(predicate, what, timeout=30):
 def test_batches_hold_at_most_max_batch_tokens():
     served = ServedModel("BertModel", "tiny", device="cpu")
     settings = ServeSettings(max_batch_tokens=64, max_wait_ms=0)
-    text = "x" * 30  # the tiny model's byte tokenizer: 30 tokens, no special tokens
+    # the tiny model's trained WordPiece spells "yyy..." as y ##y ##y ...: 28 letters and [CLS] [SEP]
+    text = "y" * 28
+    assert len(served.skill.tokenizer(text)["input_ids"]) == 30
+    too_long = len(served.skill.tokenizer("y" * 65)["input_ids"])
     process, rows_per_call = served.skill.process, []
 
     def recording_process(batch, **kwargs):
@@ -324,7 +327,7 @@ def test_batches_hold_at_most_max_batch_tokens():
     served.skill.process = recording_process
     with start_server(served, settings) as server, ThreadPoolExecutor(8) as pool:
         error = tei_error(post(server, "/embed", {"inputs": "y" * 65}), 413)
-        assert "65" in error["error"] and "64" in error["error"]
+        assert str(too_long) in error["error"] and "64" in error["error"]
         openai = post(server, "/v1/embeddings", {"model": served.id, "input": "y" * 65})
         assert openai.status_code == 413 and "64" in openai.json()["error"]["message"]
         cut = post(server, "/embed", {"inputs": "y" * 65, "truncate": True})
