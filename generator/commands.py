@@ -287,6 +287,23 @@ def bench_decode(models, batches, engines, threads, json_path):
             json.dump(results, handle, indent=1)
 
 
+@bench.command("tasks")
+@click.option("--tasks", default="text-classification,token-classification,question-answering",
+              show_default=True)
+@click.option("--repeats", type=int, default=5, show_default=True)
+@click.option("--engine", type=click.Choice(["native", "torch"]), default="native", show_default=True)
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
+def bench_tasks(tasks, repeats, engine, threads, json_path):
+    """What the task layer costs: skill(texts, task=...) against the bare forward it wraps, at
+    (32, 128) on a MiniLM-sized BERT head, each task in its own process."""
+    argv = ["--tasks", tasks, "--repeats", str(repeats), "--engine", engine, "--threads", str(threads)]
+    from skillmill.measure.bench import tasks as bench_tasks_module
+
+    minilm_folder()
+    raise SystemExit(bench_tasks_module.main(argv + (["--json", json_path] if json_path else [])))
+
+
 @bench.command("gpu-check")
 @click.option("--devices", default="cuda,max", show_default=True, help="Skill devices to check beside the CPU.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
