@@ -95,10 +95,12 @@ class SkillForward:
         """What ``model.generate`` returns (the prompt rows as given, then the new tokens, padded),
         computed by ``skill.generate``: the one decoding loop on the skill's decoder."""
         skill = self._skill
-        if skill.family != "decoder" or input_ids is None:
+        from .generation.api import decodes_alone
+
+        if not decodes_alone(skill) or input_ids is None:
             raise TaskError(
                 f"the pipeline calls {skill.model_class_name}.generate(), which would run on PyTorch "
-                "rather than through the skill; skills generate for decoder-only models so far"
+                "rather than through the skill; skills generate for causal language models so far"
             )
         feed = {"input_ids": input_ids}
         if attention_mask is not None:

@@ -67,7 +67,10 @@ def question_answering_reference(skill: Any, question: str, context: str) -> dic
         out = skill.model(**feed)
     sequence = encoded.sequence_ids(0)
     context_tokens = [i for i, s in enumerate(sequence) if s == 1]
-    keep = np.array([i in context_tokens or i == 0 for i in range(len(sequence))])
+    # the softmax runs over the context and the [CLS] token where the tokenizer has one (4.x's
+    # p_mask); the first position never starts an answer (4.x zeroes it after the softmax)
+    ids = encoded["input_ids"][0].tolist()
+    keep = np.array([i in context_tokens or ids[i] == tokenizer.cls_token_id for i in range(len(sequence))])
 
     def softmax(logits: Any) -> np.ndarray:
         values = np.where(keep, logits[0].float().numpy(), -10000.0)
@@ -75,7 +78,8 @@ def question_answering_reference(skill: Any, question: str, context: str) -> dic
         return values / values.sum()
 
     start, end = softmax(out.start_logits), softmax(out.end_logits)
-    score, s, e = max((start[s] * end[e], s, e) for s in context_tokens for e in context_tokens if s <= e < s + 15)
+    spans = [(start[s] * end[e], s, e) for s in context_tokens for e in context_tokens if 0 < s <= e < s + 15]
+    score, s, e = max(spans)
     words = encoded.word_ids(0)
     begin = encoded.word_to_chars(0, words[s], sequence_index=1).start
     finish = encoded.word_to_chars(0, words[e], sequence_index=1).end
@@ -219,7 +223,9 @@ def _check(pair: str, engine: str) -> dict[str, Any]:
         return {"status": "no_model", "reason": _short(exc)}
     generates = task in GENERATING_TASKS or (task == "automatic-speech-recognition"
                                              and skill.family == "encoder-decoder")  # fmt: skip
-    served = task == "text-generation" and skill.family == "decoder"  # SkillForward.generate
+    from skillmill.runtime.generation.api import decodes_alone
+
+    served = task == "text-generation" and decodes_alone(skill)  # SkillForward.generate
     if generates and not served and skill.model.can_generate():
         # The pipeline calls model.generate, which a skill's forward does not serve yet
         # (runtime/tasks.py refuses it): counted against the floor without running the pipeline.

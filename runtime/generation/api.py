@@ -224,11 +224,18 @@ def torch_decoder(skill: Any, target: str, why: str | None = None) -> Decoder:
                    fallback_reason="; ".join(reasons) or None)  # fmt: skip
 
 
+def decodes_alone(skill: Any) -> bool:
+    """A causal language model: it serves text-generation and takes no encoder's output to decode
+    against (BartForCausalLM counts, BartForConditionalGeneration does not yet)."""
+    return "text-generation" in skill.tasks and "decoder_input_ids" not in skill.input_names
+
+
 def generate(skill: Any, prompts: Any, generation_config: Any = None,
              order: list[str] | None = None, **options: Any) -> GenerationResult:  # fmt: skip
-    if skill.family != "decoder" or "text-generation" not in skill.tasks:
+    if not decodes_alone(skill):
         raise SkillError(f"{skill.model_class_name} is a {skill.modality}/{skill.family} model; "
-                         "generate covers decoder-only language models (text-generation) so far")  # fmt: skip
+                         "generate covers language models that decode on their own "
+                         "(text-generation, no decoder_input_ids) so far")  # fmt: skip
     config, extra = resolve_config(skill, generation_config, options)
     codec = TextCodec(skill.tokenizer, config.eos_token_id)
     prompts_ = prompt_ids(codec, prompts)
