@@ -23,7 +23,10 @@ def test_every_sweep_writes_its_engine_document_at_float32():
         assert spec.report == ROOT / "registry" / "support" / f"{spec.engine}.yaml"
         document = load_report(name)
         assert (document["engine"], document["precision"]) == (spec.engine, "float32")
-    assert not (ROOT / "docs" / "coverage").exists(), "measured data does not live under docs/"
+    # engines' measured verdicts live in the support table, not under docs/; docs/coverage/ holds
+    # only the task report (issue 18 names docs/coverage/tasks.yaml), which no runner reads
+    under_docs = {p.name for p in (ROOT / "docs" / "coverage").glob("*")}
+    assert under_docs <= {"tasks.yaml"}, f"measured data does not live under docs/: {under_docs}"
     assert not (ROOT / "runtime" / "backends" / "native_support.yaml").exists()
 
 
