@@ -32,7 +32,7 @@ from skillmill.ir.numerics import relative_error
 from skillmill.runtime.outputs import flatten_outputs
 from skillmill.runtime.precision import PARITY_TOLERANCE
 
-from ..parity import as_numpy, model_outputs
+from ..parity import Refused, as_numpy, model_outputs
 
 DEFAULT_OPSET = 17
 BATCH, SEQUENCE = "batch", "sequence"
@@ -279,6 +279,17 @@ def export_onnx(model: torch.nn.Module, example_batch: dict[str, torch.Tensor], 
     return ExportReport(path, opset, input_names, output_names, axes,
                         time.perf_counter() - start, path.stat().st_size,
                         list(dict.fromkeys(traced)))  # fmt: skip
+
+
+def export_for_engine(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: str | Path,
+                      reference: dict[str, torch.Tensor]) -> "ExportReport":  # fmt: skip
+    """``export_onnx`` for an engine that must reproduce every PyTorch output: one the file lacks
+    refuses the engine (``parity.Refused``) rather than answering with less."""
+    written = export_onnx(model, tensors, path, reference=reference)
+    missing = [name for name in reference if name not in written.output_names]
+    if missing:
+        raise Refused(f"the export lacks the outputs {', '.join(missing)}")
+    return written
 
 
 def open_session(path: str | Path, threads: int | None = None) -> Any:

@@ -45,10 +45,7 @@ def _prepare(skill: Any, tensors: dict[str, torch.Tensor], reference: dict) -> _
     temporary folder goes when the session is open."""
     with tempfile.TemporaryDirectory(prefix="skillmill-onnx-") as folder:
         path = Path(folder) / f"{skill.model_class_name}.onnx"
-        written = export.export_onnx(skill.model, tensors, path, reference=reference)
-        missing = [name for name in reference if name not in written.output_names]
-        if missing:
-            raise parity.Refused(f"the export lacks the outputs {', '.join(missing)}")
+        export.export_for_engine(skill.model, tensors, path, reference=reference)
         session = export.open_session(path)
     return _Session(session, reference)
 

@@ -75,10 +75,7 @@ class _Prepared:
             pass
         with tempfile.TemporaryDirectory(prefix="skillmill-qnn-") as folder:
             fp32 = Path(folder) / f"{skill.model_class_name}.onnx"
-            written = export.export_onnx(skill.model, tensors, fp32, reference=reference)
-            missing = [name for name in reference if name not in written.output_names]
-            if missing:
-                raise parity.Refused(f"the export lacks the outputs {', '.join(missing)}")
+            export.export_for_engine(skill.model, tensors, fp32, reference=reference)
             feeds = [{k: v.detach().cpu().numpy() for k, v in batch.items()} for batch in calibration]
             qdq = quantize.qdq_model(fp32, feeds, Path(folder) / f"{skill.model_class_name}.qdq.onnx")
             self.model = qdq.read_bytes()
