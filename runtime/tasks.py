@@ -188,7 +188,7 @@ def _version() -> str:
     return transformers.__version__
 
 
-def _processors(skill: Any, task: str) -> dict[str, Any]:
+def task_processors(skill: Any, task: str) -> dict[str, Any]:
     """The model's own processors for what it takes (runtime/processors.py): the checkpoint's,
     or ones built for a model that ships none.  A text-decoding head (CTC, seq2seq) needs a
     tokenizer even when it takes no text."""
@@ -220,7 +220,7 @@ def _pipeline(skill: Any, task: str, results: list) -> Any:
     if task not in cache:
         from transformers import pipeline
 
-        pipe = pipeline(task, model=skill.model, device="cpu", **_processors(skill, task))
+        pipe = pipeline(task, model=skill.model, device="cpu", **task_processors(skill, task))
         cache[task] = pipe
     pipe = cache[task]
     pipe.model = SkillForward(skill, results)

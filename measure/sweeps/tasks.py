@@ -190,9 +190,9 @@ def _short(exc: BaseException, limit: int = 300) -> str:
 def _reference_pipeline(skill: Any, task: str) -> Any:
     from transformers import pipeline
 
-    from skillmill.runtime.tasks import _processors
+    from skillmill.runtime.tasks import task_processors
 
-    return pipeline(task, model=skill.model, device="cpu", **_processors(skill, task))
+    return pipeline(task, model=skill.model, device="cpu", **task_processors(skill, task))
 
 
 # What computes the skill's forward passes in the sweep.  "torch" (PyTorch eager on the cpu
