@@ -18,7 +18,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Sequence
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -75,117 +75,55 @@ class ServeSettings:
         return self.batch_size > 1
 
 
-def create_app(served: ServedModel, settings: ServeSettings | None = None) -> FastAPI:
-    settings = settings or ServeSettings()
-    metrics = Metrics()
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skillmill-model")
-    method = {"embedding": "embed_batch", "classification": "classify_batch"}.get(
-        served.kind, "generate_batch"
-    )
-    encoder = served.kind != "generation"
-    # A budget applies to encoders only: a generation batch's size is set by its rows.
-    budget = settings.max_batch_tokens if encoder else None
+class ServedSkill:
+    """One skill inside the app: its model, its own batcher and model thread, and what the
+    routes read about it.  An app holds one or several, told apart by model id."""
 
-    def run_batch(items: list) -> list:
+    def __init__(self, served: ServedModel, settings: ServeSettings, metrics: Metrics):
+        self.served = served
+        self.encoder = served.kind != "generation"
+        # A budget applies to encoders only: a generation batch's size is set by its rows.
+        self.budget = settings.max_batch_tokens if self.encoder else None
+        # The most tokens one TEI input may hold: what the model reads and what a batch holds.
+        self.limit = min(served.context_length, self.budget or served.context_length)
+        self.headers = {"x-skillmill-backend": served.backend}
+        self._method = {"embedding": "embed_batch", "classification": "classify_batch"}.get(
+            served.kind, "generate_batch"
+        )
+        self._metrics = metrics
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skillmill-model")
+        self.batcher = DynamicBatcher(
+            self._run_batch,
+            executor=self.executor,
+            max_batch_size=settings.batch_size,
+            max_wait_s=settings.max_wait_ms / 1000.0,
+            max_batch_tokens=self.budget,
+            max_pending=settings.max_concurrent_requests,
+            on_batch=self._on_batch,
+        )
+
+    @property
+    def id(self) -> str:
+        return self.served.id
+
+    def _run_batch(self, items: list) -> list:
         # Looked up per call, so a test (or an operator's hook) can wrap the model method.
-        model = getattr(served, method)
-        return model(items, max_tokens=budget) if encoder else model(items)
+        model = getattr(self.served, self._method)
+        return model(items, max_tokens=self.budget) if self.encoder else model(items)
 
-    def on_batch(rows: int, tokens: int) -> None:
-        metrics.batch(served.kind, rows)
-        metrics.tei_observe("te_batch_next_size", rows)
-        metrics.tei_observe("te_batch_next_tokens", tokens)
+    def _on_batch(self, rows: int, tokens: int) -> None:
+        self._metrics.batch(self.served.kind, rows)
+        self._metrics.tei_observe("te_batch_next_size", rows)
+        self._metrics.tei_observe("te_batch_next_tokens", tokens)
 
-    batcher = DynamicBatcher(
-        run_batch,
-        executor=executor,
-        max_batch_size=settings.batch_size,
-        max_wait_s=settings.max_wait_ms / 1000.0,
-        max_batch_tokens=budget,
-        max_pending=settings.max_concurrent_requests,
-        on_batch=on_batch,
-    )
-
-    async def run_model(item: Any, size: int, tokens: int = 0, timing: dict | None = None):
+    async def run_model(self, item: Any, size: int, tokens: int = 0, timing: dict | None = None):
         try:
-            return await batcher.submit(item, size=size, tokens=tokens, timing=timing)
+            return await self.batcher.submit(item, size=size, tokens=tokens, timing=timing)
         except QueueFull as full:
             raise overloaded(full.limit) from None
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        batcher.start()
-        yield
-        await batcher.stop()
-        executor.shutdown(wait=False, cancel_futures=True)
-
-    app = FastAPI(
-        title="skillmill OpenAI-compatible server",
-        version="1",
-        description=f"Serves {served.id} ({served.class_name}) through its skill.",
-        lifespan=lifespan,
-    )
-    app.state.served = served
-    app.state.settings = settings
-    app.state.metrics = metrics
-    app.state.batcher = batcher
-    _install_error_handlers(app)
-    app.add_middleware(ServingMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
-    served_headers = {"x-skillmill-backend": served.backend}
-
-    def info() -> dict[str, Any]:
-        return {
-            "model": served.id,
-            "kind": served.kind,
-            "backend": served.backend,
-            "device": served.device,
-            "engine": served.engine,
-            "requested_device": served.requested_device,
-            "fallback_reason": served.fallback_reason or "",
-            "decoder": getattr(served.stepper, "name", "") or "",
-            "batch_size": settings.batch_size,
-        }
-
-    def check_model(name: str, kind: str) -> None:
-        if name != served.id:
-            raise model_not_found(name, served.id)
-        if served.kind != kind:
-            what = {"embedding": "embeddings", "generation": "completions"}[kind]
-            raise APIError(
-                400,
-                f"The model '{served.id}' ({served.class_name}) does not support "
-                f"{what}: it serves {served.kind}s.",
-                param="model",
-                code="unsupported_model_task",
-            )
-
-    # ---- introspection ---------------------------------------------------------------------
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {
-            "status": "ok",
-            **served.describe(),
-            "batching": {
-                "max_batch_size": settings.batch_size,
-                "max_batch_tokens": budget,
-                "max_wait_ms": settings.max_wait_ms,
-                "enabled": settings.batching,
-            },
-            "queue": {
-                "max_concurrent_requests": settings.max_concurrent_requests,
-                "pending": batcher.pending,
-                "waiting": batcher.waiting,
-            },
-        }
-
-    @app.get("/metrics", response_class=PlainTextResponse)
-    async def metrics_text() -> PlainTextResponse:
-        return PlainTextResponse(
-            metrics.render(info(), queue_size=batcher.waiting),
-            media_type="text/plain; version=0.0.4; charset=utf-8",
-        )
-
-    def model_card() -> dict[str, Any]:
+    def card(self) -> dict[str, Any]:
+        served = self.served
         return {
             "id": served.id,
             "object": "model",
@@ -196,15 +134,139 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> Fa
             "backend": served.backend,
         }
 
+
+def create_app(
+    served: ServedModel | Sequence[ServedModel],
+    settings: ServeSettings | None = None,
+    replica: str | None = None,
+) -> FastAPI:
+    """The app for one skill or several behind one endpoint (requests route by ``model``; the
+    first skill is the default of the routes that name none: TEI's, /health's top level).
+    ``replica`` names this copy of the app where several serve (a Ray Serve replica id); it is
+    reported in /health and /metrics."""
+    settings = settings or ServeSettings()
+    metrics = Metrics()
+    models = [served] if isinstance(served, ServedModel) else list(served)
+    if not models:
+        raise ValueError("create_app needs at least one ServedModel")
+    skills: dict[str, ServedSkill] = {}
+    for model in models:
+        if model.id in skills:
+            raise ValueError(
+                f"two skills are served as '{model.id}'; give each its own model id (--name)"
+            )
+        skills[model.id] = ServedSkill(model, settings, metrics)
+    default = next(iter(skills.values()))
+    served_ids = list(skills)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for skill in skills.values():
+            skill.batcher.start()
+        yield
+        for skill in skills.values():
+            await skill.batcher.stop()
+            skill.executor.shutdown(wait=False, cancel_futures=True)
+
+    names = ", ".join(f"{m.id} ({m.class_name})" for m in models)
+    app = FastAPI(
+        title="skillmill OpenAI-compatible server",
+        version="1",
+        description=f"Serves {names} through their skills.",
+        lifespan=lifespan,
+    )
+    app.state.served = default.served
+    app.state.skills = skills
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.batcher = default.batcher
+    app.state.replica = replica
+    _install_error_handlers(app)
+    app.add_middleware(ServingMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+
+    def info(skill: ServedSkill) -> dict[str, Any]:
+        served = skill.served
+        labels = {
+            "model": served.id,
+            "kind": served.kind,
+            "backend": served.backend,
+            "device": served.device,
+            "engine": served.engine,
+            "requested_device": served.requested_device,
+            "fallback_reason": served.fallback_reason or "",
+            "decoder": getattr(served.stepper, "name", "") or "",
+            "batch_size": settings.batch_size,
+            "precision": served.precision or "",
+        }
+        if replica is not None:
+            labels["replica"] = replica
+        return labels
+
+    def resolve(name: str) -> ServedSkill:
+        skill = skills.get(name)
+        if skill is None:
+            raise model_not_found(name, served_ids)
+        return skill
+
+    def check_model(name: str, kind: str) -> ServedSkill:
+        skill = resolve(name)
+        served = skill.served
+        if served.kind != kind:
+            what = {"embedding": "embeddings", "generation": "completions"}[kind]
+            raise APIError(
+                400,
+                f"The model '{served.id}' ({served.class_name}) does not support "
+                f"{what}: it serves {served.kind}s.",
+                param="model",
+                code="unsupported_model_task",
+            )
+        return skill
+
+    # ---- introspection ---------------------------------------------------------------------
+    def skill_health(skill: ServedSkill) -> dict[str, Any]:
+        return {
+            **skill.served.describe(),
+            "batching": {
+                "max_batch_size": settings.batch_size,
+                "max_batch_tokens": skill.budget,
+                "max_wait_ms": settings.max_wait_ms,
+                "enabled": settings.batching,
+            },
+            "queue": {
+                "max_concurrent_requests": settings.max_concurrent_requests,
+                "pending": skill.batcher.pending,
+                "waiting": skill.batcher.waiting,
+            },
+        }
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        # The default skill's fields at the top level (what a one-skill client reads), every
+        # skill's under "models".
+        return {
+            "status": "ok",
+            **skill_health(default),
+            "replica": replica,
+            "models": [skill_health(s) for s in skills.values()],
+        }
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics_text() -> PlainTextResponse:
+        return PlainTextResponse(
+            metrics.render(
+                [info(s) for s in skills.values()],
+                queue_size=sum(s.batcher.waiting for s in skills.values()),
+            ),
+            media_type="text/plain; version=0.0.4; charset=utf-8",
+        )
+
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
-        return {"object": "list", "data": [model_card()]}
+        return {"object": "list", "data": [s.card() for s in skills.values()]}
 
     @app.get("/v1/models/{model:path}")
     async def get_model(model: str) -> dict[str, Any]:
-        if model != served.id:
-            raise model_not_found(model, served.id)
-        return model_card()
+        return resolve(model).card()
 
     # ---- embeddings ------------------------------------------------------------------------
     @app.post("/v1/embeddings")
@@ -213,17 +275,20 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> Fa
             return await embeddings_answer(body, acc)
 
     async def embeddings_answer(body: EmbeddingRequest, account: RequestAccount) -> JSONResponse:
-        check_model(body.model, "embedding")
+        skill = check_model(body.model, "embedding")
+        served = skill.served
         if body.dimensions is not None and body.dimensions != served.dimensions:
             raise invalid(
                 f"dimensions={body.dimensions} is not available: {served.id} gives "
                 f"{served.dimensions}-dimensional embeddings and does not shorten them.",
                 param="dimensions",
             )
-        inputs = prompt_ids(body.input, "input")
+        inputs = prompt_ids(skill, body.input, "input")
         tokens = sum(len(ids) for ids in inputs)
         metrics.tei_count("te_embed_count", len(inputs))
-        pooled = await run_model(inputs, size=len(inputs), tokens=tokens, timing=account.timing)
+        pooled = await skill.run_model(
+            inputs, size=len(inputs), tokens=tokens, timing=account.timing
+        )
         vectors = l2_normalize(np.ascontiguousarray(pooled, dtype=np.float32))
         metrics.tei_count("te_embed_success", len(inputs))
         metrics.count_tokens("prompt", tokens)
@@ -242,11 +307,12 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> Fa
                 "model": served.id,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             },
-            headers=served_headers,
+            headers=skill.headers,
         )
 
-    def prompt_ids(value: Any, param: str) -> list[list[int]]:
+    def prompt_ids(skill: ServedSkill, value: Any, param: str) -> list[list[int]]:
         """Token ids for each input of a string / list of strings / ids / list of ids."""
+        served = skill.served
         if not value:
             raise invalid(f"'{param}' must not be empty.", param=param)
         several = isinstance(value, list) and not isinstance(value[0], int)
@@ -280,14 +346,18 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> Fa
                     param=param,
                     code="context_length_exceeded",
                 )
-            if encoder and budget is not None and len(ids) > budget:
+            if skill.encoder and skill.budget is not None and len(ids) > skill.budget:
                 why = "the most one batch holds (--max-batch-tokens)"
-                raise input_too_long(i, len(ids), budget, why, param)
+                raise input_too_long(i, len(ids), skill.budget, why, param)
         return rows
 
     # ---- completions -------------------------------------------------------------------------
     def sampling(
-        body: SamplingFields, prompts: list[list[int]], default_max: int | None, param: str
+        served: ServedModel,
+        body: SamplingFields,
+        prompts: list[list[int]],
+        default_max: int | None,
+        param: str,
     ) -> SamplingParams:
         for name, why in unsupported_options(body):
             raise invalid(why + ".", param=name, code="unsupported_parameter")
@@ -334,27 +404,34 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> Fa
 
     @app.post("/v1/completions", response_model=None)
     async def completions(body: CompletionRequest) -> Any:
-        check_model(body.model, "generation")
-        prompts = prompt_ids(body.prompt, "prompt")
-        params = sampling(body, prompts, settings.default_completion_max_tokens, "prompt")
+        skill = check_model(body.model, "generation")
+        served = skill.served
+        prompts = prompt_ids(skill, body.prompt, "prompt")
+        params = sampling(served, body, prompts, settings.default_completion_max_tokens, "prompt")
         rows = rows_for(prompts, body.n or 1)
         prefixes = [served.codec.decode(p) if body.echo else "" for p in rows]
         prompt_tokens = sum(len(p) for p in prompts)
-        return await respond(body, rows, params, prompt_tokens, chat=False, prefixes=prefixes)
+        return await respond(
+            skill, body, rows, params, prompt_tokens, chat=False, prefixes=prefixes
+        )
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(body: ChatCompletionRequest) -> Any:
-        check_model(body.model, "generation")
+        skill = check_model(body.model, "generation")
+        served = skill.served
         ids, _ = served.codec.chat_prompt([(m.role, m.text()) for m in body.messages])
         if served.vocab_size and any(t >= served.vocab_size for t in ids):
             raise invalid(
                 "the chat prompt tokenizes to ids outside the model's vocabulary.", param="messages"
             )
-        params = sampling(body, [ids], None, "messages")
+        params = sampling(served, body, [ids], None, "messages")
         rows = rows_for([ids], body.n or 1)
-        return await respond(body, rows, params, len(ids), chat=True, prefixes=[""] * len(rows))
+        return await respond(
+            skill, body, rows, params, len(ids), chat=True, prefixes=[""] * len(rows)
+        )
 
     async def respond(
+        skill: ServedSkill,
         body: SamplingFields,
         rows: list[list[int]],
         params: SamplingParams,
@@ -362,16 +439,19 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> Fa
         chat: bool,
         prefixes: list[str],
     ) -> Any:
+        served = skill.served
         ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         if body.stream:
-            if batcher.full:  # refused before the headers go: a stream cannot change status
+            if skill.batcher.full:  # refused before the headers go: a stream cannot change status
                 raise overloaded(settings.max_concurrent_requests)
             return StreamingResponse(
-                stream(ident, body, rows, params, prompt_tokens, chat, prefixes),
+                stream(skill, ident, body, rows, params, prompt_tokens, chat, prefixes),
                 media_type="text/event-stream",
-                headers={**served_headers, "cache-control": "no-cache"},
+                headers={**skill.headers, "cache-control": "no-cache"},
             )
-        outcomes: list[RowOutcome] = await run_model(GenerationJob(rows, params), size=len(rows))
+        outcomes: list[RowOutcome] = await skill.run_model(
+            GenerationJob(rows, params), size=len(rows)
+        )
         completion_tokens = sum(o.completion_tokens for o in outcomes)
         metrics.count_tokens("prompt", prompt_tokens)
         metrics.count_tokens("completion", completion_tokens)
@@ -409,10 +489,11 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> Fa
                     "total_tokens": prompt_tokens + completion_tokens,
                 },
             },
-            headers=served_headers,
+            headers=skill.headers,
         )
 
     async def stream(
+        skill: ServedSkill,
         ident: str,
         body: SamplingFields,
         rows: list[list[int]],
@@ -421,6 +502,7 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> Fa
         chat: bool,
         prefixes: list[str],
     ) -> AsyncIterator[str]:
+        served = skill.served
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
 
@@ -428,7 +510,7 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> Fa
             loop.call_soon_threadsafe(events.put_nowait, (row, delta))
 
         job = GenerationJob(rows, params, on_text=on_text)
-        task = asyncio.ensure_future(batcher.submit(job, size=len(rows)))
+        task = asyncio.ensure_future(skill.batcher.submit(job, size=len(rows)))
         task.add_done_callback(lambda _: events.put_nowait(None))
         created = int(time.time())
         kind = "chat.completion.chunk" if chat else "text_completion"
@@ -498,7 +580,7 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> Fa
             job.cancelled.set()  # a client that left stops its rows; a finished job ignores it
             task.cancel()
 
-    add_tei_routes(app, served, metrics, run_model, settings.max_inputs, budget)
+    add_tei_routes(app, skills, metrics, settings)
     return app
 
 

@@ -53,12 +53,14 @@ def invalid(message: str, param: str | None = None, code: str | None = None) -> 
     return APIError(400, message, param=param, code=code)
 
 
-def model_not_found(requested: str, served: str) -> APIError:
+def model_not_found(requested: str, served: str | list[str]) -> APIError:
+    names = ", ".join(f"'{s}'" for s in ([served] if isinstance(served, str) else served))
     return APIError(
         404,
-        f"The model '{requested}' does not exist on this server; it serves '{served}'.",
+        f"The model '{requested}' does not exist on this server; it serves {names}.",
         param="model",
         code="model_not_found",
+        tei_type="validation",
     )
 
 

@@ -97,8 +97,10 @@ class Metrics:
         with self._lock:
             self.tei_histograms.setdefault(name, Histogram(TEI_SERIES[name][2])).observe(value)
 
-    def render(self, info: dict[str, Any], queue_size: int = 0) -> str:
-        """The exposition text; ``info`` labels the skillmill_backend_info series."""
+    def render(self, info: dict[str, Any] | list[dict[str, Any]], queue_size: int = 0) -> str:
+        """The exposition text; ``info`` labels the skillmill_backend_info series (one sample
+        per served skill)."""
+        infos = [info] if isinstance(info, dict) else list(info)
         with self._lock:
             lines = [
                 "# HELP skillmill_requests_total HTTP requests by method, route and status.",
@@ -131,7 +133,10 @@ class Metrics:
                 f"skillmill_requests_in_flight {self.in_flight}",
                 "# HELP skillmill_backend_info The model served and where it runs (value 1).",
                 "# TYPE skillmill_backend_info gauge",
-                f"skillmill_backend_info{_labels({k: str(v) for k, v in info.items()})} 1",
+            ]
+            lines += [
+                f"skillmill_backend_info{_labels({k: str(v) for k, v in one.items()})} 1"
+                for one in infos
             ]
             lines += self._tei_lines(queue_size)
         return "\n".join(lines) + "\n"

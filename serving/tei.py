@@ -1,5 +1,6 @@
-"""text-embeddings-inference's routes beside the OpenAI ones: /embed, /predict, /rerank and
-/tokenize, with TEI's request fields, response shapes, error format and ``te_*`` metrics.
+"""text-embeddings-inference's routes beside the OpenAI ones: /embed, /predict, /rerank,
+/tokenize and /info, with TEI's request fields, response shapes, error format and ``te_*``
+metrics.  Where several skills are served, ``?model=ID`` picks one (see ``add_tei_routes``).
 
 Each route serves one kind of skill (/embed an encoder, /predict any sequence classifier,
 /rerank a cross-encoder: a sequence classifier with one score); asked of another kind it answers
@@ -11,21 +12,24 @@ when it does not."""
 from __future__ import annotations
 
 import time
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import numpy as np
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from skillmill.runtime.postprocess import l2_normalize
 
 from .engine import ServedModel
-from .errors import APIError, input_too_long
+from .errors import APIError, input_too_long, model_not_found
 from .metrics import Metrics
 from .schemas import EmbedRequest, PredictRequest, RerankRequest, TokenizeRequest
 from .tokens import TokenRow, encode, tokens_with_offsets
 
-TEI_PATHS = frozenset({"/embed", "/predict", "/rerank", "/tokenize"})
+if TYPE_CHECKING:
+    from .app import ServeSettings, ServedSkill
+
+TEI_PATHS = frozenset({"/embed", "/predict", "/rerank", "/tokenize", "/info"})
 FAILURE_REASONS = {"overloaded": "overloaded", "backend": "model_type", "tokenizer": "tokenization"}
 
 RunModel = Callable[..., Awaitable[Any]]  # (item, size=, tokens=, timing=) -> the model's answer
@@ -77,12 +81,25 @@ class RequestAccount:
 
 
 def add_tei_routes(
-    app: FastAPI, served: ServedModel, metrics: Metrics, run_model: RunModel, max_inputs: int,
-    max_batch_tokens: int | None,
-) -> None:  # fmt: skip
-    limit = min(served.context_length, max_batch_tokens or served.context_length)
+    app: FastAPI, skills: dict[str, "ServedSkill"], metrics: Metrics, settings: "ServeSettings"
+) -> None:
+    """TEI's routes over the app's skills.  TEI serves one model and its bodies have no
+    ``model`` field, so where several skills are served a request picks one with the query
+    parameter ``?model=ID``; without it, the first skill (in the order they were given) that can
+    serve the route answers, or the first skill, which then says which route it does serve."""
+    max_inputs = settings.max_inputs
+    ordered = list(skills.values())
+    served_ids = list(skills)
 
-    def what_it_serves() -> str:
+    def pick(request: Request, fits: Callable[[ServedModel], bool]) -> "ServedSkill":
+        name = request.query_params.get("model")
+        if name is not None:
+            if name not in skills:
+                raise model_not_found(name, served_ids)
+            return skills[name]
+        return next((s for s in ordered if fits(s.served)), ordered[0])
+
+    def what_it_serves(served: ServedModel) -> str:
         if served.kind == "embedding":
             return "an embedding model: use /embed or /v1/embeddings"
         if served.is_reranker:
@@ -91,11 +108,12 @@ def add_tei_routes(
             return f"a classifier with {len(served.id2label)} labels: use /predict"
         return "a causal language model: use /v1/completions or /v1/chat/completions"
 
-    def require(route: str, needs: str, ok: bool) -> None:
+    def require(served: ServedModel, route: str, needs: str, ok: bool) -> None:
         if not ok:
             raise APIError(
                 424,
-                f"{route} needs {needs}; {served.id} ({served.class_name}) is {what_it_serves()}.",
+                f"{route} needs {needs}; {served.id} ({served.class_name}) is "
+                f"{what_it_serves(served)}.",
                 code="unsupported_model_task",
                 tei_type="backend",
             )
@@ -115,8 +133,13 @@ def add_tei_routes(
         return items
 
     def rows_for(
-        account: RequestAccount, pairs: list[tuple[str, str | None]], body: Any, param: str
+        skill: "ServedSkill",
+        account: RequestAccount,
+        pairs: list[tuple[str, str | None]],
+        body: Any,
+        param: str,
     ) -> list[TokenRow]:
+        served, limit = skill.served, skill.limit
         started = time.perf_counter()
         rows = []
         for i, (text, pair) in enumerate(pairs):
@@ -135,37 +158,55 @@ def add_tei_routes(
         account.timing["tokenization_s"] = time.perf_counter() - started
         return rows
 
-    async def run(account: RequestAccount, rows: list[TokenRow]) -> np.ndarray:
+    async def run(skill: "ServedSkill", account: RequestAccount, rows: list[TokenRow]):
         tokens = sum(len(r.ids) for r in rows)
-        return await run_model(rows, size=len(rows), tokens=tokens, timing=account.timing)
+        return await skill.run_model(rows, size=len(rows), tokens=tokens, timing=account.timing)
 
-    def answer(account: RequestAccount, content: Any, rows: list[TokenRow], chars: int):
+    def answer(
+        skill: "ServedSkill",
+        account: RequestAccount,
+        content: Any,
+        rows: list[TokenRow],
+        chars: int,
+    ) -> JSONResponse:
         tokens = sum(len(r.ids) for r in rows)
         metrics.count_tokens("prompt", tokens)
-        return JSONResponse(content, headers=account.headers(tokens, chars, served.backend))
+        return JSONResponse(content, headers=account.headers(tokens, chars, skill.served.backend))
+
+    def is_embedder(served: ServedModel) -> bool:
+        return served.kind == "embedding"
+
+    def is_classifier(served: ServedModel) -> bool:
+        return served.kind == "classification"
+
+    def is_reranker(served: ServedModel) -> bool:
+        return served.is_reranker
 
     @app.post("/embed")
-    async def embed(body: EmbedRequest) -> JSONResponse:
+    async def embed(body: EmbedRequest, request: Request) -> JSONResponse:
         with RequestAccount(metrics, _method(body.inputs)) as account:
-            require("/embed", "an embedding model", served.kind == "embedding")
+            skill = pick(request, is_embedder)
+            require(skill.served, "/embed", "an embedding model", is_embedder(skill.served))
             texts = listed(body.inputs, "inputs")
-            rows = rows_for(account, [(t, None) for t in texts], body, "inputs")
+            rows = rows_for(skill, account, [(t, None) for t in texts], body, "inputs")
             metrics.tei_count("te_embed_count", len(rows))
-            vectors = await run(account, rows)
+            vectors = await run(skill, account, rows)
             if body.normalize:
                 vectors = l2_normalize(np.ascontiguousarray(vectors, dtype=np.float32))
             metrics.tei_count("te_embed_success", len(rows))
-            return answer(account, vectors.astype(float).tolist(), rows, _chars(texts))
+            return answer(skill, account, vectors.astype(float).tolist(), rows, _chars(texts))
 
     @app.post("/predict")
-    async def predict(body: PredictRequest) -> JSONResponse:
+    async def predict(body: PredictRequest, request: Request) -> JSONResponse:
         batch = isinstance(body.inputs, list) and any(isinstance(v, list) for v in body.inputs)
         with RequestAccount(metrics, "batch" if batch else "single") as account:  # a pair is one
-            require("/predict", "a sequence classifier", served.kind == "classification")
+            skill = pick(request, is_classifier)
+            served = skill.served
+            require(served, "/predict", "a sequence classifier", is_classifier(served))
             pairs, batched = _predict_inputs(body.inputs, max_inputs)
-            rows = rows_for(account, pairs, body, "inputs")
+            rows = rows_for(skill, account, pairs, body, "inputs")
             metrics.tei_count("te_predict_count", len(rows))
-            scores = _scores(await run(account, rows), body.raw_scores)
+            scores = _scores(await run(skill, account, rows), body.raw_scores)
             metrics.tei_count("te_predict_success", len(rows))
             predictions = [
                 sorted(
@@ -175,17 +216,19 @@ def add_tei_routes(
                 for row in scores
             ]
             chars = sum(len(a) + len(b or "") for a, b in pairs)
-            return answer(account, predictions if batched else predictions[0], rows, chars)
+            return answer(skill, account, predictions if batched else predictions[0], rows, chars)
 
     @app.post("/rerank")
-    async def rerank(body: RerankRequest) -> JSONResponse:
+    async def rerank(body: RerankRequest, request: Request) -> JSONResponse:
         with RequestAccount(metrics, "batch") as account:
-            require("/rerank", "a cross-encoder (a sequence classifier with one score)",
-                    served.is_reranker)  # fmt: skip
+            skill = pick(request, is_reranker)
+            require(skill.served, "/rerank",
+                    "a cross-encoder (a sequence classifier with one score)",
+                    is_reranker(skill.served))  # fmt: skip
             texts = listed(body.texts, "texts")
-            rows = rows_for(account, [(body.query, t) for t in texts], body, "texts")
+            rows = rows_for(skill, account, [(body.query, t) for t in texts], body, "texts")
             metrics.tei_count("te_predict_count", len(rows))
-            scores = _scores(await run(account, rows), body.raw_scores)[:, 0]
+            scores = _scores(await run(skill, account, rows), body.raw_scores)[:, 0]
             metrics.tei_count("te_predict_success", len(rows))
             ranks = []
             for index in sorted(range(len(texts)), key=lambda i: -scores[i]):
@@ -194,14 +237,64 @@ def add_tei_routes(
                     rank["text"] = texts[index]
                 ranks.append(rank)
             chars = len(body.query) * len(texts) + _chars(texts)
-            return answer(account, ranks, rows, chars)
+            return answer(skill, account, ranks, rows, chars)
 
     @app.post("/tokenize")
-    async def tokenize(body: TokenizeRequest) -> JSONResponse:
+    async def tokenize(body: TokenizeRequest, request: Request) -> JSONResponse:
+        skill = pick(request, lambda _: True)
         texts = listed(body.inputs, "inputs")
         return JSONResponse(
-            [tokens_with_offsets(served.codec, t, body.add_special_tokens) for t in texts]
+            [tokens_with_offsets(skill.served.codec, t, body.add_special_tokens) for t in texts]
         )
+
+    @app.get("/info")
+    async def info(request: Request) -> dict[str, Any]:
+        skill = pick(request, lambda _: True)
+        return model_info(skill, settings, served_ids, app.state.replica)
+
+
+def model_info(
+    skill: "ServedSkill", settings: "ServeSettings", served_ids: list[str], replica: str | None
+) -> dict[str, Any]:
+    """TEI's /info fields for one skill, and where it runs (skillmill's own fields after)."""
+    served = skill.served
+    if served.is_reranker:
+        model_type: dict[str, Any] = {"reranker": _label_maps(served)}
+    elif served.kind == "classification":
+        model_type = {"classifier": _label_maps(served)}
+    elif served.kind == "embedding":
+        model_type = {"embedding": {"pooling": served.pooling.get("mode", "mean")}}
+    else:
+        model_type = {"generation": {}}
+    return {
+        "model_id": served.id,
+        "model_sha": None,
+        "model_dtype": served.precision,
+        "model_type": model_type,
+        "max_concurrent_requests": settings.max_concurrent_requests,
+        "max_input_length": served.context_length,
+        "max_batch_tokens": skill.budget,
+        "max_batch_requests": settings.batch_size,
+        "max_client_batch_size": settings.max_inputs,
+        "auto_truncate": False,
+        "tokenization_workers": None,
+        "version": "skillmill",
+        "sha": None,
+        "docker_label": None,
+        # skillmill's own, beside TEI's
+        "skill": served.class_name,
+        "backend": served.backend,
+        "engine": served.engine,
+        "device": served.device,
+        "precision": served.precision,
+        "replica": replica,
+        "served_models": served_ids,
+    }
+
+
+def _label_maps(served: ServedModel) -> dict[str, Any]:
+    id2label = {str(i): label for i, label in sorted(served.id2label.items())}
+    return {"id2label": id2label, "label2id": {v: int(k) for k, v in id2label.items()}}
 
 
 def _method(inputs: Any) -> str:
