@@ -35,6 +35,30 @@ def minilm_folder() -> str:
         ) from None
 
 
+# One --ray for every sweep (`coverage` and `task-coverage`): where its checks run.
+ray_option = click.option(
+    "--ray", "ray_address", metavar="auto|ADDRESS", default=None,
+    help="Run the sweep as Ray tasks (one per type, or per MAX chunk) on the Ray cluster at ADDRESS "
+         "(the head's HOST:PORT, e.g. head:6379), or 'auto' on a node of a running cluster; rows "
+         "land in the same report, each stamped with its node (measured_on). Needs "
+         "pip install 'skillmill[ray]'; see docs/ray.md. -j is then the cluster's CPUs.")  # fmt: skip
+
+
+def sweep_runner(ray_address: str | None, env: dict[str, str] | None = None):
+    """Where a sweep's checks run: forked workers here (measure/harness.py ``LocalRunner``) or,
+    with ``--ray``, Ray tasks on a cluster (measure/sweeps/ray_runner.py ``RayRunner``)."""
+    from skillmill.measure.harness import LocalRunner
+
+    if not ray_address:
+        return LocalRunner()
+    from skillmill.measure.sweeps import ray_runner
+
+    try:
+        return ray_runner.connect(ray_address, env)
+    except ray_runner.RayUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _backend_names() -> list[str]:
     from skillmill.measure.sweeps import BACKENDS
 
@@ -61,7 +85,8 @@ def _backend_names() -> list[str]:
               help="With --resume, also measure again the failed rows whose reason or op matches "
                    "REGEX (e.g. an op that has gained a lowering since): "
                    "--retry 'MaskedScatter|AssertScalar'.")
-def coverage(types, backend, jobs, timeout, no_write, resume, retry, merge_files):
+@ray_option
+def coverage(types, backend, jobs, timeout, no_write, resume, retry, merge_files, ray_address):
     """Run every base model type's tiny model through one backend; rewrite its coverage report."""
     import os
 
@@ -69,7 +94,7 @@ def coverage(types, backend, jobs, timeout, no_write, resume, retry, merge_files
     import transformers
     from tqdm import tqdm
 
-    from skillmill.measure.harness import NOT_MEASURED, RowRefused, merge_rows, resume_plan, run_parallel
+    from skillmill.measure.harness import NOT_MEASURED, RowRefused, merge_rows, resume_plan
     from skillmill.measure.sweeps import BACKENDS, load_report
     from skillmill.registry import load_registry
 
@@ -82,7 +107,7 @@ def coverage(types, backend, jobs, timeout, no_write, resume, retry, merge_files
     if unknown:
         raise click.UsageError(f"not base model types: {', '.join(unknown)}")
     if merge_files:
-        if backend != "max" or types or resume or no_write:
+        if backend != "max" or types or resume or no_write or ray_address:
             raise click.UsageError("--merge goes with --backend max alone")
         rows = load_report(backend).get("model_types", {})
         for handle in merge_files:
@@ -104,8 +129,10 @@ def coverage(types, backend, jobs, timeout, no_write, resume, retry, merge_files
         raise click.UsageError("--retry goes with --resume")
     if resume:
         merged, chosen = resume_plan(merged, chosen, retry)
+    runner = sweep_runner(ray_address, spec.env)
     measured: dict[str, dict] = {}
     bar = tqdm(total=len(chosen), desc=f"coverage {backend}", unit="type", file=sys.stderr)
+    runner.on_progress = bar.set_postfix_str  # the Ray runner: queued, running and done per node
 
     def with_unreached(rows: dict[str, dict]) -> dict[str, dict]:
         """Every chosen type keeps a row: one the sweep did not reach says so."""
@@ -126,20 +153,21 @@ def coverage(types, backend, jobs, timeout, no_write, resume, retry, merge_files
         if not no_write and (len(measured) % 25 == 0 or spec.sweep is not None):
             cov.write_report(with_unreached({**merged, **measured}), transformers.__version__, backend)
 
-    # Warm the parent once (transformers' lazy modules, the runtime, torch.export): forked
-    # workers then pay only for their own model, seconds instead of tens of seconds per type.
-    if spec.warm_up:
-        spec.warm_up()
+    # The runner warms its parent (here, or each Ray worker) once (transformers' lazy modules, the
+    # runtime, torch.export): forked workers then pay only for their own model, seconds instead
+    # of tens of seconds per type.
     try:
         if spec.sweep is not None:
-            spec.sweep(chosen, jobs=jobs, on_result=report)
+            spec.sweep(chosen, jobs=jobs, on_result=report, runner=runner)
         else:
-            run_parallel(chosen, spec.check, jobs=jobs, timeout=timeout, on_result=report)
+            runner.run(chosen, spec.check, jobs=jobs, timeout=timeout, on_result=report, warm_up=spec.warm_up)
     except KeyboardInterrupt:  # keep every row measured so far, then stop
         if not no_write and measured:
             cov.write_report(with_unreached({**merged, **measured}), transformers.__version__, backend)
             bar.write(f"interrupted: kept the {len(measured)} rows measured in this run")
         raise
+    finally:
+        runner.close()
     bar.close()
     passed = sum(r["status"] == "pass" for r in measured.values())
     click.echo(f"{backend}: {passed}/{len(measured)} base model types pass "

@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from .commands import ray_option, sweep_runner
+
 
 @click.command("task-coverage")
 @click.option("--pair", "pairs", multiple=True, metavar="CLASS/TASK",
@@ -20,7 +22,8 @@ import click
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds per pair.")
 @click.option("--resume", is_flag=True, help="Keep the committed report's rows; measure only pairs it lacks.")
 @click.option("--no-write", is_flag=True, help="Print the summary only; keep the committed report.")
-def task_coverage(pairs, tasks, engine, jobs, timeout, resume, no_write):
+@ray_option
+def task_coverage(pairs, tasks, engine, jobs, timeout, resume, no_write, ray_address):
     """Compare every class's tasks with transformers.pipeline on its tiny model; write the report."""
     from tqdm import tqdm
 
@@ -43,7 +46,9 @@ def task_coverage(pairs, tasks, engine, jobs, timeout, resume, no_write):
     # Rarer tasks first: a sweep stopped part way has still reached every task.
     per_task = {t: sum(p.endswith("/" + t) for p in chosen) for t in {p.split("/", 1)[1] for p in chosen}}
     chosen.sort(key=lambda p: (per_task[p.split("/", 1)[1]], p))
+    runner = sweep_runner(ray_address)
     bar = tqdm(total=len(chosen), desc="task coverage", unit="pair", file=sys.stderr)
+    runner.on_progress = bar.set_postfix_str  # the Ray runner: queued, running and done per node
     measured: dict[str, dict] = {}
 
     def report(pair: str, row: dict) -> None:
@@ -55,8 +60,9 @@ def task_coverage(pairs, tasks, engine, jobs, timeout, resume, no_write):
             sweep.write_report(sweep.with_unmeasured({**kept, **measured}, every))
 
     try:
-        sweep.run(chosen, jobs=jobs, timeout=timeout, engine=engine, on_result=report)
+        sweep.run(chosen, jobs=jobs, timeout=timeout, engine=engine, on_result=report, runner=runner)
     finally:
+        runner.close()
         bar.close()
         if not no_write and measured:
             written = [sweep.write_report(sweep.with_unmeasured({**kept, **measured}, every)), *write_docs()]

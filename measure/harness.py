@@ -3,6 +3,8 @@
 - ``run_parallel``: a check over many model types in forked workers, each with a timeout and a
   memory cap, so one model that hangs or blows memory fails alone (recorded, never skipped);
   ``on_result`` is called as each row lands (progress, and reports rewritten as they go).
+- ``LocalRunner``: the sweeps' runner on this machine (``run`` per type, ``run_chunks`` per chunk
+  of types); measure/sweeps/ray_runner.py's ``RayRunner`` is the same interface on a Ray cluster.
 - ``summarise``: passes, share, failing floor families and counts by status, as sweeps print.
 - ``json_from_module``: ``python -m <module> *args`` in its own process with a time limit, its
   last JSON line as the answer (a MAX abort or a spinning thread pool costs that process only).
@@ -105,6 +107,52 @@ def run_parallel(items: list[str], check: Callable[[str], dict], jobs: int = 2,
             if on_result:
                 on_result(item, result)
     return {item: results[item] for item in items}
+
+
+class LocalRunner:
+    """The coverage sweeps' runner on this machine: ``run`` checks each item in a forked worker
+    (``run_parallel``), ``run_chunks`` runs each chunk of items in a thread (MAX's chunks are
+    subprocesses of their own), ``jobs`` at a time.  ``RayRunner`` (measure/sweeps/ray_runner.py)
+    has the same two methods; a sweep takes either."""
+
+    on_progress: Callable[[str], None] | None = None  # the Ray runner says where tasks run
+
+    def run(self, items: list[str], check: Callable[[str], dict], *, jobs: int = 2, timeout: float = 120.0,
+            on_result: Callable[[str, dict], None] | None = None, warm_up: Callable[[], Any] | None = None,
+            stamp: Callable[[], str] | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
+        """``run_parallel``, after ``warm_up`` in this process (forked workers then start warm).
+        ``stamp`` is the Ray runner's (``measured_on``); a row measured here has none."""
+        if warm_up:
+            warm_up()
+        return run_parallel(items, check, jobs=jobs, timeout=timeout, on_result=on_result)
+
+    def run_chunks(self, chunks: list[list[str]], work: Callable[[list[str]], dict[str, dict]], *,
+                   jobs: int = 2, timeout: float | None = None,
+                   on_rows: Callable[[list[str], dict[str, dict]], None],
+                   stamp: Callable[[], str] | None = None) -> None:  # fmt: skip
+        """``work(chunk)`` -> {item: row} for every chunk, ``jobs`` chunks at a time; ``on_rows``
+        as each chunk lands.  ``work`` keeps its own time limit (``timeout`` is the Ray
+        runner's backstop)."""
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+
+        # Threads only wait on the chunks' subprocesses (no fork from a threaded parent).
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(work, chunk): chunk for chunk in chunks}
+            for future in as_completed(futures):
+                on_rows(futures[future], future.result())
+
+    def close(self) -> None:
+        pass
+
+
+def machine_stamp() -> str:
+    """What a row was measured on: the CPU, its cores and the torch version (``measured_on``;
+    generator/coverage.py counts a stamp with this machine's cores and torch as measured here)."""
+    import torch
+
+    from skillmill.runtime.cpu_features import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def summarise(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:

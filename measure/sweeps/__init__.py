@@ -20,7 +20,11 @@ Each report is one engine's document in the support table, registry/support/<eng
 docs/coverage.md and docs/support-matrix.md from the table (`generate-skills --check` fails when
 either is stale).  Every failure is recorded with its stage and reason, never skipped.  Another
 backend is one ``register_backend`` call.  tiny.py, the tiny forward of every base model type
-(registry/tiny_failures.yaml), is a sweep of its own with no engine, run with `python -m`."""
+(registry/tiny_failures.yaml), is a sweep of its own with no engine, run with `python -m`.
+
+Where the checks run is the runner's business, not the sweep's: measure/harness.py's
+``LocalRunner`` (forked workers on this machine) or, with ``--ray``, ray_runner.py's ``RayRunner``
+(a Ray task per type, or per MAX chunk, on a cluster; docs/ray.md)."""
 
 from __future__ import annotations
 
@@ -50,8 +54,8 @@ class CoverageBackend:
     first: tuple[str, ...] = ()  # types listed first in the markdown (the floor families)
     written: Callable[[dict[str, dict[str, Any]]], list[Path]] | None = None  # extra outputs
     extra: Callable[[], dict[str, Any]] = dict  # extra top-level report fields
-    # Runs the whole sweep itself (types, jobs, on_result) instead of one forked check per type:
-    # MAX compiles several types per graph (measure/sweeps/max.py says why).
+    # Runs the whole sweep itself (types, jobs, on_result, runner) instead of one forked check per
+    # type: MAX compiles several types per graph (measure/sweeps/max.py says why).
     sweep: Callable[..., Any] | None = None
     precision: str = support.DEFAULT_PRECISION  # what every row computes at
 
@@ -76,6 +80,10 @@ def load_report(backend: str = "skill") -> dict[str, Any]:
 
 
 # -- the three sweeps (native and MAX import torch, transformers and MAX only when they run) --
+def _warm_skill() -> None:
+    check_skill("bert")
+
+
 def _check_native(model_type: str) -> dict[str, Any]:
     from .native import check_native
 
@@ -132,10 +140,10 @@ def _check_max(model_type: str) -> dict[str, Any]:
     return check_one(model_type)
 
 
-def _sweep_max(types: list[str], jobs: int, on_result: Callable[[str, dict], None]) -> Any:
+def _sweep_max(types: list[str], jobs: int, on_result: Callable[[str, dict], None], runner: Any = None) -> Any:
     from .max import run_coverage
 
-    return run_coverage(types, jobs=jobs, on_result=on_result)
+    return run_coverage(types, jobs=jobs, on_result=on_result, runner=runner)
 
 
 def _max_extra() -> dict[str, Any]:
@@ -151,7 +159,7 @@ register_backend(CoverageBackend(
     title="Foundation: every base model type through its generated skill",
     what="tiny random model of each base model type through its generated skill, compared with "
          f"the transformers model called directly (rtol {RTOL}, atol {ATOL})",
-    warm_up=lambda: check_skill("bert"),
+    warm_up=_warm_skill,
 ))  # fmt: skip
 register_backend(CoverageBackend(
     name="native",

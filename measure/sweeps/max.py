@@ -27,12 +27,12 @@ graph first, in chunks of at most ``NODE_BUDGET`` nodes (see ``sweep_order``).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable
 
@@ -349,7 +349,7 @@ def chunked(types: list[str], group_size: int, nodes: dict[str, int]) -> list[li
 def run_coverage(model_types: list[str] | None = None, jobs: int = 2, group_size: int = GROUP_SIZE,
                  on_result: Callable[[str, dict], None] | None = None,
                  workdir: Path | None = None, reuse_native: bool = True,
-                 custom_ops: bool = False, target: str = "cpu") -> dict[str, dict[str, Any]]:  # fmt: skip
+                 custom_ops: bool = False, target: str = "cpu", runner: Any = None) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Rows for the types: conversion failures of the native sweep first, then chunks of
     ``group_size`` types, ``jobs`` chunks at a time (a MAX compile keeps about one core busy),
     each prepared and compiled end to end, so rows land chunk by chunk.
@@ -357,18 +357,13 @@ def run_coverage(model_types: list[str] | None = None, jobs: int = 2, group_size
     ``custom_ops=False`` (the report) lowers to MAX's built-in ops only, so every row says what
     MAX's own compiler makes of the type; ``True`` uses the skills' CPU defaults (skillmill's
     Mojo kernels as MAX custom ops where they fit; CI checks its subset that way).  ``target``
-    "gpu" compiles and runs on the first accelerator (references stay PyTorch on the CPU)."""
+    "gpu" compiles and runs on the first accelerator (references stay PyTorch on the CPU).
+    ``runner``: where the chunks run (measure/harness.py ``LocalRunner``, the default, or
+    measure/sweeps/ray_runner.py ``RayRunner``: one Ray task per chunk)."""
+    from ..harness import LocalRunner
+
     types = list(model_types) if model_types else list(base_model_types())
     native = _native_rows()
-    own = workdir is None
-    folder = Path(tempfile.mkdtemp(prefix="skillmill-max-coverage-")) if own else Path(workdir)
-    # the chunk and group subprocesses lower with custom_op.defaults, which reads this
-    env = {**os.environ, "SKILLMILL_MAX_CUSTOM_OPS": "1" if custom_ops else "0", "SKILLMILL_MAX_TARGET": target}
-    # The chunk never shows torch a GPU (its forked exports would fail on an initialised CUDA,
-    # on a CUDA build of torch even for the CPU target); a GPU group gets it back.
-    env["CUDA_VISIBLE_DEVICES"] = ""
-    if target == "gpu":
-        env[_HIDDEN_CUDA] = os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
     rows: dict[str, dict[str, Any]] = {}
     if reuse_native:
         for model_type, row in conversion_failures(types, native).items():
@@ -377,22 +372,46 @@ def run_coverage(model_types: list[str] | None = None, jobs: int = 2, group_size
                 on_result(model_type, row)
     todo = sweep_order([t for t in types if t not in rows], native)
     chunks = chunked(todo, group_size, {t: int(r.get("nodes") or 0) for t, r in native.items()})
-    # Threads only wait on chunk subprocesses (no fork from a threaded parent, and the chunk's
-    # MAX compile is not under the forked workers' memory limit); rows are reported here.
-    try:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(_chunk_in_subprocess, folder, chunk, env): chunk for chunk in chunks}
-            for future in as_completed(futures):
-                chunk_rows = future.result()
-                for model_type in futures[future]:
-                    row = chunk_rows.get(model_type) or {"status": "error", "reason": "chunk returned no row"}
-                    rows[model_type] = row
-                    if on_result:
-                        on_result(model_type, row)
-    finally:
-        if own:  # every prepared type's IR, feeds and references: gigabytes over the registry
-            shutil.rmtree(folder, ignore_errors=True)
+
+    def landed(chunk: list[str], chunk_rows: dict[str, dict[str, Any]]) -> None:
+        for model_type in chunk:
+            row = chunk_rows.get(model_type) or {"status": "error", "reason": "chunk returned no row"}
+            rows[model_type] = row
+            if on_result:
+                on_result(model_type, row)
+
+    work = functools.partial(run_chunk_here, custom_ops=custom_ops, target=target, workdir=workdir)
+    longest = max(map(len, chunks), default=1)
+    (runner or LocalRunner()).run_chunks(chunks, work, jobs=jobs, timeout=chunk_timeout(longest), on_rows=landed,
+                                         stamp=functools.partial(measured_on, target))  # fmt: skip
     return {t: rows[t] for t in types if t in rows}
+
+
+def chunk_env(custom_ops: bool, target: str) -> dict[str, str]:
+    """The environment of a chunk subprocess, from the environment of the machine it runs on."""
+    # the chunk and group subprocesses lower with custom_op.defaults, which reads this
+    env = {**os.environ, "SKILLMILL_MAX_CUSTOM_OPS": "1" if custom_ops else "0", "SKILLMILL_MAX_TARGET": target}
+    # The chunk never shows torch a GPU (its forked exports would fail on an initialised CUDA,
+    # on a CUDA build of torch even for the CPU target); a GPU group gets it back.
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    if target == "gpu":
+        env[_HIDDEN_CUDA] = os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
+    return env
+
+
+def run_chunk_here(types: list[str], custom_ops: bool = False, target: str = "cpu",
+                   workdir: Path | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """One chunk end to end in a subprocess on this machine (a node of the cluster, under
+    ``--ray``), in ``workdir`` or in a temporary folder removed after it: every prepared type's
+    IR, feeds and references, gigabytes over the registry."""
+    env = chunk_env(custom_ops, target)
+    if workdir is not None:
+        return _chunk_in_subprocess(Path(workdir), types, env)
+    folder = Path(tempfile.mkdtemp(prefix="skillmill-max-coverage-"))
+    try:
+        return _chunk_in_subprocess(folder, types, env)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # Native-sweep stages that fail before any backend is involved: building the tiny model, its

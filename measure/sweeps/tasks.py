@@ -317,12 +317,13 @@ def load_report(path: Path = REPORT) -> dict[str, Any] | None:
 
 
 def run(pairs: list[str], jobs: int = 1, timeout: float = 300.0, engine: str = "torch",
-        on_result: Callable[[str, dict], None] | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """Each pair in a forked worker (measure/harness.py): a crash or a hang is that pair's row."""
+        on_result: Callable[[str, dict], None] | None = None, runner: Any = None) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Each pair in a forked worker (measure/harness.py): a crash or a hang is that pair's row.
+    ``runner``: ``LocalRunner`` (the default) or ``RayRunner`` (a Ray task per pair, ``--ray``)."""
     import functools
 
-    from ..harness import run_parallel
+    from ..harness import LocalRunner
 
-    warm_up()
     check = functools.partial(check_pair, engine=engine)
-    return run_parallel(pairs, check, jobs=jobs, timeout=timeout, on_result=on_result)
+    return (runner or LocalRunner()).run(pairs, check, jobs=jobs, timeout=timeout, on_result=on_result,
+                                         warm_up=warm_up)  # fmt: skip
