@@ -332,6 +332,44 @@ def bench_tasks(tasks, repeats, engine, threads, json_path):
     raise SystemExit(bench_tasks_module.main(argv + (["--json", json_path] if json_path else [])))
 
 
+@bench.command("auto")
+@click.option("--pairs", default=None,
+              help="Comma-separated model names to check (default: all; minilm, gpt2, llama, t5, "
+                   "vit, wav2vec2, distilbert).")
+@click.option("--repeats", type=int, default=10, show_default=True)
+@click.option("--rounds", type=int, default=2, show_default=True,
+              help="Rounds of the check, each engine in its own process per round.")
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
+def bench_auto(pairs, repeats, rounds, threads, json_path):
+    """Does device="auto" pick the fastest correct engine?  Tunes 20 (model, shape) pairs into a
+    scratch decision table, then measures every engine again in a separate run (each in its own
+    process, alternated) and counts the pairs where auto's pick is within 5% of the fastest
+    engine whose parity passed (issue 22's floor: 19 of 20)."""
+    import json
+    import shlex
+    import sys
+
+    from skillmill.measure.bench import auto_check
+
+    chosen = auto_check.PAIRS
+    if pairs:
+        wanted = [p.strip() for p in pairs.split(",") if p.strip()]
+        known = {p[0] for p in auto_check.PAIRS}
+        unknown = [w for w in wanted if w not in known]
+        if unknown:
+            raise click.BadParameter(f"unknown {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+                                     param_hint="--pairs")  # fmt: skip
+        chosen = tuple(p for p in auto_check.PAIRS if p[0] in wanted)
+    result = auto_check.run_check(chosen, repeats=repeats, rounds=rounds, threads=threads,
+                                  echo=click.echo, command=shlex.join(["generate-skills", *sys.argv[1:]]))  # fmt: skip
+    click.echo(auto_check.format_report(result))
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as out:
+            json.dump(result, out, indent=1)
+        click.echo(f"wrote {json_path}")
+
+
 @bench.command("gpu-check")
 @click.option("--devices", default="cuda,max", show_default=True, help="Skill devices to check beside the CPU.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
@@ -380,11 +418,15 @@ def _parse_shapes(ctx, param, value: str) -> list[tuple[int, int]]:
               help="Threads for every engine (default: all cores).")
 @click.option("--precision", default=None, type=click.Choice(["float32", "bf16"]))
 @click.option("--no-compiled", is_flag=True, help="Leave out max and mojo (they compile per model).")
+@click.option("--record", is_flag=True,
+              help="Also write the figures to the decision table device=\"auto\" reads "
+                   "($SKILLMILL_DECISIONS, else ~/.cache/skillmill/decisions.json), one entry "
+                   "per shape, as `generate-skills tune` does but from isolated processes.")
 @click.option("--compile-budget", type=float, default=300.0, show_default=True,
               help="Seconds a max or mojo process may take before it is stopped and reported as "
                    "not compiled in time.")
 def bench_backends(class_name, model, shapes, out_dir, engines, rounds, repeats, warm_up, threads,
-                   precision, no_compiled, compile_budget):  # fmt: skip
+                   precision, no_compiled, record, compile_budget):  # fmt: skip
     """Every engine present for one skill, each in its own process and alternated, over a grid
     of shapes: a table here, and backends.json, PNG plots (latency against sequence length and
     batch, peak memory, first call, error against float32) and one self-contained
@@ -414,6 +456,12 @@ def bench_backends(class_name, model, shapes, out_dir, engines, rounds, repeats,
     click.echo(format_table(results))
     paths = write_report(results, out_dir)
     click.echo(f"\nwrote {paths['json']}, {len(paths) - 2} plots and {paths['html']}")
+    if record:
+        from skillmill.measure.bench.backends import record_decisions
+        from skillmill.runtime.decisions import table_path
+
+        keys = record_decisions(results)
+        click.echo(f"recorded {len(keys)} entries in the decision table {table_path()}")
 
 
 @click.command()

@@ -40,6 +40,9 @@ DEFAULT_ENGINES = ("native", "torch", "openvino", "onnxruntime", "cuda", "rocm",
 OPTIONAL = ("cuda", "rocm", "mps")
 WARM_UP = 2
 REPEATS = 20
+# auto_tune=True measures on a user's call: fewer rounds, paid once per shape bucket and machine.
+AUTO_TUNE_REPEATS = 5
+AUTO_TUNE_WARM_UP = 1
 # What ``recommend`` (the MCP tool get_hardware_recommendations) answers for.
 USE_CASES = ("low-latency", "throughput", "memory")
 
@@ -225,8 +228,22 @@ class UnifiedBackendManager:
         return type(base)(model=base.model, device=route.target, native=native,
                           precision=base.precision)  # fmt: skip
 
+    def benchmark_batch(self, skill: Any, batch: dict[str, Any], repeats: int = AUTO_TUNE_REPEATS,
+                        warm_up: int = AUTO_TUNE_WARM_UP) -> ShapeReport:  # fmt: skip
+        """Measure the engines present for ``skill`` on a prepared ``batch`` and record the entry
+        (what ``auto_tune=True`` does on a call whose shape has no measurement).  MAX and Mojo are
+        measured only where auto may run them (``USE_MOJO_MAX_TARGET=1``)."""
+        from skillmill.runtime.mixin import use_mojo_max_target
+
+        planned = self.engines_present(skill, include_compiled=use_mojo_max_target())
+        tensor = next((batch[n] for n in skill.main_input_names if n in batch), None)
+        dims = tuple(getattr(tensor, "shape", ()))
+        shape = (int(dims[0]) if dims else 1, int(dims[1]) if len(dims) > 1 else 0)
+        return self._measure_shape(skill, shape, planned, repeats, warm_up, skill.constraints,
+                                   batch=batch)  # fmt: skip
+
     def measure_engines(self, base: Any, shape: tuple[int, int], planned: dict[str, str | None],
-                        repeats: int = REPEATS, warm_up: int = WARM_UP,
+                        repeats: int = REPEATS, warm_up: int = WARM_UP, batch: Any = None,
                         ) -> tuple[Any, Bucket, dict[str, dict[str, Any]], dict[str, list[float]]]:  # fmt: skip
         """Measure the ``planned`` engines ({name: None, or why it is not run}) at one (batch,
         seq) shape: each one's first call on its own (with the process's peak-memory growth and
@@ -234,8 +251,9 @@ class UnifiedBackendManager:
         batch, its bucket, the table rows by engine, each engine's timed calls in seconds).  A
         call that ran elsewhere leaves the row's ``fallback_reason`` and no timing.  Writes
         nothing: ``benchmark_backends`` records the rows, ``measure.bench.backends`` reports
-        them."""
-        batch = base.example_inputs(batch_size=shape[0], seq_len=shape[1])
+        them.  ``batch``: a prepared batch to measure on instead of random inputs of ``shape``."""
+        if batch is None:
+            batch = base.example_inputs(batch_size=shape[0], seq_len=shape[1])
         bucket = decisions.shape_bucket(base, batch)
         rows: dict[str, dict[str, Any]] = {}
         skills: dict[str, Any] = {}
@@ -272,8 +290,9 @@ class UnifiedBackendManager:
         return batch, bucket, rows, times
 
     def _measure_shape(self, base: Any, shape: tuple[int, int], planned: dict[str, str | None],
-                       repeats: int, warm_up: int, constraints: Constraints) -> ShapeReport:  # fmt: skip
-        _, bucket, rows, _ = self.measure_engines(base, shape, planned, repeats, warm_up)
+                       repeats: int, warm_up: int, constraints: Constraints,
+                       batch: Any = None) -> ShapeReport:  # fmt: skip
+        _, bucket, rows, _ = self.measure_engines(base, shape, planned, repeats, warm_up, batch)
         entry = decisions.new_entry(base, bucket, shape, rows, repeats)
         key = decisions.entry_key(base.model_class_name, entry["weights"], bucket, base.precision)
         notes = []
@@ -326,11 +345,30 @@ class UnifiedBackendManager:
     def get_optimal_backend(self, skill: Any, constraints: Constraints | None = None,
                             shape: Any = None) -> Choice:  # fmt: skip
         """The engine auto uses for ``skill`` under ``constraints``: a truthy Choice naming it, or
-        a falsy one (``engine=None``) whose ``explanation`` says why there is none.
+        a falsy one (``engine=None``) whose ``explanation`` says why there is none (no
+        measurement, another machine's).  Refused with the reason: a decision table that is
+        corrupt or of another format version (``DecisionTableError``), and constraints that rule
+        out every engine measured (``ConstraintsUnsatisfiable``: a memory cap none meets, an error
+        bound none satisfies).
 
         ``shape``: a (batch, seq) pair, a prepared batch or a ``Bucket``; without it, the
         measured bucket the objective asks about: for latency the one at the smallest batch
         (then the shortest sequence), for throughput the largest batch (then the longest)."""
+        from skillmill.runtime.errors import ConstraintsUnsatisfiable, DecisionTableError
+
+        choice = self._optimal(skill, constraints, shape)
+        table = decisions.read_table(self.path)
+        if table.error:
+            raise DecisionTableError(f"the decision table {table.path} cannot answer: "
+                                     f"{table.error}; the next `generate-skills tune` moves it "
+                                     f"aside and writes a fresh one")  # fmt: skip
+        if choice.unsatisfiable:
+            raise ConstraintsUnsatisfiable(choice.explanation)
+        return choice
+
+    def _optimal(self, skill: Any, constraints: Constraints | None = None,
+                 shape: Any = None) -> Choice:  # fmt: skip
+        """``get_optimal_backend``'s answer, never raising (``recommend`` words every case)."""
         constraints = constraints or skill.constraints
         table = decisions.read_table(self.path)
         if shape is not None:
@@ -369,7 +407,7 @@ class UnifiedBackendManager:
             raise ValueError(f"use_case must be one of {', '.join(USE_CASES)}, not {use_case!r}")
         objective = "throughput" if use_case in ("throughput", "memory") else "latency"
         constraints = replace(skill.constraints, objective=objective)
-        choice = self.get_optimal_backend(skill, constraints)
+        choice = self._optimal(skill, constraints)
         engine = choice.engine
         explanation = choice.explanation
         table = decisions.read_table(self.path)

@@ -32,12 +32,13 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from .cpu_features import best_simd, cpu_model
+from .native_switch import native_mode
 from .precision import PARITY_TOLERANCE
 
 ENV_PATH = "SKILLMILL_DECISIONS"
@@ -81,6 +82,9 @@ ROUTES = {
     "mojo": Route("mojo", modular=True),
 }
 COMPILED = ("max", "mojo")
+# Targets whose first call converts nothing (PyTorch eager on the device: the weights move, no
+# graph is traced, compiled or checked); the cpu target does too with its native executor off.
+STARTS_WITHOUT_CONVERSION = ("cuda", "rocm", "mps")
 
 
 # ---- constraints and choices -----------------------------------------------------------------
@@ -94,28 +98,47 @@ class Constraints:
     precisions: the precisions a skill may compute at.  memory_cap_bytes: the most the engine's
     first call may grow the process's peak resident memory (None: no cap; an engine whose growth
     was not measured is excluded under a cap).  startup_budget_s: an engine whose measured first
-    call (conversion, compile, parity check) took longer is not chosen; raise it for a
-    long-running process that amortises a compile."""
+    call (conversion, compile, parity check) took longer is not chosen, and without a
+    measurement auto starts no engine whose first call converts or compiles (its cost is
+    unknown); None means no budget, for a long-running process that amortises a compile."""
 
     objective: str = "latency"
     max_error: float | None = None
     precisions: tuple[str, ...] = ("float32",)
     memory_cap_bytes: int | None = None
-    startup_budget_s: float = 5.0
+    startup_budget_s: float | None = 5.0
 
     def __post_init__(self):
         if self.objective not in ("latency", "throughput"):
             raise ValueError(f"objective must be 'latency' or 'throughput', not {self.objective!r}")
+        if isinstance(self.precisions, str) or not self.precisions:
+            raise ValueError("precisions must be a non-empty tuple such as ('float32',), not "
+                             f"{self.precisions!r}")  # fmt: skip
         unknown = [p for p in self.precisions if p not in PARITY_TOLERANCE]
         if unknown:
             raise ValueError(
                 f"unknown precisions {unknown}; choose from {', '.join(PARITY_TOLERANCE)}"
             )
+        if self.max_error is not None and not _positive(self.max_error):
+            raise ValueError(f"max_error must be a positive number (a relative error such as "
+                             f"1e-4), not {self.max_error!r}: no engine's error can meet it")  # fmt: skip
+        if self.memory_cap_bytes is not None and not _positive(self.memory_cap_bytes):
+            raise ValueError(f"memory_cap_bytes must be a positive number of bytes, not "
+                             f"{self.memory_cap_bytes!r}: no engine's first call can meet it")  # fmt: skip
+        budget = self.startup_budget_s
+        if budget is not None and not (_positive(budget) or budget == 0):
+            raise ValueError(f"startup_budget_s must be seconds >= 0, or None for no budget "
+                             f"(wait for any conversion or compile), not {budget!r}")  # fmt: skip
 
     def error_bound(self, precision: str) -> float:
         if self.max_error is not None:
             return self.max_error
         return PARITY_TOLERANCE.get(precision, PARITY_TOLERANCE["float32"])
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and value > 0  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -155,6 +178,9 @@ class Choice:
     measured_at: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)  # eligible engine -> median
     excluded: dict[str, str] = field(default_factory=dict)  # engine -> why not chosen
+    # Engines ran as themselves and passed parity, but the caller's constraints (memory cap,
+    # error bound, precisions) rule out every one: a request to refuse, not to fall back from.
+    unsatisfiable: bool = False
 
     @property
     def target(self) -> str | None:
@@ -421,6 +447,12 @@ def _megabytes(n: float) -> str:
 
 def why_not(name: str, row: Any, skill: Any, constraints: Constraints) -> str | None:
     """Why the engine ``name`` with the measured ``row`` may not be chosen, or None."""
+    return why_not_run(name, row, skill) or why_not_allowed(row, skill, constraints)
+
+
+def why_not_run(name: str, row: Any, skill: Any) -> str | None:
+    """Why the measurement itself rules the engine out (it fell back, has no timing, failed its
+    parity check, is not a target of this skill), or None."""
     if not isinstance(row, Mapping):
         return "malformed row"
     if row.get("fallback_reason"):
@@ -443,11 +475,17 @@ def why_not(name: str, row: Any, skill: Any, constraints: Constraints) -> str | 
             detail = f": error {parity['max_relative_error']:.1e} > tolerance " \
                      f"{parity.get('tolerance', float('nan')):.0e}"  # fmt: skip
         return f"parity failed{detail}"
+    return None
+
+
+def why_not_allowed(row: Mapping[str, Any], skill: Any, constraints: Constraints) -> str | None:
+    """Why the caller's own limits (precisions, error bound, memory cap) rule out an engine that
+    ran as itself and passed parity, or None; the start-up budget is ``over_budget``'s."""
     precision = row.get("precision", skill.precision)
     if precision not in constraints.precisions:
         return f"ran at {precision}, not among the allowed precisions"
     bound = constraints.error_bound(precision)
-    error = parity.get("max_relative_error")
+    error = (row.get("parity") or {}).get("max_relative_error")
     if not isinstance(error, (int, float)) or error > bound:
         return f"error {error} > max_error {bound:.0e}"
     if constraints.memory_cap_bytes is not None:
@@ -458,9 +496,14 @@ def why_not(name: str, row: Any, skill: Any, constraints: Constraints) -> str | 
             return (
                 f"peak memory +{_megabytes(peak)} > cap {_megabytes(constraints.memory_cap_bytes)}"
             )
+    return over_budget(row, constraints)
+
+
+def over_budget(row: Mapping[str, Any], constraints: Constraints) -> str | None:
     first = row.get("first_call_s")
-    if isinstance(first, (int, float)) and first > constraints.startup_budget_s:
-        return f"first call {first:.1f} s > startup budget {constraints.startup_budget_s:g} s"
+    budget = constraints.startup_budget_s
+    if budget is not None and isinstance(first, (int, float)) and first > budget:
+        return f"first call {first:.1f} s > startup budget {budget:g} s"
     return None
 
 
@@ -481,6 +524,15 @@ def choose_from_entry(entry: Mapping[str, Any], skill: Any, bucket: Bucket,
     on = f"measured {when} on {fingerprint.get('cpu', '?')} ({fingerprint.get('simd', '?')})"
     not_chosen = "; ".join(f"{name}: {why}" for name, why in excluded.items())
     if not eligible:
+        # Some engine ran as itself and passed parity, and the caller's own limits rule out every
+        # such engine (the start-up budget alone does not: its default guards one-off calls).
+        measured = [entry["engines"][n] for n in excluded
+                    if why_not_run(n, entry["engines"][n], skill) is None]  # fmt: skip
+        if measured and all(over_budget(row, constraints) is None for row in measured):
+            return Choice(None, f"auto: the constraints rule out every engine measured for "
+                                f"{skill.model_class_name} at {where}, {on}: {not_chosen}; relax "
+                                f"them (memory_cap_bytes, max_error, precisions)",
+                          bucket=bucket, excluded=excluded, unsatisfiable=True)  # fmt: skip
         return Choice(None, f"auto: no measured engine for {skill.model_class_name} at {where} "
                             f"meets the constraints ({not_chosen}); {FIXED_ORDER}",
                       bucket=bucket, excluded=excluded)  # fmt: skip
@@ -556,3 +608,68 @@ def bucket_of(entry: Mapping[str, Any]) -> Bucket:
     data = entry.get("bucket") or {}
     spatial = data.get("spatial")
     return Bucket(int(data.get("batch", 1)), data.get("seq"), tuple(spatial) if spatial else None)
+
+
+def within_budget(skill: Any, order: list[str], choice: Choice,
+                  started: set[str]) -> tuple[list[str], Choice]:  # fmt: skip
+    """Without a measured choice, the fixed ``order`` cut to what starts within the budget.
+
+    An engine whose first call converts or compiles (OpenVINO, ONNX Runtime, MAX, Mojo, the
+    native executor) costs seconds to minutes, unknown until measured, so under a start-up budget
+    auto does not start one on an unmeasured shape: it keeps, in today's order, the engines this
+    skill has ``started`` already and those that convert nothing, and runs the cpu target as
+    PyTorch eager.  Its first result then arrives no later than the fastest-starting engine's.
+    Unchanged where the caller lifted the budget (``startup_budget_s=None``), asked for another
+    precision than float32 (the engine that computes it is the one asked for), or asked for the
+    native executor by name (``native=True``/``"all"``)."""
+    budget = skill.constraints.startup_budget_s
+    if budget is None or skill.precision != "float32":
+        return order, choice
+    kept, deferred = [], []
+    for name in order:
+        target = skill.targets.get(name)
+        if name in STARTS_WITHOUT_CONVERSION or name in started or name == "cpu":
+            kept.append(name)
+        elif target is not None and _runs_unasked(target):  # not probed: a probe imports the
+            deferred.append(name)  # engine's package, which is part of what a first call costs
+    mode, source = native_mode(skill)
+    native_asked = mode != "off" and not source.endswith("=unset")
+    eager_cpu = mode != "off" and not native_asked and "native" not in started and "cpu" in order
+    if eager_cpu:
+        deferred.append("native")
+    if not deferred:  # nothing in the order converts, or it has started already
+        return order, choice
+    text = (f"{choice.explanation}; within the start-up budget ({budget:g} s) auto starts no "
+            f"engine whose first call converts or compiles until it is measured (not started: "
+            f"{', '.join(deferred)}){', so PyTorch eager ran' if eager_cpu else ''}; "
+            f"`generate-skills tune`, auto_tune=True or Constraints(startup_budget_s=None) let "
+            f"auto use them")  # fmt: skip
+    if eager_cpu:
+        return kept, Choice("torch", text, ROUTES["torch"], choice.bucket)
+    return kept, replace(choice, explanation=text)
+
+
+def _runs_unasked(target: Any) -> bool:
+    """Whether a target would run under auto without being asked for by name (the browser and
+    QNN targets, with negative priorities, run only when asked)."""
+    return getattr(target, "priority", 0) >= 0
+
+
+# ---- measuring on first use -------------------------------------------------------------------
+# What ``auto_tune=True`` calls to measure: ``tuner(skill, batch)`` records the engines' figures
+# for the batch's bucket in the table.  The measuring lives in skillmill.measure, above the
+# runtime and never imported from it: the package root hands it over
+# (``skillmill._measure_for_auto_tune``), unless ``register_tuner`` named another.
+_TUNER: list[Callable[[Any, Any], Any]] = []
+
+
+def register_tuner(tuner: Callable[[Any, Any], Any]) -> None:
+    _TUNER[:] = [tuner]
+
+
+def tune(skill: Any, batch: Any) -> Any:
+    if not _TUNER:
+        import skillmill
+
+        register_tuner(skillmill._measure_for_auto_tune)
+    return _TUNER[0](skill, batch)

@@ -25,3 +25,12 @@ class BackendUnavailable(SkillError, RuntimeError):
         super().__init__(f"{target}: unavailable: {reason}")
         self.target = target
         self.reason = reason
+
+
+class ConstraintsUnsatisfiable(SkillError, ValueError):
+    """``device="auto"``'s constraints contradict each other or what was measured: a memory cap no
+    engine meets, an error bound none satisfies, a precision the skill does not compute at."""
+
+
+class DecisionTableError(SkillError, ValueError):
+    """The decision table cannot answer: corrupt, or written by another format version."""

@@ -10,13 +10,20 @@ import contextlib
 import copy
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from . import decisions, postprocess, processors
-from .errors import BackendUnavailable, SkillError, SkillInputError, UnknownDeviceError
+from .errors import (
+    BackendUnavailable,
+    ConstraintsUnsatisfiable,
+    SkillError,
+    SkillInputError,
+    UnknownDeviceError,
+)
 from .inputs import check_mapping, is_text, tokenize
 from .loading import load_model, resolve_model_class, sentence_pooling
 from .mixin import MODULAR_TARGETS, MojoMaxTargetMixin, use_mojo_max_target
@@ -44,7 +51,8 @@ class Skill(MojoMaxTargetMixin):
 
     def __init__(self, model: Any = None, device: str = "auto", dtype: Any = None,
                  native: bool | str | None = None, precision: str | None = None,
-                 quantize: str | None = None, constraints: decisions.Constraints | None = None):  # fmt: skip
+                 quantize: str | None = None, constraints: decisions.Constraints | None = None,
+                 auto_tune: bool = False):  # fmt: skip
         # native: the cpu target's native executor; None follows SKILLMILL_NATIVE, False turns
         # it off, "all" tries it even for model types the native coverage sweep did not pass.
         self.native = native
@@ -54,6 +62,17 @@ class Skill(MojoMaxTargetMixin):
         # constraints: what device="auto" may choose from the measured decision table
         # (runtime/decisions.py); the default allows this skill's own precision.
         self.constraints = constraints or decisions.Constraints(precisions=(self.precision,))
+        if self.precision not in self.constraints.precisions:
+            raise ConstraintsUnsatisfiable(
+                f"{self.model_class_name} computes at {self.precision} ({self.precision_source}), "
+                f"which the constraints do not allow ({', '.join(self.constraints.precisions)}); "
+                f"allow it, or load the skill at one of those precisions")  # fmt: skip
+        # auto_tune: with device="auto", a call on a shape the decision table has no measurement
+        # for measures the engines present first (measure/manager.py) and remembers it.
+        self.auto_tune = bool(auto_tune)
+        # Engines this skill has started (their conversion done, held here): under a start-up
+        # budget auto may use them without a measurement (decisions.within_budget).
+        self._started: set[str] = set()
         self.device_request = self._check_device(device)
         self.model_class = resolve_model_class(self.model_class_name, self.model_type)
         self.model_source = model
@@ -182,6 +201,23 @@ class Skill(MojoMaxTargetMixin):
             choice = memo[2][bucket] = decisions.decide(self, bucket, self.constraints, table=table)
         return choice
 
+    def _tune_first(self, batch: dict[str, Any], choice: decisions.Choice) -> decisions.Choice:
+        """``auto_tune=True``: measure the engines present on this batch's shape once (the
+        backend manager, few rounds), record it in the decision table, and decide again.  A
+        bucket is measured at most once per skill, whatever the outcome; another process finds
+        the entry in the table and measures nothing."""
+        tuned = self.__dict__.setdefault("_auto_tuned", set())
+        if choice.bucket in tuned or choice.unsatisfiable:
+            return choice
+        tuned.add(choice.bucket)
+        report = decisions.tune(self, batch)  # measure.manager's benchmark_batch
+        self.__dict__.pop("_choices", None)
+        measured = self._measured_choice(batch)
+        notes = getattr(report, "notes", None)
+        if measured.route is None and notes:
+            return replace(measured, explanation=f"{measured.explanation} ({'; '.join(notes)})")
+        return measured
+
     @contextlib.contextmanager
     def _routed(self, choice: decisions.Choice | None):
         """Run the chosen engine as it was measured: PyTorch eager on the cpu target turns the
@@ -209,8 +245,14 @@ class Skill(MojoMaxTargetMixin):
         choice = None
         if order is None and self.device_request == "auto":
             choice = self._measured_choice(batch)
+            if choice.route is None and self.auto_tune:
+                choice = self._tune_first(batch, choice)
+            if choice.unsatisfiable:
+                raise ConstraintsUnsatisfiable(choice.explanation)
             if choice.route is not None:  # the measured engine first, then today's order
                 names = [choice.route.target, *(n for n in names if n != choice.route.target)]
+            else:
+                names, choice = decisions.within_budget(self, names, choice, self._started)
         skipped: dict[str, str] = {}
         failures: list[str] = []
         for name in names:
@@ -240,6 +282,7 @@ class Skill(MojoMaxTargetMixin):
             latency_ms = (time.perf_counter() - start) * 1000.0
             extra = self.postprocess(ran.outputs, batch, raw_text=is_text(inputs))
             engine = ran.engine or name
+            self._started.add("native" if engine == "native" else name)
             chosen_as_measured = route is not None and route.ran_as_itself(name, engine)
             # PyTorch eager chosen on the cpu target: the native executor was left out on purpose
             if ran.engine_fallback and not (chosen_as_measured and route.native_off):

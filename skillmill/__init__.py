@@ -77,3 +77,12 @@ def detect_hardware() -> dict[str, Any]:
     from skillmill.runtime.hardware import hardware_report
 
     return hardware_report(load_declarations())
+
+
+def _measure_for_auto_tune(skill: Any, batch: Any) -> Any:
+    """What ``auto_tune=True`` runs on a call whose shape has no measurement (the runtime may not
+    import skillmill.measure, so the package hands it this)."""
+    from skillmill.measure.manager import UnifiedBackendManager
+
+    return UnifiedBackendManager().benchmark_batch(skill, batch)
+

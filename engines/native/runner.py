@@ -26,28 +26,14 @@ import numpy as np
 import torch
 
 from skillmill.registry import support
+from skillmill.runtime.native_switch import ENV_SWITCH, OFF_VALUES, native_mode  # noqa: F401
 from skillmill.runtime.precision import QUANTIZED
 
 from skillmill.engines import BackendOutput, parity
 from skillmill.engines.pytorch import runner as torch_runner
 
-ENV_SWITCH = "SKILLMILL_NATIVE"
-OFF_VALUES = ("0", "false", "no", "off")
 ENGINE = "native"  # its name in the support table
 PREFIX = "native executor"
-
-
-def native_mode(skill: Any) -> tuple[str, str]:
-    """("off" | "auto" | "all", where the choice came from)."""
-    option = getattr(skill, "native", None)
-    if option is not None:
-        if option is False:
-            return "off", "native=False"
-        return ("all" if option == "all" else "auto"), f"native={option!r}"
-    value = os.environ.get(ENV_SWITCH, "").strip().lower()
-    if value in OFF_VALUES:
-        return "off", f"{ENV_SWITCH}={value}"
-    return ("all" if value == "all" else "auto"), f"{ENV_SWITCH}={value or 'unset'}"
 
 
 def skip_reason(skill: Any, tensors: dict[str, torch.Tensor], batch: dict[str, Any]) -> str | None:

@@ -287,6 +287,51 @@ def fastest_by_shape(results: dict[str, Any]) -> dict[str, str | None]:
     return best
 
 
+def record_decisions(results: dict[str, Any], path: Any = None) -> list[str]:
+    """Write a report's figures to the decision table ``device="auto"`` reads (``path``: default
+    the user's table), one entry per shape: each engine's median, p95, throughput, first call,
+    peak-memory growth and parity verdict, measured each in its own process; an engine that fell
+    back or failed keeps its reason.  Returns the keys written."""
+    from skillmill import load_skill
+    from skillmill.runtime import decisions
+
+    model = results["model"]
+    skill = load_skill(results["model_class"], model=model, device="cpu",
+                       precision=results.get("precision"))  # fmt: skip
+    entries = {}
+    for label in results["shapes"]:
+        batch_size, seq_len = (int(v) for v in label.split("x"))
+        bucket = decisions.shape_bucket(skill, skill.example_inputs(batch_size, seq_len))
+        rows = {name: _table_row(engine, label) for name, engine in results["engines"].items()}
+        entry = decisions.new_entry(skill, bucket, (batch_size, seq_len), rows,
+                                    results["repeats"] * results["rounds"])  # fmt: skip
+        entry["measured_by"] = "bench backends: each engine in its own process"
+        entries[decisions.entry_key(skill.model_class_name, entry["weights"], bucket,
+                                    skill.precision)] = entry  # fmt: skip
+    from pathlib import Path
+
+    note = decisions.record(entries, Path(path) if path else None)
+    if note:
+        print(note, file=sys.stderr)
+    return list(entries)
+
+
+def _table_row(engine: dict[str, Any], label: str) -> dict[str, Any]:
+    cell = engine["shapes"].get(label, {})
+    row: dict[str, Any] = {"target": engine["target"]}
+    if cell.get("status") != MEASURED or "median_ms" not in cell:
+        row["fallback_reason"] = cell.get("reason") or f"{cell.get('status', 'not measured')}"
+        return row
+    for key in ("median_ms", "p95_ms", "throughput", "runs", "first_call_s",
+                "peak_rss_delta_bytes", "precision", "device"):  # fmt: skip
+        if cell.get(key) is not None:
+            row[key] = cell[key]
+    row["parity"] = {"max_relative_error": cell.get("max_relative_error"),
+                     "tolerance": cell.get("tolerance"), "passed": bool(cell.get("parity_passed")),
+                     **({"reference": True} if cell.get("reference") else {})}  # fmt: skip
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--worker"]:

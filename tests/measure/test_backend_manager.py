@@ -17,6 +17,7 @@ from skillmill import load_skill
 from skillmill.measure.manager import UnifiedBackendManager, format_report
 from skillmill.runtime import decisions
 from skillmill.runtime.decisions import Bucket, Constraints
+from skillmill.runtime.errors import ConstraintsUnsatisfiable, DecisionTableError
 
 B1S16 = Bucket(1, seq=16)
 
@@ -143,13 +144,28 @@ def test_auto_runs_onnxruntime_when_the_table_chose_it(table, auto_skill, monkey
     assert result.choice.startswith("auto chose onnxruntime: 1 ms vs torch 50 ms"), result.choice
     assert result.fallback_reason is None and result.parity.error <= 1e-4
 
-def test_without_an_entry_auto_keeps_the_fixed_order_and_says_so(table, auto_skill):
-    result = auto_skill.process(auto_skill.example_inputs(1, 16))
-    assert result.backend == auto_skill.get_default_device_with_mojo_max()
-    assert result.choice == ("auto: no measurement for BertModel at batch 1, seq 16 on this "
-                             "machine; fixed order (run `generate-skills tune`)")  # fmt: skip
+def test_without_an_entry_auto_starts_nothing_that_converts_and_says_so(table, auto_skill):
+    fresh = load_skill("BertModel", model=auto_skill.model)
+    batch = auto_skill.example_inputs(1, 16)
+    result = fresh.process(batch)
+    # The fixed order's first target here converts the model (OpenVINO): its cost is unknown
+    # until measured, so under the default start-up budget PyTorch eager ran, and says why.
+    assert fresh.get_default_device_with_mojo_max() != "cpu"
+    assert (result.backend, result.engine, result.fallback_reason) == ("cpu", "torch", None)
+    assert result.choice.startswith("auto: no measurement for BertModel at batch 1, seq 16 on "
+                                    "this machine; fixed order (run `generate-skills tune`); "
+                                    "within the start-up budget (5 s) auto starts no engine")  # fmt: skip
+    assert f"not started: {fresh.get_default_device_with_mojo_max()}" in result.choice
+    assert "native), so PyTorch eager ran" in result.choice
+    # No budget: today's fixed order, conversions and all.
+    unbudgeted = load_skill("BertModel", model=auto_skill.model,
+                            constraints=Constraints(startup_budget_s=None))  # fmt: skip
+    ran = unbudgeted.process(batch)
+    assert ran.backend == unbudgeted.get_default_device_with_mojo_max()
+    assert ran.choice == ("auto: no measurement for BertModel at batch 1, seq 16 on this "
+                          "machine; fixed order (run `generate-skills tune`)")  # fmt: skip
     explicit = load_skill("BertModel", model=auto_skill.model, device="cpu")
-    assert explicit.process(auto_skill.example_inputs(1, 16)).choice is None
+    assert explicit.process(batch).choice is None
 
 
 def test_an_entry_from_another_fingerprint_is_ignored_and_the_change_named(table, auto_skill):
@@ -164,7 +180,7 @@ def test_an_entry_from_another_fingerprint_is_ignored_and_the_change_named(table
     torch_now = decisions.machine_fingerprint()["versions"]["torch"]
     assert "is ignored, the machine fingerprint changed" in result.choice
     assert f"torch 0.0.1 -> {torch_now}" in result.choice and "cores 4096 -> " in result.choice
-    assert result.backend == auto_skill.get_default_device_with_mojo_max()
+    assert result.backend == "cpu" and "auto starts no engine whose first call" in result.choice
     # The same entry with this machine's fingerprint is used.
     key, entry = entry_for(auto_skill, {"torch": row(1.0, reference=True), "native": row(9.0)})
     write_table(table, {key: entry})
@@ -205,8 +221,10 @@ def test_a_corrupt_table_is_reported_never_fatal_and_replaced_only_by_a_tune(tab
         choice = decisions.decide(auto_skill, batch)
     assert caught == [] and choice.engine is None
     result = auto_skill.process(batch)
-    assert result.backend == auto_skill.get_default_device_with_mojo_max()
+    assert result.backend == "cpu" and "auto starts no engine whose first call" in result.choice
     assert f"the decision table {table} is not used (not valid JSON: " in result.choice
+    with pytest.raises(DecisionTableError, match="not valid JSON"):  # asked directly: refused
+        UnifiedBackendManager().get_optimal_backend(auto_skill)
     assert table.read_text(encoding="utf-8") == "{not json"  # the read side never writes
     # Another format version is refused the same way.
     write_table(table, {})
@@ -321,3 +339,55 @@ def test_tune_command_prints_a_table_and_the_choice(tmp_path, monkeypatch):
     words = " ".join(helped.output.split())
     assert "figures go to the decision table ($SKILLMILL_DECISIONS" in words
     assert "--include-compiled Also measure max and mojo" in words
+
+
+@pytest.mark.parametrize("bad, words", [
+    ({"memory_cap_bytes": 0}, "memory_cap_bytes must be a positive number of bytes"),
+    ({"memory_cap_bytes": -5}, "no engine's first call can meet it"),
+    ({"max_error": 0.0}, "max_error must be a positive number"),
+    ({"max_error": float("nan")}, "max_error must be a positive number"),
+    ({"startup_budget_s": -1}, "startup_budget_s must be seconds >= 0, or None"),
+    ({"precisions": ()}, "precisions must be a non-empty tuple"),
+    ({"precisions": "float32"}, "precisions must be a non-empty tuple"),
+    ({"precisions": ("fp64",)}, "unknown precisions"),
+    ({"objective": "speed"}, "objective must be 'latency' or 'throughput'"),
+])  # fmt: skip
+def test_constraints_no_engine_could_meet_are_refused_up_front(bad, words):
+    with pytest.raises(ValueError, match=words):
+        Constraints(**bad)
+
+
+def test_a_precision_the_constraints_forbid_is_refused_at_load(auto_skill):
+    with pytest.raises(ConstraintsUnsatisfiable, match="computes at bf16 .* do not allow .float32"):
+        load_skill("BertModel", model=auto_skill.model, precision="bf16",
+                   constraints=Constraints(precisions=("float32",)))  # fmt: skip
+
+
+def test_constraints_the_measurements_rule_out_are_refused_with_each_reason(table, auto_skill,
+                                                                            monkeypatch):  # fmt: skip
+    engines = {"native": row(1.0, error=2e-6), "openvino": row(2.0, error=3e-6, target="openvino")}
+    write_table(table, dict([entry_for(auto_skill, engines)]))
+    batch = auto_skill.example_inputs(1, 16)
+    manager = UnifiedBackendManager()
+    cases = [
+        (Constraints(memory_cap_bytes=2**20), "native: peak memory +10 MB > cap 1 MB; openvino: "
+                                              "peak memory +10 MB > cap 1 MB"),
+        (Constraints(max_error=1e-6), "native: error 2e-06 > max_error 1e-06; openvino: error "
+                                      "3e-06 > max_error 1e-06"),
+    ]  # fmt: skip
+    for constraints, reasons in cases:
+        choice = decisions.decide(auto_skill, batch, constraints)
+        assert not choice and choice.unsatisfiable and reasons in choice.explanation
+        with pytest.raises(ConstraintsUnsatisfiable, match="rule out every engine measured"):
+            manager.get_optimal_backend(auto_skill, constraints, shape=(1, 16))
+        monkeypatch.setattr(auto_skill, "constraints", constraints)
+        with pytest.raises(ConstraintsUnsatisfiable) as refused:
+            auto_skill.process(batch)  # never a silent fall-back past the caller's own limits
+        assert reasons in str(refused.value) and "relax them" in str(refused.value)
+    # One engine meeting the limits but over the start-up budget is no contradiction: the
+    # call goes on (the fixed order, within the budget) and says why.
+    engines["native"] = row(1.0, error=2e-6, first_call_s=30.0)
+    write_table(table, dict([entry_for(auto_skill, engines)]))
+    monkeypatch.setattr(auto_skill, "constraints", Constraints(max_error=2.5e-6))
+    result = auto_skill.process(batch)
+    assert result.backend == "cpu" and "first call 30.0 s > startup budget 5 s" in result.choice

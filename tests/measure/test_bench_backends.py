@@ -196,3 +196,25 @@ def test_the_report_is_rendered_from_the_json_alone(report, tmp_path):
     assert render_html(results, {k: v for k, v in again.items() if k in PLOTS}).count(
         "<img"
     ) == len(PLOTS)
+
+
+def test_record_writes_what_auto_reads(report, tmp_path, monkeypatch):
+    """`--record`: the isolated processes' figures become decision-table entries, one per shape;
+    the engine that fell back keeps its reason and is never chosen."""
+    from skillmill import load_skill
+    from skillmill.runtime import decisions
+
+    _, document, _ = report
+    table = tmp_path / "decisions.json"
+    keys = backends.record_decisions(document, table)
+    assert len(keys) == 2 and all(k.startswith("BertModel|") for k in keys)
+    data = decisions.read_table(table)
+    entry = data.entries[keys[0]]
+    assert entry["measured_by"].startswith("bench backends") and entry["repeats"] == ROUNDS * REPEATS
+    torch_row, native_row = entry["engines"]["torch"], entry["engines"]["native"]
+    assert torch_row["median_ms"] == document["engines"]["torch"]["shapes"]["1x8"]["median_ms"]
+    assert torch_row["parity"]["passed"] is True and "median_ms" not in native_row
+    assert "SKILLMILL_NATIVE=0" in native_row["fallback_reason"]
+    skill = load_skill("BertModel", model="tiny", device="cpu")
+    choice = decisions.decide(skill, skill.example_inputs(1, 8), table=data)
+    assert choice.engine == "torch" and "did not run as itself" in choice.excluded["native"]
