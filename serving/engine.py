@@ -87,6 +87,15 @@ class ServedModel:
         self.requested_device = device
         self.max_rows = max_rows
         options = {k: v for k, v in (skill_options or {}).items() if v is not None}
+        if device == "auto" and "constraints" not in options:
+            # A server is the long-running process a start-up budget is not for: without a
+            # measurement its warm-up call may convert or compile in the fixed order
+            # (runtime/decisions.py within_budget), and later requests reuse the result.
+            from skillmill.runtime.decisions import Constraints
+            from skillmill.runtime.precision import resolve_precision
+
+            precision = resolve_precision(options.get("precision"), options.get("quantize"))[0]
+            options["constraints"] = Constraints(precisions=(precision,), startup_budget_s=None)
         self.skill = load_skill(class_name, model=model, device=device, **options)
         self.kind = self._kind()
         self.codec = TextCodec(
