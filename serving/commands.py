@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -40,16 +41,18 @@ def set_compute_threads(n: int) -> None:
 @click.command()
 @click.option(
     "--skill",
-    "skill",
-    required=True,
+    "skills",
+    multiple=True,
     metavar="CLASS",
-    help="transformers class whose skill serves, e.g. BertModel or GPT2LMHeadModel.",
+    help="transformers class whose skill serves, e.g. BertModel or GPT2LMHeadModel. Repeat "
+    "it, each with its --model, to serve several skills behind one endpoint.",
 )
 @click.option(
     "--model",
-    required=True,
+    "models",
+    multiple=True,
     metavar="DIR|tiny",
-    help="Local checkpoint folder, or 'tiny' for the tiny random model.",
+    help="Local checkpoint folder, or 'tiny' for the tiny random model (one per --skill).",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, max, ...")
 @click.option(
@@ -67,42 +70,77 @@ def set_compute_threads(n: int) -> None:
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--name", default=None, help="Model id clients use (default: from the folder).")
 @click.option(
-    "--batch-size", default=32, show_default=True, type=click.IntRange(1, 1024), help=BATCH_HELP
+    "--name",
+    "names",
+    multiple=True,
+    help="Model id clients use (default: from the folder); one per --skill, in order.",
 )
 @click.option(
+    "--serve-config",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="YAML: the skills (skill, model, name, device, precision, quantize), the server "
+    "settings and the Ray replicas; flags given beside it override its values.",
+)
+@click.option("--batch-size", default=None, type=click.IntRange(1, 1024), help=BATCH_HELP + " [32]")
+@click.option(
     "--max-wait-ms",
-    default=5.0,
-    show_default=True,
+    default=None,
     type=click.FloatRange(0, 1000),
-    help="How long the oldest waiting request waits for others to batch with.",
+    help="How long the oldest waiting request waits for others to batch with. [5]",
 )
 @click.option(
     "--max-batch-tokens",
-    default=16384,
-    show_default=True,
+    default=None,
     type=click.IntRange(1),
     help="Most tokens per model batch (encoders; summed over inputs, as TEI). A longer input "
-    "is refused with 413, or truncated when the request asks for truncation.",
+    "is refused with 413, or truncated when the request asks for truncation. [16384]",
 )
 @click.option(
     "--max-concurrent-requests",
     "--max-queue",
     "max_concurrent_requests",
-    default=512,
-    show_default=True,
+    default=None,
     type=click.IntRange(1),
-    help="Most requests admitted at once (waiting or in the model); beyond it, HTTP 429.",
+    help="Most requests admitted at once per skill (waiting or in the model; per replica on "
+    "Ray); beyond it, HTTP 429. [512]",
 )
-@click.option(
-    "--max-body-bytes", default=2 * 1024 * 1024, show_default=True, type=click.IntRange(1024)
-)
+@click.option("--max-body-bytes", default=None, type=click.IntRange(1024), help="[2097152]")
 @click.option(
     "--threads",
     default=None,
     type=click.IntRange(1, 256),
-    help="Compute threads for torch and the native kernels (default: theirs).",
+    help="Compute threads for torch and the native kernels (default: theirs; on Ray: the "
+    "replica's CPUs).",
+)
+@click.option(
+    "--ray",
+    "ray_address",
+    default=None,
+    metavar="auto|ADDRESS|local",
+    help="Deploy on Ray Serve instead of one process: 'auto' joins the cluster running on "
+    "this machine, HOST:PORT or ray://HOST:10001 another one, 'local' starts a throwaway one.",
+)
+@click.option("--replicas", default=None, type=click.IntRange(1), help="Ray: replicas. [1]")
+@click.option(
+    "--min-replicas", default=None, type=click.IntRange(0), help="Ray: autoscale from this many."
+)
+@click.option(
+    "--max-replicas", default=None, type=click.IntRange(1), help="Ray: autoscale up to this many."
+)
+@click.option(
+    "--target-ongoing-requests",
+    default=None,
+    type=click.FloatRange(0, min_open=True),
+    help="Ray autoscaling: requests in flight per replica it aims at. [2]",
+)
+@click.option(
+    "--replica-cpus",
+    default=None,
+    type=click.FloatRange(0),
+    help="Ray: CPUs each replica asks for (and its compute threads). [1]",
 )
 @click.option(
     "--log-level",
@@ -110,58 +148,129 @@ def set_compute_threads(n: int) -> None:
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
-def serve(
-    skill,
-    model,
-    device,
-    precision,
-    quantize,
-    host,
-    port,
-    name,
-    batch_size,
-    max_wait_ms,
-    max_batch_tokens,
-    max_concurrent_requests,
-    max_body_bytes,
-    threads,
-    log_level,
-):
-    """Serve a skill over an OpenAI-compatible HTTP API (FastAPI + uvicorn).
+def serve(skills, models, device, precision, quantize, host, port, names, serve_config,
+          batch_size, max_wait_ms, max_batch_tokens, max_concurrent_requests, max_body_bytes,
+          threads, ray_address, replicas, min_replicas, max_replicas, target_ongoing_requests,
+          replica_cpus, log_level):  # fmt: skip
+    """Serve skills over an OpenAI-compatible HTTP API (FastAPI + uvicorn, or Ray Serve).
 
     \b
     Endpoints: /v1/models, /v1/embeddings (encoders), /v1/completions and
     /v1/chat/completions (causal LMs, stream=true for SSE), /health, /metrics;
     text-embeddings-inference's /embed, /predict and /rerank (sequence
-    classifiers, cross-encoders) and /tokenize.
-    Example:
+    classifiers, cross-encoders), /tokenize and /info.
+    Several skills: repeat --skill/--model (and --name); requests route by model id.
+    Examples:
       generate-skills serve --skill GPT2LMHeadModel --model tiny --port 8000
+      generate-skills serve --ray auto --replicas 2 --skill BertModel --model DIR
     """
-    from .app import ServeSettings
-    from .server import serve_forever
+    from .ray_serve import ServeConfigError
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    try:
+        config = _serve_config(
+            skills, models, names, serve_config, device=device, precision=precision,
+            quantize=quantize,
+            settings={"batch_size": batch_size, "max_wait_ms": max_wait_ms,
+                      "max_batch_tokens": max_batch_tokens,
+                      "max_concurrent_requests": max_concurrent_requests,
+                      "max_body_bytes": max_body_bytes},
+            replicas={"replicas": replicas, "min_replicas": min_replicas,
+                      "max_replicas": max_replicas,
+                      "target_ongoing_requests": target_ongoing_requests,
+                      "num_cpus": replica_cpus, "threads": threads},
+        )  # fmt: skip
+    except ServeConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    if ray_address:
+        _serve_on_ray(config, ray_address, host, port)
+        return
+    ray_only = [f for f, v in (("--replicas", replicas), ("--min-replicas", min_replicas),
+                               ("--max-replicas", max_replicas), ("--replica-cpus", replica_cpus),
+                               ("--target-ongoing-requests", target_ongoing_requests)) if v]  # fmt: skip
+    if ray_only:
+        raise click.UsageError(f"{', '.join(ray_only)} need --ray (one process has one copy)")
+    from .server import serve_forever
+
     if threads:
         set_compute_threads(threads)
-    served = _served_model(
-        skill, model, device, name, batch_size, precision=precision, quantize=quantize
+    served = []
+    for spec in config.skills:
+        model = _served_model(spec.skill, spec.model, spec.device, spec.name,
+                              config.settings.batch_size, precision=spec.precision,
+                              quantize=spec.quantize)  # fmt: skip
+        where = f"{model.backend} at {model.precision}" + (
+            f" (fallback: {model.fallback_reason})" if model.fallback_reason else ""
+        )
+        click.echo(
+            f"serving {model.id} ({model.class_name}, {model.kind}) on {where}; "
+            f"loaded in {model.load_seconds:.1f} s",
+            err=True,
+        )
+        served.append(model)
+    serve_forever(served, config.settings, host, port, log_level=log_level)
+
+
+def _serve_config(skills, models, names, path, *, device, precision, quantize, settings,
+                  replicas):  # fmt: skip
+    """The skills and settings from --serve-config and the flags (flags win)."""
+    from .ray_serve import (
+        ServeConfig,
+        ServeConfigError,
+        SkillSpec,
+        check_unique_names,
+        load_serve_config,
+        with_overrides,
     )
-    where = f"{served.backend} at {served.precision}" + (
-        f" (fallback: {served.fallback_reason})" if served.fallback_reason else ""
-    )
-    click.echo(
-        f"serving {served.id} ({served.class_name}, {served.kind}) on {where}; "
-        f"loaded in {served.load_seconds:.1f} s",
-        err=True,
-    )
-    settings = ServeSettings(
-        batch_size=batch_size,
-        max_wait_ms=max_wait_ms,
-        max_body_bytes=max_body_bytes,
-        max_batch_tokens=max_batch_tokens,
-        max_concurrent_requests=max_concurrent_requests,
-    )
-    serve_forever(served, settings, host, port, log_level=log_level)
+
+    if path is not None:
+        config = load_serve_config(path)
+        if skills or models:
+            raise ServeConfigError(
+                f"--skill/--model and --serve-config {path} both name skills; use one of them"
+            )
+    else:
+        if not skills:
+            raise ServeConfigError("name a skill: --skill CLASS --model DIR (or --serve-config)")
+        if len(models) != len(skills):
+            raise ServeConfigError(
+                f"{len(skills)} --skill but {len(models)} --model: give each skill its model"
+            )
+        if len(names) > len(skills):
+            raise ServeConfigError(f"{len(names)} --name for {len(skills)} --skill")
+        specs = tuple(
+            SkillSpec(s, m, names[i] if i < len(names) else None, device, precision, quantize)
+            for i, (s, m) in enumerate(zip(skills, models))
+        )
+        check_unique_names(specs)
+        config = ServeConfig(specs)
+    return with_overrides(config, settings, replicas)
+
+
+def _serve_on_ray(config, address: str, host: str, port: int) -> None:
+    import time
+
+    from . import ray_serve
+
+    cluster = None
+    if address == "local":
+        cluster = ray_serve.LocalRayCluster(port=ray_serve._free_port(), num_cpus=os.cpu_count())
+        address = cluster.address
+    try:
+        ray_serve.connect(address)
+        click.echo(
+            f"deploying {len(config.skills)} skill(s) on Ray Serve ({address}) ...", err=True
+        )
+        url = ray_serve.deploy(config, host=host, port=port)
+        click.echo(f"serving on {url} (Ctrl-C stops the app)", err=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ray_serve.undeploy(shutdown_serve=cluster is not None)
+        if cluster is not None:
+            cluster.stop()
 
 
 @click.command()

@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import uvicorn
 
@@ -20,7 +20,11 @@ START_TIMEOUT_S = 60.0
 
 
 def serve_forever(
-    served: ServedModel, settings: ServeSettings, host: str, port: int, log_level: str = "info"
+    served: ServedModel | Sequence[ServedModel],
+    settings: ServeSettings,
+    host: str,
+    port: int,
+    log_level: str = "info",
 ) -> None:
     uvicorn.run(
         create_app(served, settings), host=host, port=port, log_level=log_level, access_log=False
