@@ -644,8 +644,8 @@ def within_budget(skill: Any, order: list[str], choice: Choice,
             f"{', '.join(deferred)}){', so PyTorch eager ran' if eager_cpu else ''}; "
             f"`generate-skills tune`, auto_tune=True or Constraints(startup_budget_s=None) let "
             f"auto use them")  # fmt: skip
-    if eager_cpu:
-        return kept, Choice("torch", text, ROUTES["torch"], choice.bucket)
+    if eager_cpu:  # no engine chosen (falsy), but the cpu target runs as PyTorch eager
+        return kept, Choice(None, text, ROUTES["torch"], choice.bucket)
     return kept, replace(choice, explanation=text)
 
 

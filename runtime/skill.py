@@ -307,7 +307,7 @@ class Skill(MojoMaxTargetMixin):
         engine did not run as itself (``fallback_reason`` and ``skipped`` say why)."""
         if choice is None:
             return None
-        if choice.route is None or as_measured:
+        if not choice or choice.route is None or as_measured:  # not a measured choice
             return choice.explanation
         return f"{choice.explanation}; but {choice.engine} did not run here, {engine} on {name} did"
 
