@@ -6,14 +6,16 @@ cluster of several machines.
 - A type's task runs the local runner's forked worker on its node (``run_parallel`` of one item:
   the same time limit and memory cap), so a model that crashes, hangs or blows memory is a
   verdict row there as here.  The task declares ``TASK_CPUS`` and ``TYPE_MEMORY`` (a MAX chunk
-  ``CHUNK_MEMORY``), and the driver stops one that outlives its limit (``backstop``).
+  ``CHUNK_MEMORY``); the driver stops one still running ``WARM_UP_LIMIT`` past its own
+  limit (a hung warm-up), and its row says so.
 - Ray retries a task whose worker or node was lost (``MAX_RETRIES``); it never retries one that
   returned, and ``retry_exceptions`` is off: a model error is a row, not a retry.  A task lost
-  more often than that comes back ``not_measured``, which ``--resume`` measures again.
+  more often than that, or one that failed outside the check (a node without skillmill, a
+  warm-up that raised), comes back ``not_measured``, which ``--resume`` measures again.
 - Rows come back as they finish (``ray.wait``) to ``on_result``, the caller's report writer,
   so the report is the local runner's, each row with a ``measured_on`` stamp naming its node.
 - A zero-CPU actor (``_Board``) records the node each task started on, for the progress line:
-  "node vm (10.0.0.5): 2 running, 5 done; ...; queued 10".
+  "node 10.0.0.5: 2 running, 5 done; node 10.0.0.6: 1 running, 4 done; queued 10".
 
 Ray is imported only here, only when ``connect`` is called; ``generate-skills`` without
 ``--ray`` never imports it."""
@@ -35,6 +37,7 @@ CONNECT_TIMEOUT = 5.0  # seconds for the head's GCS to answer one call before sa
 WARM_UP_LIMIT = 900.0  # seconds a fresh worker may spend warming up, on top of a task's limit
 PROGRESS_EVERY = 0.5  # seconds between progress lines while nothing lands
 INSTALL_HINT = "pip install 'skillmill[ray]'"
+LOST = "lost"  # the progress line's node for a task that came back without rows
 
 
 class RayUnavailable(RuntimeError):
@@ -48,9 +51,7 @@ def connect(address: str, env: dict[str, str] | None = None) -> RayRunner:
     try:
         import ray
     except ImportError:
-        raise RayUnavailable(
-            f"--ray needs Ray, which is not installed here: {INSTALL_HINT}"
-        ) from None
+        raise RayUnavailable(f"--ray needs Ray, which is not installed here: {INSTALL_HINT}") from None
     if not address.startswith("ray://"):  # Ray Client (ray://host:10001) has its own timeout
         address = _answering(address)
     try:
@@ -175,11 +176,9 @@ class _Board:
 
 
 # -- the driver ----------------------------------------------------------------------------------
-def progress_line(
-    labels: dict[str, str], running: dict[str, str], done: dict[str, int], queued: int
-) -> str:
-    """ "node A: 1 running, 4 done; node B: ...; queued N" (``running``: task -> node id;
-    ``done``: node id -> rows landed)."""
+def progress_line(labels: dict[str, str], running: dict[str, str], done: dict[str, int], queued: int) -> str:  # fmt: skip
+    """'node A: 1 running, 4 done; node B: ...; queued N' (``running``: task -> node id;
+    ``done``: node id -> tasks landed)."""
     nodes = list(dict.fromkeys([*done, *running.values()]))
     parts = []
     for node in sorted(nodes, key=lambda n: labels.get(n, n)):
@@ -206,8 +205,9 @@ class RayRunner:
         """node id -> "IP", or "IP [id]" where several nodes share an IP (one host, two nodes)."""
         nodes = [n for n in self.ray.nodes() if n.get("Alive")]
         ips = [n["NodeManagerAddress"] for n in nodes]
-        return {n["NodeID"]: n["NodeManagerAddress"] + (f" [{n['NodeID'][:6]}]" if ips.count(n["NodeManagerAddress"]) > 1 else "")
-                for n in nodes}  # fmt: skip
+        labels = {n["NodeID"]: n["NodeManagerAddress"] + (f" [{n['NodeID'][:6]}]" if ips.count(n["NodeManagerAddress"]) > 1 else "")
+                  for n in nodes}  # fmt: skip
+        return {**labels, LOST: "none (Ray lost the task)"}
 
     def run(self, items: list[str], check: Callable[[str], dict], *, jobs: int | None = None, timeout: float = 120.0,
             on_result: Callable[[str, dict], None] | None = None, warm_up: Callable[[], Any] | None = None,
@@ -276,28 +276,20 @@ class RayRunner:
             missing = {"status": "error", "reason": "the task returned no row for it"}
             return node, {item: rows.get(item, missing) for item in chunk}
         except ray.exceptions.TaskCancelledError:
-            row = {
-                "status": "fail",
-                "stage": "timeout",
-                "reason": f"Timeout: the Ray task gave no result {limit:.0f} s after it started; it was stopped",
-            }
-        except (
-            ray.exceptions.RayTaskError
-        ) as exc:  # the task's own code raised: a bug, not the model's
-            row = {
-                "status": "fail",
-                "stage": "worker",
-                "reason": f"RayTaskError: {' '.join(str(exc).split())[:300]}",
-            }
+            row = {"status": "fail", "stage": "timeout",
+                   "reason": f"Timeout: the Ray task gave no result {limit:.0f} s after it started; it was stopped"}  # fmt: skip
+        except ray.exceptions.RayTaskError as exc:  # outside the check, which never raises
+            row = {"status": NOT_MEASURED,
+                   "reason": f"the Ray task failed outside the check: {' '.join(str(exc).split())[:250]}; "
+                             "`--resume` measures it again"}  # fmt: skip
         except ray.exceptions.RayError as exc:  # worker or node lost more than MAX_RETRIES times
             row = {"status": NOT_MEASURED,
                    "reason": f"Ray lost this task {MAX_RETRIES + 1} times ({type(exc).__name__}); "
                              "`--resume` measures it again"}  # fmt: skip
-        return "lost", {item: dict(row) for item in chunk}
+        return LOST, {item: dict(row) for item in chunk}
 
-    def _report(
-        self, pending: dict[Any, tuple[str, list[str]]], done: dict[str, int], limit: float
-    ) -> None:
+    def _report(self, pending: dict[Any, tuple[str, list[str]]], done: dict[str, int], limit: float) -> None:  # fmt: skip
+        """The progress line, and the stop of a task past ``limit``."""
         ray = self.ray
         try:
             now, started = ray.get(self.board.snapshot.remote(), timeout=5)
