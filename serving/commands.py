@@ -357,9 +357,49 @@ def bench_serve(workload, model, clients, total, batch_size, max_wait_ms, rounds
         sys.exit(1)
 
 
+@click.command("serve-ray")
+@click.option(
+    "--model",
+    default="tiny",
+    show_default=True,
+    metavar="DIR|tiny",
+    help="BertModel checkpoint; the tiny one keeps the model's share of a request small, so "
+    "the difference between the servers is what shows.",
+)
+@click.option("--clients", default=32, show_default=True, type=click.IntRange(2, 512))
+@click.option(
+    "--requests", "total", default=2000, show_default=True, type=click.IntRange(1, 100000)
+)
+@click.option(
+    "--single-requests",
+    default=400,
+    show_default=True,
+    type=click.IntRange(1, 100000),
+    help="Requests of the one-client runs.",
+)
+@click.option("--rounds", default=2, show_default=True, type=click.IntRange(1, 10))
+@click.option("--time-limit", default=300.0, show_default=True, type=click.FloatRange(1, 3600))
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def bench_serve_ray(model, clients, total, single_requests, rounds, time_limit, as_json):
+    """Ray Serve against the plain server (1 and N clients, p50/p95), 2 replicas vs 1, and a
+    replica killed under load; on a local Ray cluster of this machine."""
+    import json
+
+    from skillmill.measure.bench.serving import format_ray_report, run_ray_comparison
+
+    report = run_ray_comparison(model=model, clients=clients, total=total,
+                                single_total=single_requests, rounds=rounds,
+                                time_limit=time_limit,
+                                progress=lambda m: click.echo(m, err=True))  # fmt: skip
+    click.echo(json.dumps(report, indent=2) if as_json else format_ray_report(report))
+    if any(run["errors"] for run in report["runs"]):
+        sys.exit(1)
+
+
 def register_serving_commands(main: click.Group) -> None:
     main.add_command(serve)
     main.add_command(mcp)
     bench = main.commands.get("bench")
     if isinstance(bench, click.Group):
         bench.add_command(bench_serve)
+        bench.add_command(bench_serve_ray)

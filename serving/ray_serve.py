@@ -17,6 +17,7 @@ instead of waiting in Serve's router, and Serve's own queue limit (a 503) never 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -241,8 +242,10 @@ def _kind(value: Any) -> str:
 
 
 # ---- the deployment --------------------------------------------------------------------------
+@functools.cache
 def _replica_class() -> type:
-    """The deployment's class, built on first use so that importing this module needs no Ray."""
+    """The deployment's class, built on first use so that importing this module needs no Ray
+    (and once, so that a redeploy with other replica settings keeps the same code version)."""
     from ray import serve
 
     @serve.ingress()

@@ -144,10 +144,19 @@ class _KeepAliveClient:
 
 
 async def _drive(
-    url: str, workload: str, model_id: str, clients: int, total: int, time_limit: float
+    url: str,
+    workload: str,
+    model_id: str,
+    clients: int,
+    total: int,
+    time_limit: float,
+    retries: int = 0,
 ) -> dict[str, Any]:
+    """``retries``: a 5xx or a broken connection is sent again up to that many times (the
+    latency then counts every try), as a client with retries does; ``retried`` counts them."""
     latencies: list[float] = []
     errors: list[str] = []
+    retried = 0
     issued = 0
     host, port = url.removeprefix("http://").rsplit(":", 1)
     connections = [_KeepAliveClient(host, int(port)) for _ in range(clients)]
@@ -160,21 +169,34 @@ async def _drive(
     deadline = time.monotonic() + time_limit
 
     async def worker(connection: _KeepAliveClient) -> None:
-        nonlocal issued
+        nonlocal issued, retried
         while issued < total and time.monotonic() < deadline:
             i = issued
             issued += 1
             path, body = _request(workload, model_id, i)
             start = time.perf_counter()
-            try:
-                status, answer = await connection.post(path, body)
-            except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
-                errors.append(f"{type(exc).__name__}: {exc}")
-                await connection.close()
-                connection.writer = None
-                continue
-            if status != 200:
-                errors.append(f"{status}: {answer[:200].decode(errors='replace')}")
+            outcome = None  # None: answered 200; else why not, after the last try
+            for attempt in range(retries + 1):
+                if attempt:
+                    retried += 1
+                    await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+                try:
+                    status, answer = await connection.post(path, body)
+                except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
+                    outcome = f"{type(exc).__name__}: {exc}"
+                    try:
+                        await connection.close()
+                    except OSError:
+                        pass
+                    connection.writer = None
+                    continue
+                outcome = (
+                    None if status == 200 else f"{status}: {answer[:200].decode(errors='replace')}"
+                )
+                if status < 500:
+                    break
+            if outcome is not None:
+                errors.append(outcome)
                 continue
             latencies.append((time.perf_counter() - start) * 1000.0)
 
@@ -190,6 +212,7 @@ async def _drive(
         "errors": errors,
         "seconds": elapsed,
         "stopped_by_time_limit": issued < total,
+        "retried": retried,
         "metrics": metrics,
         "metrics_before": metrics_before,
     }
@@ -343,4 +366,202 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"    error: {sample}")
     if report["throughput_speedup"]:
         lines.append(f"mean throughput with batching / without: {report['throughput_speedup']}x")
+    return "\n".join(lines)
+
+
+# ---- Ray Serve against the plain server (`generate-skills bench serve-ray`) -------------------
+def _summary(label: str, replicas: int, clients: int, raw: dict[str, Any]) -> dict[str, Any]:
+    lat = raw["latencies"]
+    return {
+        "label": label,
+        "replicas": replicas,
+        "clients": clients,
+        "requests": len(lat) + len(raw["errors"]),
+        "ok": len(lat),
+        "errors": len(raw["errors"]),
+        "error_samples": raw["errors"][:5],
+        "retried": raw.get("retried", 0),
+        "seconds": round(raw["seconds"], 3),
+        "throughput_rps": round(len(lat) / raw["seconds"], 2) if raw["seconds"] else None,
+        "p50_ms": round(_percentile(lat, 50), 3) if lat else None,
+        "p95_ms": round(_percentile(lat, 95), 3) if lat else None,
+        "p99_ms": round(_percentile(lat, 99), 3) if lat else None,
+        "stopped_by_time_limit": raw["stopped_by_time_limit"],
+        "loadavg": round(os.getloadavg()[0], 2),
+    }
+
+
+def run_ray_comparison(
+    model: str | None = None,
+    skill: str = "BertModel",
+    clients: int = 32,
+    total: int = 2000,
+    single_total: int = 400,
+    rounds: int = 2,
+    batch_size: int = 32,
+    max_wait_ms: float = 5.0,
+    time_limit: float = 300.0,
+    kill_after_s: float = 3.0,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """The plain single-process server (its own process) and the same skill on Ray Serve (a
+    local Ray cluster: its proxy and replicas are their own processes), both up at once, run
+    alternately ``rounds`` times at 1 client and at ``clients`` clients, one replica with one
+    compute thread against a server with one compute thread; then Serve with 2 replicas at
+    ``clients`` clients; then 2 replicas with one killed (``ray.kill``) ``kill_after_s`` into a
+    run, whose client sends a 5xx or a broken connection again (up to 5 times)."""
+    import threading
+
+    import ray
+    from ray import serve
+
+    from skillmill.serving.app import ServeSettings
+    from skillmill.serving.ray_serve import (
+        LocalRayCluster,
+        ReplicaOptions,
+        ServeConfig,
+        SkillSpec,
+        _free_port as free_port,
+        deploy,
+        replica_actor_names,
+    )
+
+    from ..machine import describe_machine
+
+    machine = describe_machine(threads=1)
+    if model is None:
+        model = "tiny"
+    runs: list[dict[str, Any]] = []
+
+    def measure(label: str, url: str, model_id: str, replicas: int, n_clients: int, n: int,
+                retries: int = 0) -> dict[str, Any]:  # fmt: skip
+        progress(f"{label}: {n} requests from {n_clients} client(s) ...")
+        raw = asyncio.run(_drive(url, "embeddings", model_id, n_clients, n, time_limit, retries))
+        run = _summary(label, replicas, n_clients, raw)
+        runs.append(run)
+        return run
+
+    progress("starting the plain server and a local Ray cluster ...")
+    plain, plain_url = start_server_process(skill, model, batch_size, max_wait_ms, threads=1)
+    cluster = None
+    try:
+        model_id = httpx.get(plain_url + "/health").json()["model"]
+        cluster = LocalRayCluster(port=free_port(), num_cpus=os.cpu_count() or 2)
+        ray.init(address=cluster.address, logging_level="warning", log_to_driver=False)
+        settings = ServeSettings(batch_size=batch_size, max_wait_ms=max_wait_ms)
+        spec = (SkillSpec(skill, model, name=model_id, device="cpu"),)
+
+        def deploy_with(replicas: int) -> str:
+            options = ReplicaOptions(replicas=replicas, num_cpus=1, threads=1)
+            return deploy(ServeConfig(spec, settings, options), port=serve_port)
+
+        serve_port = free_port()
+        ray_url = deploy_with(1)
+        for round_ in range(rounds):
+            for n_clients, n in ((1, single_total), (clients, total)):
+                measure("plain server", plain_url, model_id, 1, n_clients, n)
+                measure("ray serve", ray_url, model_id, 1, n_clients, n)
+        stop_server_process(plain)
+        plain = None
+        progress("Ray Serve: 2 replicas ...")
+        ray_url = deploy_with(2)
+        for _ in range(rounds):
+            measure("ray serve", ray_url, model_id, 2, clients, total)
+        victims = replica_actor_names()
+        killed: list[str] = []
+
+        def kill_one() -> None:
+            time.sleep(kill_after_s)
+            ray.kill(ray.get_actor(victims[0], namespace="serve"), no_restart=True)
+            killed.append(victims[0])
+
+        killer = threading.Thread(target=kill_one, daemon=True)
+        killer.start()
+        kill_run = measure("ray serve, 1 replica killed", ray_url, model_id, 2, clients, total,
+                           retries=5)  # fmt: skip
+        killer.join(30)
+        kill_run["killed"] = killed
+    finally:
+        if plain is not None:
+            stop_server_process(plain)
+        if cluster is not None:
+            try:
+                serve.shutdown()
+            finally:
+                ray.shutdown()
+                cluster.stop()
+
+    def mean_of(label: str, replicas: int, n_clients: int, key: str) -> float | None:
+        values = [r[key] for r in runs
+                  if (r["label"], r["replicas"], r["clients"]) == (label, replicas, n_clients)
+                  and r[key] is not None]  # fmt: skip
+        return statistics.fmean(values) if values else None
+
+    overhead = {}
+    for n_clients in (1, clients):
+        for key in ("p50_ms", "p95_ms"):
+            ray_value = mean_of("ray serve", 1, n_clients, key)
+            plain_value = mean_of("plain server", 1, n_clients, key)
+            if ray_value is not None and plain_value is not None:
+                overhead[f"{key[:3]}_{n_clients}_clients_ms"] = round(ray_value - plain_value, 3)
+    one, two = (mean_of("ray serve", r, clients, "throughput_rps") for r in (1, 2))
+    return {
+        "machine": machine,
+        "skill": skill,
+        "model": model,
+        "clients": clients,
+        "rounds": rounds,
+        "batch_size": batch_size,
+        "runs": runs,
+        "serve_overhead": overhead,
+        "serve_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("RAY_SERVE_")},
+        "goal_p50_1_client_ms": 1.5,
+        "goal_met": (overhead.get("p50_1_clients_ms") or 99) <= 1.5,
+        "throughput_2_vs_1_replicas": round(two / one, 2) if one and two else None,
+    }
+
+
+def format_ray_report(report: dict[str, Any]) -> str:
+    from ..machine import machine_line
+
+    lines = [
+        machine_line(report["machine"]),
+        f"Ray Serve vs the plain server: {report['skill']} ({report['model']}), loopback, "
+        f"one compute thread per server/replica, batch {report['batch_size']}, "
+        f"{report['rounds']} alternating round(s)"
+        + "".join(f", {k}={v}" for k, v in report["serve_env"].items()),
+        f"{'run':<28} {'replicas':>8} {'clients':>7} {'ok':>6} {'errors':>6} {'retried':>7} "
+        f"{'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}  load",
+    ]
+    for run in report["runs"]:
+        lines.append(
+            f"{run['label']:<28} {run['replicas']:>8} {run['clients']:>7} {run['ok']:>6} "
+            f"{run['errors']:>6} {run['retried']:>7} {run['throughput_rps']:>8} "
+            f"{run['p50_ms']:>8} {run['p95_ms']:>8} {run['p99_ms']:>8}  {run['loadavg']}"
+            + ("  (stopped by time limit)" if run["stopped_by_time_limit"] else "")
+        )
+        for sample in run["error_samples"]:
+            lines.append(f"    error: {sample}")
+    overhead = report["serve_overhead"]
+    clients = report["clients"]
+    if "p50_1_clients_ms" in overhead:
+        verdict = "met" if report["goal_met"] else "not met"
+        lines.append(
+            f"Serve overhead (mean over rounds, Ray minus plain): 1 client p50 "
+            f"{overhead['p50_1_clients_ms']} ms, p95 {overhead.get('p95_1_clients_ms')} ms "
+            f"(goal <= {report['goal_p50_1_client_ms']} ms at p50: {verdict}); {clients} clients "
+            f"p50 {overhead.get(f'p50_{clients}_clients_ms')} ms, p95 "
+            f"{overhead.get(f'p95_{clients}_clients_ms')} ms"
+        )
+    if report["throughput_2_vs_1_replicas"]:
+        lines.append(
+            f"throughput with 2 replicas / 1 at {clients} clients: "
+            f"{report['throughput_2_vs_1_replicas']}x"
+        )
+    killed = [r for r in report["runs"] if "killed" in r]
+    for run in killed:
+        lines.append(
+            f"replica killed under load ({', '.join(run['killed']) or 'none killed'}): "
+            f"{run['errors']} failed requests after retries, {run['retried']} retries"
+        )
     return "\n".join(lines)
