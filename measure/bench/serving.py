@@ -391,6 +391,33 @@ def _summary(label: str, replicas: int, clients: int, raw: dict[str, Any]) -> di
     }
 
 
+def cpu_seconds(groups: set[int] | None = None, pids: set[int] | None = None) -> float:
+    """CPU time (user + system) used so far by the live processes of these process groups or
+    with these ids, and by all their descendants (Ray's raylet starts the proxy and the
+    replicas in sessions of their own), read from /proc (Linux): what serving cost in CPU,
+    whoever else loads the machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    table: dict[int, tuple[int, int, int]] = {}  # pid -> (ppid, pgrp, cpu ticks)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        # after the command: state, ppid, pgrp, ..., utime (the 12th), stime (the 13th)
+        table[int(entry)] = (int(fields[1]), int(fields[2]), int(fields[11]) + int(fields[12]))
+    chosen = {p for p, (_, pgrp, _) in table.items()
+              if p in (pids or ()) or pgrp in (groups or ())}  # fmt: skip
+    grown = True
+    while grown:
+        more = {p for p, (ppid, _, _) in table.items() if ppid in chosen and p not in chosen}
+        chosen |= more
+        grown = bool(more)
+    return sum(table[p][2] for p in chosen) / tick
+
+
 def run_ray_comparison(
     model: str | None = None,
     skill: str = "BertModel",
@@ -436,8 +463,18 @@ def run_ray_comparison(
     def measure(label: str, url: str, model_id: str, replicas: int, n_clients: int, n: int,
                 retries: int = 0) -> dict[str, Any]:  # fmt: skip
         progress(f"{label}: {n} requests from {n_clients} client(s) ...")
+        # the server's side of the work: the plain server's process, or every process of the
+        # Ray cluster (proxy, replicas, controller, raylet, GCS); the client is this process
+        probe = (
+            {"pids": {plain.pid}} if label.startswith("plain") else {"groups": set(cluster.groups)}
+        )
+        cpu_before = cpu_seconds(**probe)
         raw = asyncio.run(_drive(url, "embeddings", model_id, n_clients, n, time_limit, retries))
         run = _summary(label, replicas, n_clients, raw)
+        # the warm-up and /metrics requests inside _drive are counted in too (a few percent)
+        run["server_cpu_ms_per_request"] = round(
+            (cpu_seconds(**probe) - cpu_before) * 1000 / max(1, run["ok"]), 2
+        )
         runs.append(run)
         return run
 
@@ -505,6 +542,12 @@ def run_ray_comparison(
             if ray_value is not None and plain_value is not None:
                 overhead[f"{key[:3]}_{n_clients}_clients_ms"] = round(ray_value - plain_value, 3)
     one, two = (mean_of("ray serve", r, clients, "throughput_rps") for r in (1, 2))
+    cpu = {
+        f"{label} at {n} client(s)": round(value, 2)
+        for label in ("plain server", "ray serve")
+        for n in (1, clients)
+        if (value := mean_of(label, 1, n, "server_cpu_ms_per_request")) is not None
+    }
     return {
         "machine": machine,
         "skill": skill,
@@ -514,6 +557,7 @@ def run_ray_comparison(
         "batch_size": batch_size,
         "runs": runs,
         "serve_overhead": overhead,
+        "server_cpu_ms_per_request": cpu,
         "serve_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("RAY_SERVE_")},
         "goal_p50_1_client_ms": 1.5,
         "goal_met": (overhead.get("p50_1_clients_ms") or 99) <= 1.5,
@@ -531,13 +575,14 @@ def format_ray_report(report: dict[str, Any]) -> str:
         f"{report['rounds']} alternating round(s)"
         + "".join(f", {k}={v}" for k, v in report["serve_env"].items()),
         f"{'run':<28} {'replicas':>8} {'clients':>7} {'ok':>6} {'errors':>6} {'retried':>7} "
-        f"{'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}  load",
+        f"{'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'cpu ms/req':>10}  load",
     ]
     for run in report["runs"]:
         lines.append(
             f"{run['label']:<28} {run['replicas']:>8} {run['clients']:>7} {run['ok']:>6} "
             f"{run['errors']:>6} {run['retried']:>7} {run['throughput_rps']:>8} "
-            f"{run['p50_ms']:>8} {run['p95_ms']:>8} {run['p99_ms']:>8}  {run['loadavg']}"
+            f"{run['p50_ms']:>8} {run['p95_ms']:>8} {run['p99_ms']:>8} "
+            f"{run['server_cpu_ms_per_request']:>10}  {run['loadavg']}"
             + ("  (stopped by time limit)" if run["stopped_by_time_limit"] else "")
         )
         for sample in run["error_samples"]:
@@ -552,6 +597,11 @@ def format_ray_report(report: dict[str, Any]) -> str:
             f"(goal <= {report['goal_p50_1_client_ms']} ms at p50: {verdict}); {clients} clients "
             f"p50 {overhead.get(f'p50_{clients}_clients_ms')} ms, p95 "
             f"{overhead.get(f'p95_{clients}_clients_ms')} ms"
+        )
+    if report["server_cpu_ms_per_request"]:
+        lines.append(
+            "server CPU per request (mean over rounds; Ray: every process of the cluster): "
+            + "; ".join(f"{k} {v} ms" for k, v in report["server_cpu_ms_per_request"].items())
         )
     if report["throughput_2_vs_1_replicas"]:
         lines.append(
