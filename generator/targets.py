@@ -59,8 +59,13 @@ def _validate(path: Path, decl: Any) -> dict[str, Any]:
     partial = path.with_suffix(".py.j2")
     if not partial.exists():
         raise TargetDeclarationError(f"{path}: its partial {partial.name} is missing beside it")
+    if not isinstance(decl.get("converts", False), bool):
+        raise TargetDeclarationError(f"{path}: field 'converts' must be true or false")
     decl = dict(decl)
     decl.setdefault("title", decl["name"])
+    # converts: its first call converts or compiles the model (seconds to minutes), so
+    # device="auto" does not start it on a shape it has not measured (runtime/decisions.py)
+    decl.setdefault("converts", False)
     decl["partial_path"] = str(partial)
     return decl
 

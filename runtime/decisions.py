@@ -82,9 +82,6 @@ ROUTES = {
     "mojo": Route("mojo", modular=True),
 }
 COMPILED = ("max", "mojo")
-# Targets whose first call converts nothing (PyTorch eager on the device: the weights move, no
-# graph is traced, compiled or checked); the cpu target does too with its native executor off.
-STARTS_WITHOUT_CONVERSION = ("cuda", "rocm", "mps")
 
 
 # ---- constraints and choices -----------------------------------------------------------------
@@ -617,8 +614,9 @@ def within_budget(skill: Any, order: list[str], choice: Choice,
     An engine whose first call converts or compiles (OpenVINO, ONNX Runtime, MAX, Mojo, the
     native executor) costs seconds to minutes, unknown until measured, so under a start-up budget
     auto does not start one on an unmeasured shape: it keeps, in today's order, the engines this
-    skill has ``started`` already and those that convert nothing, and runs the cpu target as
-    PyTorch eager.  Its first result then arrives no later than the fastest-starting engine's.
+    skill has ``started`` already and the targets whose declaration does not say ``converts``
+    (CUDA, ROCm, MPS: PyTorch eager on the device; a template author's own), and runs the cpu
+    target as PyTorch eager.  Its first result then arrives no later than the fastest-starting engine's.
     Unchanged where the caller lifted the budget (``startup_budget_s=None``), asked for another
     precision than float32 (the engine that computes it is the one asked for), or asked for the
     native executor by name (``native=True``/``"all"``)."""
@@ -628,10 +626,10 @@ def within_budget(skill: Any, order: list[str], choice: Choice,
     kept, deferred = [], []
     for name in order:
         target = skill.targets.get(name)
-        if name in STARTS_WITHOUT_CONVERSION or name in started or name == "cpu":
+        if not getattr(target, "converts", False) or name in started or name == "cpu":
             kept.append(name)
-        elif target is not None and _runs_unasked(target):  # not probed: a probe imports the
-            deferred.append(name)  # engine's package, which is part of what a first call costs
+        elif _runs_unasked(target):  # not probed: a probe imports the engine's package,
+            deferred.append(name)  # which is part of what a first call costs
     mode, source = native_mode(skill)
     native_asked = mode != "off" and not source.endswith("=unset")
     eager_cpu = mode != "off" and not native_asked and "native" not in started and "cpu" in order

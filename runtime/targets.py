@@ -15,6 +15,9 @@ class HardwareTarget:
     priority: int
     detect: dict[str, Any]
     runner: Callable[..., Any]
+    # Its first call converts or compiles the model (the declaration's ``converts``): under a
+    # start-up budget, device="auto" starts it only once measured (decisions.within_budget).
+    converts: bool = False
 
     def status(self) -> TargetStatus:
         return target_status(self.name, self.detect)

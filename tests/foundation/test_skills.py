@@ -8,6 +8,7 @@ import torch
 
 from skillmill import load_skill
 from skillmill.measure.sweeps.skill import check_skill
+from skillmill.runtime.decisions import Constraints
 from skillmill.runtime.errors import SkillInputError, SkillLoadError, UnknownDeviceError
 
 # One or more per modality and family; the full sweep is `generate-skills coverage`.
@@ -86,7 +87,14 @@ def test_use_mojo_max_target_falls_back_with_the_reason(monkeypatch):
     monkeypatch.setenv("USE_MOJO_MAX_TARGET", "1")
     skill = load_skill("BertModel", model="tiny")
     assert skill.preferred_order()[:2] == ["max", "mojo"]
+    # Unmeasured, under the default start-up budget: neither is started (each compiles).
     result = skill.process(["hello"])
+    assert (result.backend, result.fallback_reason) == ("cpu", None)
+    assert "not started: max, mojo" in result.choice
+    # Without a budget, auto tries them in order and says why each could not run.
+    unbudgeted = load_skill("BertModel", model=skill.model,
+                            constraints=Constraints(startup_budget_s=None))  # fmt: skip
+    result = unbudgeted.process(["hello"])
     assert result.backend not in ("max", "mojo")
     assert "max:" in result.fallback_reason and "mojo:" in result.fallback_reason
     direct = skill.process_with_mojo_max(["hello"])
