@@ -93,6 +93,42 @@ def test_serve_command_checks_its_flags(tmp_path):
         assert result.exit_code == 2 and needle in result.output, result.output
 
 
+# ---- several skills on one process (the same app the replicas run) ---------------------------
+def test_several_skills_behind_one_process(gpt2_served):
+    from fastapi.testclient import TestClient
+
+    from skillmill.serving.app import create_app
+    from skillmill.serving.engine import ServedModel
+
+    bert = ServedModel("BertModel", "tiny", device="cpu")
+    with TestClient(create_app([gpt2_served, bert])) as client:
+        ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
+        assert ids == [gpt2_served.id, TINY_ID]
+        embedded = client.post("/v1/embeddings", json={"model": TINY_ID, "input": "hi"})
+        assert embedded.status_code == 200 and embedded.json()["model"] == TINY_ID
+        completed = client.post(
+            "/v1/completions", json={"model": gpt2_served.id, "prompt": "hi", "max_tokens": 2}
+        )
+        assert completed.status_code == 200 and completed.json()["model"] == gpt2_served.id
+        wrong = client.post("/v1/embeddings", json={"model": gpt2_served.id, "input": "hi"})
+        assert wrong.json()["error"]["code"] == "unsupported_model_task"
+        # TEI: /embed finds the embedding model though the causal LM comes first
+        assert client.post("/embed", json={"inputs": "hi"}).status_code == 200
+        gpt2_tokens = client.post(f"/tokenize?model={gpt2_served.id}", json={"inputs": "hi"})
+        first = client.post("/tokenize", json={"inputs": "hi"})  # the first skill: GPT-2's
+        bert_tokens = client.post(f"/tokenize?model={TINY_ID}", json={"inputs": "hi"})
+        assert first.json() == gpt2_tokens.json() != bert_tokens.json()
+        assert client.get(f"/info?model={TINY_ID}").json()["model_type"] == {
+            "embedding": {"pooling": "mean"}
+        }
+        health = client.get("/health").json()
+        assert health["model"] == gpt2_served.id and health["replica"] is None
+        assert [m["model"] for m in health["models"]] == ids
+        info = [line for line in client.get("/metrics").text.splitlines()
+                if line.startswith("skillmill_backend_info{")]  # fmt: skip
+        assert len(info) == 2
+
+
 # ---- a cluster and the app -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def cluster():
