@@ -8,6 +8,7 @@ table (`generate-skills --check` fails when either is stale).  `generate-skills 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,61 @@ def _row_line(model_type: str, row: dict[str, Any], executor_style: bool) -> str
             f"{stage}{_cell(row.get('reason'))} |")  # fmt: skip
 
 
+# What a failing row's status says about its cause (issue 24 asks for counts per cause).
+CAUSE_OF_STATUS = {
+    "export_failed": "export", "unsupported": "unsupported op", "compile_failed": "compile",
+    "mismatch": "mismatch", "timeout": "timeout", "crash": "crash", "error": "error",
+    "fail": "fail", "not_measured": "not measured",
+}  # fmt: skip
+# An exception's class name before its message ("RuntimeError: ...", "GuardOnDataDependentSymNode: ...").
+_EXCEPTION = re.compile(r"\b([A-Z][a-z0-9]+(?:[A-Z][A-Za-z0-9]*)+):")
+_OP = re.compile(r"\b(aten::[A-Za-z_0-9.]+|prim::[A-Za-z_0-9]+|aten\.[a-z_0-9]+\.[a-z_0-9]+)\b")
+_NOT_CONVERTED = "could not convert: "  # OpenVINO names the ops it had no rule for after this
+
+
+def failure_cause(row: dict[str, Any]) -> tuple[str, str]:
+    """(cause, detail) of a failing row: the cause from its status (and the stage it failed
+    at, for errors), the detail the op it names, else the exception type, else the start of
+    its reason; mismatches and timeouts group whole."""
+    status = row["status"]
+    cause = CAUSE_OF_STATUS.get(status, status)
+    if status in ("error", "fail") and row.get("stage"):
+        cause += f" at {str(row['stage']).split()[0]}"
+    recorded = re.sub(r"/\S+\.onnx", "<file>.onnx", " ".join(str(row.get("cause") or "").split()))
+    if status == "mismatch" and recorded and not recorded.startswith("relative error"):
+        return cause, recorded.split(" [")[0][:60]  # the ONNX sweep's "cannot run this shape"
+    if status in ("mismatch", "timeout", "not_measured", "crash"):
+        return cause, ""
+    if row.get("op"):
+        return cause, str(row["op"])
+    reason = " ".join(str(row.get("reason") or "").split())
+    if "is not an ONNX model" in reason:
+        return cause, "ONNX Runtime cannot load the exported file"
+    if _NOT_CONVERTED in reason:
+        return cause, reason.split(_NOT_CONVERTED, 1)[1][:60]
+    op = _OP.search(reason) if status == "unsupported" else None
+    exception = _EXCEPTION.search(reason)
+    if op or exception:
+        return cause, (op or exception).group(1)
+    return cause, (recorded or reason)[:60]
+
+
+def render_causes(rows: dict[str, dict[str, Any]], shown: int = 6) -> list[str]:
+    """The failing rows of one report grouped by cause, largest group first."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for model_type in sorted(rows):
+        if rows[model_type]["status"] != "pass":
+            groups.setdefault(failure_cause(rows[model_type]), []).append(model_type)
+    if not groups:
+        return []
+    lines = [f"Failures by cause ({sum(map(len, groups.values()))} types in "
+             f"{len(groups)} groups):", "", "| cause | detail | types | e.g. |", "|---|---|---|---|"]  # fmt: skip
+    for (cause, detail), types in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        more = f", +{len(types) - shown} more" if len(types) > shown else ""
+        lines.append(f"| {cause} | {_cell(detail)} | {len(types)} | {', '.join(types[:shown])}{more} |")
+    return lines + [""]
+
+
 def render_markdown() -> str:
     """docs/coverage.md from every committed report: a summary, then one section per backend."""
     reports = [(spec, load_report(name)) for name, spec in BACKENDS.items() if spec.report.exists()]
@@ -142,6 +198,7 @@ def render_markdown() -> str:
         for row in rows.values():
             counts[row["status"]] = counts.get(row["status"], 0) + 1
         lines += ["By status: " + ", ".join(f"{s} {n}" for s, n in sorted(counts.items())) + ".", ""]
+        lines += render_causes(rows)
         header = ("| model type | class | status | max rel err | reason |" if executor_style
                   else "| model type | class | status | backend | reason |")  # fmt: skip
         first = [t for t in spec.first if t in rows]
