@@ -35,3 +35,37 @@ def test_a_module_in_its_own_process_answers_with_its_last_json_line_or_says_why
     row, why, stderr = harness.json_from_module("fails", [], 60, env)
     assert row is None and why == "ValueError: boom" and "Traceback" in stderr
     assert harness.json_from_module("hangs", [], 1, env) == (None, "no result after 1 s", None)
+
+
+def test_a_timeout_beside_other_work_is_measured_again_alone(tmp_path):
+    """Issue 24: a type that times out is re-measured once alone before it counts as a timeout;
+    every row records its seconds."""
+    import time
+
+    attempts = tmp_path / "attempts"
+    attempts.mkdir()
+
+    def check(item: str) -> dict:
+        tries = len(list(attempts.glob(f"{item}.*")))
+        (attempts / f"{item}.{tries}").touch()
+        if item == "always-slow" or (item == "slow-once" and tries == 0):
+            time.sleep(5)
+        return {"status": "pass"}
+
+    seen = []
+    rows = harness.run_parallel(["fast", "slow-once", "always-slow"], check, jobs=2, timeout=1.0,
+                                on_result=lambda item, row: seen.append(item))  # fmt: skip
+    assert rows["fast"]["status"] == "pass" and "note" not in rows["fast"]
+    assert rows["slow-once"]["status"] == "pass"
+    assert rows["slow-once"]["note"].startswith("timed out beside other work")
+    assert rows["always-slow"]["stage"] == "timeout"
+    assert rows["always-slow"]["note"] == "timed out twice, the second time measured alone"
+    assert all(isinstance(r["seconds"], float) for r in rows.values())
+    assert sorted(p.name for p in attempts.iterdir()) == [
+        "always-slow.0", "always-slow.1", "fast.0", "slow-once.0", "slow-once.1"]
+    assert sorted(seen) == ["always-slow", "fast", "slow-once"]  # one final row each
+    # One job: nothing ran beside it, so a timeout counts at once.
+    for p in attempts.iterdir():
+        p.unlink()
+    alone = harness.run_parallel(["always-slow"], check, jobs=1, timeout=1.0)
+    assert alone["always-slow"]["stage"] == "timeout" and "note" not in alone["always-slow"]

@@ -147,7 +147,10 @@ def test_ray_sweep_writes_the_local_runners_report(cluster, report_dir):
             rf"node {re.escape(hostname)} \([\d.]+\): .+, \d+ cores, torch \S+", stamp
         ), stamp
         assert "measured_on" not in local["model_types"][model_type]
-    # past each row's node, the same document: same verdicts, reasons, counts, fields and order
+        for document in (on_ray, local):  # every row records the seconds it took (issue 24)
+            assert isinstance(document["model_types"][model_type].pop("seconds"), float)
+    # past each row's node and time, the same document: same verdicts, reasons, counts, fields
+    # and order
     assert on_ray == local
     # the bar's last word: both nodes, what each did, nothing left queued
     last = output.replace("\r", "\n").strip().splitlines()
