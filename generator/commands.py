@@ -209,7 +209,7 @@ def demo(model_dir, device, precision):
                    f"eager float32 (tolerance {proof.tolerance:g} at {proof.precision})")  # fmt: skip
     else:
         click.echo("PyTorch eager float32 ran: the reference every other engine is checked against")
-    why = result.fallback_reason or "highest-priority target present that supports BertModel"
+    why = result.fallback_reason or result.choice or "the target asked for"
     click.echo(f"why: {why}")
     for name, reason in result.skipped.items():
         click.echo(f"  skipped {name}: {reason}")
