@@ -183,8 +183,11 @@ def test_two_skills_behind_one_endpoint_equal_the_in_process_skills(serve_url, m
 
     client = _client(serve_url)
     assert sorted(m.id for m in client.models.list().data) == sorted([TINY_ID, MINILM_ID])
+    in_replica = {m["model"]: m for m in httpx.get(serve_url + "/health").json()["models"]}
     for spec in _specs(minilm_dir):
         served = spec.load(batch_size=32)  # the same skill, loaded here
+        # the same node, the same decision: the replica's backend is the one auto picks here
+        assert in_replica[served.id]["backend"] == served.backend, in_replica[served.id]
         expected = l2_normalize(
             served.embed_batch([[served.codec.encode(s) for s in SENTENCES]])[0]
         )
