@@ -12,7 +12,7 @@ when it does not."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 TEI_PATHS = frozenset({"/embed", "/predict", "/rerank", "/tokenize", "/info"})
 FAILURE_REASONS = {"overloaded": "overloaded", "backend": "model_type", "tokenizer": "tokenization"}
 
-RunModel = Callable[..., Awaitable[Any]]  # (item, size=, tokens=, timing=) -> the model's answer
 
 
 class RequestAccount:

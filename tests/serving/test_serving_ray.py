@@ -10,7 +10,6 @@ fixture, the app deployed on it as two replicas each holding two skills (the tin
   client's retries.
 The --serve-config file's checks run without Ray."""
 
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
