@@ -518,6 +518,8 @@ def run_ray_comparison(
                            retries=5)  # fmt: skip
         killer.join(30)
         kill_run["killed"] = killed
+        # the killed replica's CPU leaves the accounting with its process: no figure
+        kill_run["server_cpu_ms_per_request"] = None
     finally:
         if plain is not None:
             stop_server_process(plain)
@@ -582,7 +584,7 @@ def format_ray_report(report: dict[str, Any]) -> str:
             f"{run['label']:<28} {run['replicas']:>8} {run['clients']:>7} {run['ok']:>6} "
             f"{run['errors']:>6} {run['retried']:>7} {run['throughput_rps']:>8} "
             f"{run['p50_ms']:>8} {run['p95_ms']:>8} {run['p99_ms']:>8} "
-            f"{run['server_cpu_ms_per_request']:>10}  {run['loadavg']}"
+            f"{_shown(run['server_cpu_ms_per_request']):>10}  {run['loadavg']}"
             + ("  (stopped by time limit)" if run["stopped_by_time_limit"] else "")
         )
         for sample in run["error_samples"]:
@@ -615,3 +617,7 @@ def format_ray_report(report: dict[str, Any]) -> str:
             f"{run['errors']} failed requests after retries, {run['retried']} retries"
         )
     return "\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    return "-" if value is None else str(value)
