@@ -258,8 +258,11 @@ def _replica_class() -> type:
             set_compute_threads(threads)  # as many compute threads as the replica has CPUs
             self.settings = ServeSettings(**settings)
             self.models = [SkillSpec(**s).load(self.settings.batch_size) for s in skills]
-            context = serve.get_replica_context()
-            self.replica = context.replica_id.unique_id
+            import ray
+
+            # the Serve replica id and the node it runs on (the start of its Ray node id)
+            node = ray.get_runtime_context().get_node_id()[:8]
+            self.replica = f"{serve.get_replica_context().replica_id.unique_id}@{node}"
             for model in self.models:
                 log.info(
                     "replica %s: %s on %s (%s)", self.replica, model.id, model.backend,
@@ -367,12 +370,16 @@ class LocalRayCluster:
     Ray on the machine)."""
 
     def __init__(self, port: int = 6392, num_cpus: int = 2, workers: int = 0,
-                 worker_cpus: int = 1, temp_dir: str | None = None):  # fmt: skip
+                 worker_cpus: int = 1, temp_dir: str | None = None,
+                 env: dict[str, str] | None = None):  # fmt: skip
         import tempfile
 
         self.port = port
         self.temp = temp_dir or tempfile.mkdtemp(prefix="ray-serve-", dir="/tmp")  # short paths
         self.groups: list[int] = []
+        # Serve's proxy runs on the head only; by default it prefers replicas on its own node,
+        # so the other nodes' replicas would get traffic only once the head's are saturated
+        self.env = {"RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING": "0", **(env or {})}
         try:
             self._start(self._head(num_cpus))
             for _ in range(workers):
@@ -405,7 +412,7 @@ class LocalRayCluster:
         import sys
 
         ray_cli = str(Path(sys.executable).with_name("ray"))
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **self.env}
         proc = subprocess.Popen([ray_cli, "start", *args], env=env, start_new_session=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
         self.groups.append(proc.pid)

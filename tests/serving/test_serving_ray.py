@@ -1,6 +1,7 @@
-"""Serving on Ray Serve (issue 23): a Ray head on 127.0.0.1 started and stopped by the module's
-fixture, the app deployed on it as two replicas each holding two skills (the tiny random BERT on
-``device="auto"`` and the real MiniLM), and the official ``openai`` client on loopback.
+"""Serving on Ray Serve (issue 23): a Ray head and a worker node on 127.0.0.1 started and stopped
+by the module's fixture, the app deployed on it as two replicas (one per node) each holding two
+skills (the tiny random BERT on ``device="auto"`` and the real MiniLM), and the official
+``openai`` client on loopback.
 
 - both skills behind one endpoint: /v1/models lists them, embeddings route by model id and equal
   the same skill run in this process; an unknown id is OpenAI's 404;
@@ -137,7 +138,8 @@ def cluster():
 
     from skillmill.serving.ray_serve import LocalRayCluster
 
-    started = LocalRayCluster(port=HEAD_PORT, num_cpus=3)
+    # a head and one worker node, one CPU each: the two replicas land one on each
+    started = LocalRayCluster(port=HEAD_PORT, num_cpus=1, workers=1, worker_cpus=1)
     try:
         ray.init(address=started.address, logging_level="warning", log_to_driver=False)
         yield started
@@ -219,6 +221,7 @@ def test_every_replica_reports_where_each_skill_runs(serve_url):
         health = httpx.get(serve_url + "/health", timeout=30).json()
         replicas[health["replica"]] = health
     assert len(replicas) == 2, f"only replica(s) {sorted(replicas)} answered"
+    assert len({r.split("@")[1] for r in replicas}) == 2, f"one node runs both: {list(replicas)}"
     for replica, health in replicas.items():
         models = {m["model"]: m for m in health["models"]}
         assert set(models) == {TINY_ID, MINILM_ID}
