@@ -22,6 +22,16 @@ def test_tiny_model_through_skill_equals_transformers(model_type):
     assert row["status"] == "pass", row
 
 
+def test_the_skill_sweep_pins_pytorch_eager_whatever_auto_would_run(monkeypatch):
+    """The skill sweep measures the wiring on PyTorch eager on the cpu target: even where auto
+    would convert (SKILLMILL_NATIVE=all asks for the native executor, so auto keeps the fixed
+    order with its conversions), a row runs eager and says so."""
+    monkeypatch.setenv("SKILLMILL_NATIVE", "all")
+    row = check_skill("bert")
+    assert row["status"] == "pass", row
+    assert (row["backend"], row["engine"]) == ("cpu", "torch")
+
+
 def test_minilm_embeddings_equal_sentence_transformers(minilm_dir):
     st = pytest.importorskip("sentence_transformers")
     sentences = ["The cat sits outside", "A man is playing guitar", "The new movie is awesome"]
