@@ -41,15 +41,6 @@ CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.fixture
-def table(tmp_path, monkeypatch):
-    path = tmp_path / "decisions.json"
-    monkeypatch.setenv(decisions.ENV_PATH, str(path))
-    decisions.clear_cache()
-    yield path
-    decisions.clear_cache()
-
-
 def child(*flags: str) -> dict:
     done = subprocess.run([sys.executable, "-c", CHILD, *flags], capture_output=True, text=True,
                           timeout=600, env=os.environ.copy())  # fmt: skip

@@ -69,13 +69,6 @@ def auto_skill():
     return load_skill("BertModel", model="tiny")
 
 
-@pytest.fixture
-def table(tmp_path, monkeypatch):
-    path = tmp_path / "decisions.json"
-    monkeypatch.setenv(decisions.ENV_PATH, str(path))
-    return path
-
-
 def test_tune_measures_both_engines_and_writes_them_with_this_machine(tuned):
     path, reports, lines = tuned
     assert lines[0].startswith("machine: ") and "SIMD" in lines[0]  # the CPU and ISA first

@@ -24,15 +24,6 @@ def row(median_ms: float, peak_mb: float, reference: bool = False) -> dict:
             "parity": parity}  # fmt: skip
 
 
-@pytest.fixture
-def table(tmp_path, monkeypatch):
-    path = tmp_path / "decisions.json"
-    monkeypatch.setenv(decisions.ENV_PATH, str(path))
-    decisions.clear_cache()
-    yield path
-    decisions.clear_cache()
-
-
 def write(path, skill, rows_by_bucket: dict[Bucket, dict], fingerprint: dict | None = None) -> None:
     entries = {}
     for bucket, engines in rows_by_bucket.items():
