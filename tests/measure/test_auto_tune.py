@@ -14,8 +14,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 from skillmill import load_skill
 from skillmill.measure import manager as manager_module
 from skillmill.runtime import decisions
