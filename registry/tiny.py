@@ -23,6 +23,8 @@ from typing import Any
 import torch
 import yaml
 
+from .image_vocabulary import add_image_vocabulary
+
 OVERRIDES_PATH = Path(__file__).with_name("tiny_overrides.yaml")
 
 HIDDEN = 32
@@ -599,6 +601,8 @@ def _tiny_config(model_type: str):
         _set_dotted(d, dotted, copy.deepcopy(value))
     if overrides.get("_mrope_section"):
         _add_default_mrope(d, list(overrides["_mrope_section"]))
+    if overrides.get("_image_vocabulary"):
+        add_image_vocabulary(d, overrides["_image_vocabulary"])
     _post_fix(d)
     d.pop("transformers_version", None)
     d.pop("architectures", None)
