@@ -139,11 +139,13 @@ def create_app(
     served: ServedModel | Sequence[ServedModel],
     settings: ServeSettings | None = None,
     replica: str | None = None,
+    ingress: str | None = None,
 ) -> FastAPI:
     """The app for one skill or several behind one endpoint (requests route by ``model``; the
     first skill is the default of the routes that name none: TEI's, /health's top level).
     ``replica`` names this copy of the app where several serve (a Ray Serve replica id); it is
-    reported in /health and /metrics."""
+    reported in /health and /metrics, and ``ingress`` (how requests reach it on Ray) in
+    /health."""
     settings = settings or ServeSettings()
     metrics = Metrics()
     models = [served] if isinstance(served, ServedModel) else list(served)
@@ -247,6 +249,7 @@ def create_app(
             "status": "ok",
             **skill_health(default),
             "replica": replica,
+            **({"ingress": ingress} if ingress is not None else {}),
             "models": [skill_health(s) for s in skills.values()],
         }
 

@@ -13,7 +13,14 @@ same routes on both servers; ``@serve.batch`` has no token budget and no bound o
 
 Where the replica does its queueing: Serve's ``max_ongoing_requests`` is set above the app's
 ``max_concurrent_requests``, so a burst reaches the replica and meets the app's 429 (Retry-After)
-instead of waiting in Serve's router, and Serve's own queue limit (a 503) never applies."""
+instead of waiting in Serve's router, and Serve's own queue limit (a 503) never applies.
+
+How a request reaches a replica is the cluster's setting, read by every Ray process when it
+starts (``INGRESS_ENV``): by default Serve's Python proxy carries each request to a replica (about
+14 ms and 13 ms of CPU per request on a 2-core machine); with HAProxy and Serve's direct ingress
+each replica runs its own HTTP server and HAProxy (C) forwards to it, the overhead then too small
+to measure against the plain server (docs/ray.md).  The clusters this module starts use HAProxy;
+a replica reports in /health which one carried it."""
 
 from __future__ import annotations
 
@@ -34,6 +41,13 @@ APP_NAME = "skillmill"
 DEPLOYMENT_NAME = "skillmill"
 # Requests beyond the app's bound that Serve still hands to a replica, so they get the app's 429.
 ONGOING_MARGIN = 32
+# What each Ray process of a cluster needs in its environment (at `ray start`) for each way in:
+# "haproxy" is Ray Serve's throughput-optimised mode (HAProxy in front of each replica's own HTTP
+# server, gRPC between Serve's parts, user code on the replica's event loop), "proxy" its default.
+INGRESS_ENV = {
+    "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
+    "proxy": {"RAY_SERVE_ENABLE_HA_PROXY": "0", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0"},
+}
 
 
 class ServeConfigError(ValueError):
@@ -263,16 +277,34 @@ def _replica_class() -> type:
             # the Serve replica id and the node it runs on (the start of its Ray node id)
             node = ray.get_runtime_context().get_node_id()[:8]
             self.replica = f"{serve.get_replica_context().replica_id.unique_id}@{node}"
+            self.ingress = ingress_of_this_process()
             for model in self.models:
                 log.info(
-                    "replica %s: %s on %s (%s)", self.replica, model.id, model.backend,
-                    model.fallback_reason or "first choice",
+                    "replica %s (ingress %s): %s on %s (%s)", self.replica, self.ingress,
+                    model.id, model.backend, model.fallback_reason or "first choice",
                 )  # fmt: skip
 
         def __serve_build_asgi_app__(self):
-            return create_app(self.models, self.settings, replica=self.replica)
+            return create_app(self.models, self.settings, replica=self.replica,
+                              ingress=self.ingress)  # fmt: skip
 
     return SkillmillReplica
+
+
+def ingress_of_this_process() -> str:
+    """How requests reach the replicas of this process's Serve: "haproxy" (HAProxy, then the
+    replica's own HTTP server), "direct" (the replica's own server, no HAProxy) or "serve proxy".
+    Serve 2.60 has no public call for it; its constants module holds what this process read
+    from its environment at start."""
+    try:
+        from ray.serve._private import constants
+    except ImportError:  # a Serve that moved its constants: say so rather than guess
+        return "unknown"
+    if getattr(constants, "RAY_SERVE_ENABLE_HA_PROXY", False):
+        return "haproxy"
+    if getattr(constants, "RAY_SERVE_ENABLE_DIRECT_INGRESS", False):
+        return "direct"
+    return "serve proxy"
 
 
 def build_application(config: ServeConfig) -> Any:
@@ -371,7 +403,7 @@ class LocalRayCluster:
 
     def __init__(self, port: int = 6392, num_cpus: int = 2, workers: int = 0,
                  worker_cpus: int = 1, temp_dir: str | None = None,
-                 env: dict[str, str] | None = None):  # fmt: skip
+                 env: dict[str, str] | None = None, ingress: str = "haproxy"):  # fmt: skip
         import tempfile
 
         self.port = port
@@ -379,7 +411,14 @@ class LocalRayCluster:
         self.groups: list[int] = []
         # Serve's proxy runs on the head only; by default it prefers replicas on its own node,
         # so the other nodes' replicas would get traffic only once the head's are saturated
-        self.env = {"RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING": "0", **(env or {})}
+        if ingress not in INGRESS_ENV:
+            raise ValueError(f"ingress must be one of {sorted(INGRESS_ENV)}, got {ingress!r}")
+        self.ingress = ingress
+        # HAProxy runs on this host and hears of a stopping replica at once: the 30 s a replica
+        # otherwise keeps serving while it stops (for load balancers elsewhere) only slows a
+        # redeploy here
+        self.env = {"RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING": "0", **INGRESS_ENV[ingress],
+                    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2", **(env or {})}  # fmt: skip
         try:
             self._start(self._head(num_cpus))
             for _ in range(workers):

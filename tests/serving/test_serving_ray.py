@@ -5,8 +5,10 @@ skills (the tiny random BERT on ``device="auto"`` and the real MiniLM), and the 
 
 - both skills behind one endpoint: /v1/models lists them, embeddings route by model id and equal
   the same skill run in this process; an unknown id is OpenAI's 404;
-- /health, /metrics and /info name each replica and where each skill runs;
-- the queue bound answers 429 with Retry-After and no 5xx, on Ray as on one process;
+- /health, /metrics and /info name each replica and where each skill runs, and /health how the
+  request reached it (HAProxy and Serve's direct ingress, which the test cluster is started with);
+- the queue bound answers 429 with Retry-After and no 5xx, on Ray as on one process, and each
+  replica's resident memory grows by less than MEMORY_CAP_MIB under the burst;
 - a replica killed under load (``ray.kill`` on its actor) leaves zero failed requests after the
   client's retries.
 The --serve-config file's checks run without Ray."""
@@ -14,6 +16,7 @@ The --serve-config file's checks run without Ray."""
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -36,6 +39,12 @@ TINY_ID = "BertModel-tiny"
 BOUND = 4  # max_concurrent_requests per skill per replica
 SENTENCES = ["A man is eating food.", "A man is riding a horse.", "A monkey plays a drum."]
 ATOL = 1e-5  # unit vectors from the same weights, the same engine and the same batch shapes
+# A replica's resident memory may grow this much under the 10x burst. It holds at most BOUND
+# requests per skill (a few KiB each here) and refuses the rest before they become work, so
+# what grows is the working memory of the largest batch that runs: MiniLM on 32 inputs of ~100
+# tokens has 32 x 12 x 100 x 100 float32 attention scores (15 MiB) per layer, plus the
+# allocator's pools.  54 MiB was measured here; an unbounded queue would grow with the burst.
+MEMORY_CAP_MIB = 128
 
 
 # ---- the config file (no Ray) ----------------------------------------------------------------
@@ -223,6 +232,7 @@ def test_every_replica_reports_where_each_skill_runs(serve_url):
     assert len(replicas) == 2, f"only replica(s) {sorted(replicas)} answered"
     assert len({r.split("@")[1] for r in replicas}) == 2, f"one node runs both: {list(replicas)}"
     for replica, health in replicas.items():
+        assert health["ingress"] == "haproxy", health  # LocalRayCluster's default way in
         models = {m["model"]: m for m in health["models"]}
         assert set(models) == {TINY_ID, MINILM_ID}
         assert models[TINY_ID]["requested_device"] == "auto"  # the replica's own choice
@@ -246,8 +256,14 @@ def test_the_queue_bound_answers_429_and_no_5xx(serve_url):
         answer = httpx.post(serve_url + "/v1/embeddings", json=body, timeout=120)
         return answer.status_code, answer.headers.get("retry-after"), answer.json()
 
+    resident_before = _replica_memory_mib()
     with ThreadPoolExecutor(10 * BOUND) as pool:
         answers = list(pool.map(one, range(10 * BOUND)))
+    resident_after = _replica_memory_mib()
+    grown = {r: resident_after[r] - resident_before[r] for r in resident_before}
+    print(f"replica resident memory before and after the burst, MiB: {resident_before} -> "
+          f"{resident_after}")  # fmt: skip
+    assert len(grown) == 2 and max(grown.values()) < MEMORY_CAP_MIB, grown
     statuses = [s for s, _, _ in answers]
     assert set(statuses) <= {200, 429}, statuses
     refused = [(r, b) for s, r, b in answers if s == 429]
@@ -256,6 +272,25 @@ def test_the_queue_bound_answers_429_and_no_5xx(serve_url):
     # and then it serves again
     assert httpx.post(serve_url + "/v1/embeddings", json={"model": MINILM_ID, "input": "x"},
                       timeout=60).status_code == 200  # fmt: skip
+
+
+def _replica_memory_mib() -> dict[int, float]:
+    """Each live replica's resident memory (VmRSS) in MiB, by process id: Ray titles a
+    replica's worker process ``ray::ServeReplica:<app>:<deployment>``."""
+    resident = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or not (proc / "cmdline").read_bytes().startswith(
+                b"ray::ServeReplica:"
+            ):
+                continue
+            status = (proc / "status").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        kib = next(int(line.split()[1]) for line in status.splitlines()
+                   if line.startswith("VmRSS:"))  # fmt: skip
+        resident[int(proc.name)] = round(kib / 1024, 1)
+    return resident
 
 
 def test_a_replica_killed_under_load_fails_no_request(serve_url):
