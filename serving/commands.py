@@ -248,6 +248,7 @@ def _serve_config(skills, models, names, path, *, device, precision, quantize, s
 
 
 def _serve_on_ray(config, address: str, host: str, port: int) -> None:
+    import signal
     import time
 
     from . import ray_serve
@@ -269,9 +270,13 @@ def _serve_on_ray(config, address: str, host: str, port: int) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        ray_serve.undeploy(shutdown_serve=cluster is not None)
-        if cluster is not None:
-            cluster.stop()
+        # a second Ctrl-C (or a signal forwarded twice) must not leave the cluster running
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            ray_serve.undeploy(shutdown_serve=cluster is not None)
+        finally:
+            if cluster is not None:
+                cluster.stop()
 
 
 def _say_how_requests_arrive(url: str) -> None:
