@@ -21,7 +21,7 @@ NOT_INPUTS = {
     "class_labels", "encoder_outputs", "interpolate_pos_encoding", "output_router_logits",
     "cache", "cache_params", "mems", "use_mems", "past_key_value", "is_impossible", "cls_index",
     "p_mask", "future_values", "target_values", "decoder_cache", "use_decoder_cache",
-    "inference_session", "return_logits", "num_logits_to_keep", "output_loading_info",
+    "return_logits", "num_logits_to_keep", "output_loading_info",
 }
 
 TEXT_GENERATION_TASKS = {"text-generation", "image-text-to-text", "any-to-any", "text2text-generation"}

@@ -24,6 +24,8 @@ from .normalized_config import NormalizedConfig
 # Models without an image_size (CNNs, DETR-like detectors) get 64 px: five stride-2 stages still
 # leave a 2x2 map, which group norms need.
 DEFAULT_IMAGE = 64
+# Video trackers' frames, where the config names no image size.
+IMAGE_SIDE = 32
 AUDIO_SAMPLES = 4000
 MEL_FRAMES = 64
 
@@ -657,6 +659,38 @@ class FamilyInputGenerator(InputGenerator):
         raise UnknownInputError(name)
 
 
+class VideoSessionInputGenerator(InputGenerator):
+    """Video trackers (SAM 2 / SAM 3 / EdgeTAM video) take a session object, not tensors: the
+    video's frames, the prompts and the memory bank forward reads and updates.  Their processor
+    builds it; here it is built the same way from the session class forward names, holding two
+    preprocessed frames at the model's image size and one prompt on the first frame."""
+
+    SUPPORTED_INPUT_NAMES = ("inference_session", "frame_idx")
+
+    def generate(self, name: str) -> Any:
+        if name == "frame_idx":
+            return 0  # forward tracks one frame of the session per call: the prompted one
+        ctx = self.ctx
+        session_class = _forward_params(ctx.model)["inference_session"].annotation
+        size = _int(ctx.nc.image_size or VisionInputGenerator(ctx).vision().image_size, IMAGE_SIDE)
+        frames = ctx.randn((2, VisionInputGenerator(ctx).channels(), size, size))
+        session = session_class(video=frames, video_height=size, video_width=size, dtype=torch.float32)
+        if hasattr(session, "add_prompt"):
+            # SAM 3 video detects what a text prompt names: its token ids, as the processor stores them.
+            prompt = session.add_prompt("object")
+            session.prompt_input_ids[prompt] = TextInputGenerator(ctx).ids(32)[:1]
+            session.prompt_attention_masks[prompt] = torch.ones(1, 32, dtype=torch.long)
+        else:
+            # Point trackers: one positive click in the middle of frame 0 for object id 1, in the
+            # model's pixel coordinates, as the processor's add_inputs_to_inference_session adds it.
+            obj_idx = session.obj_id_to_idx(1)
+            point = {"point_coords": torch.tensor([[[[size / 2, size / 2]]]]),
+                     "point_labels": torch.ones(1, 1, 1, dtype=torch.int32)}  # fmt: skip
+            session.add_point_inputs(obj_idx, 0, point)
+            session.obj_with_new_inputs = [1]
+        return session
+
+
 GENERATORS: list[type[InputGenerator]] = [
     TextInputGenerator,
     BboxInputGenerator,
@@ -664,6 +698,7 @@ GENERATORS: list[type[InputGenerator]] = [
     AudioInputGenerator,
     TimeSeriesInputGenerator,
     FamilyInputGenerator,
+    VideoSessionInputGenerator,
 ]
 
 
@@ -772,6 +807,8 @@ def needed_input_names(model) -> list[str]:
     want.difference_update(family.get("skip", []))
     if "input_ids" in want and "bbox" in params:
         want.add("bbox")
+    if "inference_session" in want and "frame_idx" in params:
+        want.add("frame_idx")  # a session holds every frame: forward must be told which to track
     if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in params:
         want.add("decoder_input_ids")
     if "input_ids" in want:

@@ -17,11 +17,16 @@ INTEGER_INPUTS = {"input_ids", "decoder_input_ids", "token_type_ids", "position_
                   "image_grid_thw", "video_grid_thw", "grid_thw", "image_sizes", "mm_token_type_ids"}
 MASK_INPUTS = {"attention_mask", "decoder_attention_mask", "pixel_mask", "padding_mask",
                "encoder_attention_mask", "head_mask", "past_observed_mask", "bool_masked_pos"}
+# Processor-built state that forward takes as an object, not a tensor: a video tracker's
+# session (its frames, prompts and memory bank), which forward reads and updates.
+STATE_INPUTS = {"inference_session"}
 # Switches a caller may pass through to ``forward`` besides the model's inputs.
 PASS_THROUGH = {"output_hidden_states", "output_attentions", "use_cache", "return_dict"}
 
 
 def to_tensor(name: str, value: Any) -> Any:
+    if name in STATE_INPUTS and not isinstance(value, (torch.Tensor, np.ndarray, list, tuple)):
+        return value
     if isinstance(value, torch.Tensor):
         tensor = value
     elif isinstance(value, np.ndarray):

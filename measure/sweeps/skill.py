@@ -72,6 +72,10 @@ def check_skill(model_type: str) -> dict[str, Any]:
         reference = copy.deepcopy(skill.model)
         stage = "inputs"
         inputs = skill.example_inputs()
+        # The reference's own copy, taken before the skill runs: a stateful input (a video
+        # tracker's session) is updated by forward, and a second call on it would replay the
+        # first call's cached masks instead of computing them.
+        reference_inputs = copy.deepcopy(inputs)
         stage = "skill.process"
         torch.manual_seed(0)
         result = skill.process(dict(inputs))
@@ -83,7 +87,7 @@ def check_skill(model_type: str) -> dict[str, Any]:
         stage = "reference"
         torch.manual_seed(0)
         with torch.inference_mode():
-            want = flatten_outputs(reference(**dict(inputs)))
+            want = flatten_outputs(reference(**reference_inputs))
         stage = "compare"
         if not want:
             raise ValueError("the model returned no tensors to compare")
