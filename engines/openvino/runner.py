@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import torch
 
@@ -59,13 +60,92 @@ class Converted:
         return [result[out] for out in self.compiled.outputs]
 
 
+class ConversionFailed(RuntimeError):
+    """Neither OpenVINO frontend converted the model; the message names what each stopped at."""
+
+    def __init__(self, traced: BaseException, exported: BaseException):
+        super().__init__(f"TorchScript: {failure_summary(traced)}; torch.export: {failure_summary(exported)}")
+
+
 def convert(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> Any:
-    """The OpenVINO model.  Converting traces the model; models that sample inside forward must
-    not see a different random stream because a backend was tried first."""
+    """The OpenVINO model: TorchScript tracing first (it converts most models, and what passes
+    there stays as measured), else the ``torch.export`` program (``exported_program``).
+    Converting runs the model; models that sample inside forward must not see a different
+    random stream because a backend was tried first."""
     import openvino
 
-    with torch.random.fork_rng(devices=[]):
-        return openvino.convert_model(TensorsOut(model, list(tensors)), example_input=tuple(tensors.values()))
+    with torch.random.fork_rng(devices=[]), batched_experts(model):
+        try:
+            return openvino.convert_model(TensorsOut(model, list(tensors)), example_input=tuple(tensors.values()))
+        except Exception as traced:  # noqa: BLE001 — the export path is the second chance
+            try:
+                return exported_program(model, tensors)
+            except Exception as exported:  # noqa: BLE001
+                raise ConversionFailed(traced, exported) from exported
+
+
+def exported_program(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> Any:
+    """The model converted from the ``torch.export`` program the native executor and MAX lower
+    (``ir.frontends.pytorch.export_model``: the same patches, eager attention where it agrees,
+    ``draft_export`` past data-dependent branches), which OpenVINO's FX frontend takes where the
+    tracer fails: Python lists and constants the tracer cannot type (SequenceMark,
+    prim::Constant, prim::ListUnpack), or models it cannot trace at all.  Batch and sequence
+    stay dynamic where they can; else fewer dims, then static shapes, which the runner can
+    take since it converts once per input signature."""
+    import openvino
+
+    from skillmill.ir.frontends.pytorch import dims_ladder, eager_attention_agrees, export_model
+
+    wrapper, eager = TensorsOut(model, list(tensors)), eager_attention_agrees(model, tensors)
+    ladder = dims_ladder(tensors)
+    for attempt, dims in enumerate(ladder):
+        try:
+            program = export_model(wrapper, tensors, dims, type(model).__name__, eager_attention=eager,
+                                   positional=True, decompose=False)  # fmt: skip
+            return openvino.convert_model(program)
+        except Exception:
+            if attempt == len(ladder) - 1:
+                raise
+    raise AssertionError("unreachable: the ladder always has a rung")
+
+
+@contextmanager
+def batched_experts(model: torch.nn.Module) -> Iterator[None]:
+    """transformers' grouped mixture-of-experts counts tokens per expert with ``torch.histc``,
+    which neither OpenVINO frontend converts (53 of 605 base types failed on it).  Its
+    ``batched_mm`` experts compute the same function by gathering each token's expert weights:
+    no histc and no data-dependent loop (the eager loop would be traced for just the experts
+    the example happened to route to)."""
+    previous = getattr(getattr(model, "config", None), "_experts_implementation", None)
+    switch = getattr(model, "set_experts_implementation", None)
+    if switch is None or previous in (None, "batched_mm"):
+        yield
+        return
+    switch("batched_mm")
+    try:
+        yield
+    finally:
+        switch(previous)
+
+
+def failure_summary(exc: BaseException) -> str:
+    """The reason in a line: OpenVINO's frontend ends a long message with a summary of the ops
+    it had no rule for or failed on; those names are what a cluster of failures has in common."""
+    if isinstance(exc, ConversionFailed):
+        return str(exc)
+    message = str(exc)
+    if "Summary:" in message:
+        found = []
+        for line in message.split("Summary:", 1)[1].splitlines():
+            line = line.strip().lstrip("-").strip()
+            for prefix, label in (("No conversion rule found for operations:", "no rule for"),
+                                  ("Conversion is failed for:", "could not convert")):  # fmt: skip
+                if line.startswith(prefix):
+                    found.append(f"{label} {line[len(prefix):].strip()}")
+        if found:
+            return "OpenVINO " + "; ".join(found)
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0][:200] if lines else ''}"
 
 
 def compile_for_cpu(converted: Any, names: list[str], precision: str) -> tuple[Converted, Any]:

@@ -105,9 +105,12 @@ def default_dynamic_dims(inputs: dict[str, Any]) -> dict[str, dict[int, str]]:
 
 
 def export_model(model: Any, inputs: dict[str, Any], dims: dict[str, dict[int, str]], name: str,
-                 eager_attention: bool = True):  # fmt: skip
+                 eager_attention: bool = True, positional: bool = False, decompose: bool = True):  # fmt: skip
     """torch.export with the requested dims dynamic, then ``run_decompositions()`` to core ATen.
-    ``eager_attention``: trace the eager attention path (see ``eager_attention_agrees``)."""
+    ``eager_attention``: trace the eager attention path (see ``eager_attention_agrees``).
+    ``positional``: ``model`` takes the inputs by position, in ``inputs``' order (a wrapper's
+    ``forward(*tensors)``).  ``decompose=False`` leaves the decomposition to the consumer
+    (OpenVINO runs its own table, which keeps ops it converts whole)."""
     import torch
     from torch.export import Dim, export
 
@@ -115,22 +118,25 @@ def export_model(model: Any, inputs: dict[str, Any], dims: dict[str, dict[int, s
     # a dim exported at size 0 or 1 would be specialised; widen the examples to 2
     widened = {k: _widen(v, dims.get(k, {})) for k, v in inputs.items()}
     shapes: dict[str, Any] = {k: ({d: Dim.DYNAMIC for d in dims.get(k, {})} or None) for k in widened}
-    if "use_cache" in inspect.signature(model.forward).parameters:
+    if not positional and "use_cache" in inspect.signature(model.forward).parameters:
         widened["use_cache"], shapes["use_cache"] = False, None
+    # by position, the shapes are those of forward's one parameter, ``*tensors`` (torch.export's form)
+    args, kwargs = (tuple(widened.values()), {}) if positional else ((), widened)
+    shapes = (tuple(shapes.values()),) if positional else shapes
     attention = switch_to_eager_attention(model) if eager_attention else nullcontext()
     try:
         with _no_cache(model), attention, torch.no_grad():
             try:
-                exported = export(model, (), widened, dynamic_shapes=shapes, strict=False)
+                exported = export(model, args, kwargs, dynamic_shapes=shapes, strict=False)
             except Exception as exc:
                 if "data-dependent" not in str(exc):
                     raise
                 # Python branching on tensor values (`if mask.any():`): draft_export follows
                 # the example's branch and records it as a runtime assertion, which the IR
                 # keeps (AssertScalar), so other data fails loudly instead of going astray.
-                exported = torch.export.draft_export(model, (), widened, dynamic_shapes=shapes,
+                exported = torch.export.draft_export(model, args, kwargs, dynamic_shapes=shapes,
                                                      strict=False)  # fmt: skip
-            return exported.run_decompositions()
+            return exported.run_decompositions() if decompose else exported
     except Exception as exc:
         raise ConversionError(f"torch.export failed for {name}: {type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc  # fmt: skip

@@ -200,8 +200,9 @@ register_backend(CoverageBackend(
     engine="openvino",
     title="OpenVINO: every base model type converted with openvino.convert_model and run on its CPU plugin",
     what="tiny random model of each base model type (the native sweep's) converted with "
-         "openvino.convert_model, compiled for the CPU with INFERENCE_PRECISION_HINT f32 (read back "
-         "from the compiled model) and run at (batch, seq) = (2, 8) and (3, 11), every output "
+         "openvino.convert_model (the TorchScript trace, else the torch.export program the native "
+         "sweep exports; mixture-of-experts as transformers' batched_mm experts), compiled for the "
+         "CPU with INFERENCE_PRECISION_HINT f32 (read back from the compiled model) and run at (batch, seq) = (2, 8) and (3, 11), every output "
          "compared with PyTorch eager: relative error max|openvino - torch| / max|torch| <= 1e-4",
     warm_up=_warm_openvino,
     normalise=_normalise_native,

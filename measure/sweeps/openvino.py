@@ -94,20 +94,10 @@ def _check(model_type: str, shapes: tuple[tuple[int, int], ...]) -> dict[str, An
 
 
 def conversion_failure(exc: BaseException) -> str:
-    """The reason in a line: OpenVINO's frontend ends a long message with a summary of the ops
-    it had no rule for or failed on; those names are what a cluster of failures has in common."""
-    message = str(exc)
-    if "Summary:" in message:
-        found = []
-        for line in message.split("Summary:", 1)[1].splitlines():
-            line = line.strip().lstrip("-").strip()
-            for prefix, label in (("No conversion rule found for operations:", "no rule for"),
-                                  ("Conversion is failed for:", "could not convert")):  # fmt: skip
-                if line.startswith(prefix):
-                    found.append(f"{label} {line[len(prefix):].strip()}")
-        if found:
-            return "OpenVINO " + "; ".join(found)
-    return f"{type(exc).__name__}: {_short(exc)}"
+    """The reason in a line (``engines.openvino.runner.failure_summary``)."""
+    from skillmill.engines.openvino.runner import failure_summary
+
+    return failure_summary(exc)
 
 
 def warm_up() -> None:
