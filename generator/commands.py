@@ -264,6 +264,34 @@ def bench_models(threads, repeats, backends, json_path):
             json.dump(results, handle, indent=1)
 
 
+@bench.command("skill-overhead")
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--repeats", type=int, default=300, show_default=True,
+              help="Alternating calls of skill.process and of the engine, each.")
+@click.option("--engines", default="native,torch,onnxruntime,openvino", show_default=True,
+              help="Comma-separated; each engine runs in its own process.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the raw results here.")
+def bench_skill_overhead(threads, repeats, engines, json_path):
+    """What skill.process(text) costs above the engine's own run, real all-MiniLM-L6-v2 at
+    (1, 16): tokenizing and checking, post-processing and the rest (goal: at most 1.1x)."""
+    import json
+
+    from skillmill.measure.bench import skill_overhead
+
+    minilm_folder()  # a clear error when the weights package is missing
+    wanted = tuple(e.strip() for e in engines.split(",") if e.strip())
+    unknown = [e for e in wanted if e not in skill_overhead.ENGINES]
+    if unknown:
+        raise click.UsageError(f"unknown engines {', '.join(unknown)}; known: "
+                               f"{', '.join(skill_overhead.ENGINES)}")  # fmt: skip
+    results = skill_overhead.run_skill_overhead(engines=wanted, repeats=repeats, threads=threads)
+    click.echo(skill_overhead.format_report(results))
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=1)
+
+
 @bench.command("modular")
 @click.option("--rounds", type=int, default=3, show_default=True, help="Alternating rounds per shape.")
 @click.option("--repeats", type=int, default=20, show_default=True, help="Timed runs per process.")

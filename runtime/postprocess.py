@@ -17,7 +17,9 @@ def _native():
     if not available():
         reason = getattr(native, "unavailable_reason", lambda: "not built")()
         return None, f"numpy (native {reason})"
-    isa = native.info().get("isa", "?") if hasattr(native, "info") else "?"
+    # get_isa, not info(): info() gathers every CPU feature and the arena's state, which cost
+    # more than the pooling it names on a small call
+    isa = native.get_isa() if hasattr(native, "get_isa") else "?"
     return native, f"native:{isa}"
 
 

@@ -99,12 +99,21 @@ class Skill(MojoMaxTargetMixin):
         return NormalizedConfig(self.model.config)
 
     def vocab_size(self) -> int | None:
-        value = self.normalized_config.first("vocab_size")
-        return value if isinstance(value, int) else None
+        return self._config_int("vocab_size")
 
     def max_positions(self) -> int | None:
-        value = self.normalized_config.first("max_positions")
-        return value if isinstance(value, int) else None
+        return self._config_int("max_positions")
+
+    def _config_int(self, name: str) -> int | None:
+        """An integer the config holds under any of ``name``'s spellings, or None; read once per
+        config object, since every call's input checks ask for it."""
+        config = self.model.config
+        cache = self.__dict__.setdefault("_config_ints", {})
+        key = (id(config), name)
+        if key not in cache:
+            value = self.normalized_config.first(name)
+            cache[key] = value if isinstance(value, int) else None
+        return cache[key]
 
     def torch_device_index(self, kind: str) -> str:
         """``cuda:1`` when the user asked for it, else ``cuda``."""
