@@ -20,6 +20,22 @@ def test_the_worker_times_the_skill_against_its_own_engine(torch_row):
     parts = row["prepare_inputs_us"] + row["postprocess_us"] + row["rest_us"]
     assert parts == pytest.approx(row["process_us"] - row["engine_us"], abs=0.5)
     assert row["prepare_inputs_us"] > 0 and row["postprocess_us"] > 0
+    # with the engine answering at once a call costs far less than with the model running
+    assert 0 < row["own_us"] < row["engine_us"], row
+    assert row["ratio_from_own"] == pytest.approx(1 + row["own_us"] / row["engine_us"], rel=1e-2)
+
+
+def test_the_free_engine_is_put_back(minilm_dir):
+    from skillmill import load_skill
+
+    skill = load_skill("BertModel", minilm_dir, device="cpu", native=False)
+    batch = skill.prepare_inputs(skill_overhead.TEXT)
+    before = skill.process(skill_overhead.TEXT).outputs["last_hidden_state"]
+    with skill_overhead._free_engine(skill, "torch", batch):
+        pass
+    assert "forward" not in vars(skill.model)
+    other = skill.process("a different sentence").outputs["last_hidden_state"]
+    assert other.shape != before.shape  # the real model ran again, not the kept answer
 
 
 def test_an_engine_that_did_not_run_is_a_row_with_its_reason(monkeypatch, minilm_dir):
