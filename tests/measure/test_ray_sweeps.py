@@ -29,9 +29,9 @@ from skillmill.generator.cli import main
 
 # Two that pass and two that fail at different stages (registry/support/torch.yaml): a verdict
 # that moved would show.
-TYPES = ("bert", "gpt2", "dinat", "sam2_video")
+TYPES = ("bert", "gpt2", "dinat", "pi0")
 EXPECTED = {"bert": ("pass", None), "gpt2": ("pass", None),
-            "dinat": ("fail", "load_skill"), "sam2_video": ("fail", "inputs")}  # fmt: skip
+            "dinat": ("fail", "load_skill"), "pi0": ("fail", "inputs")}  # fmt: skip
 RAY = Path(sys.executable).with_name("ray")
 
 
@@ -231,7 +231,7 @@ def test_chunks_run_as_ray_tasks_with_the_max_sweeps_stamp(runner):
     compile; its rows' stamp is one `coverage --backend max --merge` accepts."""
     from skillmill.measure.sweeps.max import measured_on
 
-    chunks, landed = [["bert", "gpt2"], ["dinat", "sam2_video"]], []
+    chunks, landed = [["bert", "gpt2"], ["dinat", "pi0"]], []
     runner.run_chunks(chunks, _check_chunk, timeout=120, on_rows=lambda chunk, rows: landed.append((chunk, rows)),
                       stamp=functools.partial(measured_on, "cpu"))  # fmt: skip
     assert sorted(chunk for chunk, _ in landed) == sorted(chunks)
