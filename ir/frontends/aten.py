@@ -332,6 +332,13 @@ def _nonzero(cx, node, x):
     return cx.emit(node, "NonZero", [cx.value(x)])
 
 
+@lowers("aten.unique_consecutive.default")
+def _unique_consecutive(cx, node, x, return_inverse=False, return_counts=False, dim=None):
+    if dim is not None:
+        raise UnsupportedOp("aten.unique_consecutive(dim)", cx.model_name)
+    return cx.emit(node, "UniqueConsecutive", [cx.value(x)], num_outputs=3)
+
+
 @lowers("aten.index_select.default")
 def _index_select(cx, node, x, dim, index):
     return cx.emit(node, "Take", [cx.value(x), cx.value(index)], {"axis": dim})
@@ -767,7 +774,7 @@ def _bucketize(cx, node, x, boundaries, out_int32=False, right=False):
 
 @lowers("aten.grid_sampler_2d.default")
 def _grid_sampler_2d(cx, node, x, grid, interpolation_mode, padding_mode, align_corners):
-    modes, paddings = {0: "bilinear", 1: "nearest"}, {0: "zeros", 1: "border"}
+    modes, paddings = {0: "bilinear", 1: "nearest", 2: "bicubic"}, {0: "zeros", 1: "border"}
     if interpolation_mode not in modes or padding_mode not in paddings:
         raise UnsupportedOp("aten.grid_sampler_2d.default", cx.model_name,
                             f"mode {interpolation_mode}, padding {padding_mode}")  # fmt: skip

@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import ConversionError, UnsupportedOp
 from ..graph import Graph, TensorSpec, ref, rename_in_attr
 from .aten import ATEN
+from .export_patches import vision_grid_helpers
 
 TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids",
                 "decoder_input_ids", "decoder_attention_mask", "labels")  # fmt: skip
@@ -125,7 +126,7 @@ def export_model(model: Any, inputs: dict[str, Any], dims: dict[str, dict[int, s
     shapes = (tuple(shapes.values()),) if positional else shapes
     attention = switch_to_eager_attention(model) if eager_attention else nullcontext()
     try:
-        with _no_cache(model), attention, torch.no_grad():
+        with _no_cache(model), attention, vision_grid_helpers(), torch.no_grad():
             try:
                 exported = export(model, args, kwargs, dynamic_shapes=shapes, strict=False)
             except Exception as exc:

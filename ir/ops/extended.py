@@ -178,25 +178,33 @@ def _bucketize(inputs, right=False, out_int32=False):
 
 def _grid_sample(inputs, mode="bilinear", padding_mode="zeros", align_corners=False):
     """torch.nn.functional.grid_sample for 4-D input [N, C, H, W] and grid [N, Ho, Wo, 2]
-    (x, y in [-1, 1]): bilinear or nearest, zeros or border padding."""
+    (x, y in [-1, 1]): bilinear, nearest or bicubic, zeros or border padding."""
     x, grid = np.asarray(inputs[0]), np.asarray(inputs[1]).astype(np.float64)
     n, c, height, width = x.shape
     coords = []
     for k, size in ((0, width), (1, height)):
         g = grid[..., k]
         g = ((g + 1) / 2) * (size - 1) if align_corners else ((g + 1) * size - 1) / 2
-        if padding_mode == "border":
+        # bicubic pads each of its 16 taps instead (below), as torch does
+        if padding_mode == "border" and mode != "bicubic":
             g = np.clip(g, 0, size - 1)
         coords.append(g)
     gx, gy = coords
     batch = np.arange(n).reshape(n, 1, 1)
 
     def fetch(iy, ix):  # [N, Ho, Wo, C]; zero outside the image
+        if padding_mode == "border":
+            iy, ix = np.clip(iy, 0, height - 1), np.clip(ix, 0, width - 1)
         inside = (ix >= 0) & (ix < width) & (iy >= 0) & (iy < height)
         values = x[batch, :, np.clip(iy, 0, height - 1), np.clip(ix, 0, width - 1)]
         return values * inside[..., None]
 
-    if mode == "nearest":
+    if mode == "bicubic":
+        x0, y0 = np.floor(gx).astype(np.int64), np.floor(gy).astype(np.int64)
+        wx, wy = _cubic_weights(gx - x0), _cubic_weights(gy - y0)
+        out = sum(fetch(y0 - 1 + j, x0 - 1 + i) * (wx[i] * wy[j])[..., None]
+                  for i in range(4) for j in range(4))  # fmt: skip
+    elif mode == "nearest":
         out = fetch(np.rint(gy).astype(np.int64), np.rint(gx).astype(np.int64))
     else:
         x0, y0 = np.floor(gx).astype(np.int64), np.floor(gy).astype(np.int64)
@@ -204,6 +212,17 @@ def _grid_sample(inputs, mode="bilinear", padding_mode="zeros", align_corners=Fa
         out = (fetch(y0, x0) * (1 - wx) * (1 - wy) + fetch(y0, x0 + 1) * wx * (1 - wy)
                + fetch(y0 + 1, x0) * (1 - wx) * wy + fetch(y0 + 1, x0 + 1) * wx * wy)  # fmt: skip
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2)).astype(x.dtype)
+
+
+def _cubic_weights(t, a=-0.75):
+    """The four taps' weights (at -1, 0, 1, 2 from the floor) of torch's bicubic kernel."""
+    def near(d):
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+
+    def far(d):
+        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+
+    return [far(t + 1), near(t), near(1 - t), far(2 - t)]
 
 
 def _assert_scalar(inputs, msg="runtime assertion failed"):
@@ -296,6 +315,18 @@ def _nonzero(inputs):
     return np.stack(np.nonzero(np.asarray(inputs[0])), axis=1).astype(np.int64)
 
 
+def _unique_consecutive(inputs):
+    """torch.unique_consecutive(x) over the flattened x: (values, inverse in x's shape, counts);
+    a run of equal neighbours collapses to one value (cumulative window bounds, say)."""
+    x = np.asarray(inputs[0])
+    flat = x.reshape(-1)
+    starts = np.ones(flat.size, dtype=bool)
+    starts[1:] = flat[1:] != flat[:-1]
+    inverse = (np.cumsum(starts) - 1).astype(np.int64).reshape(x.shape)
+    counts = np.diff(np.append(np.flatnonzero(starts), flat.size)).astype(np.int64)
+    return flat[starts], inverse, counts
+
+
 def build() -> dict[str, OpDef]:
     ops = [
         OpDef("Sort", _sort, num_outputs=2, doc="(values, indices) along axis; stable"),
@@ -303,7 +334,7 @@ def build() -> dict[str, OpDef]:
         OpDef("MaskedScatter", _masked_scatter, doc="x where mask is false, source elements in order where true"),
         OpDef("GroupedMatMul", _grouped_matmul, doc="x[S,K] row groups (cumulative offs) times weight[E,K,N]"),
         OpDef("Bucketize", _bucketize, doc="torch.bucketize over 1-D sorted boundaries"),
-        OpDef("GridSample", _grid_sample, doc="grid_sample on [N,C,H,W]: bilinear/nearest, zeros/border"),
+        OpDef("GridSample", _grid_sample, doc="grid_sample on [N,C,H,W]: bilinear/nearest/bicubic, zeros/border"),
         OpDef("AssertScalar", _assert_scalar, keep=True,
               doc="raise with msg when the scalar condition is false (export's runtime asserts)"),
         OpDef("Unfold", _unfold, doc="Tensor.unfold(dim, size, step): sliding windows as a new last dim"),
@@ -312,6 +343,8 @@ def build() -> dict[str, OpDef]:
         OpDef("CumMin", _cumulative_extreme(False), num_outputs=2, doc="(running min, index)"),
         OpDef("AsStrided", _as_strided, doc="strided view of the value's contiguous buffer, copied"),
         OpDef("RepeatIndex", _repeat_index, doc="repeat_interleave(repeats): i, repeats[i] times"),
+        OpDef("UniqueConsecutive", _unique_consecutive, num_outputs=3,
+              doc="torch.unique_consecutive (flattened): values, inverse, counts"),
         OpDef("NonZero", _nonzero, doc="torch.nonzero: [count, rank] indices of non-zero elements"),
         OpDef("Histc", _histc, doc="torch.histc: counts in equal-width bins over [min, max]"),
         OpDef("Resize", _resize,

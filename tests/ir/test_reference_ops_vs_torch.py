@@ -1011,7 +1011,7 @@ def check_bucketize(op, rng):
 def check_grid_sample(op, rng):
     x = randn(rng, 2, 3, 4, 6)
     grid = (rng.random((2, 3, 5, 2)) * 2.4 - 1.2).astype(f32)  # some points outside the image
-    for mode in ("bilinear", "nearest"):
+    for mode in ("bilinear", "nearest", "bicubic"):
         for padding in ("zeros", "border"):
             for align in (False, True):
                 want = F.grid_sample(T(x), T(grid), mode=mode, padding_mode=padding, align_corners=align)
@@ -1066,6 +1066,13 @@ def check_nonzero(op, rng):
     x[x < 0.3] = 0
     same(ref(op, x), torch.nonzero(T(x)))
     same(ref(op, np.zeros((2, 2), f32)), torch.nonzero(torch.zeros(2, 2)))
+
+
+@checks("UniqueConsecutive")
+def check_unique_consecutive(op, rng):
+    for x in (np.array([0, 0, 16, 16, 32, 32, 48]), np.array([[1, 1], [2, 1]]), np.array([5])):
+        for got, want in zip(ref(op, x), torch.unique_consecutive(T(x), return_inverse=True, return_counts=True)):
+            same(got, want)
 
 
 @checks("Histc")
