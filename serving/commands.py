@@ -418,9 +418,10 @@ def bench_serve(workload, model, clients, total, batch_size, max_wait_ms, rounds
     "Serve's direct ingress, what `serve --ray local` uses) or 'proxy' (Serve's default Python "
     "proxy). Repeat to compare.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the raw results here (Ray's own messages share standard output).")
 def bench_serve_ray(model, clients, total, single_requests, rounds, time_limit, ingresses,
-                    as_json):  # fmt: skip
+                    json_path):  # fmt: skip
     """Ray Serve against the plain server (1 and N clients, p50/p95), 2 replicas vs 1, and a
     replica killed under load; on a local Ray cluster of this machine, once per ingress."""
     import json
@@ -431,7 +432,10 @@ def bench_serve_ray(model, clients, total, single_requests, rounds, time_limit, 
                                 single_total=single_requests, rounds=rounds,
                                 time_limit=time_limit, ingresses=tuple(dict.fromkeys(ingresses)),
                                 progress=lambda m: click.echo(m, err=True))  # fmt: skip
-    click.echo(json.dumps(report, indent=2) if as_json else format_ray_report(report))
+    click.echo(format_ray_report(report))
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=1)
     if any(run["errors"] for run in report["runs"]):
         sys.exit(1)
 

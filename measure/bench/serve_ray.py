@@ -125,7 +125,9 @@ def _measure_one_ingress(ingress, plain, plain_url, skill, model, model_id, clie
 
         def deploy_with(replicas: int) -> str:
             options = ReplicaOptions(replicas=replicas, num_cpus=1, threads=1)
-            return deploy(ServeConfig(spec, settings, options), port=serve_port)
+            url = deploy(ServeConfig(spec, settings, options), port=serve_port)
+            _wait_for_replicas(url, replicas)
+            return url
 
         ray_url = deploy_with(1)
         reported = httpx.get(ray_url + "/health", timeout=30).json().get("ingress")
@@ -164,6 +166,24 @@ def _measure_one_ingress(ingress, plain, plain_url, skill, model, model_id, clie
 
 
 _REPORTED = {"haproxy": "haproxy", "proxy": "serve proxy"}
+
+
+def _wait_for_replicas(url: str, replicas: int, timeout: float = 120.0) -> None:
+    """Until ``replicas`` different replicas have answered /health through the endpoint:
+    ``serve.run`` returns once the replicas are up, but HAProxy learns of a new one a moment
+    later (and reloads, closing idle connections), which a measured run must not straddle."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:  # a new connection each time: the one before may be closed by a reload
+            seen.add(httpx.get(url + "/health", timeout=10).json()["replica"])
+        except (httpx.HTTPError, ValueError, KeyError):
+            pass
+        if len(seen) >= replicas:
+            time.sleep(1.0)  # let a reload that started with the last replica finish
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"only {len(seen)} of {replicas} replicas answered at {url} in {timeout:.0f} s")
 
 
 def _verdict(runs: list[dict[str, Any]], ingress: str, clients: int) -> dict[str, Any]:
