@@ -418,8 +418,13 @@ def bench_serve(workload, model, clients, total, batch_size, max_wait_ms, rounds
     "Serve's direct ingress, what `serve --ray local` uses) or 'proxy' (Serve's default Python "
     "proxy). Repeat to compare.",
 )
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write the raw results here (Ray's own messages share standard output).")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the raw results here (Ray's own messages share standard output).",
+)
 def bench_serve_ray(model, clients, total, single_requests, rounds, time_limit, ingresses,
                     json_path):  # fmt: skip
     """Ray Serve against the plain server (1 and N clients, p50/p95), 2 replicas vs 1, and a

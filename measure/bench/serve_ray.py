@@ -103,7 +103,9 @@ def _measure_one_ingress(ingress, plain, plain_url, skill, model, model_id, clie
         progress(f"{label}: {n} requests from {n_clients} client(s) ...")
         # the server's side of the work: the plain server's process, or every process of the
         # Ray cluster (HAProxy or proxy, replicas, controller, raylet, GCS)
-        probe = {"pids": {plain.pid}} if label == "plain server" else {"groups": set(cluster.groups)}
+        probe = (
+            {"pids": {plain.pid}} if label == "plain server" else {"groups": set(cluster.groups)}
+        )
         cpu_before = cpu_seconds(**probe)
         raw = asyncio.run(_drive(url, "embeddings", model_id, n_clients, n, time_limit, retries))
         run = _summary(label, replicas, n_clients, raw)
@@ -183,7 +185,9 @@ def _wait_for_replicas(url: str, replicas: int, timeout: float = 120.0) -> None:
             time.sleep(1.0)  # let a reload that started with the last replica finish
             return
         time.sleep(0.1)
-    raise RuntimeError(f"only {len(seen)} of {replicas} replicas answered at {url} in {timeout:.0f} s")
+    raise RuntimeError(
+        f"only {len(seen)} of {replicas} replicas answered at {url} in {timeout:.0f} s"
+    )
 
 
 def _verdict(runs: list[dict[str, Any]], ingress: str, clients: int) -> dict[str, Any]:
