@@ -32,7 +32,8 @@ def fold_constants(graph: Graph) -> int:
             ):
                 for out, value in zip(node.outputs, values):
                     if out:
-                        graph.weights[out] = np.ascontiguousarray(np.asarray(value))
+                        # np.array, not np.ascontiguousarray: that one makes a 0-d value 1-d
+                        graph.weights[out] = np.array(value, order="C")
                         graph.value_info.pop(out, None)
                 folded += 1
                 continue

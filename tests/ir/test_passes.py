@@ -84,6 +84,21 @@ def test_constant_folding_and_dce():
     np.testing.assert_allclose(Executor(g).run({"x": x})["y"], want, rtol=1e-6)
 
 
+def test_fold_keeps_a_scalar_a_scalar():
+    """A folded 0-d constant stays 0-d: Qwen2.5-VL's window bounds concatenate
+    unsqueeze(scalar(0)) with unsqueeze(scalar(x)); a 1-d fold made the first [1, 1]."""
+    g = Graph(name="scalar")
+    g.inputs["x"] = TensorSpec("int32", [])
+    g.add_node("Full", [], attrs={"shape": [], "value": 0, "dtype": "int32"}, name="zero", outputs=["zero"])
+    g.add_node("Unsqueeze", ["zero"], attrs={"axes": [0]}, name="z1", outputs=["z1"])
+    g.add_node("Unsqueeze", ["x"], attrs={"axes": [0]}, name="x1", outputs=["x1"])
+    g.add_node("Concat", ["z1", "x1"], attrs={"axis": 0}, name="cat", outputs=["y"])
+    g.outputs = ["y"]
+    assert fold_constants(g) == 2
+    assert g.weights["z1"].shape == (1,)
+    np.testing.assert_array_equal(Executor(g).run({"x": np.asarray(7, np.int32)})["y"], [0, 7])
+
+
 def test_shape_inference_symbolic_and_concrete():
     _, graph = converted("bert")
     g = graph.copy()
