@@ -332,6 +332,15 @@ def _nonzero(cx, node, x):
     return cx.emit(node, "NonZero", [cx.value(x)])
 
 
+@lowers("aten._embedding_bag.default", "aten._embedding_bag_forward_only.default")
+def _embedding_bag(cx, node, weight, indices, offsets, scale_grad_by_freq=False, mode=0, sparse=False,
+                   per_sample_weights=None, include_last_offset=False, padding_idx=-1):  # fmt: skip
+    inputs = [cx.value(weight), cx.value(indices), cx.value(offsets)]
+    inputs += [cx.value(per_sample_weights)] if per_sample_weights is not None else []
+    attrs = {"mode": int(mode), "include_last_offset": bool(include_last_offset), "padding_idx": int(padding_idx)}
+    return cx.emit(node, "EmbeddingBag", inputs, attrs, num_outputs=4)
+
+
 @lowers("aten.unique_consecutive.default")
 def _unique_consecutive(cx, node, x, return_inverse=False, return_counts=False, dim=None):
     if dim is not None:

@@ -327,6 +327,28 @@ def _unique_consecutive(inputs):
     return flat[starts], inverse, counts
 
 
+def _embedding_bag(inputs, mode=0, include_last_offset=False, padding_idx=-1):
+    """torch's _embedding_bag (1-D indices cut into bags at ``offsets``): per bag the sum (mode
+    0), mean (1) or max (2) of weight[indices], each row scaled by its per-sample weight when
+    given; then torch's three bookkeeping outputs (offset2bag, bag_size, max_indices) as zeros,
+    which nothing reads in inference."""
+    weight, indices, offsets = (np.asarray(v) for v in inputs[:3])
+    scale = np.asarray(inputs[3]) if len(inputs) > 3 and inputs[3] is not None else None
+    indices, offsets = indices.reshape(-1).astype(np.int64), offsets.reshape(-1).astype(np.int64)
+    bounds = np.append(offsets, indices.size) if not include_last_offset else offsets
+    rows = weight[indices] * (scale.reshape(-1, 1) if scale is not None else 1)
+    keep = indices != padding_idx if padding_idx >= 0 else np.ones(indices.size, bool)
+    bags = []
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        chosen = rows[start:end][keep[start:end]]
+        if chosen.shape[0] == 0:
+            bags.append(np.zeros(weight.shape[1], weight.dtype))
+        else:
+            bags.append({0: chosen.sum(0), 1: chosen.mean(0), 2: chosen.max(0)}[mode])
+    out = np.stack(bags).astype(weight.dtype) if bags else np.zeros((0, weight.shape[1]), weight.dtype)
+    return out, np.zeros(indices.size, np.int64), np.zeros(len(bags), np.int64), np.zeros(len(bags), np.int64)
+
+
 def build() -> dict[str, OpDef]:
     ops = [
         OpDef("Sort", _sort, num_outputs=2, doc="(values, indices) along axis; stable"),
@@ -343,6 +365,8 @@ def build() -> dict[str, OpDef]:
         OpDef("CumMin", _cumulative_extreme(False), num_outputs=2, doc="(running min, index)"),
         OpDef("AsStrided", _as_strided, doc="strided view of the value's contiguous buffer, copied"),
         OpDef("RepeatIndex", _repeat_index, doc="repeat_interleave(repeats): i, repeats[i] times"),
+        OpDef("EmbeddingBag", _embedding_bag, num_outputs=4,
+              doc="torch _embedding_bag: sum/mean/max of weighted rows per bag (then 3 unused)"),
         OpDef("UniqueConsecutive", _unique_consecutive, num_outputs=3,
               doc="torch.unique_consecutive (flattened): values, inverse, counts"),
         OpDef("NonZero", _nonzero, doc="torch.nonzero: [count, rank] indices of non-zero elements"),

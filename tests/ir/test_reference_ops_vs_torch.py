@@ -1068,6 +1068,19 @@ def check_nonzero(op, rng):
     same(ref(op, np.zeros((2, 2), f32)), torch.nonzero(torch.zeros(2, 2)))
 
 
+@checks("EmbeddingBag")
+def check_embedding_bag(op, rng):
+    weight, indices = randn(rng, 10, 4), np.array([1, 4, 4, 9, 0, 2, 2, 7], np.int64)
+    offsets, scale = np.array([0, 3, 3, 5], np.int64), randn(rng, 8)
+    for mode, name in enumerate(("sum", "mean", "max")):
+        want = F.embedding_bag(T(indices), T(weight), T(offsets), mode=name)
+        same(ref(op, weight, indices, offsets, mode=mode)[0], want, atol=1e-6, what=name)
+    want = F.embedding_bag(T(indices), T(weight), T(offsets), mode="sum", per_sample_weights=T(scale))
+    same(ref(op, weight, indices, offsets, scale, mode=0)[0], want, atol=1e-6, what="weighted")
+    want = F.embedding_bag(T(indices), T(weight), T(offsets), mode="sum", padding_idx=4)
+    same(ref(op, weight, indices, offsets, mode=0, padding_idx=4)[0], want, atol=1e-6, what="padding")
+
+
 @checks("UniqueConsecutive")
 def check_unique_consecutive(op, rng):
     for x in (np.array([0, 0, 16, 16, 32, 32, 48]), np.array([[1, 1], [2, 1]]), np.array([5])):
