@@ -17,7 +17,6 @@ against the float32 parity tolerance.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 import warnings
@@ -32,6 +31,7 @@ from skillmill.ir.numerics import relative_error
 from skillmill.runtime.outputs import flatten_outputs
 from skillmill.runtime.precision import PARITY_TOLERANCE
 
+from ..experts import experts_as
 from ..parity import Refused, as_numpy, model_outputs
 
 DEFAULT_OPSET = 17
@@ -203,25 +203,6 @@ def register_symbolics() -> list[str]:
     return _REGISTERED
 
 
-@contextlib.contextmanager
-def _traceable(model: torch.nn.Module):
-    """The model as the TorchScript exporter can trace it, restored afterwards: transformers'
-    grouped mixture-of-experts implementations count tokens per expert with ``torch.histc``, for
-    which the exporter has no symbolic (53 of 605 base types failed on it), so the experts run as
-    their eager loop while tracing.  The eager loop computes the same function."""
-    config = getattr(model, "config", None)
-    previous = getattr(config, "_experts_implementation", None)
-    switch = getattr(model, "set_experts_implementation", None)
-    if switch is None or previous in (None, "eager"):
-        yield
-        return
-    switch("eager")
-    try:
-        yield
-    finally:
-        switch(previous)
-
-
 def export_onnx(model: torch.nn.Module, example_batch: dict[str, torch.Tensor], path: str | Path,
                 opset: int = DEFAULT_OPSET, *,
                 reference: dict[str, torch.Tensor] | None = None) -> ExportReport:  # fmt: skip
@@ -264,7 +245,7 @@ def export_onnx(model: torch.nn.Module, example_batch: dict[str, torch.Tensor], 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            with torch.random.fork_rng(devices=[]), _traceable(model):
+            with torch.random.fork_rng(devices=[]), experts_as(model, "eager"):  # histc has no symbolic
                 torch.onnx.export(_Positional(model, input_names, output_names),
                                   tuple(example_batch[n] for n in input_names), str(partial),
                                   input_names=input_names, output_names=output_names,

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
 from skillmill.runtime.errors import BackendUnavailable
 from skillmill.runtime.outputs import flatten_outputs
 from skillmill.engines import BackendOutput, parity
+from skillmill.engines.experts import experts_as
 
 ENGINE = "openvino"
 # skillmill's precision names -> OpenVINO's element types, and back.
@@ -74,7 +74,7 @@ def convert(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> Any:
     random stream because a backend was tried first."""
     import openvino
 
-    with torch.random.fork_rng(devices=[]), batched_experts(model):
+    with torch.random.fork_rng(devices=[]), experts_as(model, "batched_mm"):
         try:
             return openvino.convert_model(TensorsOut(model, list(tensors)), example_input=tuple(tensors.values()))
         except Exception as traced:  # noqa: BLE001 — the export path is the second chance
@@ -107,25 +107,6 @@ def exported_program(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -
             if attempt == len(ladder) - 1:
                 raise
     raise AssertionError("unreachable: the ladder always has a rung")
-
-
-@contextmanager
-def batched_experts(model: torch.nn.Module) -> Iterator[None]:
-    """transformers' grouped mixture-of-experts counts tokens per expert with ``torch.histc``,
-    which neither OpenVINO frontend converts (53 of 605 base types failed on it).  Its
-    ``batched_mm`` experts compute the same function by gathering each token's expert weights:
-    no histc and no data-dependent loop (the eager loop would be traced for just the experts
-    the example happened to route to)."""
-    previous = getattr(getattr(model, "config", None), "_experts_implementation", None)
-    switch = getattr(model, "set_experts_implementation", None)
-    if switch is None or previous in (None, "batched_mm"):
-        yield
-        return
-    switch("batched_mm")
-    try:
-        yield
-    finally:
-        switch(previous)
 
 
 def failure_summary(exc: BaseException) -> str:
