@@ -89,7 +89,7 @@ def build_module(source: str, module_name: str, optimization_level: int = 3) -> 
     if exe is None:
         raise MojoBuildError("the Mojo compiler is not installed (pip install 'skillmill[modular]')")
     flags = optimization_flags(optimization_level)
-    key = cache.text_key(source, " ".join(flags), compiler_version(), _cpu_identity())
+    key = cache.text_key(source, " ".join(flags), compiler_version(), cache.cpu_identity())
     folder = cache.mojo_dir() / f"{module_name}-{key}"
     target = folder / f"{module_name}.so"
     if target.exists():
@@ -111,19 +111,6 @@ def build_module(source: str, module_name: str, optimization_level: int = 3) -> 
         raise MojoBuildError(f"mojo build failed: {summary[:600]}", proc.stderr)
     os.replace(tmp, target)
     return target, False, seconds
-
-
-def _cpu_identity() -> str:
-    """The host CPU model, so a shared cache never hands one machine another's -mcpu build."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "flags")):
-                return line
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def import_module_from(path: Path, module_name: str) -> Any:

@@ -59,3 +59,42 @@ def test_mojo_kernels_as_max_custom_ops():
     assert plain.success and plain.metadata["custom_ops"] == []
     assert relative_error(plain.model.run({"x": x})["z"], want) <= 1e-5
     assert plain.compiled_path != result.compiled_path  # the custom ops are part of the cache key
+
+
+def test_the_key_changes_with_the_cpu_and_nothing_else(monkeypatch):
+    """A cache folder may be shared by machines (CI keeps it between runs, and the CPU can change
+    between sessions): an artifact compiled for an AVX-512 host must not load on an AVX2 one.
+    Renaming the graph or its report changes nothing; the CPU's ISA or model does."""
+    from skillmill.engines.modular import cache
+
+    graph = ln_linear_graph()
+    key = cache.graph_key(graph, "cpu")
+    renamed = graph.copy()
+    renamed.name = "another-name"
+    renamed.metadata["report"] = {"anything": 1}
+    assert cache.graph_key(renamed, "cpu") == key
+    assert cache.graph_key(graph, "cpu") == key  # deterministic within a process (and across: above)
+    here = cache.cpu_identity()
+    monkeypatch.setattr(cache, "cpu_identity", lambda: here.replace("avx2", "") + " avx512f")
+    assert cache.graph_key(graph, "cpu") != key
+
+
+def test_cpu_identity_tells_isas_apart_on_a_shared_model_name(tmp_path, monkeypatch):
+    """Two virtual CPUs both named "AMD EPYC": the flags and model numbers tell them apart, while
+    kernel-side flags (constant_tsc) that do not change the code are left out."""
+    from pathlib import Path
+
+    from skillmill.engines.modular import cache
+
+    def identity(model: str, flags: str) -> str:
+        info = tmp_path / "cpuinfo"
+        info.write_text(f"processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: {model}\n"
+                        f"model name\t: AMD EPYC\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+        real_path = Path
+        monkeypatch.setattr(cache, "Path", lambda p: real_path(info) if p == "/proc/cpuinfo" else real_path(p))
+        return cache.cpu_identity()
+
+    avx2 = identity("1", "fpu sse sse2 avx avx2 fma constant_tsc")
+    avx512 = identity("17", "fpu sse sse2 avx avx2 fma avx512f avx512bw avx512_bf16 constant_tsc")
+    assert avx2 != avx512 and "avx512_bf16" in avx512 and "constant_tsc" not in avx2
+    assert identity("1", "fpu sse sse2 avx avx2 fma") == avx2  # a kernel flag alone: same key
