@@ -9,6 +9,13 @@ under draft_export's real-tensor propagation) for the whole Qwen-VL family (qwen
 kimi_k25, paddleocr_vl, cohere_compass, ...).  The stand-ins read the total once with ``.item()``
 and hand it to every ``repeat_interleave`` as ``output_size``: one symbol, no guard, the same
 values.  The graph still computes them from ``grid_thw`` at run time, so any grid is correct.
+
+The full vision-language models' text side has the same problem one step later:
+``get_rope_index`` walks each row's token types with ``itertools.groupby(....tolist())`` and
+takes one grid per vision span with ``next(iter(grid_thw))``, which cannot be traced at all
+("unhashable type: non-nested SymInt").  ``rope_index`` computes the same multimodal RoPE
+positions with cumulative sums over the token types (see ``ROPE_INDEX``), swapped in on the
+model classes by ``vision_grid_helpers`` too.
 """
 
 from __future__ import annotations
@@ -110,6 +117,93 @@ def _total(counts: Any) -> Any:
     return total
 
 
+def rope_index(self: Any, input_ids: Any, mm_token_type_ids: Any, image_grid_thw: Any = None,
+               video_grid_thw: Any = None, attention_mask: Any = None,
+               second_per_grid_ts: Any = None, *, frames: bool = False, seconds: bool = False,
+               **kwargs: Any) -> tuple[Any, Any]:  # fmt: skip
+    """Qwen2-VL's ``get_rope_index`` without a Python loop: (3, batch, seq) positions and the
+    (batch, 1) deltas.  Per row, over the unmasked tokens in order: a text token's position is
+    the running position (all three axes); a vision span (one grid, taken in order across the
+    batch, images and videos separately) is placed at the running position ``p`` as
+    (p + t * interval, p + h, p + w) over its merged (t, h, w) grid, and moves the running
+    position on by max(h, w).  ``frames``: each video frame is its own grid (Qwen3-VL and
+    GLM-4V's timestamps between frames); ``seconds``: a video's temporal step is
+    ``tokens_per_second * second_per_grid_ts`` (Qwen2.5-VL)."""
+    import torch
+    import torch.nn.functional as F
+
+    batch, seq = input_ids.shape
+    merge = self.config.vision_config.spatial_merge_size
+    mask = (torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None
+            else attention_mask.bool())  # fmt: skip
+    # the unmasked tokens moved to the front of each row (masked ones to a dropped column),
+    # as the original drops them before grouping
+    compact = mask.long().cumsum(-1) - 1
+    slot = torch.where(mask, compact, seq)
+    kinds = torch.full((batch, seq + 1), -1, dtype=torch.long, device=input_ids.device)
+    kinds = kinds.scatter(1, slot, mm_token_type_ids.long())[:, :seq]
+    starts = kinds != F.pad(kinds[:, :-1], (1, 0), value=-1)  # a span's first token
+    advance = (kinds == 0).long()
+    spans = []  # (mask of the modality's tokens, first-token mask, grid per token, interval, step)
+    for kind, grid in ((1, image_grid_thw), (2, video_grid_thw)):
+        if grid is None:
+            continue
+        interval = None
+        if kind == 2 and frames:
+            grid = torch.repeat_interleave(grid, grid[:, 0], dim=0, output_size=_total(grid[:, 0]))
+            grid = torch.stack([torch.ones_like(grid[:, 0]), grid[:, 1], grid[:, 2]], dim=-1)
+        if kind == 2 and seconds:
+            tokens_per_second = self.config.vision_config.tokens_per_second
+            interval = (tokens_per_second * second_per_grid_ts if second_per_grid_ts is not None
+                        else torch.full((grid.shape[0],), tokens_per_second, device=grid.device))  # fmt: skip
+        t, h, w = grid[:, 0], _div(grid[:, 1], merge), _div(grid[:, 2], merge)
+        tokens, step = t * h * w, torch.maximum(h, w)
+        this = kinds == kind
+        # spans and tokens are numbered across the whole batch: the original takes grids from
+        # one iterator over all rows
+        item = ((starts & this).flatten().cumsum(0) - 1).clamp(min=0).view(batch, seq)
+        item = item.clamp(max=grid.shape[0] - 1)
+        rank = this.flatten().long().cumsum(0).view(batch, seq) - 1
+        local = (rank - (tokens.cumsum(0) - tokens)[item]).clamp(min=0)
+        hi, wi = h[item], w[item]
+        per_token = (_div(local, hi * wi), _div(local, wi) % hi, local % wi)
+        gap = None if interval is None else interval[item]
+        spans.append((this, starts & this, per_token, gap, step[item]))
+        advance = advance + torch.where(starts & this, step[item], 0)
+    before = advance.cumsum(-1) - advance  # the running position at each token
+    positions = before.unsqueeze(0).expand(3, batch, seq)
+    for this, first, (ti, hi, wi), gap, step in spans:
+        at = before - torch.where(first, 0, step)  # the running position at the span's start
+        ti = ti if gap is None else (ti.to(gap.dtype) * gap).long()
+        placed = torch.stack([at + ti, at + hi, at + wi])
+        positions = torch.where(this.unsqueeze(0), placed, positions)
+    valid = torch.arange(seq, device=input_ids.device) < mask.sum(-1, keepdim=True)
+    top = torch.where(valid.unsqueeze(0), positions, -1).amax(dim=(0, 2))
+    deltas = (top + 1 - mask.sum(-1)).unsqueeze(1)
+    back = torch.gather(positions, 2, compact.clamp(min=0).unsqueeze(0).expand(3, batch, seq))
+    position_ids = torch.where(mask.unsqueeze(0), back, 0).to(input_ids.dtype)
+    return position_ids, deltas
+
+
+# The transformers models whose ``get_rope_index`` ``rope_index`` reproduces (module name under
+# transformers.models -> options), each checked value for value in tests/ir/test_rope_index_export.py.
+ROPE_INDEX = {
+    "qwen2_vl": {},
+    "paddleocr_vl": {},
+    "qwen2_5_vl": {"seconds": True},
+    **{name: {"frames": True} for name in (
+        "qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe", "qwen4_exp", "glm4v", "glm4v_moe",
+        "glm46v", "glm_ocr", "cohere_compass", "cosmos3_omni", "cosmos3_edge")},  # fmt: skip
+}
+
+
+def _rope_index_for(options: dict[str, bool]) -> Any:
+    def get_rope_index(self: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        return rope_index(self, *args, **kwargs, **options)
+
+    return get_rope_index
+
+
 STAND_INS = {
     "get_vision_cu_seqlens": cu_seqlens,
     "get_vision_interpolation_indices_and_weights": interpolation_indices_and_weights,
@@ -136,6 +230,16 @@ def vision_grid_helpers() -> Iterator[int]:
             if original is not None and getattr(module, name, None) is original:
                 swapped.append((module, name, original))
                 setattr(module, name, STAND_INS[name])
+    prefix = "transformers.models."
+    for module_name, module in list(sys.modules.items()):
+        family = module_name[len(prefix):].split(".")[0] if module_name.startswith(prefix) else ""
+        if family not in ROPE_INDEX or not module_name.endswith(f".modeling_{family}"):
+            continue
+        for cls in list(vars(module).values()):
+            original = isinstance(cls, type) and cls.__dict__.get("get_rope_index")
+            if original and getattr(original, "__module__", None) == module_name:
+                swapped.append((cls, "get_rope_index", original))
+                setattr(cls, "get_rope_index", _rope_index_for(ROPE_INDEX[family]))
     try:
         yield len(swapped)
     finally:
