@@ -24,6 +24,13 @@ CI_SUBSET = ("bert", "llama", "t5", "vit", "resnet", "clip")
 SHAPES = ((2, 8), (3, 11))
 # The (batch, sequence) shapes the MiniLM benchmarks time (bench models, bench modular).
 BENCH_SHAPES = ((1, 16), (1, 128), (32, 128))
+# What the fp32 engine benchmark (bench models) times: MiniLM at the shapes above and at two
+# long sequences, where attention's share grows with seq^2, and a BERT-base-sized model (bert-base's
+# config, random weights, 110M parameters), where the weights no longer fit in cache.
+MODEL_BENCH_WORKLOADS = (
+    ("minilm", 1, 16), ("minilm", 1, 128), ("minilm", 32, 128), ("minilm", 1, 512), ("minilm", 8, 512),
+    ("bert-base", 1, 128), ("bert-base", 32, 128),
+)  # fmt: skip
 
 # The native and MAX sweeps: relative error max|engine - torch| / max|torch| at float32, the
 # runners' own parity bar.
