@@ -142,6 +142,19 @@ def coverage(types, backend, jobs, timeout, no_write, resume, retry, merge_files
                      for t in chosen if t not in rows}  # fmt: skip
         return {**rows, **unreached}
 
+    def current(rows: dict[str, dict]) -> dict[str, dict]:
+        """Rows of types outside this run as the report holds them now, not as it held them when
+        this run started: two partial sweeps of the same backend at once (different types) would
+        otherwise each write back the other's rows as they were, and drop what it measured."""
+        if not merged:
+            return rows
+        from skillmill.registry import support
+
+        support.clear_cache()
+        chosen_types = set(chosen)
+        on_disk = load_report(backend).get("model_types", {})
+        return {**rows, **{t: r for t, r in on_disk.items() if t not in chosen_types}}
+
     def report(item, row):
         bar.update(1)
         row = spec.normalise(row)
@@ -151,7 +164,7 @@ def coverage(types, backend, jobs, timeout, no_write, resume, retry, merge_files
             stage = f"{row['stage']}: " if row.get("stage") else ""
             bar.write(f"{row['status'].upper()} {item}: {stage}{row.get('reason', '')[:150]}")
         if not no_write and (len(measured) % 25 == 0 or spec.sweep is not None):
-            cov.write_report(with_unreached({**merged, **measured}), transformers.__version__, backend)
+            cov.write_report(with_unreached(current({**merged, **measured})), transformers.__version__, backend)
 
     # The runner warms its parent (here, or each Ray worker) once (transformers' lazy modules, the
     # runtime, torch.export): forked workers then pay only for their own model, seconds instead
@@ -163,7 +176,7 @@ def coverage(types, backend, jobs, timeout, no_write, resume, retry, merge_files
             runner.run(chosen, spec.check, jobs=jobs, timeout=timeout, on_result=report, warm_up=spec.warm_up)
     except KeyboardInterrupt:  # keep every row measured so far, then stop
         if not no_write and measured:
-            cov.write_report(with_unreached({**merged, **measured}), transformers.__version__, backend)
+            cov.write_report(with_unreached(current({**merged, **measured})), transformers.__version__, backend)
             bar.write(f"interrupted: kept the {len(measured)} rows measured in this run")
         raise
     finally:
@@ -173,7 +186,7 @@ def coverage(types, backend, jobs, timeout, no_write, resume, retry, merge_files
     click.echo(f"{backend}: {passed}/{len(measured)} base model types pass "
                f"({100 * passed / max(len(measured), 1):.1f}%)")  # fmt: skip
     if not no_write:
-        written = cov.write_report(with_unreached({**merged, **measured}), transformers.__version__, backend)
+        written = cov.write_report(with_unreached(current({**merged, **measured})), transformers.__version__, backend)
         click.echo("wrote " + ", ".join(str(p) for p in written))
 
 
