@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import ConversionError, UnsupportedOp
 from ..graph import Graph, TensorSpec, ref, rename_in_attr
 from .aten import ATEN
+from .complex_pairs import is_complex, lower_complex
 from .export_patches import vision_grid_helpers
 
 TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids",
@@ -272,9 +273,12 @@ _NO_OPS = {
 
 
 def torch_dtype_name(dtype: Any) -> str:
+    """The IR dtype; a complex one is its parts' (complex values are lowered as pairs, see
+    ``complex_pairs.py``)."""
     name = str(dtype).replace("torch.", "")
     return {"float": "float32", "double": "float64", "half": "float16", "long": "int64",
-            "int": "int32", "bool": "bool"}.get(name, name)  # fmt: skip
+            "int": "int32", "bool": "bool", "complex64": "float32", "cfloat": "float32",
+            "complex128": "float64", "cdouble": "float64"}.get(name, name)  # fmt: skip
 
 
 class _Lowering:
@@ -287,6 +291,7 @@ class _Lowering:
         self.symbols: dict[str, str] = {}  # sympy symbol -> dim name
 
     def run(self) -> Graph:
+        import torch
         from torch.export.graph_signature import InputKind
 
         fx_graph = self.ep.graph
@@ -304,6 +309,8 @@ class _Lowering:
                     array = tensor.detach().cpu().contiguous()
                     if array.dtype.is_floating_point and str(array.dtype) == "torch.bfloat16":
                         array = array.float()
+                    if array.dtype.is_complex:  # stored as (real, imaginary) pairs
+                        array = torch.view_as_real(array).contiguous()
                     self.graph.weights[target] = array.numpy().copy()
                     self.names[node.name] = target
             elif node.op == "call_function":
@@ -322,6 +329,8 @@ class _Lowering:
         if not isinstance(val, torch.Tensor):  # python constants such as use_cache=False
             self.names[node.name] = []
             return
+        if val.dtype.is_complex:  # only values inside the graph are lowered as pairs
+            raise UnsupportedOp(f"{val.dtype} input", self.model_name, node.name)
         requested = self.dims.get(node.name, {})
         shape: list[Any] = []
         for axis, size in enumerate(val.shape):
@@ -352,6 +361,8 @@ class _Lowering:
         for label, item in zip(labels, flat):
             if item is None:
                 continue
+            if is_complex(item):  # the pairs would pass for a real tensor of another shape
+                raise UnsupportedOp("complex output", self.model_name, label)
             value = self.value(item)
             producer_outputs = {o for n in self.graph.nodes for o in n.outputs}
             if value in producer_outputs and value not in used_as_output and label not in self._all_names():
@@ -462,7 +473,8 @@ class _Lowering:
         vals = val if isinstance(val, (list, tuple)) else [val]
         for out, v in zip(outputs, vals):
             if isinstance(v, torch.Tensor):
-                self.graph.value_info[out] = TensorSpec(torch_dtype_name(v.dtype), [self._dim(d) for d in v.shape])
+                shape = [self._dim(d) for d in v.shape] + ([2] if v.dtype.is_complex else [])
+                self.graph.value_info[out] = TensorSpec(torch_dtype_name(v.dtype), shape)
 
     def _dim(self, size: Any) -> Any:
         if isinstance(size, int):
@@ -493,16 +505,24 @@ class _Lowering:
                                     "this output is not computed by the IR")  # fmt: skip
             self.names[node.name] = produced[index]
             return
-        lowering = ATEN.get(key)
-        if lowering is None:
-            raise UnsupportedOp(key, self.model_name)
-        result = lowering(self, node, *node.args, **node.kwargs)
+        if any(is_complex(a) for a in (node, *node.args, *_nested(node.args))):
+            result = lower_complex(self, node, key)  # as (real, imaginary) pairs
+        else:
+            lowering = ATEN.get(key)
+            if lowering is None:
+                raise UnsupportedOp(key, self.model_name)
+            result = lowering(self, node, *node.args, **node.kwargs)
         # an op that returns one tensor is a name; one that returns a sequence stays a list even
         # with one element (split_with_sizes(x, [n]) is read back through getitem)
         one_tensor = not isinstance(node.meta.get("val"), (list, tuple))
         if isinstance(result, list) and len(result) == 1 and one_tensor:
             result = result[0]
         self.names[node.name] = result
+
+
+def _nested(args: Any) -> list[Any]:
+    """The items of list operands (``cat``'s tensors, ``index``'s indices)."""
+    return [item for arg in args if isinstance(arg, (list, tuple)) for item in arg]
 
 
 def _target_name(target: Any) -> str:
