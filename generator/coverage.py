@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import yaml
@@ -99,6 +100,9 @@ def _row_line(model_type: str, row: dict[str, Any], executor_style: bool) -> str
         err = f"{row['max_rel_err']:.1e}" if row.get("max_rel_err") is not None else ""
         stage = f"{row.get('stage')}: " if row.get("stage") else ""
         note = f" ({row['note']})" if row.get("note") else ""
+        if row.get("speedup") is not None:  # the native sweep's timing against PyTorch eager
+            note += (f" [{row['speedup']:.2f}x torch at {row.get('speed_shape')}, numpy "
+                     f"{100 * row.get('numpy_time_share', 0):.0f}% of time]")  # fmt: skip
         if row.get("measured_on"):  # merged from a sweep on another machine (coverage --merge)
             note += f" [measured on {row['measured_on']}]"
         return (f"| {model_type} | {row.get('class', '')} | {row['status']} | {err} | "
@@ -163,6 +167,37 @@ def render_causes(rows: dict[str, dict[str, Any]], shown: int = 6) -> list[str]:
     return lines + [""]
 
 
+def render_speed(rows: dict[str, dict[str, Any]], shown: int = 12) -> list[str]:
+    """The native sweep's timing of passing types against PyTorch eager (one thread each):
+    where native is no slower (the cpu target runs it), the median speed-up, the share of the
+    executor's time and calls spent in numpy, and the types PyTorch eager runs instead."""
+    timed = {t: r for t, r in rows.items() if r.get("status") == "pass" and r.get("speedup") is not None}
+    if not timed:
+        return []
+    passing = sum(r.get("status") == "pass" for r in rows.values())
+    speedups = sorted(r["speedup"] for r in timed.values())
+    chosen = [t for t, r in timed.items() if r["speedup"] >= 1.0]
+    slower = sorted((t for t in timed if t not in chosen), key=lambda t: timed[t]["speedup"])
+    native_s = sum(r["native_ms"] for r in timed.values())
+    numpy_s = sum(r["native_ms"] * r.get("numpy_time_share", 0.0) for r in timed.values())
+    lines = [f"Speed against PyTorch eager (one thread each, at {SPEED_NOTE}): {len(timed)} of {passing} "
+             f"passing types timed. Native is at least as fast on {len(chosen)} "
+             f"({100 * len(chosen) / len(timed):.1f}%); the cpu target runs those natively and PyTorch eager "
+             f"for the other {len(slower)}. Median speed-up {float(median(speedups)):.2f}x. Time in numpy "
+             f"fallbacks: {100 * numpy_s / native_s:.1f}% of all timed executor time (median per type "
+             f"{100 * float(median([r.get('numpy_time_share', 0.0) for r in timed.values()])):.0f}%; "
+             f"median share of calls {100 * float(median([r.get('numpy_call_share', 0.0) for r in timed.values()])):.0f}%).", ""]  # fmt: skip
+    if slower:
+        more = f", +{len(slower) - shown} more" if len(slower) > shown else ""
+        lines += ["Slower than PyTorch eager, so the cpu target runs PyTorch eager: "
+                  + ", ".join(f"{t} ({timed[t]['native_ms']:.3g} vs {timed[t]['torch_ms']:.3g} ms)"
+                              for t in slower[:shown]) + more + ".", ""]  # fmt: skip
+    return lines
+
+
+SPEED_NOTE = "(2, 32), or the first sweep shape where the export kept a dim static"
+
+
 def render_seconds(rows: dict[str, dict[str, Any]], slowest: int = 5) -> list[str]:
     """What the sweep cost: the seconds every row records, summed, and the slowest types."""
     timed = {t: float(r["seconds"]) for t, r in rows.items() if isinstance(r.get("seconds"), (int, float))}
@@ -211,6 +246,7 @@ def render_markdown() -> str:
             counts[row["status"]] = counts.get(row["status"], 0) + 1
         lines += ["By status: " + ", ".join(f"{s} {n}" for s, n in sorted(counts.items())) + ".", ""]
         lines += render_causes(rows)
+        lines += render_speed(rows)
         lines += render_seconds(rows)
         header = ("| model type | class | status | max rel err | reason |" if executor_style
                   else "| model type | class | status | backend | reason |")  # fmt: skip

@@ -23,7 +23,9 @@ from .errors import ConversionError, ExecutionError, UnsupportedOp
 from .graph import Graph, numpy_dtype, resolve_attr
 from .ops import OPS
 from .ops.native import bind_native, native_module
+from .passes.memory import VIEW_OPS
 from .plan import Plan, StepFailed, signature
+from .profile import RunProfile, path_of
 
 MAX_PLANS = 8  # input signatures kept planned per executor (least recently used dropped)
 # Packed copies of Linear weights sit beside the originals (the unplanned path and .mojomodel
@@ -97,7 +99,8 @@ class Executor:
         return list(self.graph.outputs)
 
     def report(self) -> dict[str, Any]:
-        """Which ops run on native kernels and which fall back to numpy, by node count."""
+        """Which nodes have a native kernel bound and which have only numpy, by node count.  A
+        bound kernel may still decline some arguments at run time; ``profile`` counts what ran."""
         native_nodes = sum(self.native_counts.values())
         total = len(self.steps)
         return {
@@ -108,7 +111,18 @@ class Executor:
             "numpy_ops": dict(sorted(self.numpy_counts.items())),
         }
 
-    def run(self, feeds: dict[str, Any], profile: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+    def profile(self, feeds: dict[str, Any], runs: int = 3) -> dict[str, Any]:
+        """``runs`` timed runs after one untimed one (which builds the plan), op by op: calls and
+        seconds on native kernels, views and numpy (``ir/profile.py``).  Per-op timing adds a
+        little to every call, so compare the shares, not the totals, with an untimed run."""
+        self.run(feeds)
+        recorder = RunProfile()
+        for _ in range(runs):
+            self.run(feeds, recorder)
+            recorder.runs += 1
+        return {"planned": any(p is not None for p in self._plans.values()), **recorder.report()}
+
+    def run(self, feeds: dict[str, Any], profile: RunProfile | None = None) -> dict[str, np.ndarray]:
         inputs = self._inputs(feeds)
         if not self.planned:
             return self._run_steps(inputs, profile)
@@ -133,7 +147,7 @@ class Executor:
             return self._run_steps(inputs, profile)
 
     def run_unplanned(self, feeds: dict[str, Any], observe: Callable[[str, Any], None] | None = None,
-                      profile: dict[str, float] | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+                      profile: RunProfile | None = None) -> dict[str, np.ndarray]:  # fmt: skip
         """Node by node through each node's kernel; ``observe(name, value)`` sees every value
         produced (the plan builder records shapes and layouts through it)."""
         return self._run_steps(self._inputs(feeds), profile, observe)
@@ -196,20 +210,22 @@ class Executor:
             self._packed[key] = lib.pack_linear_weight(np.ascontiguousarray(weight))
         return self._packed[key]
 
-    def _run_steps(self, inputs: dict[str, np.ndarray], profile: dict[str, float] | None = None,
+    def _run_steps(self, inputs: dict[str, np.ndarray], profile: RunProfile | None = None,
                    observe: Callable[[str, Any], None] | None = None) -> dict[str, np.ndarray]:  # fmt: skip
         env: dict[str, Any] = dict(self.constants)
         env.update(inputs)
         for step in self.steps:
             args = [env[name] if name else None for name in step.inputs]
             attrs = resolve_attr(step.attrs, env) if step.has_refs else step.attrs
-            started = time.perf_counter() if profile is not None else 0.0
+            if profile is not None:
+                fallbacks, started = getattr(step.kernel, "fallbacks", 0), time.perf_counter()
             try:
                 result = step.kernel(args, attrs)
             except Exception as exc:
                 raise ExecutionError(f"{step.op} failed: {type(exc).__name__}: {exc}", step.node_name) from exc
             if profile is not None:
-                profile[step.op] = profile.get(step.op, 0.0) + time.perf_counter() - started
+                path = path_of(step.native, step.op, step.kernel, fallbacks, VIEW_OPS)
+                profile.add(step.op, path, time.perf_counter() - started)
             if len(step.outputs) == 1:
                 env[step.outputs[0]] = result[0] if isinstance(result, (tuple, list)) else result
             else:
@@ -273,6 +289,10 @@ class NativeModel:
 
     def report(self) -> dict[str, Any]:
         return {**self.executor.report(), **self.optimization}
+
+    def profile(self, feeds: dict[str, Any], runs: int = 3) -> dict[str, Any]:
+        """What really ran natively, op by op (``Executor.profile``)."""
+        return self.executor.profile({k: _to_numpy(v) for k, v in feeds.items() if k in self.graph.inputs}, runs)
 
 
 def _to_numpy(value: Any) -> np.ndarray:

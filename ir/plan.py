@@ -32,6 +32,7 @@ from .graph import Graph, attr_refs, resolve_attr
 from .ops import OPS
 from .ops.native_plan import CCall, Meta, Out, Ptr, _Literal, compile_native
 from .passes.memory import ALIGN, VIEW_OPS, Buffer, assign_offsets
+from .profile import RunProfile, path_of
 
 SHAPE_ONLY_OPS = {"SymSize", "Shape", "Size"}  # read nothing of their input but its shape
 STATIC_LIMIT = 4 << 20  # bytes: a bigger shape-only value is recomputed per run, not kept
@@ -85,7 +86,7 @@ class Plan:
         self._bound: np.ndarray | None = None
         self._env0: dict[str, Any] = {}
         self._steps: list[Callable[[dict[str, Any]], None]] = []
-        self._ops: list[str] = []
+        self._ops: list[_Entry] = []  # beside each step: what a profile attributes it to
 
     # -- building -------------------------------------------------------------------------------
     @classmethod
@@ -148,7 +149,7 @@ class Plan:
                 steps.append(_native_step(entry, env0, self.metas, ffi))
             else:
                 steps.append(_generic_step(entry))
-            ops.append(entry.step.op)
+            ops.append(entry)
         self._env0, self._steps, self._ops = env0, steps, ops
         self._bound = arena if owner is None else owner
 
@@ -179,19 +180,23 @@ class Plan:
         return self._bound is not None and self._bound is arena
 
     # -- running ------------------------------------------------------------------------------------
-    def run(
-        self, inputs: dict[str, np.ndarray], profile: dict[str, float] | None = None
-    ) -> dict[str, np.ndarray]:
+    def run(self, inputs: dict[str, np.ndarray], profile: RunProfile | None = None) -> dict[str, np.ndarray]:
         env = dict(self._env0)
         env.update(inputs)
         if profile is None:
             for step in self._steps:
                 step(env)
         else:
-            for step, op in zip(self._steps, self._ops):
-                started = time.perf_counter()
+            for step, entry in zip(self._steps, self._ops):
+                kernel = entry.step.kernel
+                fallbacks, started = getattr(kernel, "fallbacks", 0), time.perf_counter()
                 step(env)
-                profile[op] = profile.get(op, 0.0) + time.perf_counter() - started
+                seconds = time.perf_counter() - started
+                if entry.kind == "native":  # one cffi call compiled into the plan
+                    path = "native"
+                else:
+                    path = path_of(entry.step.native, entry.step.op, kernel, fallbacks, VIEW_OPS)
+                profile.add(entry.step.op, path, seconds)
         result = {}
         for name in self.graph.outputs:
             value = env[name]

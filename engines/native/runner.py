@@ -9,7 +9,8 @@ conversion.  The first run of a conversion is checked against PyTorch eager on t
 What is tried is data, not code: the support table (registry/support/native.yaml, written by
 ``generate-skills coverage --backend native``, read through ``skillmill.registry.support``) holds
 each model type's result in the native coverage sweep, and only the types that passed are
-converted.  ``SKILLMILL_NATIVE=0`` (or ``load_skill(..., native=False)``)
+converted, unless the sweep also timed the type slower than PyTorch eager (``native_ms`` >
+``torch_ms``): then PyTorch eager runs, and the result says so with both figures.  ``SKILLMILL_NATIVE=0`` (or ``load_skill(..., native=False)``)
 turns the native path off; ``SKILLMILL_NATIVE=all`` (or ``native="all"``) tries every model.
 
 ``quantize="int8"`` / ``"q4_0"`` (the skill's precision) runs the same conversion with its Linear
@@ -55,6 +56,9 @@ def skip_reason(skill: Any, tensors: dict[str, torch.Tensor], batch: dict[str, A
                 f"({support.name(ENGINE)}); {ENV_SWITCH}=all tries it anyway")  # fmt: skip
     if verdict != "pass":
         return f"{PREFIX}: not used for '{skill.model_type}', the native coverage sweep failed it: {verdict}"
+    slower = support.slower_reason(skill.model_type, ENGINE, "float32")
+    if slower and skill.precision not in QUANTIZED:  # quantized weights are asked for, not a speed bet
+        return f"{PREFIX}: not used for '{skill.model_type}', slower than PyTorch eager: {slower}; {ENV_SWITCH}=all runs it anyway"
     return None
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from skillmill.ir.numerics import relative_error
 
-from ..constants import FLOOR_TYPES, SHAPES, TOLERANCE
+from ..constants import FLOOR_TYPES, SHAPES, SPEED_SHAPE, TOLERANCE
 from ..harness import run_parallel, summarise
 
 
@@ -94,6 +94,9 @@ def check_native(model_type: str, shapes: tuple[tuple[int, int], ...] = SHAPES) 
         result["status"] = "pass" if worst <= TOLERANCE else "mismatch"
         if result["status"] == "mismatch":
             result["reason"] = f"relative error {worst:.2e} > {TOLERANCE:g}"
+        else:
+            result["stage"] = "speed"
+            result.update(speed_against_torch(model, native, dynamic="note" not in result))
         result.pop("stage")
     except UnsupportedOp as exc:
         result.update(status="unsupported", reason=_short(exc), op=exc.op)
@@ -104,6 +107,65 @@ def check_native(model_type: str, shapes: tuple[tuple[int, int], ...] = SHAPES) 
     finally:
         result["seconds"] = round(time.perf_counter() - started, 2)
     return result
+
+
+def speed_against_torch(model: Any, native: Any, dynamic: bool = True, budget_s: float = 4.0) -> dict[str, Any]:
+    """Native executor against PyTorch eager on the same inputs, alternated after two warm-up
+    runs each, medians in ms; and what share of the executor's time and calls ran numpy
+    (``Executor.profile``).  ``SPEED_SHAPE`` when the export kept its dims dynamic, else the
+    first sweep shape.  The cpu target reads these (``registry.support.slower_reason``): where
+    native is slower, PyTorch eager runs, with the figures as the reason.  Never raises.
+
+    Both engines run on one thread: the sweep runs two workers at once on machines with few
+    cores, and PyTorch's spinning OpenMP workers on an oversubscribed machine measured 30 to
+    300 ms for a 1 ms model, a figure of the load rather than of the engine."""
+    import torch
+
+    from skillmill.native import control
+    from skillmill.registry.dummy_inputs import dummy_inputs
+
+    threads = torch.get_num_threads(), control.get_num_threads()
+    torch.set_num_threads(1)
+    control.set_num_threads(1)
+    try:
+        return {**_time_both(model, native, dynamic, budget_s, dummy_inputs), "speed_threads": 1}
+    finally:
+        torch.set_num_threads(threads[0])
+        control.set_num_threads(threads[1])
+
+
+def _time_both(model: Any, native: Any, dynamic: bool, budget_s: float, dummy_inputs: Any) -> dict[str, Any]:
+    import torch
+
+    shapes = [SPEED_SHAPE, SHAPES[0]] if dynamic else [SHAPES[0]]
+    last_error = ""
+    for batch, seq in shapes:
+        try:
+            feeds = dummy_inputs(model, batch_size=batch, seq_len=seq, seed=7)
+            arrays = {k: v.numpy() for k, v in feeds.items() if hasattr(v, "numpy")}
+            native_times, torch_times = [], []
+            with torch.inference_mode():
+                for _ in range(2):
+                    native.run(arrays)
+                    model(**feeds)
+                deadline = time.perf_counter() + budget_s
+                while len(native_times) < 15 and (len(native_times) < 3 or time.perf_counter() < deadline):
+                    started = time.perf_counter()
+                    native.run(arrays)
+                    native_times.append(time.perf_counter() - started)
+                    started = time.perf_counter()
+                    model(**feeds)
+                    torch_times.append(time.perf_counter() - started)
+            profile = native.profile(arrays, runs=5)
+        except Exception as exc:  # noqa: BLE001 — timing is a note on a passing row, never its verdict
+            last_error = f"{type(exc).__name__}: {_short(exc)[:120]}"
+            continue
+        native_ms, torch_ms = 1e3 * float(np.median(native_times)), 1e3 * float(np.median(torch_times))
+        return {"speed_shape": f"{batch}x{seq}", "native_ms": round(native_ms, 3),
+                "torch_ms": round(torch_ms, 3), "speedup": round(torch_ms / native_ms, 3),
+                "numpy_time_share": round(profile["numpy_time_share"], 3),
+                "numpy_call_share": round(profile["numpy_call_share"], 3)}  # fmt: skip
+    return {"speed_error": last_error}
 
 
 def coverage_model(class_name: str, row: dict[str, Any]) -> Any:

@@ -101,6 +101,21 @@ def verdict(model_type: str, engine: str, precision: str = DEFAULT_PRECISION) ->
     return verdicts(engine, precision).get(model_type)
 
 
+def slower_reason(model_type: str, engine: str, precision: str = DEFAULT_PRECISION) -> str | None:
+    """Why a type that passed on ``engine`` is still not worth running there: the sweep timed
+    it slower than PyTorch eager (``native_ms`` > ``torch_ms``, written by the native sweep);
+    None when it was as fast or faster, or never timed."""
+    model_row = row(model_type, engine, precision)
+    if not model_row or model_row.get("status") != "pass":
+        return None
+    mine, torch_ms = model_row.get(f"{engine}_ms"), model_row.get("torch_ms")
+    if not isinstance(mine, (int, float)) or not isinstance(torch_ms, (int, float)) or mine <= torch_ms:
+        return None
+    shape = str(model_row.get("speed_shape", "?")).replace("x", ",")
+    return (f"{engine} {mine:.3g} ms vs torch {torch_ms:.3g} ms at ({shape}) in the {engine} sweep "
+            f"({name(engine, precision)})")  # fmt: skip
+
+
 def problems(base_types: Iterable[str]) -> list[str]:
     """What is wrong with the table, for `generate-skills --check`: a document whose engine or
     precision is not the one its file name says, a row for a type the registry has no base class

@@ -53,6 +53,9 @@ def test_ci_subset_through_the_real_check(model_type):
     assert row["status"] == "pass", row
     assert row["max_rel_err"] <= TOLERANCE
     assert "note" not in row  # both shapes ran: batch and sequence stayed dynamic
+    # timed against PyTorch eager at the speed shape (issue 26): what the cpu target reads
+    assert row["speed_shape"] == "2x32" and row["native_ms"] > 0 and row["torch_ms"] > 0, row
+    assert 0 <= row["numpy_time_share"] <= 1 and row["speed_threads"] == 1
 
 
 def test_relative_error_is_strict_where_it_must_be():

@@ -170,3 +170,33 @@ def test_check_fails_when_a_doc_rendered_from_the_table_is_stale(monkeypatch):
     monkeypatch.setattr(support, "problems", lambda base_types: ["registry/support/max.yaml: broken"])
     result = CliRunner().invoke(main, ["--check", "-q"])
     assert result.exit_code == 1 and "registry/support/max.yaml: broken" in result.output
+
+
+def test_slower_reason_quotes_the_sweeps_timing(monkeypatch):
+    """Issue 26: a type the native sweep passed but timed slower than PyTorch eager is not run
+    natively by default; the reason carries both figures and the shape."""
+    rows = {"fast": {"status": "pass", "native_ms": 1.0, "torch_ms": 2.0, "speed_shape": "2x32"},
+            "slow": {"status": "pass", "native_ms": 186.0, "torch_ms": 47.0, "speed_shape": "2x32"},
+            "untimed": {"status": "pass"}, "failed": {"status": "mismatch", "native_ms": 9.0, "torch_ms": 1.0}}  # fmt: skip
+    monkeypatch.setattr(support, "row", lambda t, engine, precision="float32": rows.get(t))
+    assert support.slower_reason("fast", "native") is None
+    assert support.slower_reason("untimed", "native") is None
+    assert support.slower_reason("failed", "native") is None  # its verdict already says why
+    assert support.slower_reason("slow", "native") == (
+        "native 186 ms vs torch 47 ms at (2,32) in the native sweep (registry/support/native.yaml)")
+
+
+def test_cpu_target_runs_torch_where_native_was_timed_slower(monkeypatch):
+    """No silent engine switch: the result names PyTorch eager and says why, with the figures."""
+    from skillmill import load_skill
+
+    real_row = support.row
+    slow = {**real_row("bert", "native"), "native_ms": 9.0, "torch_ms": 3.0, "speed_shape": "2x32"}
+    monkeypatch.setattr(support, "row", lambda t, e, p="float32": slow if (t, e) == ("bert", "native") else real_row(t, e, p))
+    monkeypatch.delenv("SKILLMILL_NATIVE", raising=False)
+    skill = load_skill("BertModel", model="tiny", device="cpu")
+    result = skill.process(dict(skill.example_inputs()))
+    assert result.engine == "torch", result.engine
+    assert "slower than PyTorch eager: native 9 ms vs torch 3 ms at (2,32)" in result.fallback_reason
+    forced = load_skill("BertModel", model="tiny", device="cpu", native="all")  # asked by name: runs native
+    assert forced.process(dict(forced.example_inputs())).engine == "native"
