@@ -187,6 +187,15 @@ def render_speed(rows: dict[str, dict[str, Any]], shown: int = 12) -> list[str]:
              f"fallbacks: {100 * numpy_s / native_s:.1f}% of all timed executor time (median per type "
              f"{100 * float(median([r.get('numpy_time_share', 0.0) for r in timed.values()])):.0f}%; "
              f"median share of calls {100 * float(median([r.get('numpy_call_share', 0.0) for r in timed.values()])):.0f}%).", ""]  # fmt: skip
+    by_op: dict[str, float] = {}  # ms per run spent in numpy, by op, summed over the timed types
+    for r in timed.values():
+        for op, share in (r.get("numpy_top_ops") or {}).items():
+            by_op[op] = by_op.get(op, 0.0) + share * r["native_ms"]
+    if by_op:
+        ranked = sorted(by_op, key=lambda op: -by_op[op])[:shown]
+        lines += ["Where the numpy time goes (each type's three costliest numpy ops, summed; the native "
+                  "kernels still to write): " + ", ".join(f"{op} {100 * by_op[op] / native_s:.1f}%" for op in ranked)
+                  + " of all timed executor time.", ""]  # fmt: skip
     if slower:
         more = f", +{len(slower) - shown} more" if len(slower) > shown else ""
         lines += ["Slower than PyTorch eager, so the cpu target runs PyTorch eager: "

@@ -164,8 +164,18 @@ def _time_both(model: Any, native: Any, dynamic: bool, budget_s: float, dummy_in
         return {"speed_shape": f"{batch}x{seq}", "native_ms": round(native_ms, 3),
                 "torch_ms": round(torch_ms, 3), "speedup": round(torch_ms / native_ms, 3),
                 "numpy_time_share": round(profile["numpy_time_share"], 3),
-                "numpy_call_share": round(profile["numpy_call_share"], 3)}  # fmt: skip
+                "numpy_call_share": round(profile["numpy_call_share"], 3),
+                "numpy_top_ops": _numpy_top_ops(profile)}  # fmt: skip
     return {"speed_error": last_error}
+
+
+def _numpy_top_ops(profile: dict[str, Any], top: int = 3) -> dict[str, float]:
+    """The ops that spent most of the executor's time in numpy, each as its share of the run:
+    summed over the sweep, the ranking of the native kernels still to write."""
+    total = profile["seconds_per_run"] * max(profile["runs"], 1) or 1e-12
+    spent = {op: row.get("numpy_seconds", 0.0) for op, row in profile["ops"].items()}
+    ranked = sorted((op for op in spent if spent[op] > 0), key=lambda op: -spent[op])[:top]
+    return {op: round(spent[op] / total, 3) for op in ranked}
 
 
 def coverage_model(class_name: str, row: dict[str, Any]) -> Any:

@@ -65,3 +65,24 @@ def test_relative_error_is_strict_where_it_must_be():
     assert relative_error(np.nan_to_num(want), want) == float("inf")  # NaN must stay NaN
     assert relative_error(want[:1], want) == float("inf")  # shape
     assert relative_error(np.array([1, 2]), np.array([1, 3])) == float("inf")  # integers exact
+
+
+def test_speed_summary_counts_what_the_cpu_target_chooses():
+    """docs/coverage.md's native speed lines (issue 26): the share where native is no slower,
+    the numpy share of time weighted by each type's time, and the slower types named."""
+    from skillmill.generator.coverage import render_speed
+
+    rows = {
+        "a": {"status": "pass", "native_ms": 1.0, "torch_ms": 4.0, "speedup": 4.0, "numpy_time_share": 0.5,
+              "numpy_call_share": 0.2, "numpy_top_ops": {"Mul": 0.4}},
+        "b": {"status": "pass", "native_ms": 9.0, "torch_ms": 3.0, "speedup": 0.333, "numpy_time_share": 0.0,
+              "numpy_call_share": 0.0, "numpy_top_ops": {}},
+        "c": {"status": "pass"},  # not timed yet
+        "d": {"status": "mismatch", "reason": "x"},
+    }  # fmt: skip
+    text = "\n".join(render_speed(rows))
+    assert "2 of 3 passing types timed" in text
+    assert "at least as fast on 1 (50.0%)" in text and "PyTorch eager for the other 1" in text
+    assert "5.0% of all timed executor time" in text  # 0.5 x 1 ms of 10 ms
+    assert "b (9 vs 3 ms)" in text and "Mul 4.0%" in text
+    assert render_speed({"c": rows["c"]}) == []  # nothing timed: no section
