@@ -27,7 +27,10 @@ Linear algebra
     quantize_per_token_int8(x) -> (xq, xs)       that activation quantization on its own
     quantize_q4_0(w) -> (q, scales)               32-value blocks, one fp32 scale each
     matmul_q4_0(x, q, scales, bias=None, activation="none", out=None)
-    dequantize_int8(q, scales), dequantize_q4_0(q, scales, in_features)
+    quantize_q8_0(w) -> (q, scales)               32 int8 values a block, one fp32 scale each
+    matmul_q8_0(x, q, scales, bias=None, activation="none", out=None)
+    dequantize_int8(q, scales), dequantize_q4_0(q, scales, in_features),
+    dequantize_q8_0(q, scales, in_features)
 Transformer blocks
     softmax(x, mask=None, causal=False, out=None)          last axis; mask additive or bool
     layer_norm(x, weight=None, bias=None, eps=1e-5, out=None)
@@ -94,17 +97,20 @@ from .linalg import (
     PackedLinearWeight,
     dequantize_int8,
     dequantize_q4_0,
+    dequantize_q8_0,
     linear,
     linear_int8_dynamic,
     linear_packed,
     matmul,
     matmul_int8,
     matmul_q4_0,
+    matmul_q8_0,
     pack_int8_weight,
     pack_linear_weight,
     quantize_int8,
     quantize_per_token_int8,
     quantize_q4_0,
+    quantize_q8_0,
 )
 from .nn import (
     activation,
@@ -136,6 +142,7 @@ __all__ = [
     "cpu_features",
     "dequantize_int8",
     "dequantize_q4_0",
+    "dequantize_q8_0",
     "embedding",
     "gelu",
     "get_gemm_blocking",
@@ -150,6 +157,7 @@ __all__ = [
     "matmul",
     "matmul_int8",
     "matmul_q4_0",
+    "matmul_q8_0",
     "max_pool2d",
     "mean_pool",
     "pack_int8_weight",
@@ -159,6 +167,7 @@ __all__ = [
     "quantize_int8",
     "quantize_per_token_int8",
     "quantize_q4_0",
+    "quantize_q8_0",
     "relu",
     "reset_arena",
     "rms_norm",

@@ -1,6 +1,6 @@
 """Matrix products: SGEMM (batched, broadcasting), linear with fused epilogue, the
-weight-only quantized linears (int8 per channel, Q4_0 blocks) with their quantizers, and the
-int8 x int8 linear with activations quantized per token at run time (linear_int8_dynamic).
+weight-only quantized linears (int8 per channel, Q4_0 and Q8_0 blocks) with their quantizers,
+and the int8 x int8 linear with activations quantized per token at run time (linear_int8_dynamic).
 
 Weights follow torch's nn.Linear layout, ``w[out_features, in_features]``, so state dicts
 load without transposing; the GEMM packs ``w`` as B = w.T on the fly."""
@@ -15,6 +15,7 @@ from . import _checks as chk
 from ._lib import check_rc, fptr, lib, ptr, require
 
 Q4_BLOCK = 32
+Q8_BLOCK = 32
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -455,4 +456,72 @@ def matmul_q4_0(
         fptr(x), ptr(q), fptr(scales), fptr(bias), fptr(res), rows, n_out, k, act
     )
     check_rc(rc, "matmul_q4_0")
+    return res
+
+
+def quantize_q8_0(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 blocks of 32 input values with one float32 scale each (like ggml's Q8_0).
+    Returns (q int8[out, ceil(in/32), 32], scales float32[out, ceil(in/32)]); value v of a
+    block is q * scale with scale = max|block| / 127; a short last block is zero-padded."""
+    require()
+    w = chk.finite("w", chk.f32("w", w, ndim=2))
+    rows, cols = w.shape
+    blocks = -(-cols // Q8_BLOCK)
+    q = np.empty((rows, blocks, Q8_BLOCK), np.int8)
+    scales = np.empty((rows, blocks), np.float32)
+    if q.size:
+        check_rc(
+            lib.skm_quantize_q8_0(fptr(w), ptr(q), fptr(scales), rows, cols),
+            "quantize_q8_0",
+        )
+    return q, scales
+
+
+def _q8_checks(q, scales, k):
+    """The C kernel trusts the layout: q int8 [out, ceil(k/32), 32] C-contiguous and finite
+    float32 scales [out, ceil(k/32)]; the padding past k in the last block is never read."""
+    q = chk.array("q", q)
+    blocks = -(-k // Q8_BLOCK)
+    if q.dtype != np.int8 or q.ndim != 3 or q.shape[1:] != (blocks, Q8_BLOCK):
+        raise ValueError(
+            f"q must be int8 [out, {blocks}, 32] from quantize_q8_0 for in_features={k}, "
+            f"got {q.dtype} {q.shape}"
+        )
+    chk.layout("q", q)
+    scales = chk.finite("scales", chk.f32("scales", scales, ndim=2))
+    if scales.shape != q.shape[:2]:
+        raise ValueError(f"scales must have shape {q.shape[:2]}, got {scales.shape}")
+    return q, scales
+
+
+def dequantize_q8_0(q: np.ndarray, scales: np.ndarray, in_features: int) -> np.ndarray:
+    q, scales = _q8_checks(q, scales, chk.nonneg_int("in_features", in_features))
+    w = q.astype(np.float32) * scales[:, :, None]
+    return w.reshape(q.shape[0], -1)[:, :in_features].copy()
+
+
+def matmul_q8_0(
+    x: np.ndarray,
+    q: np.ndarray,
+    scales: np.ndarray,
+    bias: np.ndarray | None = None,
+    activation: str = "none",
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """``linear(x, dequantize_q8_0(q, scales, x.shape[-1]), bias, activation)``; the blocks
+    are dequantized while packing (or a chunk at a time for a few rows), so the weight stays
+    8-bit in memory: a quarter of float32's traffic where decoding is memory-bound."""
+    require()
+    act = chk.activation_id(activation)
+    x = chk.f32("x", x, min_ndim=1)
+    k = x.shape[-1]
+    q, scales = _q8_checks(q, scales, k)
+    n_out = q.shape[0]
+    bias, res, rows = _linear_checks(x, n_out, k, bias, out, (x, q, scales))
+    if res.size == 0:
+        return res
+    rc = lib.skm_linear_q8_0(
+        fptr(x), ptr(q), fptr(scales), fptr(bias), fptr(res), rows, n_out, k, act
+    )
+    check_rc(rc, "matmul_q8_0")
     return res

@@ -107,3 +107,26 @@ int skm_quantize_q4_0(const float *w, uint8_t *q, float *scales, int64_t rows, i
         }
     return SKM_OK;
 }
+
+/* Q8_0-style blocks of 32 int8 values with one fp32 scale: scale = max|x| / 127 per block,
+ * q = round(x / scale) (half to even, like quantize_int8), so the levels are symmetric and the
+ * largest value of each block is exact.  A short last block is padded with zeros. */
+int skm_quantize_q8_0(const float *w, int8_t *q, float *scales, int64_t rows, int64_t cols) {
+    if (rows < 0 || cols < 0) return SKM_EINVAL;
+    int64_t blocks = (cols + 31) / 32;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t b = 0; b < blocks; b++) {
+            float vals[32] = {0}, amax = 0.0f;
+            int64_t cnt = cols - b * 32 < 32 ? cols - b * 32 : 32;
+            memcpy(vals, w + r * cols + b * 32, (size_t)cnt * sizeof(float));
+            for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(vals[i]));
+            float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+            scales[r * blocks + b] = amax / 127.0f;
+            int8_t *dst = q + (r * blocks + b) * 32;
+            for (int i = 0; i < 32; i++) {
+                float v = nearbyintf(vals[i] * inv);
+                dst[i] = (int8_t)(v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v));
+            }
+        }
+    return SKM_OK;
+}

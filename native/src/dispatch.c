@@ -299,6 +299,12 @@ int skm_linear_q4_0(const float *x, const uint8_t *q, const float *scales, const
     CALL(t->linear(x, q, SKM_W_Q4_0, scales, bias, out, m, n, k, act));
 }
 
+int skm_linear_q8_0(const float *x, const int8_t *q, const float *scales, const float *bias,
+                    float *out, int64_t m, int64_t n, int64_t k, int act) {
+    if (!NONNEG(m) || !NONNEG(n) || !NONNEG(k) || !act_ok(act)) return SKM_EINVAL;
+    CALL(t->linear(x, q, SKM_W_Q8_0, scales, bias, out, m, n, k, act));
+}
+
 int skm_activation(const float *x, float *out, int64_t n, int act) {
     if (!NONNEG(n) || !act_ok(act)) return SKM_EINVAL;
     CALL(t->activation(x, out, n, act));

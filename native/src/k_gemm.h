@@ -13,7 +13,7 @@ typedef struct {
     const void *b;
     int64_t rsb, csb;
     const float *scales;
-    int64_t q_blocks; /* Q4_0 blocks per weight row */
+    int64_t q_blocks; /* Q4_0 / Q8_0 blocks per weight row */
     float *c;
     int64_t rsc;
     const float *bias;
@@ -148,8 +148,14 @@ static inline void SKM_FN(q4_block)(const uint8_t *blk, float scale, float *out)
     }
 }
 
+/* One Q8_0 block: 32 int8 values, value = q * scale; SKM_W divides 32 on every ISA. */
+SKM_INLINE void SKM_FN(q8_block)(const int8_t *blk, float scale, float *out) {
+    skv s = skv_set1(scale);
+    for (int i = 0; i < 32; i += SKM_W) skv_store(out + i, skv_mul(skv_load_i8(blk + i), s));
+}
+
 /* Packs B[p0:p0+kc, j0:j0+nc] into NR-wide micro-panels, zero-padding the last one, and
- * dequantizes weight-only int8/Q4_0 on the way: the microkernel only ever sees fp32. */
+ * dequantizes weight-only int8/Q4_0/Q8_0 on the way: the microkernel only ever sees fp32. */
 static void SKM_FN(pack_b)(const gemm_desc *d, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
                            float *restrict dst) {
     for (int64_t jr = 0; jr < nc; jr += NR) {
@@ -174,6 +180,10 @@ static void SKM_FN(pack_b)(const gemm_desc *d, int64_t p0, int64_t kc, int64_t j
                 const int8_t *src = (const int8_t *)d->b + (j + jj) * d->k + p0;
                 float s = d->scales[j + jj];
                 for (int64_t p = 0; p < kc; p++) col[p * NR] = (float)src[p] * s;
+            } else if (d->b_kind == SKM_W_Q8_0) { /* value kk of a row sits at byte kk */
+                const int8_t *src = (const int8_t *)d->b + (j + jj) * d->q_blocks * 32;
+                const float *sc = d->scales + (j + jj) * d->q_blocks;
+                for (int64_t p = 0; p < kc; p++) col[p * NR] = (float)src[p0 + p] * sc[(p0 + p) >> 5];
             } else { /* Q4_0: decode whole blocks, keep the values this K slice needs */
                 const uint8_t *row = (const uint8_t *)d->b + (j + jj) * d->q_blocks * 16;
                 const float *sc = d->scales + (j + jj) * d->q_blocks;
@@ -394,7 +404,7 @@ static void SKM_FN(gemm_compute_task)(void *vctx, int64_t t, int slot) {
  * Packing would copy the whole B to use it once, so B is streamed as it lies: row-major B by
  * axpy over its rows, transposed or quantized weights by dot products along their rows
  * (quantized rows are decoded a chunk at a time into a small buffer). */
-#define GEMV_CHUNK 256 /* multiple of 32 so Q4_0 blocks never straddle two chunks */
+#define GEMV_CHUNK 256 /* multiple of 32 so Q4_0/Q8_0 blocks never straddle two chunks */
 
 typedef struct {
     const gemm_desc *d;
@@ -412,6 +422,12 @@ static const float *SKM_FN(weight_row)(const gemm_desc *d, int64_t j, int64_t p0
         return tmp;
     }
     /* p0 is a multiple of GEMV_CHUNK, hence of 32; a short last block is zero-padded */
+    if (d->b_kind == SKM_W_Q8_0) {
+        const int8_t *row = (const int8_t *)d->b + j * d->q_blocks * 32 + p0;
+        const float *sc = d->scales + j * d->q_blocks + (p0 >> 5);
+        for (int64_t q = 0; q < cnt; q += 32) SKM_FN(q8_block)(row + q, sc[q >> 5], tmp + q);
+        return tmp;
+    }
     const uint8_t *row = (const uint8_t *)d->b + j * d->q_blocks * 16;
     const float *sc = d->scales + j * d->q_blocks;
     for (int64_t q = 0; q < cnt; q += 32) SKM_FN(q4_block)(row + ((p0 + q) >> 5) * 16, sc[(p0 + q) >> 5], tmp + q);
@@ -570,7 +586,7 @@ static int SKM_FN(matmul)(int64_t batch, const float *a, const int64_t *a_off, i
     return SKM_OK;
 }
 
-/* out[m,n] = act(x[m,k] W^T + bias) with W [n,k] as torch stores it (fp32, int8 or Q4_0). */
+/* out[m,n] = act(x[m,k] W^T + bias) with W [n,k] as torch stores it (fp32, int8, Q4_0, Q8_0). */
 static int SKM_FN(linear)(const float *x, const void *w, int w_kind, const float *scales,
                           const float *bias, float *out, int64_t m, int64_t n, int64_t k,
                           int act) {

@@ -58,6 +58,7 @@ typedef struct {
 #define SKM_W_F32 0
 #define SKM_W_INT8 1 /* int8 [n, k], per-row scale */
 #define SKM_W_Q4_0 2 /* uint8 [n, ceil(k/32), 16], scale per 32-value block */
+#define SKM_W_Q8_0 3 /* int8 [n, ceil(k/32), 32], scale per 32-value block */
 
 extern const skm_kernel_table skm_table_scalar;
 extern const skm_kernel_table skm_table_avx2;

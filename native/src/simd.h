@@ -8,7 +8,7 @@
  * Conventions shared by all ISAs:
  *   skv_max(a, b) / skv_min(a, b) return b when either is NaN (x86 semantics): put the data
  *   operand second so NaN propagates; skv_pow2n(n) takes integral floats in [-127, 127] and
- *   returns 2**n (n == -127 gives 0).
+ *   returns 2**n (n == -127 gives 0); skv_load_i8(p) reads SKM_W int8 values as floats (exact).
  */
 #ifndef SKM_SIMD_H
 #define SKM_SIMD_H
@@ -35,6 +35,9 @@
 #define SKM_SUFFIX avx512
 typedef __m512 skv;
 SKM_INLINE skv skv_load(const float *p) { return _mm512_loadu_ps(p); }
+SKM_INLINE skv skv_load_i8(const int8_t *p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)p)));
+}
 SKM_INLINE void skv_store(float *p, skv v) { _mm512_storeu_ps(p, v); }
 SKM_INLINE skv skv_set1(float x) { return _mm512_set1_ps(x); }
 SKM_INLINE skv skv_bcast(const float *p) { return _mm512_set1_ps(*p); }
@@ -64,6 +67,9 @@ SKM_INLINE float skv_reduce_max(skv v) { return _mm512_reduce_max_ps(v); }
 #define SKM_SUFFIX avx2
 typedef __m256 skv;
 SKM_INLINE skv skv_load(const float *p) { return _mm256_loadu_ps(p); }
+SKM_INLINE skv skv_load_i8(const int8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p)));
+}
 SKM_INLINE void skv_store(float *p, skv v) { _mm256_storeu_ps(p, v); }
 SKM_INLINE skv skv_set1(float x) { return _mm256_set1_ps(x); }
 SKM_INLINE skv skv_bcast(const float *p) { return _mm256_broadcast_ss(p); }
@@ -105,6 +111,12 @@ SKM_INLINE float skv_reduce_max(skv v) {
 #define SKM_SUFFIX neon
 typedef float32x4_t skv;
 SKM_INLINE skv skv_load(const float *p) { return vld1q_f32(p); }
+SKM_INLINE skv skv_load_i8(const int8_t *p) {
+    int32_t four;
+    memcpy(&four, p, sizeof four);
+    int16x8_t wide = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(four)));
+    return vcvtq_f32_s32(vmovl_s16(vget_low_s16(wide)));
+}
 SKM_INLINE void skv_store(float *p, skv v) { vst1q_f32(p, v); }
 SKM_INLINE skv skv_set1(float x) { return vdupq_n_f32(x); }
 SKM_INLINE skv skv_bcast(const float *p) { return vld1q_dup_f32(p); }
@@ -136,6 +148,7 @@ SKM_INLINE float skv_reduce_max(skv v) { return vmaxvq_f32(v); }
 typedef float skv __attribute__((vector_size(64), aligned(4)));
 typedef int32_t skm_vi __attribute__((vector_size(64), aligned(4)));
 SKM_INLINE skv skv_load(const float *p) { skv v; memcpy(&v, p, sizeof v); return v; }
+SKM_INLINE skv skv_load_i8(const int8_t *p) { skv v; for (int i = 0; i < 16; i++) v[i] = p[i]; return v; }
 SKM_INLINE void skv_store(float *p, skv v) { memcpy(p, &v, sizeof v); }
 SKM_INLINE skv skv_set1(float x) { skv v = {0}; return v + x; }
 SKM_INLINE skv skv_bcast(const float *p) { return skv_set1(*p); }
@@ -168,6 +181,7 @@ SKM_INLINE float skv_reduce_max(skv v) { float m = v[0]; for (int i = 1; i < 16;
 #define SKM_SUFFIX scalar
 typedef float skv;
 SKM_INLINE skv skv_load(const float *p) { return *p; }
+SKM_INLINE skv skv_load_i8(const int8_t *p) { return (float)*p; }
 SKM_INLINE void skv_store(float *p, skv v) { *p = v; }
 SKM_INLINE skv skv_set1(float x) { return x; }
 SKM_INLINE skv skv_bcast(const float *p) { return *p; }

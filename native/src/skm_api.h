@@ -17,7 +17,7 @@
 #define SKM_ISA_ID_AVX512 2
 #define SKM_ISA_ID_NEON 3
 
-/* Epilogue activations for linear/matmul_int8/matmul_q4_0 and the elementwise kernel. */
+/* Epilogue activations for linear/matmul_int8/matmul_q4_0/matmul_q8_0 and the elementwise kernel. */
 #define SKM_ACT_NONE 0
 #define SKM_ACT_RELU 1
 #define SKM_ACT_GELU_ERF 2
@@ -74,6 +74,9 @@ int skm_linear_int8(const float *x, const int8_t *q, const float *scales, const 
                     float *out, int64_t m, int64_t n, int64_t k, int act);
 int skm_linear_q4_0(const float *x, const uint8_t *q, const float *scales, const float *bias,
                     float *out, int64_t m, int64_t n, int64_t k, int act);
+/* q int8 [n, ceil(k/32), 32] and scales [n, ceil(k/32)] as skm_quantize_q8_0 writes them. */
+int skm_linear_q8_0(const float *x, const int8_t *q, const float *scales, const float *bias,
+                    float *out, int64_t m, int64_t n, int64_t k, int act);
 /* int8 x int8 linear with x quantized per row (token) at run time: xs[i] = max|x[i,:]| / 127,
  * xq = rint(clamp(x / xs, -127, 127)) (half to even), acc = xq q^T in int32 (exact), out =
  * act(acc * xs[i] * scales[j] + bias[j]).  A zero row gives act(bias); a row with NaN/inf
@@ -91,6 +94,7 @@ int skm_pack_int8_weight(int isa, const int8_t *q, int64_t n, int64_t k, int16_t
 int skm_quantize_rows_int8(const float *x, int8_t *xq, float *xs, int64_t rows, int64_t cols);
 int skm_quantize_int8(const float *w, int8_t *q, float *scales, int64_t rows, int64_t cols);
 int skm_quantize_q4_0(const float *w, uint8_t *q, float *scales, int64_t rows, int64_t cols);
+int skm_quantize_q8_0(const float *w, int8_t *q, float *scales, int64_t rows, int64_t cols);
 int skm_activation(const float *x, float *out, int64_t n, int act);
 int skm_add(const float *a, const float *b, float *out, int64_t rows, int64_t n,
             int b_is_row);

@@ -1,4 +1,4 @@
-"""SGEMM, batched matmul, linear with fused epilogue, int8 and Q4_0 weight-only GEMMs."""
+"""SGEMM, batched matmul, linear with fused epilogue, int8, Q4_0 and Q8_0 weight-only GEMMs."""
 
 from __future__ import annotations
 
@@ -184,3 +184,44 @@ def test_q4_0_zero_block():
     w = np.zeros((2, 32), np.float32)
     q, scales = native.quantize_q4_0(w)
     assert np.all(scales == 0) and np.all(native.dequantize_q4_0(q, scales, 32) == 0)
+
+
+# M=1 and M < MR take the streamed few-rows path (weight rows decoded a chunk at a time), the
+# rest the packed GEMM; K off a multiple of 32 leaves a short, zero-padded last block, and
+# K = 300 > 256 crosses a GEMV chunk.
+@pytest.mark.parametrize("m,k,n", [(1, 1, 3), (1, 45, 20), (1, 300, 17), (3, 32, 9), (5, 64, 33),
+                                   (9, 100, 20), (13, 31, 7), (29, 300, 41)])  # fmt: skip
+def test_q8_0_quantize_and_matmul(isa, rng, m, k, n):
+    x, w, bias = rand(rng, m, k), rand(rng, n, k), rand(rng, n)
+    q, scales = native.quantize_q8_0(w)
+    blocks = -(-k // 32)
+    assert q.dtype == np.int8 and q.shape == (n, blocks, 32) and scales.shape == (n, blocks)
+    assert np.all(q[:, -1, k - 32 * (blocks - 1) :] == 0)  # the short last block's padding
+    deq = native.dequantize_q8_0(q, scales, k)
+    # symmetric levels q * d with d = max|block| / 127: half a step at most, the extreme exact
+    step = np.repeat(scales, 32, axis=1)[:, :k]
+    assert np.all(np.abs(deq - w) <= step * 0.5 + 1e-6)
+    extreme = np.argmax(np.abs(w[:, : min(k, 32)]), axis=1)
+    assert np.allclose(deq[np.arange(n), extreme], w[np.arange(n), extreme], rtol=1e-6)
+    out = native.matmul_q8_0(x, q, scales, bias, activation="silu")
+    pre = x.astype(np.float64) @ deq.T.astype(np.float64) + bias
+    assert nerr(out, pre / (1 + np.exp(-pre))) < 2e-6
+    # the same product on the scalar reference path
+    with native.using_isa("scalar"):
+        ref = native.matmul_q8_0(x, q, scales, bias, activation="silu")
+    assert nerr(out, ref.astype(np.float64)) < 2e-6
+    # and close to the unquantized layer: 8-bit blocks keep ~0.5% of the output scale
+    full = x.astype(np.float64) @ w.T.astype(np.float64) + bias
+    assert nerr(out, full / (1 + np.exp(-full))) < 0.01
+
+
+def test_q8_0_zero_block_and_padding_is_never_read():
+    w = np.zeros((2, 40), np.float32)
+    q, scales = native.quantize_q8_0(w)
+    assert np.all(scales == 0) and np.all(native.dequantize_q8_0(q, scales, 40) == 0)
+    # garbage in the padding past in_features must not reach the product
+    q[:, -1, 8:] = 127
+    scales[:] = 1.0
+    x = np.ones((1, 40), np.float32)
+    assert np.all(native.matmul_q8_0(x, q, scales) == 0)
+    assert np.all(native.matmul_q8_0(np.ones((7, 40), np.float32), q, scales) == 0)

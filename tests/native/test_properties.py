@@ -113,9 +113,12 @@ def test_quantized_linears_any_shape(isa, m, k, n, seed):
     x, w = arr(seed, m, k), arr(seed + 1, n, k)
     q8, s8 = native.quantize_int8(w)
     q4, s4 = native.quantize_q4_0(w)
+    qb, sb = native.quantize_q8_0(w)
     with native.using_isa(isa):
         o8, o4 = native.matmul_int8(x, q8, s8), native.matmul_q4_0(x, q4, s4)
-    for out, deq in ((o8, native.dequantize_int8(q8, s8)), (o4, native.dequantize_q4_0(q4, s4, k))):
+        ob = native.matmul_q8_0(x, qb, sb)
+    for out, deq in ((o8, native.dequantize_int8(q8, s8)), (o4, native.dequantize_q4_0(q4, s4, k)),
+                     (ob, native.dequantize_q8_0(qb, sb, k))):  # fmt: skip
         ref = x.astype(np.float64) @ deq.astype(np.float64).T
         scale = (
             (np.abs(x).astype(np.float64) @ np.abs(deq).astype(np.float64).T).max()

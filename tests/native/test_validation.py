@@ -63,6 +63,20 @@ BAD_CALLS = [
     (ValueError, r"^k must be a non-negative int, got -1", lambda: native.topk(z(3, 4), -1)),
     (ValueError, r"^q must be uint8 \[out, 2, 16\] .* in_features=40",
      lambda: native.matmul_q4_0(z(2, 40), *native.quantize_q4_0(z(3, 32)))),
+    # q8_0: the block count follows in_features (K = 40 needs 2 blocks), int8 only, contiguous
+    (ValueError, r"^q must be int8 \[out, 2, 32\] .* in_features=40",
+     lambda: native.matmul_q8_0(z(2, 40), *native.quantize_q8_0(z(3, 32)))),
+    (ValueError, r"^q must be int8 \[out, 1, 32\] .* got uint8",
+     lambda: native.matmul_q8_0(z(2, 32), z(3, 1, 32, dtype=np.uint8), z(3, 1))),
+    (ValueError, r"^q must be C-contiguous",
+     lambda: native.matmul_q8_0(z(2, 32), z(32, 1, 3, dtype=np.int8).transpose(2, 1, 0), z(3, 1))),
+    (ValueError, r"^scales must have shape \(3, 1\), got \(3, 2\)",
+     lambda: native.matmul_q8_0(z(2, 32), z(3, 1, 32, dtype=np.int8), z(3, 2))),
+    (ValueError, r"^bias must have shape \(3,\), got \(4,\)",
+     lambda: native.matmul_q8_0(z(2, 32), z(3, 1, 32, dtype=np.int8), z(3, 1), bias=z(4))),
+    (TypeError, r"^x must have dtype float32, got float64",
+     lambda: native.matmul_q8_0(z(2, 32, dtype=np.float64), z(3, 1, 32, dtype=np.int8), z(3, 1))),
+    (ValueError, r"^w contains NaN or inf", lambda: native.quantize_q8_0(np.full((2, 2), np.nan, f32))),
     # NaN scales / weights, bad numbers
     (ValueError, r"^scales contains NaN or inf",
      lambda: native.matmul_int8(X, np.zeros((6, 8), np.int8), np.full(6, np.nan, f32))),
@@ -73,6 +87,8 @@ BAD_CALLS = [
             z(2, 32), np.zeros((3, 1, 16), np.uint8), np.full((3, 1), np.inf, f32)
         ),
     ),
+    (ValueError, r"^scales contains NaN or inf",
+     lambda: native.matmul_q8_0(z(2, 32), z(3, 1, 32, dtype=np.int8), np.full((3, 1), np.nan, f32))),
     (ValueError, r"^w contains NaN or inf", lambda: native.quantize_int8(np.full((2, 2), np.nan, f32))),
     # linear_int8_dynamic / pack_int8_weight / quantize_per_token_int8
     (TypeError, r"^x must have dtype float32, got float64",
@@ -240,6 +256,9 @@ ZERO_SIZE_CALLS = [
     (lambda: native.linear_int8_dynamic(z(2, 0), z(6, 0, dtype=I8), S8), [((2, 6), f32)]),
     (lambda: native.quantize_per_token_int8(z(3, 0)), [((3, 0), I8), ((3,), f32)]),
     (lambda: native.quantize_q4_0(z(3, 0)), [((3, 0, 16), U8), ((3, 0), f32)]),
+    (lambda: native.quantize_q8_0(z(3, 0)), [((3, 0, 32), I8), ((3, 0), f32)]),
+    (lambda: native.matmul_q8_0(z(0, 40), *native.quantize_q8_0(z(3, 40))), [((0, 3), f32)]),
+    (lambda: native.matmul_q8_0(z(2, 0), *native.quantize_q8_0(z(3, 0))), [((2, 3), f32)]),
     (lambda: native.conv2d(z(0, 3, 5, 5), z(4, 3, 3, 3)), [((0, 4, 3, 3), f32)]),
     (lambda: native.max_pool2d(z(0, 3, 4, 4), 2), [((0, 3, 2, 2), f32)]),
 ]

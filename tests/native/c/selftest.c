@@ -105,6 +105,12 @@ static void test_isa(int isa) {
         skm_quantize_q4_0(w, q4, s4, n, k);
         BOTH(isa, out, ref, m * n, skm_linear_q4_0(a, q4, s4, NULL, dst, m, n, k, 2));
         expect_close("linear_q4_0", isa, out, ref, m * n, 1e-5);
+        int8_t *qb = malloc(n * blocks * 32);
+        float *sb = malloc(n * blocks * sizeof(float));
+        skm_quantize_q8_0(w, qb, sb, n, k);
+        BOTH(isa, out, ref, m * n, skm_linear_q8_0(a, qb, sb, bias, dst, m, n, k, 4));
+        expect_close("linear_q8_0", isa, out, ref, m * n, 1e-5);
+        free(qb), free(sb);
         /* row ops over [m, n] */
         float *x = rnd(m * n), *g = rnd(n);
         BOTH(isa, out, ref, m * n, skm_softmax(x, dst, m, n, NULL, NULL, 1, m, 1.5f));
@@ -203,6 +209,13 @@ static void test_emu16(void) {
         E->linear(a, q4, 2, s4, NULL, out, m, n, k, 0);
         S->linear(a, q4, 2, s4, NULL, ref, m, n, k, 0);
         expect_close("emu16 linear_q4_0", 0, out, ref, m * n, 1e-5);
+        int8_t *qb = malloc(n * blocks * 32);
+        float *sb = malloc(n * blocks * sizeof(float));
+        skm_quantize_q8_0(w, qb, sb, n, k);
+        E->linear(a, qb, 3, sb, bias, out, m, n, k, 4);
+        S->linear(a, qb, 3, sb, bias, ref, m, n, k, 4);
+        expect_close("emu16 linear_q8_0", 0, out, ref, m * n, 1e-5);
+        free(qb), free(sb);
         int8_t *q8 = malloc(n * k);
         float *s8 = malloc(n * sizeof(float));
         skm_quantize_int8(w, q8, s8, n, k);
