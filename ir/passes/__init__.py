@@ -9,6 +9,7 @@ from ..graph import Graph
 from .dce import eliminate_dead_code
 from .fold import fold_constants
 from .fuse import fuse_attention, fuse_linear, fuse_residual_adds, fuse_rms_norm
+from .fuse_gelu import fuse_gelu_tanh
 from .fuse_qkv import fuse_qkv_attention
 from .infer import infer_concrete, infer_types
 from .memory import plan_memory
@@ -18,6 +19,7 @@ PASSES: dict[str, Callable[[Graph], int]] = {
     "infer_types": infer_types,
     "simplify": simplify,
     "fuse_attention": fuse_attention,
+    "fuse_gelu_tanh": fuse_gelu_tanh,  # before fuse_linear, which folds the Gelu into its Linear
     "fuse_linear": fuse_linear,
     "fuse_qkv_attention": fuse_qkv_attention,
     "fuse_rms_norm": fuse_rms_norm,
@@ -46,7 +48,7 @@ def optimize_graph(graph: Graph, passes: list[str] | None = None,
         count = PASSES[name](result)
         stats[name] = count
         applied.append(name)
-        if name in ("fuse_attention", "fuse_linear", "fuse_qkv_attention", "fuse_rms_norm", "fold_constants"):
+        if name in ("fuse_attention", "fuse_gelu_tanh", "fuse_linear", "fuse_qkv_attention", "fuse_rms_norm", "fold_constants"):
             simplify(result)
     if chosen and "dead_code_elimination" in chosen:
         eliminate_dead_code(result)
