@@ -7,14 +7,17 @@ import json
 
 import click
 
+from skillmill.runtime.precision import QUANTIZED
+
 
 @click.command()
 @click.option("--skill", "class_name", required=True, metavar="CLASS",
               help="The transformers model class of a text encoder, e.g. BertModel.")
 @click.option("--model", "model", required=True, metavar="DIR", type=click.Path(exists=True, file_okay=False),
               help="A local checkpoint folder (config, weights, tokenizer).")
-@click.option("--scheme", type=click.Choice(["int8", "q4_0"]), default="int8", show_default=True,
-              help="int8: per-channel symmetric int8 weights; q4_0: 4-bit blocks of 32 with one scale.")
+@click.option("--scheme", type=click.Choice(QUANTIZED), default="int8", show_default=True,
+              help="int8: per-channel symmetric int8 weights; q4_0: 4-bit blocks of 32 with one scale; "
+                   "q8_0: int8 blocks of 32 with one scale.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="Where to write the quantized .mojomodel (only when the quality gate passes).")
 @click.option("--shapes", default="1x16,1x128,32x128", show_default=True,

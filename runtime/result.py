@@ -29,7 +29,8 @@ class SkillResult(Mapping):
     # target), "torch" (PyTorch eager), "openvino", ...
     engine: str = ""
     # The precision the outputs were computed at: "float32" unless the caller asked for "bf16"
-    # or a quantization scheme ("int8", "q4_0") and an engine ran it (runtime/precision.py).
+    # or a quantization scheme ("int8", "q4_0", "q8_0") and an engine ran it
+    # (runtime/precision.py).
     precision: str = "float32"
     # What that engine's first run for these input names, dtypes and ranks proved against
     # PyTorch eager float32 (``.error``, ``.tolerance``); None when PyTorch eager

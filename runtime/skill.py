@@ -57,7 +57,8 @@ class Skill(MojoMaxTargetMixin):
         # it off, "all" tries it even for model types the native coverage sweep did not pass.
         self.native = native
         # precision: "float32" (the default) or "bf16"; None follows SKILLMILL_PRECISION.
-        # quantize: "int8" or "q4_0" weights (runtime/precision.py), run by the native executor.
+        # quantize: "int8", "q4_0" or "q8_0" weights (runtime/precision.py), run by the native
+        # executor.
         self.precision, self.precision_source = resolve_precision(precision, quantize)
         # constraints: what device="auto" may choose from the measured decision table
         # (runtime/decisions.py); the default allows this skill's own precision.

@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from skillmill.runtime.precision import QUANTIZED
+
 BATCH_HELP = "Most rows per model call (dynamic batching); 1 turns batching off."
 
 
@@ -64,7 +66,7 @@ def set_compute_threads(n: int) -> None:
 @click.option(
     "--quantize",
     default=None,
-    type=click.Choice(["int8", "q4_0"]),
+    type=click.Choice(QUANTIZED),
     help="Quantized weights, run by the native executor (see `generate-skills quantize` for "
     "what a scheme costs in quality); /health says what ran.",
 )

@@ -13,9 +13,9 @@ converted, unless the sweep also timed the type slower than PyTorch eager (``nat
 ``torch_ms``): then PyTorch eager runs, and the result says so with both figures.  ``SKILLMILL_NATIVE=0`` (or ``load_skill(..., native=False)``)
 turns the native path off; ``SKILLMILL_NATIVE=all`` (or ``native="all"``) tries every model.
 
-``quantize="int8"`` / ``"q4_0"`` (the skill's precision) runs the same conversion with its Linear
-weights quantized (``ir/passes/quantize.py``), proven against PyTorch float32 at the scheme's
-tolerance; a model with no Linear layer to quantize falls back with that reason.
+``quantize="int8"`` / ``"q4_0"`` / ``"q8_0"`` (the skill's precision) runs the same conversion
+with its Linear weights quantized (``ir/passes/quantize.py``), proven against PyTorch float32 at
+the scheme's tolerance; a model with no Linear layer to quantize falls back with that reason.
 """
 
 from __future__ import annotations

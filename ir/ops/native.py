@@ -245,7 +245,8 @@ def _two(value: Any) -> list[int]:
 
 def _qlinear(lib, attrs):
     # int8: activations quantized per token too (the scheme's definition, ir/ops/quantized.py).
-    matmul = {"int8": lib.linear_int8_dynamic, "q4_0": lib.matmul_q4_0}.get(attrs.get("scheme"))
+    matmul = {"int8": lib.linear_int8_dynamic, "q4_0": lib.matmul_q4_0,
+              "q8_0": lib.matmul_q8_0}.get(attrs.get("scheme"))  # fmt: skip
     activation = attrs.get("activation", "none")
     if matmul is None or activation not in ("none", "relu", "gelu", "gelu_tanh", "silu", "tanh"):
         return None

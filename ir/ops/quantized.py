@@ -9,13 +9,16 @@
   (``skillmill.native.linear_int8_dynamic``), which this reference reproduces.
 - ``q4_0``: ``q`` uint8 [out, ceil(in/32), 16], two 4-bit values a byte, one float32 scale per
   32-value block (ggml's Q4_0 layout: value = (nibble - 8) * scale).
+- ``q8_0``: ``q`` int8 [out, ceil(in/32), 32], one float32 scale per 32-value block (ggml's
+  Q8_0 idea: scale = max|block| / 127, value = q * scale); weight-only, like q4_0.
 
 ``QEmbedding(q, scales, ids)`` is ``Embedding`` over an int8 table with one scale per row: only
 the rows looked up are dequantized.
 
-For q4_0 the numpy reference dequantizes and runs ``Linear``'s reference, so every kernel that
-runs a QLinear is checked against exactly the weight the file stores.  The layouts are the native
-library's (``skillmill.native.quantize_int8`` / ``quantize_q4_0``), which make them.
+For q4_0 and q8_0 the numpy reference dequantizes and runs ``Linear``'s reference, so every
+kernel that runs a QLinear is checked against exactly the weight the file stores.  The layouts
+are the native library's (``skillmill.native.quantize_int8`` / ``quantize_q4_0`` /
+``quantize_q8_0``), which make them.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from ..graph import TensorSpec
 from .base import OpDef
 from .nn import ACTIVATIONS, _linear
 
-SCHEMES = ("int8", "q4_0")
+SCHEMES = ("int8", "q4_0", "q8_0")
 Q4_BLOCK = 32
+Q8_BLOCK = 32
 
 
 def dequantize(q: np.ndarray, scales: np.ndarray, scheme: str, in_features: int) -> np.ndarray:
@@ -37,6 +41,9 @@ def dequantize(q: np.ndarray, scales: np.ndarray, scheme: str, in_features: int)
     if scheme == "q4_0":
         nibbles = np.stack([q & 15, q >> 4], axis=-1).reshape(q.shape[0], q.shape[1], Q4_BLOCK)
         w = (nibbles.astype(np.float32) - 8.0) * scales.astype(np.float32)[:, :, None]
+        return np.ascontiguousarray(w.reshape(q.shape[0], -1)[:, :in_features])
+    if scheme == "q8_0":
+        w = q.astype(np.float32) * scales.astype(np.float32)[:, :, None]
         return np.ascontiguousarray(w.reshape(q.shape[0], -1)[:, :in_features])
     raise ValueError(f"unknown quantization scheme {scheme!r}; known: {', '.join(SCHEMES)}")
 
@@ -66,9 +73,12 @@ def check_quantized_layers(graph) -> None:
             raise ValueError(f"{where}: scales must be finite float32, got {scales.dtype}")
         if scheme == "int8":
             want_q, want_s, dtype = (q.shape[0], k), (q.shape[0],), np.int8
-        else:
+        elif scheme == "q4_0":
             blocks = -(-k // Q4_BLOCK)
             want_q, want_s, dtype = (q.shape[0], blocks, 16), (q.shape[0], blocks), np.uint8
+        else:
+            blocks = -(-k // Q8_BLOCK)
+            want_q, want_s, dtype = (q.shape[0], blocks, Q8_BLOCK), (q.shape[0], blocks), np.int8
         if q.dtype != dtype or q.shape != want_q or scales.shape != want_s:
             raise ValueError(f"{where}: {scheme} weight must be {np.dtype(dtype).name}{list(want_q)} with "
                              f"scales float32{list(want_s)}, got {q.dtype}{list(q.shape)} and "
@@ -139,5 +149,6 @@ def build() -> dict[str, OpDef]:
                       doc="rows ids of an int8 table (q int8 [rows, dim], scales float32 [rows]), dequantized")
     op = OpDef("QLinear", _qlinear, _qlinear_infer,
                doc="act(x @ W.T + b) [+ residual] with W stored quantized: scheme int8 (q int8 [out, in], "
-                   "scale per row) or q4_0 (q uint8 [out, blocks, 16], scale per 32-value block)")  # fmt: skip
+                   "scale per row), q4_0 (q uint8 [out, blocks, 16], scale per 32-value block) or q8_0 "
+                   "(q int8 [out, blocks, 32], scale per 32-value block)")  # fmt: skip
     return {op.name: op, embedding.name: embedding}

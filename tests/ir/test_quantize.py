@@ -21,7 +21,12 @@ from hypothesis import given, settings, strategies as st
 
 from test_mojomodel import _refused, _rehash
 
-SCHEMES = ("int8", "q4_0")
+SCHEMES = ("int8", "q4_0", "q8_0")
+QUANTIZERS = {
+    "int8": native.quantize_int8,
+    "q4_0": native.quantize_q4_0,
+    "q8_0": native.quantize_q8_0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +49,14 @@ def test_pass_rewrites_linears_and_embeddings_and_stays_close(bert, scheme):
     assert ops.count("QLinear") == len(report.quantized) - ops.count("QEmbedding") > 0
     assert "QEmbedding" in ops and "Embedding" not in ops or report.kept
     assert quantized.metadata["optimizations_applied"][-1] == f"quantize_{scheme}"
-    # q4_0: 4.5 bits a weight with its scales; embedding tables stay int8 under both schemes
-    assert report.bytes_after < report.bytes_before / (3.5 if scheme == "int8" else 4)
+    # q4_0: 4.5 bits a weight with its scales, q8_0 9; embedding tables stay int8 under every scheme
+    assert report.bytes_after < report.bytes_before / {"int8": 3.5, "q4_0": 4, "q8_0": 3.2}[scheme]
     # the float32 copies of the quantized weights are gone from the graph
     assert not ({row["weight"] for row in report.quantized} & set(quantized.weights))
     want = Executor(graph).run(feeds)["last_hidden_state"]
     got = Executor(quantized).run(feeds)["last_hidden_state"]
     error = np.abs(got - want).max() / np.abs(want).max()
-    assert 0 < error < (0.05 if scheme == "int8" else 0.3), error
+    assert 0 < error < (0.3 if scheme == "q4_0" else 0.05), error
     # the original graph is untouched
     assert _linear_count(graph) > 0 and "QLinear" not in {n.op for n in graph.nodes}
 
@@ -78,6 +83,11 @@ def test_an_outlier_weight_is_kept_by_the_rule():
     # nothing quantized: the graph does not call itself quantized
     assert "quantize_q4_0" not in quantized.metadata.get("optimizations_applied", [])
     assert quantized.metadata["quantization"]["layers_quantized"] == 0
+    # q8_0's 8-bit blocks keep the outlier exact and the rest within ~1%: under its limit
+    quantized, report = quantize_graph(graph, "q8_0")
+    assert len(report.quantized) == 1
+    assert report.quantized[0]["weight_error"] < MAX_WEIGHT_ERROR["q8_0"]
+    assert "quantize_q8_0" in quantized.metadata["optimizations_applied"]
 
 
 def test_a_graph_with_nothing_to_quantize_says_so():
@@ -96,7 +106,7 @@ def test_native_qlinear_matches_the_reference(scheme, rows, n, k, act, bias, res
     multiple of 32 included."""
     rng = np.random.default_rng(k * 1000 + n)
     w = rng.standard_normal((n, k)).astype(np.float32)
-    q, scales = native.quantize_int8(w) if scheme == "int8" else native.quantize_q4_0(w)
+    q, scales = QUANTIZERS[scheme](w)
     x = rng.standard_normal((rows, 3, k)).astype(np.float32)
     inputs = [x, q, scales] + ([rng.standard_normal(n).astype(np.float32)] if bias or residual else [])
     if residual:
@@ -111,10 +121,10 @@ def test_native_qlinear_matches_the_reference(scheme, rows, n, k, act, bias, res
 def test_dequantize_inverts_the_native_layouts():
     rng = np.random.default_rng(3)
     w = rng.standard_normal((5, 70)).astype(np.float32)
-    for scheme, (q, s) in (("int8", native.quantize_int8(w)), ("q4_0", native.quantize_q4_0(w))):
+    for scheme, (q, s) in ((name, QUANTIZERS[name](w)) for name in SCHEMES):
         np.testing.assert_allclose(dequantize(q, s, scheme, 70),
                                    native.dequantize_int8(q, s) if scheme == "int8" else
-                                   native.dequantize_q4_0(q, s, 70))  # fmt: skip
+                                   getattr(native, f"dequantize_{scheme}")(q, s, 70))  # fmt: skip
 
 
 def test_qembedding_refuses_ids_out_of_range():
@@ -137,9 +147,10 @@ def test_quantized_mojomodel_round_trips_smaller(bert, tmp_path, scheme):
     assert full
 
 
-def test_damaged_quantized_files_are_refused(bert, tmp_path):
+@pytest.mark.parametrize("scheme", ["q4_0", "q8_0"])
+def test_damaged_quantized_files_are_refused(bert, tmp_path, scheme):
     graph, _ = bert
-    quantized, _ = quantize_graph(graph, "q4_0")
+    quantized, _ = quantize_graph(graph, scheme)
     data = open(compile_to_mojomodel(quantized, tmp_path / "q"), "rb").read()
     rng = np.random.default_rng(19)
     for _ in range(150):
@@ -177,6 +188,23 @@ def test_consistently_rehashed_but_wrong_quantized_weights_are_refused(bert, tmp
     in a writer, a hand edit) is refused at load, before any kernel sees it."""
     graph, _ = bert
     quantized, _ = quantize_graph(graph, "q4_0")
+    data = open(compile_to_mojomodel(quantized, tmp_path / "q"), "rb").read()
+    _refused(tmp_path, _rehash(data, section_edit=_edit_weights(damage)), match=match)
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda w, d: w.update({k: v.view(np.uint8) for k, v in w.items() if k.endswith(".q8_0")}), "must be int8"),
+    (lambda w, d: w.update({k: v[:, :, :16].copy() for k, v in w.items() if k.endswith(".q8_0")}), "must be int8"),
+    (lambda w, d: w.update({k: v[:, :-1].copy() for k, v in w.items() if k.endswith(".q8_0")}), "must be int8"),
+    (lambda w, d: w.update({k: np.full_like(v, np.inf) for k, v in w.items() if k.endswith("q8_0_scales")}),
+     "finite float32"),
+    # the same bytes read as another scheme's layout
+    (lambda w, d: [n["attrs"].update(scheme="q4_0") for n in d["nodes"] if n["op"] == "QLinear"], "must be uint8"),
+    (lambda w, d: [n["attrs"].update(scheme="int8") for n in d["nodes"] if n["op"] == "QLinear"], "int8 weight must be"),
+])  # fmt: skip
+def test_wrong_q8_0_weights_are_refused(bert, tmp_path, damage, match):
+    graph, _ = bert
+    quantized, _ = quantize_graph(graph, "q8_0")
     data = open(compile_to_mojomodel(quantized, tmp_path / "q"), "rb").read()
     _refused(tmp_path, _rehash(data, section_edit=_edit_weights(damage)), match=match)
 

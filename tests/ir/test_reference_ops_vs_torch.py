@@ -286,7 +286,8 @@ def check_linear(op, rng):
 @checks("QLinear")
 def check_qlinear(op, rng):
     """int8: activations quantized per token (round half to even, as torch.round does), exact
-    integer products, scaled back; q4_0: nibbles unpacked with torch's bit ops, then F.linear."""
+    integer products, scaled back; q4_0: nibbles unpacked with torch's bit ops, then F.linear;
+    q8_0: int8 blocks times their scales, then F.linear."""
     x, b, r = randn(rng, 2, 5, 40), randn(rng, 6), randn(rng, 2, 5, 6)
     x[0, 0] = 0.0  # a zero row: its output is act(bias)
     q8 = rng.integers(-128, 128, (6, 40), dtype=np.int8)
@@ -303,6 +304,11 @@ def check_qlinear(op, rng):
     w = (nibbles * T(s4)[..., None]).reshape(6, 64)[:, :40]
     same(ref(op, x, q4, s4, b, scheme="q4_0", in_features=40, activation="silu"),
          F.silu(F.linear(xt, w, T(b))), atol=1e-5)  # fmt: skip
+    qb = rng.integers(-128, 128, (6, 2, 32), dtype=np.int8)  # q8_0: the padding is ignored
+    sb = (rng.random((6, 2)) * 0.01).astype(f32)
+    w = (T(qb).float() * T(sb)[..., None]).reshape(6, 64)[:, :40]
+    same(ref(op, x, qb, sb, b, r, scheme="q8_0", in_features=40, activation="relu"),
+         F.relu(F.linear(xt, w, T(b))) + T(r), atol=1e-5)  # fmt: skip
 
 
 @checks("QEmbedding")
