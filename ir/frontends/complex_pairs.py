@@ -68,9 +68,16 @@ def _same(cx, node, x, *args, **kwargs):
 
 @_complex("aten._to_copy.default", "aten.to.dtype")
 def _to_copy(cx, node, x, *args, **kwargs):
-    if not (is_complex(x) and is_complex(node)):
-        raise UnsupportedOp(f"{node.target} between complex and real", cx.model_name)
-    return cx.emit(node, "Cast", [cx.value(x)], {"to": cx.out_dtype(node)})
+    dtype = cx.out_dtype(node)
+    if is_complex(x) and is_complex(node):
+        return cx.emit(node, "Cast", [cx.value(x)], {"to": dtype})
+    if is_complex(node):  # a real value as complex: imaginary parts zero (fftn of real input)
+        real = cx.temp(node, "Cast", [cx.value(x)], {"to": dtype})
+        zero = cx.temp(node, "FullLike", [real], {"value": 0.0, "dtype": dtype})
+        return _pair(cx, node, real, zero)
+    # complex to real keeps the real part, as torch does (with a warning)
+    real = cx.temp(node, "Select", [cx.value(x)], {"dim": _rank(x), "index": 0})
+    return cx.emit(node, "Cast", [real], {"to": dtype})
 
 
 @_complex("aten.polar.default")
@@ -177,6 +184,33 @@ def _index(cx, node, x, indices):
     if any(is_complex(i) for i in indices if i is not None):
         raise UnsupportedOp("aten.index.Tensor with complex indices", cx.model_name)
     return ATEN["aten.index.Tensor"](cx, node, x, indices)
+
+
+@_complex("aten._fft_r2c.default")
+def _fft_r2c(cx, node, x, dim, normalization, onesided):
+    dims = [_dim(d, _rank(x)) for d in dim]
+    return cx.emit(node, "FFT", [cx.value(x)], {"kind": "r2c", "dims": dims,
+                   "normalization": normalization, "onesided": onesided})  # fmt: skip
+
+
+@_complex("aten._fft_c2c.default")
+def _fft_c2c(cx, node, x, dim, normalization, forward):
+    dims = [_dim(d, _rank(x)) for d in dim]
+    return cx.emit(node, "FFT", [cx.value(x)], {"kind": "c2c", "dims": dims,
+                   "normalization": normalization, "forward": forward})  # fmt: skip
+
+
+@_complex("aten._fft_c2r.default")
+def _fft_c2r(cx, node, x, dim, normalization, last_dim_size):
+    dims = [_dim(d, _rank(x)) for d in dim]
+    return cx.emit(node, "FFT", [cx.value(x)], {"kind": "c2r", "dims": dims,
+                   "normalization": normalization, "last_dim_size": cx.attr(last_dim_size)})  # fmt: skip
+
+
+@_complex("aten.real.default", "aten.imag.default")
+def _part(cx, node, x):
+    index = 0 if "real" in str(node.target) else 1
+    return cx.emit(node, "Select", [cx.value(x)], {"dim": _rank(x), "index": index})
 
 
 def lower_complex(cx: Any, node: Any, key: str) -> Any:

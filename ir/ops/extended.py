@@ -349,6 +349,34 @@ def _embedding_bag(inputs, mode=0, include_last_offset=False, padding_idx=-1):
     return out, np.zeros(indices.size, np.int64), np.zeros(len(bags), np.int64), np.zeros(len(bags), np.int64)
 
 
+def _fft(inputs, kind="c2c", dims=(), normalization=0, forward=True, onesided=True,
+         last_dim_size=None):  # fmt: skip
+    """torch's _fft_r2c / _fft_c2c / _fft_c2r over ``dims``, complex values as (real,
+    imaginary) pairs on a last axis of 2 (how the frontend lowers them): r2c takes a real
+    value, c2r returns one.  Unnormalised both ways, then scaled as aten's ``normalization``
+    says (0: none, 1: 1/sqrt(n), 2: 1/n, n the signal size: the real side's)."""
+    x = np.asarray(inputs[0])
+    dtype = x.dtype
+    dims = [int(d) for d in dims]
+    if kind == "r2c":
+        signal = [x.shape[d] for d in dims]
+        z = np.fft.rfftn(x, axes=dims) if onesided else np.fft.fftn(x, axes=dims)
+    else:
+        z = x[..., 0].astype(np.complex128) + 1j * x[..., 1]
+        if kind == "c2c":
+            signal = [z.shape[d] for d in dims]
+            z = np.fft.fftn(z, axes=dims) if forward else np.fft.ifftn(z, axes=dims, norm="forward")
+        else:
+            sizes = [z.shape[d] for d in dims[:-1]] + [int(last_dim_size)]
+            signal = sizes
+            z = np.fft.irfftn(z, s=sizes, axes=dims, norm="forward")
+    scale = float(np.prod(signal)) if signal else 1.0
+    z = z / {0: 1.0, 1: np.sqrt(scale), 2: scale}[int(normalization)]
+    if kind == "c2r":
+        return np.ascontiguousarray(z.real).astype(dtype)
+    return np.stack([z.real, z.imag], axis=-1).astype(dtype)
+
+
 def build() -> dict[str, OpDef]:
     ops = [
         OpDef("Sort", _sort, num_outputs=2, doc="(values, indices) along axis; stable"),
@@ -371,6 +399,7 @@ def build() -> dict[str, OpDef]:
               doc="torch.unique_consecutive (flattened): values, inverse, counts"),
         OpDef("NonZero", _nonzero, doc="torch.nonzero: [count, rank] indices of non-zero elements"),
         OpDef("Histc", _histc, doc="torch.histc: counts in equal-width bins over [min, max]"),
+        OpDef("FFT", _fft, doc="torch _fft_r2c / _fft_c2c / _fft_c2r on (real, imaginary) pairs"),
         OpDef("Resize", _resize,
               doc="nearest / linear / antialiased resize of trailing spatial dims (torch rules)"),
     ]

@@ -57,3 +57,26 @@ class ComplexOut(torch.nn.Module):
 def test_complex_output_is_refused():
     with pytest.raises(UnsupportedOp, match="complex output"):
         NativeModel.from_torch(ComplexOut().eval(), {"x": torch.randn(2, 3)})
+
+
+class Spectral(torch.nn.Module):
+    """FNet's token mixing (``fftn(x).real``) and a vocoder head's inverse STFT step
+    (NeuCodec, XCodec2: ``irfft(polar(magnitude, phase))``)."""
+
+    def forward(self, x):
+        mixed = torch.fft.fftn(x, dim=(1, 2)).real
+        spectrum = torch.polar(x.abs() + 0.1, x)
+        return {"mixed": mixed, "frames": torch.fft.irfft(spectrum, 10, dim=-1, norm="backward")}
+
+
+def test_fft_on_pairs_matches_torch():
+    model = Spectral().eval()
+    native = NativeModel.from_torch(model, {"x": torch.randn(2, 4, 6)},
+                                    dynamic_dims={"x": {0: "batch", 1: "seq"}})  # fmt: skip
+    for batch, seq in ((2, 4), (3, 7)):
+        x = torch.randn(batch, seq, 6, generator=torch.Generator().manual_seed(seq))
+        with torch.no_grad():
+            want = model(x=x)
+        got = native.run({"x": x.numpy()})
+        for name, value in want.items():
+            np.testing.assert_allclose(got[name], value.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)

@@ -1126,6 +1126,25 @@ def check_resize(op, rng):
     same(ref(op, x3, size=[5, 6, 7], mode="linear"), F.interpolate(T(x3), size=(5, 6, 7), mode="trilinear"), atol=1e-5)
 
 
+@checks("FFT")
+def check_fft(op, rng):
+    """Against torch.fft's own entry points, complex results as view_as_real pairs."""
+    x = randn(rng, 2, 6, 5)
+    pairs = lambda z: torch.view_as_real(z)  # noqa: E731
+    same(ref(op, x, kind="r2c", dims=[1, 2]), pairs(torch.fft.rfftn(T(x), dim=(1, 2))), atol=1e-5)
+    same(ref(op, x, kind="r2c", dims=[1, 2], onesided=False, normalization=1),
+         pairs(torch.fft.fftn(T(x), dim=(1, 2), norm="ortho")), atol=1e-5)  # fmt: skip
+    z = randn(rng, 2, 6, 5, 2)
+    zc = torch.view_as_complex(T(z))
+    same(ref(op, z, kind="c2c", dims=[1]), pairs(torch.fft.fft(zc, dim=1)), atol=1e-5)
+    same(ref(op, z, kind="c2c", dims=[1, 2], forward=False, normalization=2),
+         pairs(torch.fft.ifftn(zc, dim=(1, 2))), atol=1e-6)  # fmt: skip
+    same(ref(op, z, kind="c2r", dims=[2], normalization=2, last_dim_size=8),
+         torch.fft.irfft(zc, n=8, dim=2), atol=1e-6)  # fmt: skip
+    same(ref(op, z, kind="c2r", dims=[1, 2], normalization=1, last_dim_size=9),
+         torch.fft.irfftn(zc, s=(6, 9), dim=(1, 2), norm="ortho"), atol=1e-6)  # fmt: skip
+
+
 # -- the table and its completeness -----------------------------------------------------------
 @pytest.mark.parametrize("op", sorted(CHECKS))
 def test_reference_matches_an_independent_implementation(op):
