@@ -46,7 +46,7 @@ def test_a_bf16_run_is_not_a_float32_peer():
     verdict = models.fp32_verdicts(results)["minilm 1x16"]
     assert verdict.startswith("fastest fp32: native")
     assert "best of ORT/OpenVINO-f32 / native = 1.50x" in verdict
-    assert verdict.endswith("least memory above load: native")
+    assert verdict.endswith("least peak RSS: native")
     results["backends"]["openvino-f32"]["minilm 1x16"] = _row(1.5)
     assert models.fp32_verdicts(results)["minilm 1x16"].startswith("fastest fp32: openvino-f32")
 
