@@ -821,3 +821,15 @@ def _cummax(cx, node, x, dim):
 def _as_strided(cx, node, x, size, stride, storage_offset=None):
     attrs = {"size": cx.attr(list(size)), "stride": cx.attr(list(stride)), "offset": cx.attr(storage_offset or 0)}
     return cx.emit(node, "AsStrided", [cx.value(x)], attrs)
+
+
+@lowers("aten.randn.default", "aten.randn.generator", "aten.randn_like.default",
+        "aten.rand.default", "aten.rand.generator", "aten.rand_like.default",
+        "aten.normal.Tensor_float", "aten.normal.float_Tensor", "aten.normal.Tensor_Tensor",
+        "aten.normal_functional.default", "aten.bernoulli.default", "aten.bernoulli.p",
+        "aten.randint.low", "aten.randint.default", "aten.randperm.default")  # fmt: skip
+def _random(cx, node, *args, **kwargs):
+    # A sample from torch's generator (VITS's prior noise, Reformer's LSH rotations, a VAE's
+    # latent noise): no executor can give the same numbers, so the graph cannot match PyTorch.
+    raise UnsupportedOp(str(node.target), cx.model_name,
+                        "the output depends on torch's random generator (a sampled value)")  # fmt: skip
