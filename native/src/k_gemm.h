@@ -148,12 +148,6 @@ static inline void SKM_FN(q4_block)(const uint8_t *blk, float scale, float *out)
     }
 }
 
-/* One Q8_0 block: 32 int8 values, value = q * scale; SKM_W divides 32 on every ISA. */
-SKM_INLINE void SKM_FN(q8_block)(const int8_t *blk, float scale, float *out) {
-    skv s = skv_set1(scale);
-    for (int i = 0; i < 32; i += SKM_W) skv_store(out + i, skv_mul(skv_load_i8(blk + i), s));
-}
-
 /* Packs B[p0:p0+kc, j0:j0+nc] into NR-wide micro-panels, zero-padding the last one, and
  * dequantizes weight-only int8/Q4_0/Q8_0 on the way: the microkernel only ever sees fp32. */
 static void SKM_FN(pack_b)(const gemm_desc *d, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
@@ -404,7 +398,7 @@ static void SKM_FN(gemm_compute_task)(void *vctx, int64_t t, int slot) {
  * Packing would copy the whole B to use it once, so B is streamed as it lies: row-major B by
  * axpy over its rows, transposed or quantized weights by dot products along their rows
  * (quantized rows are decoded a chunk at a time into a small buffer). */
-#define GEMV_CHUNK 256 /* multiple of 32 so Q4_0/Q8_0 blocks never straddle two chunks */
+#define GEMV_CHUNK 256 /* multiple of 32 so Q4_0 blocks never straddle two chunks */
 
 typedef struct {
     const gemm_desc *d;
@@ -422,12 +416,6 @@ static const float *SKM_FN(weight_row)(const gemm_desc *d, int64_t j, int64_t p0
         return tmp;
     }
     /* p0 is a multiple of GEMV_CHUNK, hence of 32; a short last block is zero-padded */
-    if (d->b_kind == SKM_W_Q8_0) {
-        const int8_t *row = (const int8_t *)d->b + j * d->q_blocks * 32 + p0;
-        const float *sc = d->scales + j * d->q_blocks + (p0 >> 5);
-        for (int64_t q = 0; q < cnt; q += 32) SKM_FN(q8_block)(row + q, sc[q >> 5], tmp + q);
-        return tmp;
-    }
     const uint8_t *row = (const uint8_t *)d->b + j * d->q_blocks * 16;
     const float *sc = d->scales + j * d->q_blocks;
     for (int64_t q = 0; q < cnt; q += 32) SKM_FN(q4_block)(row + ((p0 + q) >> 5) * 16, sc[(p0 + q) >> 5], tmp + q);
@@ -446,6 +434,26 @@ static float SKM_FN(dot)(const float *a, const float *b, int64_t n) {
         acc0 = skv_fma(ld_part(a + q, cnt, 0.0f), ld_part(b + q, cnt, 0.0f), acc0);
     }
     return skv_reduce_add(skv_add(acc0, acc1));
+}
+
+/* x . (row of Q8_0 blocks), the blocks read as they lie: sum over blocks of scale * (x . q),
+ * so decoding a token reads each weight byte once and never writes a float copy of it. */
+static float SKM_FN(dot_q8)(const float *x, const int8_t *q, const float *sc, int64_t k) {
+    skv acc = skv_zero();
+    int64_t full = k >> 5;
+    for (int64_t b = 0; b < full; b++) {
+        const float *xb = x + b * 32;
+        const int8_t *qb = q + b * 32;
+        skv s0 = skv_zero(), s1 = skv_zero();
+        for (int i = 0; i < 32; i += 2 * SKM_W) {
+            s0 = skv_fma(skv_load(xb + i), skv_load_i8(qb + i), s0);
+            s1 = skv_fma(skv_load(xb + i + SKM_W), skv_load_i8(qb + i + SKM_W), s1);
+        }
+        acc = skv_fma(skv_set1(sc[b]), skv_add(s0, s1), acc);
+    }
+    float tail = 0.0f; /* the short last block: its zero padding is not read */
+    for (int64_t p = full * 32; p < k; p++) tail += x[p] * (float)q[p];
+    return skv_reduce_add(acc) + (full * 32 < k ? sc[full] * tail : 0.0f);
 }
 
 static void SKM_FN(gemv_task)(void *vctx, int64_t t, int slot) {
@@ -470,6 +478,13 @@ static void SKM_FN(gemv_task)(void *vctx, int64_t t, int slot) {
                         st_part(cr + x, skv_fma(a, ld_part(br + x, cnt, 0.0f), ld_part(cr + x, cnt, 0.0f)), cnt);
                 }
             }
+        }
+    } else if (d->b_kind == SKM_W_Q8_0) {
+        for (int64_t j = j0; j < j1; j++) {
+            const int8_t *row = (const int8_t *)d->b + j * d->q_blocks * 32;
+            const float *sc = d->scales + j * d->q_blocks;
+            for (int64_t i = 0; i < d->m; i++)
+                d->c[i * d->rsc + j] = SKM_FN(dot_q8)(d->a + i * d->rsa, row, sc, d->k);
         }
     } else { /* weight rows: one dot product per output, a chunk of k at a time */
         float tmp[GEMV_CHUNK];
