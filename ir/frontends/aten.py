@@ -604,6 +604,12 @@ def _sym_size(cx, node, x, dim):
     return cx.emit(node, "SymSize", [cx.value(x)], {"dim": dim})
 
 
+@lowers("aten.sym_numel.default")
+def _sym_numel(cx, node, x):
+    # the element count as a scalar, as sym_size gives one dim (Inkling2's patch count)
+    return cx.emit(node, "TensorToScalar", [cx.temp(node, "Size", [cx.value(x)])])
+
+
 @lowers("aten._local_scalar_dense.default", "aten.item.default")
 def _item(cx, node, x):
     return cx.emit(node, "TensorToScalar", [cx.value(x)])
