@@ -359,7 +359,9 @@ class _Lowering:
             labels = [f"output_{i}" for i in range(len(flat))]
         used_as_output: set[str] = set()
         for label, item in zip(labels, flat):
-            if item is None:
+            if item is None or not self.is_tensor(item):
+                # plain numbers among the outputs (MaskFormer-Swin's feature map sizes): the
+                # model's results are its tensors (runtime/outputs.py flattens tensors only)
                 continue
             if is_complex(item):  # the pairs would pass for a real tensor of another shape
                 raise UnsupportedOp("complex output", self.model_name, label)
