@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from skillmill.runtime.precision import QUANTIZED
+
 SENTENCES = Path(__file__).parent / "data" / "sentences.txt"
 # The floors issue 19 sets for int8 on real weights.
 QUALITY_GATE = {"min_cosine": 0.99, "spearman": 0.995}
@@ -208,18 +210,28 @@ def time_variant(variant: str, model: str, class_name: str, path: str, shape: tu
 DECODER_CONFIG = {"vocab_size": 2048, "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4,
                   "num_attention_heads": 8, "num_key_value_heads": 4, "max_position_embeddings": 256,
                   "tie_word_embeddings": False}  # fmt: skip
+# The same size as a GPT-2 (learned positions, LayerNorm, GELU, tied head): the second family.
+GPT2_DECODER_CONFIG = {"vocab_size": 2048, "n_embd": 256, "n_layer": 4, "n_head": 8, "n_positions": 256,
+                       "bos_token_id": 0, "eos_token_id": 0}  # fmt: skip
+DECODER_CONFIGS = {"LlamaForCausalLM": DECODER_CONFIG, "GPT2LMHeadModel": GPT2_DECODER_CONFIG}
 
 
 def decoder_quality(scheme: str, batch: int = 8, seq: int = 128, seed: int = 0,
                     class_name: str = "LlamaForCausalLM", config: dict | None = None) -> dict[str, Any]:  # fmt: skip
     """Next-token agreement and KL(float32 || quantized) over ``batch * seq`` positions of a
-    random-weight decoder: a numerical check of the scheme (random weights carry no meaning)."""
+    random-weight decoder: a numerical check of the scheme (random weights carry no meaning).
+
+    Random weights give nearly flat next-token distributions, where top-1 often leads by a
+    hair; ``worst_flipped_margin`` (float32's top-1 minus top-2 logit at the worst position
+    whose top-1 changed) and ``median_margin`` (that gap over all positions) show whether the
+    flips are such near-ties."""
     import torch
 
     from skillmill import load_skill
 
     torch.manual_seed(seed)
-    reference = load_skill(class_name, model=dict(config or DECODER_CONFIG), device="cpu", native=False)
+    config = dict(config or DECODER_CONFIGS.get(class_name, DECODER_CONFIG))
+    reference = load_skill(class_name, model=config, device="cpu", native=False)
     quantized = load_skill(class_name, model=reference.model, device="cpu", quantize=scheme, native="all")
     gen = torch.Generator().manual_seed(seed)
     feeds = {"input_ids": torch.randint(0, reference.model.config.vocab_size, (batch, seq), generator=gen),
@@ -232,9 +244,47 @@ def decoder_quality(scheme: str, batch: int = 8, seq: int = 128, seed: int = 0,
     q = torch.log_softmax(got.outputs["logits"].double(), -1)
     kl = (p.exp() * (p - q)).sum(-1)
     agree = (p.argmax(-1) == q.argmax(-1)).double()
+    top2 = want.outputs["logits"].double().topk(2, -1).values
+    margin = top2[..., 0] - top2[..., 1]
+    flipped = margin[agree == 0]
     return {"scheme": scheme, "class": class_name, "positions": int(agree.numel()),
             "top1_agreement": float(agree.mean()), "mean_kl": float(kl.mean()), "max_kl": float(kl.max()),
-            "logit_std": float(want.outputs["logits"].std())}  # fmt: skip
+            "logit_std": float(want.outputs["logits"].std()), "median_margin": float(margin.median()),
+            "worst_flipped_margin": float(flipped.max()) if flipped.numel() else 0.0}  # fmt: skip
+
+
+def linear_speed(n: int, k: int, m: int, budget_s: float = 1.5) -> dict[str, Any]:
+    """Median ms of one ``[m, k] x [n, k]^T`` product per weight format, on the native kernels
+    (m = 1 is one decoded token: the weight is streamed once, so its bytes set the pace)."""
+    from skillmill import native
+
+    from .manager import timing_summary
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    q8, s8 = native.quantize_q8_0(w)
+    q4, s4 = native.quantize_q4_0(w)
+    packed = native.pack_linear_weight(w)
+    calls = {"float32": lambda: native.linear(x, w), "float32-packed": lambda: native.linear_packed(x, packed),
+             "q8_0": lambda: native.matmul_q8_0(x, q8, s8), "q4_0": lambda: native.matmul_q4_0(x, q4, s4)}  # fmt: skip
+    result: dict[str, Any] = {
+        "n": n,
+        "k": k,
+        "m": m,
+        "isa": native.get_isa(),
+        "threads": native.get_num_threads(),
+    }
+    for name, call in calls.items():
+        call(), call()
+        seconds: list[float] = []
+        stop = time.perf_counter() + budget_s
+        while len(seconds) < 7 or (time.perf_counter() < stop and len(seconds) < 200):
+            start = time.perf_counter()
+            call()
+            seconds.append(time.perf_counter() - start)
+        result[f"{name}_ms"] = round(timing_summary(seconds, 1)["median_ms"], 3)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,10 +298,22 @@ def main(argv: list[str] | None = None) -> int:
     timer.add_argument("--shape", required=True)
     timer.add_argument("--repeats", type=int, default=10)
     decoder = sub.add_parser("decoder", help="next-token agreement and KL of a scheme on a random decoder")
-    decoder.add_argument("--scheme", default="int8")
+    decoder.add_argument("--scheme", default="int8", choices=QUANTIZED)
+    decoder.add_argument(
+        "--class", dest="class_name", default="LlamaForCausalLM", choices=sorted(DECODER_CONFIGS)
+    )
+    decoder.add_argument("--batch", type=int, default=8)
+    decoder.add_argument("--seq", type=int, default=128)
+    linear = sub.add_parser("linear", help="a linear's time per weight format")
+    linear.add_argument("--shape", default="1x4096x4096", help="MxNxK")
     args = parser.parse_args(argv)
+    if args.command == "linear":
+        m, n, k = (int(v) for v in args.shape.split("x"))
+        print(json.dumps(linear_speed(n, k, m)))
+        return 0
     if args.command == "decoder":
-        print(json.dumps(decoder_quality(args.scheme)))
+        quality = decoder_quality(args.scheme, args.batch, args.seq, class_name=args.class_name)
+        print(json.dumps(quality))
         return 0
     batch, seq = (int(v) for v in args.shape.split("x"))
     ms = time_variant(args.variant, args.model, args.skill, args.path, (batch, seq), args.repeats)

@@ -42,6 +42,19 @@ def test_q4_0_on_minilm_is_refused_by_the_gate_and_writes_nothing(minilm_dir, tm
 
 
 @pytest.mark.slow
+def test_q8_0_on_minilm_passes_the_gate_at_a_quarter_the_size(minilm_dir, tmp_path):
+    out, report_path = tmp_path / "minilm.q8_0.mojomodel", tmp_path / "report.json"
+    result = CliRunner().invoke(main, ["quantize", "--skill", "BertModel", "--model", minilm_dir, "--scheme", "q8_0",
+                                       "--out", str(out), "--shapes", "", "--no-ort", "--json", str(report_path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    variants = json.loads(report_path.read_text())["variants"]
+    q8, fp32 = variants["native-q8_0"], variants["native-float32"]
+    assert q8["file_bytes"] <= 0.28 * fp32["file_bytes"]  # 9 bits a weight with the scales
+    assert q8["quality"]["min_cosine"] >= 0.999 and q8["quality"]["spearman"] >= 0.999
+    assert "quantize_q8_0" in load_mojomodel(out).metadata["optimizations_applied"]
+
+
+@pytest.mark.slow
 def test_int8_minilm_is_a_quarter_the_size_and_keeps_its_rankings(minilm_dir, tmp_path):
     """Issue 19's floors on real weights: file <= 0.26x float32, every embedding's cosine >=
     0.99, Spearman of 2,016 pairwise similarities >= 0.995; ONNX Runtime's quantize_dynamic
@@ -73,3 +86,20 @@ def test_int8_decoder_keeps_the_next_token_distribution():
     assert int8["positions"] == 1024 and int8["mean_kl"] <= 0.01
     q4 = qr.decoder_quality("q4_0")
     assert int8["mean_kl"] < q4["mean_kl"] and int8["top1_agreement"] > q4["top1_agreement"]
+
+
+def test_q8_0_decoder_keeps_the_next_token_distribution():
+    """Issue 19's floors for q8_0 on a small run (128 positions of a random Llama): KL far
+    below 0.01.  Top-1 agreement is held to 90%, not the issue's 99%: random weights give
+    nearly flat distributions (logit std ~0.3, top-1 leads top-2 by ~0.06 at the median), so
+    the bound that matters is that every top-1 that changes led by a hair."""
+    q8 = qr.decoder_quality("q8_0", batch=2, seq=64)
+    assert q8["positions"] == 128 and q8["mean_kl"] <= 0.01 and q8["max_kl"] <= 1e-3, q8
+    assert q8["top1_agreement"] >= 0.9, q8
+    assert q8["worst_flipped_margin"] <= 0.1 * q8["logit_std"], q8
+
+
+def test_linear_speed_times_every_weight_format():
+    row = qr.linear_speed(8, 40, 1, budget_s=0.01)
+    assert {"float32_ms", "float32-packed_ms", "q8_0_ms", "q4_0_ms"} <= set(row) and row["m"] == 1
+    assert all(row[key] > 0 for key in row if key.endswith("_ms"))
