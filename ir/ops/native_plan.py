@@ -127,10 +127,40 @@ def _linear(lib, node, attrs, ins, outs, constants, packed):
 _I8 = np.dtype(np.int8)
 
 
+def _qlinear_q8_0(lib, node, attrs, ins, outs, constants):
+    """q8_0 QLinear onto skm_linear_q8_0: a decoded token is one small call per layer, so the
+    Python wrapper's checks are done here, once, against the recorded layouts."""
+    act = ACTIVATION_IDS.get(attrs.get("activation", "none"))
+    x, q, scales = ins[0], ins[1], ins[2]
+    names = node.inputs
+    if act is None or len(names) > 4 or not _f32(x) or not x.shape:
+        return None
+    if names[1] not in constants or names[2] not in constants:
+        return None
+    if not np.isfinite(constants[names[2]]).all():  # the wrapper's check, made once
+        return None
+    k = x.shape[-1]
+    blocks = -(-k // 32)
+    if q.dtype != _I8 or q.shape[1:] != (blocks, 32) or len(q.shape) != 3 or not q.contiguous:
+        return None
+    n = q.shape[0]
+    if not _f32(scales) or scales.shape != (n, blocks) or outs[0].shape != x.shape[:-1] + (n,) \
+            or outs[0].dtype != _F32:  # fmt: skip
+        return None
+    bias = _optional(node, 3)
+    if bias and (not _f32(ins[3]) or ins[3].shape != (n,)):
+        return None
+    args = [Ptr(names[0]), Ptr(names[1]), Ptr(names[2]), Ptr(bias) if bias else None, Out(0),
+            math.prod(x.shape[:-1]), n, k, act]  # fmt: skip
+    return CCall(lib.skm_linear_q8_0, args)
+
+
 def _qlinear(lib, node, attrs, ins, outs, constants, packed):
     """int8 QLinear (activations quantized per token) onto skm_linear_int8_dynamic, its weight
     packed for this plan's ISA once; a residual stays its own Add (the pass splits it off)."""
     act = ACTIVATION_IDS.get(attrs.get("activation", "none"))
+    if attrs.get("scheme") == "q8_0":
+        return _qlinear_q8_0(lib, node, attrs, ins, outs, constants)
     if attrs.get("scheme") != "int8" or act is None or len(node.inputs) > 4:
         return None
     x, q, scales = ins[0], ins[1], ins[2]

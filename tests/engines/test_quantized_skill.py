@@ -87,20 +87,22 @@ def test_bad_quantize_requests_are_refused_by_name(kwargs, match):
 def test_quantize_agrees_with_an_explicit_float32_precision(batch):
     skill = load_skill("BertModel", model="tiny", device="cpu", quantize="q4", precision="float32", native="all")
     assert (skill.precision, skill.precision_source) == ("q4_0", "quantize=q4")
+    assert load_skill("BertModel", model="tiny", device="cpu", quantize="Q8").precision == "q8_0"
     assert np.isfinite(skill.process(batch).outputs["last_hidden_state"].numpy()).all()
 
 
-def test_the_server_serves_a_quantized_skill_and_says_so_in_health():
+@pytest.mark.parametrize("scheme", ["int8", "q8_0"])
+def test_the_server_serves_a_quantized_skill_and_says_so_in_health(scheme):
     """`generate-skills serve --quantize int8`: the same options reach load_skill."""
     from fastapi.testclient import TestClient
 
     from skillmill.serving.app import create_app
     from skillmill.serving.commands import _served_model
 
-    served = _served_model("BertModel", "tiny", "cpu", None, 4, precision=None, quantize="int8")
-    assert (served.precision, served.engine) == ("int8", "native")
+    served = _served_model("BertModel", "tiny", "cpu", None, 4, precision=None, quantize=scheme)
+    assert (served.precision, served.engine) == (scheme, "native")
     with TestClient(create_app(served)) as client:
         health = client.get("/health").json()
-        assert (health["precision"], health["engine"]) == ("int8", "native")
+        assert (health["precision"], health["engine"]) == (scheme, "native")
         answer = client.post("/v1/embeddings", json={"model": served.id, "input": ["a b c"]})
         assert answer.status_code == 200 and len(answer.json()["data"][0]["embedding"]) == 32

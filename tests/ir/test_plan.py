@@ -157,3 +157,26 @@ def test_runtime_assert_stays_in_the_plan():
         executor.run({"x": np.ones(4, np.float32)})
     with pytest.raises(ExecutionError, match="sum must be positive"):
         executor.run({"x": -np.ones(4, np.float32)})
+
+
+def test_q8_0_qlinears_are_planned_as_direct_calls(monkeypatch):
+    """A decoded token is one small QLinear call per layer: q8_0's are compiled into the plan
+    (skm_linear_q8_0, checked once) and give what the unplanned kernels give."""
+    from skillmill.ir.ops import native_plan
+    from skillmill.ir.passes.quantize import quantize_graph
+
+    graph, _ = quantize_graph(optimised("llama")[1], "q8_0")
+    qlinears = sum(1 for node in graph.nodes if node.op == "QLinear")
+    feeds = {k: v.numpy() for k, v in tiny_models.inputs("llama", 1, 5).items()}
+    executor = Executor(graph)
+    want = executor.run_unplanned(feeds)
+    for _ in range(2):
+        got = executor.run(feeds)
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5, err_msg=name)
+    planned = planned_kinds(executor)[0]
+    # the same graph with the q8_0 compiler off: exactly the QLinears leave the native steps
+    monkeypatch.setattr(native_plan, "_qlinear_q8_0", lambda *args: None)
+    without = Executor(graph)
+    without.run(feeds)
+    assert qlinears > 0 and planned["native"] - planned_kinds(without)[0]["native"] == qlinears
