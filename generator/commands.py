@@ -140,7 +140,13 @@ def coverage(types, backend, jobs, timeout, no_write, resume, retry, merge_files
                          "reason": "the sweep stopped before this type; "
                                    f"`generate-skills coverage --backend {backend} --resume` measures it"}
                      for t in chosen if t not in rows}  # fmt: skip
-        return {**rows, **unreached}
+        # Every base type has a row in every report, from the first partial sweep of a backend
+        # on (`--types` on a subset): one no sweep has measured yet says which command does.
+        unmeasured = {t: {"status": NOT_MEASURED, "class": registry.base_classes[t],
+                          "reason": f"not measured yet: `generate-skills coverage --backend {backend} "
+                                    f"--types {t}` (or `--resume`, every such row) measures it"}
+                      for t in registry.base_types if t not in rows and t not in unreached}  # fmt: skip
+        return {**rows, **unreached, **unmeasured}
 
     def current(rows: dict[str, dict]) -> dict[str, dict]:
         """Rows of types outside this run as the report holds them now, not as it held them when

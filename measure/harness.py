@@ -46,7 +46,9 @@ def _child(check: Callable[[str], dict], item: str, conn) -> None:
     # of libraries before any model exists (a flat 6 GiB failed every type on an H100 machine).
     limit = _address_space_bytes() + MEMORY_LIMIT_BYTES
     try:
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        # The soft limit only: a check that starts a program which reserves address space it
+        # never touches (Chromium: V8's sandbox, wasm guard regions) lifts it for that start.
+        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
     except (ValueError, OSError):
         pass
     import torch

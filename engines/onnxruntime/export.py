@@ -17,12 +17,13 @@ against the float32 parity tolerance.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -311,24 +312,29 @@ def describe_shape(batch: dict[str, torch.Tensor]) -> str:
     return f"{name} {'x'.join(str(d) for d in tensor.shape)}"
 
 
-def validate(path: str | Path, model: torch.nn.Module,
-             batches: list[dict[str, torch.Tensor]]) -> list[ValidationRow]:  # fmt: skip
+def validate(path: str | Path, model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], *,
+             run: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+             engine: str = "ONNX Runtime",
+             fatal: tuple[type[BaseException], ...] = ()) -> list[ValidationRow]:  # fmt: skip
     """ONNX Runtime on ``path`` against PyTorch eager ``model``, one row per batch and output.
 
     A row fails when the output is missing, has another shape, or is further than the float32
-    parity tolerance; a batch ONNX Runtime cannot run fails every one of its outputs, with why."""
-    session = open_session(path)
+    parity tolerance; a batch ONNX Runtime cannot run fails every one of its outputs, with why.
+    Another engine of the same file (the browser sweeps: ONNX Runtime Web) passes its ``run``
+    and name, and the errors that end the validation rather than fail one batch (``fatal``)."""
+    if run is None:
+        run = functools.partial(run_session, open_session(path))
     tolerance = PARITY_TOLERANCE["float32"]
     rows: list[ValidationRow] = []
     for batch in batches:
         shape = describe_shape(batch)
         want = model_outputs(model, batch)
         try:
-            got = run_session(session, batch)
-        except OnnxExportError:
+            got = run(batch)
+        except (OnnxExportError, *fatal):
             raise
         except Exception as exc:  # noqa: BLE001 — e.g. a dim the trace fixed
-            why = f"ONNX Runtime cannot run this shape: {first_line(exc)}"
+            why = f"{engine} cannot run this shape: {first_line(exc)}"
             rows += [
                 ValidationRow(shape, name, float("inf"), tolerance, False, why) for name in want
             ]

@@ -13,6 +13,8 @@ with a committed report.
   the CPU at float32 and compared at the same two shapes.
 - ``onnx`` (onnx.py): the same tiny model exported to ONNX (torch.onnx.export, dynamic batch and
   sequence) and validated with ONNX Runtime against PyTorch on three shapes.
+- ``wasm`` and ``webgpu`` (web.py): the onnx sweep's export run by ONNX Runtime Web in headless
+  Chromium (the wasm and webgpu targets' engine) on that execution provider, at the same shapes.
 
 Each report is one engine's document in the support table, registry/support/<engine>.yaml
 (model type x engine x precision -> pass, or why not, and where it was measured), which
@@ -134,6 +136,24 @@ def _warm_onnx() -> None:
     warm_up()
 
 
+def _check_wasm(model_type: str) -> dict[str, Any]:
+    from .web import check_wasm
+
+    return check_wasm(model_type)
+
+
+def _check_webgpu(model_type: str) -> dict[str, Any]:
+    from .web import check_webgpu
+
+    return check_webgpu(model_type)
+
+
+def _warm_web() -> None:
+    from .web import warm_up
+
+    warm_up()
+
+
 def _check_max(model_type: str) -> dict[str, Any]:
     from .max import check_one
 
@@ -219,6 +239,40 @@ register_backend(CoverageBackend(
          "Runtime's CPU provider run at (2, 8), (3, 11) and (1, 5), every output compared with "
          "PyTorch eager: relative error max|onnxruntime - torch| / max|torch| <= 1e-4",
     warm_up=_warm_onnx,
+    normalise=_normalise_native,
+    first=FLOOR_TYPES,
+))  # fmt: skip
+
+# The browser sweeps.  A page call (opening a session, one run) of a tiny model takes seconds; one
+# that has not answered in a minute hangs and is a timeout row, and an open plus three runs still
+# fit the harness's 300 s per type (engines/web/runner.py's default is 120 s per call).
+_WEB_ENV = {"SKILLMILL_WEB_TIMEOUT_S": "60"}
+_WEB_WHAT = ("tiny random model of each base model type exported exactly as the onnx sweep exports it "
+             "(torch.onnx.export at opset 17, dynamic batch and sequence axes, traced at (batch, seq) = "
+             "(2, 8)) and run by ONNX Runtime Web (engines/web, the {0} target's engine) in headless "
+             "Chromium on the {0} execution provider only{1} at (2, 8), (3, 11) and (1, 5), every "
+             "output compared with PyTorch eager: relative error max|{0} - torch| / max|torch| "
+             "<= 1e-4; a row's provider names what ran")  # fmt: skip
+register_backend(CoverageBackend(
+    name="wasm",
+    check=_check_wasm,
+    engine="wasm",
+    title="WebAssembly: every base model type's ONNX export run by ONNX Runtime Web on wasm in headless Chromium",
+    what=_WEB_WHAT.format("wasm", ""),
+    env=_WEB_ENV,
+    warm_up=_warm_web,
+    normalise=_normalise_native,
+    first=FLOOR_TYPES,
+))  # fmt: skip
+register_backend(CoverageBackend(
+    name="webgpu",
+    check=_check_webgpu,
+    engine="webgpu",
+    title="WebGPU: every base model type's ONNX export run by ONNX Runtime Web on WebGPU in headless Chromium",
+    what=_WEB_WHAT.format("webgpu", " (SwiftShader's adapter where there is no GPU; ORT keeps shape "
+                                    "arithmetic on its wasm kernels)"),
+    env=_WEB_ENV,
+    warm_up=_warm_web,
     normalise=_normalise_native,
     first=FLOOR_TYPES,
 ))  # fmt: skip

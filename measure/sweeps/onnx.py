@@ -20,7 +20,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..constants import SHAPES, TOLERANCE
 from .native import _short, base_model_types, coverage_model
@@ -51,6 +51,34 @@ def _tensors(model: Any, batch: int, seq: int, seed: int) -> dict[str, Any]:
 
 
 def _check(model_type: str, shapes: tuple[tuple[int, int], ...]) -> dict[str, Any]:
+    return measure_export(model_type, shapes, _onnxruntime)
+
+
+def _onnxruntime(path: Path, model: Any, batches: list[dict[str, Any]], result: dict[str, Any]) -> Any:
+    """ONNX Runtime's CPU provider on the exported file: its validation rows, or the failing row
+    when it cannot load the file."""
+    from skillmill.engines.onnxruntime import export
+
+    result["stage"] = "load"
+    try:
+        export.open_session(path)
+    except export.OnnxExportError as exc:
+        return {**result, "status": "export_failed", "reason": _short(exc)}
+    result["stage"] = "validate"
+    return export.validate(path, model, batches)
+
+
+# (exported file, tiny model, one batch per shape, the row so far) -> validation rows, or a
+# finished failing row (the engine could not load or run the file at all)
+Validator = Callable[[Path, Any, list[dict[str, Any]], dict[str, Any]], Any]
+
+
+def measure_export(model_type: str, shapes: tuple[tuple[int, int], ...], validator: Validator,
+                   tolerance: float = TOLERANCE) -> dict[str, Any]:  # fmt: skip
+    """The row of one type on an engine that runs the ONNX export: the tiny model, its inputs at
+    ``shapes``, the export (traced at the first), then ``validator`` on the file.  Shared by the
+    ONNX Runtime sweep and the browser sweeps (web.py), so every engine of the file measures
+    the same model, inputs and export."""
     result: dict[str, Any] = {"status": "error", "stage": "registry"}
     try:
         from skillmill.engines.onnxruntime import export
@@ -70,14 +98,10 @@ def _check(model_type: str, shapes: tuple[tuple[int, int], ...]) -> dict[str, An
                 written = export.export_onnx(model, batches[0], path)
             except export.OnnxExportError as exc:
                 return {**result, "status": "export_failed", "reason": _short(exc)}
-            result["stage"] = "load"
-            try:
-                export.open_session(path)
-            except export.OnnxExportError as exc:
-                return {**result, "status": "export_failed", "reason": _short(exc)}
-            result["stage"] = "validate"
-            rows = export.validate(path, model, batches)
-        result["opset"] = written.opset
+            result["opset"] = written.opset
+            rows = validator(path, model, batches, result)
+        if isinstance(rows, dict):
+            return rows
         failed = [r for r in rows if not r.passed]
         worst = max((r.error for r in rows if r.error != float("inf")), default=0.0)
         result["max_rel_err"] = float(f"{worst:.3g}")
@@ -86,7 +110,7 @@ def _check(model_type: str, shapes: tuple[tuple[int, int], ...]) -> dict[str, An
             first = failed[0]
             why = first.note or f"relative error {first.error:.2e} > {first.tolerance:g}"
             return {**result, "status": "mismatch", "reason": f"{first.shape}, output '{first.output}': {why}"}
-        result["status"] = "pass" if worst <= TOLERANCE else "mismatch"
+        result["status"] = "pass" if worst <= tolerance else "mismatch"
         result.pop("stage")
     except Exception as exc:  # noqa: BLE001 — a coverage run records every failure
         result.update(status="error", reason=f"{type(exc).__name__}: {_short(exc)}")

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_every_sweep_writes_its_engine_document_at_float32():
     assert {name: spec.engine for name, spec in BACKENDS.items()} == {
-        "skill": "torch", "native": "native", "max": "max", "openvino": "openvino", "onnx": "onnx"}  # fmt: skip
+        "skill": "torch", "native": "native", "max": "max", "openvino": "openvino", "onnx": "onnx",
+        "wasm": "wasm", "webgpu": "webgpu"}  # fmt: skip
     for name, spec in BACKENDS.items():
         assert spec.report == ROOT / "registry" / "support" / f"{spec.engine}.yaml"
         document = load_report(name)
@@ -30,7 +31,7 @@ def test_every_sweep_writes_its_engine_document_at_float32():
     assert not (ROOT / "runtime" / "backends" / "native_support.yaml").exists()
 
 
-@pytest.mark.parametrize("engine", ["torch", "native", "max", "openvino", "onnx"])
+@pytest.mark.parametrize("engine", ["torch", "native", "max", "openvino", "onnx", "wasm", "webgpu"])
 def test_verdict_is_pass_the_quoted_reason_or_none(engine):
     rows = support.report(engine)["model_types"]
     for model_type, row in rows.items():
