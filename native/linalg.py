@@ -442,7 +442,8 @@ def matmul_q4_0(
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """``linear(x, dequantize_q4_0(q, scales, x.shape[-1]), bias, activation)``; the blocks
-    are dequantized while packing, so the weight stays 4-bit in memory."""
+    are dequantized while packing, or read in place for fewer than 6 rows (a decoded token),
+    so the weight stays 4-bit in memory."""
     require()
     act = chk.activation_id(activation)
     x = chk.f32("x", x, min_ndim=1)

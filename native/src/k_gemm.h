@@ -397,28 +397,23 @@ static void SKM_FN(gemm_compute_task)(void *vctx, int64_t t, int slot) {
 /* ---- few rows (m < MR: one token, a pooled vector, a classifier head) ----
  * Packing would copy the whole B to use it once, so B is streamed as it lies: row-major B by
  * axpy over its rows, transposed or quantized weights by dot products along their rows
- * (quantized rows are decoded a chunk at a time into a small buffer). */
-#define GEMV_CHUNK 256 /* multiple of 32 so Q4_0 blocks never straddle two chunks */
+ * (int8 rows are decoded a chunk at a time into a small buffer; Q4_0 / Q8_0 blocks are read
+ * in place). */
+#define GEMV_CHUNK 256
 
 typedef struct {
     const gemm_desc *d;
     int64_t per;
+    const float *xs; /* Q4_0: the rows of A split as the blocks are (see dot_q4), or NULL */
 } gemv_ctx;
 
 /* Row j of the weight (B's column j), elements [p0, p0+cnt), as floats. */
 static const float *SKM_FN(weight_row)(const gemm_desc *d, int64_t j, int64_t p0, int64_t cnt,
                                        float *tmp) {
     if (d->b_kind == SKM_W_F32) return (const float *)d->b + j * d->csb + p0;
-    if (d->b_kind == SKM_W_INT8) {
-        const int8_t *src = (const int8_t *)d->b + j * d->k + p0;
-        float s = d->scales[j];
-        for (int64_t q = 0; q < cnt; q++) tmp[q] = (float)src[q] * s;
-        return tmp;
-    }
-    /* p0 is a multiple of GEMV_CHUNK, hence of 32; a short last block is zero-padded */
-    const uint8_t *row = (const uint8_t *)d->b + j * d->q_blocks * 16;
-    const float *sc = d->scales + j * d->q_blocks;
-    for (int64_t q = 0; q < cnt; q += 32) SKM_FN(q4_block)(row + ((p0 + q) >> 5) * 16, sc[(p0 + q) >> 5], tmp + q);
+    const int8_t *src = (const int8_t *)d->b + j * d->k + p0; /* int8 per output channel */
+    float s = d->scales[j];
+    for (int64_t q = 0; q < cnt; q++) tmp[q] = (float)src[q] * s;
     return tmp;
 }
 
@@ -456,6 +451,49 @@ static float SKM_FN(dot_q8)(const float *x, const int8_t *q, const float *sc, in
     return skv_reduce_add(acc) + (full * 32 < k ? sc[full] * tail : 0.0f);
 }
 
+/* x . (row of Q4_0 blocks), the blocks read as they lie.  A block holds value 2t in byte t's
+ * low nibble and 2t+1 in its high one, so x comes split the same way (xs: per block its 16
+ * even values, then its 16 odd ones) and each nibble meets its x lane without a shuffle. xs
+ * is zero past k, so a short last block's padding nibbles add nothing. */
+static float SKM_FN(dot_q4)(const float *xs, const uint8_t *q, const float *sc, int64_t blocks) {
+    skv acc = skv_zero();
+    for (int64_t b = 0; b < blocks; b++) {
+        const float *xb = xs + b * 32;
+        const uint8_t *qb = q + b * 16;
+        skv s0 = skv_zero(), s1 = skv_zero();
+        for (int i = 0; i < 16; i += SKM_W) {
+            s0 = skv_fma(skv_load(xb + i), skv_load_q4lo(qb + i), s0);
+            s1 = skv_fma(skv_load(xb + 16 + i), skv_load_q4hi(qb + i), s1);
+        }
+        acc = skv_fma(skv_set1(sc[b]), skv_add(s0, s1), acc);
+    }
+    return skv_reduce_add(acc);
+}
+
+/* dot_q4 for two rows of x (xs and xs + kp) at once: the nibbles are unpacked once for both,
+ * which is most of the work. */
+static void SKM_FN(dot_q4_2)(const float *xs, int64_t kp, const uint8_t *q, const float *sc,
+                             int64_t blocks, float *out) {
+    skv acc0 = skv_zero(), acc1 = skv_zero();
+    for (int64_t b = 0; b < blocks; b++) {
+        const float *xb = xs + b * 32;
+        const uint8_t *qb = q + b * 16;
+        skv s0 = skv_zero(), s1 = skv_zero(), t0 = skv_zero(), t1 = skv_zero();
+        for (int i = 0; i < 16; i += SKM_W) {
+            skv lo = skv_load_q4lo(qb + i), hi = skv_load_q4hi(qb + i);
+            s0 = skv_fma(skv_load(xb + i), lo, s0);
+            s1 = skv_fma(skv_load(xb + 16 + i), hi, s1);
+            t0 = skv_fma(skv_load(xb + kp + i), lo, t0);
+            t1 = skv_fma(skv_load(xb + kp + 16 + i), hi, t1);
+        }
+        skv s = skv_set1(sc[b]);
+        acc0 = skv_fma(s, skv_add(s0, s1), acc0);
+        acc1 = skv_fma(s, skv_add(t0, t1), acc1);
+    }
+    out[0] = skv_reduce_add(acc0);
+    out[1] = skv_reduce_add(acc1);
+}
+
 static void SKM_FN(gemv_task)(void *vctx, int64_t t, int slot) {
     (void)slot;
     gemv_ctx *c = vctx;
@@ -486,6 +524,21 @@ static void SKM_FN(gemv_task)(void *vctx, int64_t t, int slot) {
             for (int64_t i = 0; i < d->m; i++)
                 d->c[i * d->rsc + j] = SKM_FN(dot_q8)(d->a + i * d->rsa, row, sc, d->k);
         }
+    } else if (d->b_kind == SKM_W_Q4_0) {
+        int64_t kp = d->q_blocks * 32;
+        for (int64_t j = j0; j < j1; j++) {
+            const uint8_t *row = (const uint8_t *)d->b + j * d->q_blocks * 16;
+            const float *sc = d->scales + j * d->q_blocks;
+            int64_t i = 0;
+            for (; i + 2 <= d->m; i += 2) {
+                float two[2];
+                SKM_FN(dot_q4_2)(c->xs + i * kp, kp, row, sc, d->q_blocks, two);
+                d->c[i * d->rsc + j] = two[0];
+                d->c[(i + 1) * d->rsc + j] = two[1];
+            }
+            if (i < d->m)
+                d->c[i * d->rsc + j] = SKM_FN(dot_q4)(c->xs + i * kp, row, sc, d->q_blocks);
+        }
     } else { /* weight rows: one dot product per output, a chunk of k at a time */
         float tmp[GEMV_CHUNK];
         for (int64_t j = j0; j < j1; j++) {
@@ -509,13 +562,30 @@ static int SKM_FN(gemv_ok)(const gemm_desc *d) {
 }
 
 static int SKM_FN(gemv_run)(const gemm_desc *d, int parallel) {
-    gemv_ctx c = {d, d->n};
+    gemv_ctx c = {d, d->n, NULL};
     int64_t threads = parallel ? skm_threads() : 1;
     if (threads > 1 && d->n * d->k * d->m >= 64 * 1024) {
         int64_t tasks = MIN(4 * threads, (d->n + 15) / 16);
         c.per = ROUND_UP((d->n + tasks - 1) / tasks, SKM_W);
     }
+    int slot = skm_current_slot();
+    skm_arena_mark_t mark = skm_arena_mark(slot);
+    if (d->b_kind == SKM_W_Q4_0) { /* split once here, not per output row */
+        int64_t kp = d->q_blocks * 32;
+        float *xs = skm_arena_alloc(slot, (size_t)(d->m * kp) * sizeof(float));
+        if (xs == NULL) {
+            skm_arena_release(slot, mark);
+            return SKM_ENOMEM;
+        }
+        memset(xs, 0, (size_t)(d->m * kp) * sizeof(float));
+        for (int64_t i = 0; i < d->m; i++) /* value p of a block: even ones first, then odd */
+            for (int64_t p = 0; p < d->k; p++)
+                xs[i * kp + (p & ~(int64_t)31) + ((p & 31) >> 1) + (p & 1) * 16] =
+                    d->a[i * d->rsa + p];
+        c.xs = xs;
+    }
     skm_parallel_for((d->n + c.per - 1) / c.per, SKM_FN(gemv_task), &c);
+    skm_arena_release(slot, mark);
     return SKM_OK;
 }
 

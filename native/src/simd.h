@@ -8,7 +8,9 @@
  * Conventions shared by all ISAs:
  *   skv_max(a, b) / skv_min(a, b) return b when either is NaN (x86 semantics): put the data
  *   operand second so NaN propagates; skv_pow2n(n) takes integral floats in [-127, 127] and
- *   returns 2**n (n == -127 gives 0); skv_load_i8(p) reads SKM_W int8 values as floats (exact).
+ *   returns 2**n (n == -127 gives 0); skv_load_i8(p) reads SKM_W int8 values as floats (exact);
+ *   skv_load_q4lo(p) / skv_load_q4hi(p) read SKM_W bytes and give their low / high nibbles
+ *   less 8 as floats -8..7 (exact), lane i from byte i: Q4_0 values read in place.
  */
 #ifndef SKM_SIMD_H
 #define SKM_SIMD_H
@@ -37,6 +39,19 @@ typedef __m512 skv;
 SKM_INLINE skv skv_load(const float *p) { return _mm512_loadu_ps(p); }
 SKM_INLINE skv skv_load_i8(const int8_t *p) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)p)));
+}
+/* The nibble goes into the mantissa of 2^23 (no int->float convert), 2^23 + 8 then comes off. */
+SKM_INLINE skv skm_q4_magic(__m512i n) {
+    __m512 f = _mm512_castsi512_ps(_mm512_or_si512(n, _mm512_set1_epi32(0x4B000000)));
+    return _mm512_sub_ps(f, _mm512_set1_ps(8388616.0f));
+}
+SKM_INLINE skv skv_load_q4lo(const uint8_t *p) {
+    __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)p));
+    return skm_q4_magic(_mm512_and_si512(b, _mm512_set1_epi32(15)));
+}
+SKM_INLINE skv skv_load_q4hi(const uint8_t *p) {
+    __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)p));
+    return skm_q4_magic(_mm512_srli_epi32(b, 4));
 }
 SKM_INLINE void skv_store(float *p, skv v) { _mm512_storeu_ps(p, v); }
 SKM_INLINE skv skv_set1(float x) { return _mm512_set1_ps(x); }
@@ -69,6 +84,19 @@ typedef __m256 skv;
 SKM_INLINE skv skv_load(const float *p) { return _mm256_loadu_ps(p); }
 SKM_INLINE skv skv_load_i8(const int8_t *p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p)));
+}
+/* The nibble goes into the mantissa of 2^23 (no int->float convert), 2^23 + 8 then comes off. */
+SKM_INLINE skv skm_q4_magic(__m256i n) {
+    __m256 f = _mm256_castsi256_ps(_mm256_or_si256(n, _mm256_set1_epi32(0x4B000000)));
+    return _mm256_sub_ps(f, _mm256_set1_ps(8388616.0f));
+}
+SKM_INLINE skv skv_load_q4lo(const uint8_t *p) {
+    __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p));
+    return skm_q4_magic(_mm256_and_si256(b, _mm256_set1_epi32(15)));
+}
+SKM_INLINE skv skv_load_q4hi(const uint8_t *p) {
+    __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p));
+    return skm_q4_magic(_mm256_srli_epi32(b, 4));
 }
 SKM_INLINE void skv_store(float *p, skv v) { _mm256_storeu_ps(p, v); }
 SKM_INLINE skv skv_set1(float x) { return _mm256_set1_ps(x); }
@@ -117,6 +145,19 @@ SKM_INLINE skv skv_load_i8(const int8_t *p) {
     int16x8_t wide = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(four)));
     return vcvtq_f32_s32(vmovl_s16(vget_low_s16(wide)));
 }
+SKM_INLINE uint32x4_t skm_neon_u8x4(const uint8_t *p) {
+    uint32_t four;
+    memcpy(&four, p, sizeof four);
+    return vmovl_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(four)))));
+}
+SKM_INLINE skv skv_load_q4lo(const uint8_t *p) {
+    int32x4_t n = vreinterpretq_s32_u32(vandq_u32(skm_neon_u8x4(p), vdupq_n_u32(15)));
+    return vcvtq_f32_s32(vsubq_s32(n, vdupq_n_s32(8)));
+}
+SKM_INLINE skv skv_load_q4hi(const uint8_t *p) {
+    int32x4_t n = vreinterpretq_s32_u32(vshrq_n_u32(skm_neon_u8x4(p), 4));
+    return vcvtq_f32_s32(vsubq_s32(n, vdupq_n_s32(8)));
+}
 SKM_INLINE void skv_store(float *p, skv v) { vst1q_f32(p, v); }
 SKM_INLINE skv skv_set1(float x) { return vdupq_n_f32(x); }
 SKM_INLINE skv skv_bcast(const float *p) { return vld1q_dup_f32(p); }
@@ -149,6 +190,8 @@ typedef float skv __attribute__((vector_size(64), aligned(4)));
 typedef int32_t skm_vi __attribute__((vector_size(64), aligned(4)));
 SKM_INLINE skv skv_load(const float *p) { skv v; memcpy(&v, p, sizeof v); return v; }
 SKM_INLINE skv skv_load_i8(const int8_t *p) { skv v; for (int i = 0; i < 16; i++) v[i] = p[i]; return v; }
+SKM_INLINE skv skv_load_q4lo(const uint8_t *p) { skv v; for (int i = 0; i < 16; i++) v[i] = (p[i] & 15) - 8; return v; }
+SKM_INLINE skv skv_load_q4hi(const uint8_t *p) { skv v; for (int i = 0; i < 16; i++) v[i] = (p[i] >> 4) - 8; return v; }
 SKM_INLINE void skv_store(float *p, skv v) { memcpy(p, &v, sizeof v); }
 SKM_INLINE skv skv_set1(float x) { skv v = {0}; return v + x; }
 SKM_INLINE skv skv_bcast(const float *p) { return skv_set1(*p); }
@@ -182,6 +225,8 @@ SKM_INLINE float skv_reduce_max(skv v) { float m = v[0]; for (int i = 1; i < 16;
 typedef float skv;
 SKM_INLINE skv skv_load(const float *p) { return *p; }
 SKM_INLINE skv skv_load_i8(const int8_t *p) { return (float)*p; }
+SKM_INLINE skv skv_load_q4lo(const uint8_t *p) { return (float)((*p & 15) - 8); }
+SKM_INLINE skv skv_load_q4hi(const uint8_t *p) { return (float)((*p >> 4) - 8); }
 SKM_INLINE void skv_store(float *p, skv v) { *p = v; }
 SKM_INLINE skv skv_set1(float x) { return x; }
 SKM_INLINE skv skv_bcast(const float *p) { return *p; }

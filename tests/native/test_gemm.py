@@ -186,6 +186,34 @@ def test_q4_0_zero_block():
     assert np.all(scales == 0) and np.all(native.dequantize_q4_0(q, scales, 32) == 0)
 
 
+# M < MR (6 on every ISA) takes the few-rows path, which reads the 4-bit blocks in place (in
+# pairs of rows, an odd row alone); M >= MR the packed GEMM.  K off a multiple of 32 leaves a
+# short last block whose padding nibbles must add nothing.
+@pytest.mark.parametrize("m,k,n", [(1, 1, 3), (1, 45, 20), (1, 300, 17), (2, 31, 9), (3, 32, 9),
+                                   (4, 100, 33), (5, 64, 8), (5, 257, 40), (9, 100, 20)])  # fmt: skip
+def test_q4_0_few_rows_match_scalar_and_numpy(isa, rng, m, k, n):
+    x, w, bias = rand(rng, m, k), rand(rng, n, k), rand(rng, n)
+    q, scales = native.quantize_q4_0(w)
+    deq = native.dequantize_q4_0(q, scales, k)
+    out = native.matmul_q4_0(x, q, scales, bias, activation="silu")
+    pre = x.astype(np.float64) @ deq.T.astype(np.float64) + bias
+    assert nerr(out, pre / (1 + np.exp(-pre))) < 2e-6
+    with native.using_isa("scalar"):
+        ref = native.matmul_q4_0(x, q, scales, bias, activation="silu")
+    assert nerr(out, ref.astype(np.float64)) < 2e-6
+
+
+def test_q4_0_padding_is_never_read():
+    w = np.zeros((3, 40), np.float32)
+    q, scales = native.quantize_q4_0(w)
+    # garbage nibbles in the padding past in_features (values 40..63 are bytes 4..15 of the
+    # last block) must not reach the product, on the few-rows path (M < 6) or the packed one
+    q[:, -1, 4:] = 0xF0
+    scales[:] = 1.0
+    for m in (1, 2, 3, 7):
+        assert np.all(native.matmul_q4_0(np.ones((m, 40), np.float32), q, scales) == 0)
+
+
 # M=1 and M < MR take the streamed few-rows path (weight rows decoded a chunk at a time), the
 # rest the packed GEMM; K off a multiple of 32 leaves a short, zero-padded last block, and
 # K = 300 > 256 crosses a GEMV chunk.
