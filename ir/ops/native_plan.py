@@ -125,11 +125,13 @@ def _linear(lib, node, attrs, ins, outs, constants, packed):
 
 
 _I8 = np.dtype(np.int8)
+_U8 = np.dtype(np.uint8)
 
 
-def _qlinear_q8_0(lib, node, attrs, ins, outs, constants):
-    """q8_0 QLinear onto skm_linear_q8_0: a decoded token is one small call per layer, so the
-    Python wrapper's checks are done here, once, against the recorded layouts."""
+def _qlinear_blocks(node, attrs, ins, outs, constants, fn, q_dtype, q_width):
+    """A weight-only block QLinear (32 values a block, one float32 scale each; q [out,
+    ceil(K/32), q_width] of q_dtype) onto its C linear: a decoded token is one small call per
+    layer, so the Python wrapper's checks are done here, once, against the recorded layouts."""
     act = ACTIVATION_IDS.get(attrs.get("activation", "none"))
     x, q, scales = ins[0], ins[1], ins[2]
     names = node.inputs
@@ -141,7 +143,9 @@ def _qlinear_q8_0(lib, node, attrs, ins, outs, constants):
         return None
     k = x.shape[-1]
     blocks = -(-k // 32)
-    if q.dtype != _I8 or q.shape[1:] != (blocks, 32) or len(q.shape) != 3 or not q.contiguous:
+    if q.dtype != q_dtype or len(q.shape) != 3 or q.shape[1:] != (blocks, q_width):
+        return None
+    if not q.contiguous:
         return None
     n = q.shape[0]
     if not _f32(scales) or scales.shape != (n, blocks) or outs[0].shape != x.shape[:-1] + (n,) \
@@ -152,7 +156,17 @@ def _qlinear_q8_0(lib, node, attrs, ins, outs, constants):
         return None
     args = [Ptr(names[0]), Ptr(names[1]), Ptr(names[2]), Ptr(bias) if bias else None, Out(0),
             math.prod(x.shape[:-1]), n, k, act]  # fmt: skip
-    return CCall(lib.skm_linear_q8_0, args)
+    return CCall(fn, args)
+
+
+def _qlinear_q8_0(lib, node, attrs, ins, outs, constants):
+    """q8_0 QLinear onto skm_linear_q8_0 (q int8 [out, blocks, 32])."""
+    return _qlinear_blocks(node, attrs, ins, outs, constants, lib.skm_linear_q8_0, _I8, 32)
+
+
+def _qlinear_q4_0(lib, node, attrs, ins, outs, constants):
+    """q4_0 QLinear onto skm_linear_q4_0 (q uint8 [out, blocks, 16], two values a byte)."""
+    return _qlinear_blocks(node, attrs, ins, outs, constants, lib.skm_linear_q4_0, _U8, 16)
 
 
 def _qlinear(lib, node, attrs, ins, outs, constants, packed):
@@ -161,6 +175,8 @@ def _qlinear(lib, node, attrs, ins, outs, constants, packed):
     act = ACTIVATION_IDS.get(attrs.get("activation", "none"))
     if attrs.get("scheme") == "q8_0":
         return _qlinear_q8_0(lib, node, attrs, ins, outs, constants)
+    if attrs.get("scheme") == "q4_0":
+        return _qlinear_q4_0(lib, node, attrs, ins, outs, constants)
     if attrs.get("scheme") != "int8" or act is None or len(node.inputs) > 4:
         return None
     x, q, scales = ins[0], ins[1], ins[2]

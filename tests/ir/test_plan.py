@@ -180,3 +180,34 @@ def test_q8_0_qlinears_are_planned_as_direct_calls(monkeypatch):
     without = Executor(graph)
     without.run(feeds)
     assert qlinears > 0 and planned["native"] - planned_kinds(without)[0]["native"] == qlinears
+
+
+def test_q4_0_qlinears_are_planned_as_direct_calls(monkeypatch):
+    """q4_0's QLinears are compiled into the plan too (skm_linear_q4_0, checked once), at one
+    decoded token (the few-rows path that reads the 4-bit blocks in place) and at a prompt's
+    rows (the packed path), and give what the unplanned kernels give."""
+    from skillmill.ir.ops import native_plan
+    from skillmill.ir.passes.quantize import quantize_graph
+
+    graph, _ = quantize_graph(optimised("llama")[1], "q4_0")
+    qlinears = sum(
+        1 for node in graph.nodes if node.op == "QLinear" and node.attrs.get("scheme") == "q4_0"
+    )
+    for seq in (1, 7):
+        feeds = {k: v.numpy() for k, v in tiny_models.inputs("llama", 1, seq).items()}
+        executor = Executor(graph)
+        want = executor.run_unplanned(feeds)
+        for _ in range(2):
+            got = executor.run(feeds)
+            for name in want:
+                np.testing.assert_allclose(
+                    got[name], want[name], rtol=1e-5, atol=1e-5, err_msg=name
+                )
+        planned = planned_kinds(executor)[0]
+        # the same graph with the q4_0 compiler off: exactly the QLinears leave the native steps
+        with monkeypatch.context() as patch:
+            patch.setattr(native_plan, "_qlinear_q4_0", lambda *args: None)
+            without = Executor(graph)
+            without.run(feeds)
+        assert qlinears > 0
+        assert planned["native"] - planned_kinds(without)[0]["native"] == qlinears
