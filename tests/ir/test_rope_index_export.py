@@ -117,7 +117,8 @@ class RopePositions(torch.nn.Module):
 
     def forward(self, input_ids, mm_token_type_ids, image_grid_thw, attention_mask):
         positions, deltas = self.cls.get_rope_index(
-            self, input_ids, mm_token_type_ids, image_grid_thw, attention_mask=attention_mask)
+            self, input_ids, mm_token_type_ids, image_grid_thw, attention_mask=attention_mask
+        )
         return {"positions": positions.float() * self.scale, "deltas": deltas}
 
 
