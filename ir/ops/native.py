@@ -223,24 +223,34 @@ def _conv(lib, attrs):
     def fast(inputs, attrs):
         x, w = inputs[0], inputs[1]
         bias = inputs[2] if len(inputs) > 2 else None
-        if not _f32(x, w) or x.ndim != 4 or attrs.get("pads") is not None:
+        if not _f32(x, w) or x.ndim not in (3, 4) or w.ndim != x.ndim:
             return None
         if bias is not None and not _f32(bias):
             return None
-        padding = attrs.get("padding", [0])
-        if len(padding) == 2 and padding[0] != padding[1]:
-            pass
-        return lib.conv2d(_c(x), _c(w), None if bias is None else _c(bias),
-                          stride=tuple(_two(attrs.get("stride", [1]))),
-                          padding=tuple(_two(padding)), dilation=tuple(_two(attrs.get("dilation", [1]))),
-                          groups=int(attrs.get("groups", 1)))  # fmt: skip
+        nsp = x.ndim - 2
+        stride, dilation = _per_dim(attrs.get("stride", [1]), nsp), _per_dim(attrs.get("dilation", [1]), nsp)
+        pads = attrs.get("pads")
+        pads = [tuple(p) for p in pads] if pads is not None else [(p, p) for p in _per_dim(attrs.get("padding", [0]), nsp)]
+        if len(pads) != nsp or len(stride) != nsp or len(dilation) != nsp or min(min(p) for p in pads) < 0:
+            return None  # negative pads crop (ONNX): numpy's reference does that
+        if any(before != after for before, after in pads):  # uneven (ONNX's SAME, a causal pad):
+            x = np.pad(x, [(0, 0), (0, 0)] + [tuple(p) for p in pads])  # pad once, then convolve exactly
+            pads = [(0, 0)] * nsp
+        padding = [before for before, _ in pads]
+        if nsp == 1:  # a 1-D conv is the 2-D kernel over a height of one: the same sums, in order
+            x, w = x[:, :, None, :], w[:, :, None, :]
+            stride, padding, dilation = [1, *stride], [0, *padding], [1, *dilation]
+        y = lib.conv2d(_c(x), _c(w), None if bias is None else _c(bias), stride=tuple(stride),
+                       padding=tuple(padding), dilation=tuple(dilation),
+                       groups=int(attrs.get("groups", 1)))  # fmt: skip
+        return y.reshape(y.shape[0], y.shape[1], y.shape[3]) if nsp == 1 else y
 
     return fast
 
 
-def _two(value: Any) -> list[int]:
-    value = list(value) if isinstance(value, (list, tuple)) else [value]
-    return value * 2 if len(value) == 1 else value
+def _per_dim(value: Any, n: int) -> list[int]:
+    value = [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+    return value * n if len(value) == 1 else value
 
 
 def _qlinear(lib, attrs):
