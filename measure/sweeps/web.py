@@ -10,9 +10,10 @@ at the same three shapes, every output compared with PyTorch eager.
 status: pass; export_failed (torch.onnx.export refused the model: the ONNX sweep's reason);
 unsupported (ONNX Runtime Web would not open the file on the provider: an op it has no kernel
 for, named in ``op`` and the reason, or no node on the provider at all); mismatch (ran, but an
-output differs, is missing, has another shape, or a shape does not run); timeout (the page did
-not answer within its time limit, or the harness's); error (anything else: no browser, the
-provider refused by the browser, the tiny model).  ``provider`` is what ran, as the target's
+output differs, is missing, has another shape, or a shape does not run); timeout (the browser did
+not start twice in a row, or the page did not answer, within its time limit, or the harness's
+per type); error (anything else: no browser, the provider refused by the browser, the tiny
+model).  ``provider`` is what ran, as the target's
 result names it (``chromium:webgpu (google swiftshader; 94 of 131 nodes, 37 on wasm)``).
 
 The browser is the engine's per-process one (``browser.shared_browser``), started on a type's
@@ -100,6 +101,21 @@ def _address_space_uncapped() -> Iterator[None]:
             pass
 
 
+def _start_browser() -> None:
+    """The process's browser, started here so Chromium inherits no address-space cap; a start
+    that misses its minute on a busy machine is tried once more (the model is not at fault)."""
+    from skillmill.engines.web import browser
+
+    for attempt in (1, 2):
+        try:
+            with _address_space_uncapped():
+                browser.shared_browser()
+            return
+        except browser.PageTimeout:
+            if attempt == 2:
+                raise
+
+
 def _in_browser(provider: str, path: Path, model: Any, batches: list[dict[str, Any]],
                 result: dict[str, Any]) -> Any:  # fmt: skip
     """The exported file opened by ONNX Runtime Web on ``provider`` and validated like the ONNX
@@ -107,10 +123,10 @@ def _in_browser(provider: str, path: Path, model: Any, batches: list[dict[str, A
     from skillmill.engines.onnxruntime import export
     from skillmill.engines.web import browser, runner
 
-    result["stage"] = "load"
+    result["stage"] = "browser"
     try:
-        with _address_space_uncapped():
-            browser.shared_browser()  # started here, so Chromium inherits no cap
+        _start_browser()
+        result["stage"] = "load"
         session = runner.WebSession(path, provider)
     except browser.PageTimeout as exc:
         return {**result, "status": "timeout", "reason": _short(exc)}
