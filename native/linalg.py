@@ -444,20 +444,7 @@ def matmul_q4_0(
     """``linear(x, dequantize_q4_0(q, scales, x.shape[-1]), bias, activation)``; the blocks
     are dequantized while packing, or read in place for fewer than 6 rows (a decoded token),
     so the weight stays 4-bit in memory."""
-    require()
-    act = chk.activation_id(activation)
-    x = chk.f32("x", x, min_ndim=1)
-    k = x.shape[-1]
-    q, scales = _q4_checks(q, scales, k)
-    n_out = q.shape[0]
-    bias, res, rows = _linear_checks(x, n_out, k, bias, out, (x, q, scales))
-    if res.size == 0:
-        return res
-    rc = lib.skm_linear_q4_0(
-        fptr(x), ptr(q), fptr(scales), fptr(bias), fptr(res), rows, n_out, k, act
-    )
-    check_rc(rc, "matmul_q4_0")
-    return res
+    return _block_linear(x, q, scales, bias, activation, out, _q4_checks, lib.skm_linear_q4_0, "matmul_q4_0")
 
 
 def quantize_q8_0(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -510,19 +497,22 @@ def matmul_q8_0(
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """``linear(x, dequantize_q8_0(q, scales, x.shape[-1]), bias, activation)``; the blocks
-    are dequantized while packing (or a chunk at a time for a few rows), so the weight stays
-    8-bit in memory: a quarter of float32's traffic where decoding is memory-bound."""
+    are dequantized while packing, or read in place for fewer than 6 rows (a decoded token), so
+    the weight stays 8-bit in memory: a quarter of float32's traffic where decoding is memory-bound."""
+    return _block_linear(x, q, scales, bias, activation, out, _q8_checks, lib.skm_linear_q8_0, "matmul_q8_0")
+
+
+def _block_linear(x, q, scales, bias, activation, out, layout_checks, kernel, name) -> np.ndarray:
+    """The weight-only block formats' one call path: every argument checked (the layout by the
+    format's own checks) before the C kernel sees it."""
     require()
     act = chk.activation_id(activation)
     x = chk.f32("x", x, min_ndim=1)
     k = x.shape[-1]
-    q, scales = _q8_checks(q, scales, k)
+    q, scales = layout_checks(q, scales, k)
     n_out = q.shape[0]
     bias, res, rows = _linear_checks(x, n_out, k, bias, out, (x, q, scales))
     if res.size == 0:
         return res
-    rc = lib.skm_linear_q8_0(
-        fptr(x), ptr(q), fptr(scales), fptr(bias), fptr(res), rows, n_out, k, act
-    )
-    check_rc(rc, "matmul_q8_0")
+    check_rc(kernel(fptr(x), ptr(q), fptr(scales), fptr(bias), fptr(res), rows, n_out, k, act), name)
     return res

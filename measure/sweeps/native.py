@@ -122,20 +122,21 @@ def speed_against_torch(model: Any, native: Any, dynamic: bool = True, budget_s:
     import torch
 
     from skillmill.native import control
-    from skillmill.registry.dummy_inputs import dummy_inputs
 
     threads = torch.get_num_threads(), control.get_num_threads()
     torch.set_num_threads(1)
     control.set_num_threads(1)
     try:
-        return {**_time_both(model, native, dynamic, budget_s, dummy_inputs), "speed_threads": 1}
+        return {**_time_both(model, native, dynamic, budget_s), "speed_threads": 1}
     finally:
         torch.set_num_threads(threads[0])
         control.set_num_threads(threads[1])
 
 
-def _time_both(model: Any, native: Any, dynamic: bool, budget_s: float, dummy_inputs: Any) -> dict[str, Any]:
+def _time_both(model: Any, native: Any, dynamic: bool, budget_s: float) -> dict[str, Any]:
     import torch
+
+    from skillmill.registry.dummy_inputs import dummy_inputs
 
     shapes = [SPEED_SHAPE, SHAPES[0]] if dynamic else [SHAPES[0]]
     last_error = ""
